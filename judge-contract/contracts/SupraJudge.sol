@@ -1,0 +1,524 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {Offer, Message, Ack, Stop, PeerAuth} from "./SupraTypes.sol";
+import {ISupraJudge} from "./ISupraJudge.sol";
+import {SupraHashing} from "./SupraHashing.sol";
+import {
+    ChannelRecord,
+    Account,
+    AccountLib,
+    Terms,
+    TermsLib,
+    Progress,
+    Pending,
+    PHASE_OPEN,
+    PHASE_CLOSING,
+    PHASE_SETTLED
+} from "./ChannelRecord.sol";
+
+/// @title SupraJudge
+/// @notice Judge of Supra payment channels: per-message payment for live MQTT streams sold between brokers,
+///         with the rules of docs/PROTOCOL.md section 2. See {ISupraJudge} for the behaviour of each function.
+///
+/// @dev Storage. A channel is five words (ChannelRecord.sol), of which `open` writes only three: the stream
+///      id, the buyer with the deposit, and the terms. Claims, acks, closing and disputes live in two words
+///      that are zero at open. The seller is not stored: it is the high 20 bytes of the stream id. Amounts
+///      are uint96 (79 billion ether), checked on entry; the window is uint32.
+///      A posting is one word per `(streamId, seq)`: the first 24 bytes of the message digest (enough to tell
+///      a repeat from a conflicting post; every proof recomputes full digests from signed messages) and the
+///      message timestamp in ms, which {claimPosted} compares with the close request.
+///
+///      Payments. Every transfer is the last step of a call, after all its state changes
+///      (checks-effects-interactions): a payee that re-enters sees the final state, and no function uses a
+///      cached value after a transfer. Payments are pushed, so that a seller's claim or a buyer's refund is
+///      one transaction, but with a bounded gas allowance ({PAYOUT_GAS}) and no return data copy; if a push
+///      fails (a payee whose code reverts or needs more gas), the amount is credited to the payee, who pulls
+///      it with {withdraw}. Hence no payee can block a settlement or make its caller spend more than
+///      {PAYOUT_GAS} on it, and no ether can get stuck.
+contract SupraJudge is ISupraJudge, EIP712 {
+    /// @inheritdoc ISupraJudge
+    uint256 public constant PAYOUT_GAS = 50_000;
+
+    mapping(uint256 channelId => ChannelRecord) private _channels;
+    /// @dev bytes24 digest prefix (high) ‖ uint64 message timestamp in ms (low); zero = not posted.
+    mapping(bytes32 streamId => mapping(uint64 seq => bytes32)) private _postings;
+    mapping(address account => uint256) private _owed;
+
+    constructor() EIP712("Supra", "1") {}
+
+    // ------------------------------------------------------------------------------------------------
+    // Channel life cycle
+    // ------------------------------------------------------------------------------------------------
+
+    /// @inheritdoc ISupraJudge
+    function open(Offer calldata o, bytes calldata sellerSig) external payable returns (uint256 channelId) {
+        // Hash first: SupraHashing rejects any non-canonical field, so the raw reads below are clean.
+        bytes32 digest = _hashTypedDataV4(SupraHashing.hash(o));
+        bytes32 streamId;
+        address offerSeller;
+        address offerBuyer;
+        uint256 price;
+        uint256 window;
+        uint256 startSeq;
+        uint256 tAck;
+        uint256 tClosure;
+        uint256 validUntil;
+        assembly ("memory-safe") {
+            streamId := calldataload(o)
+            offerSeller := calldataload(add(o, 0x20))
+            offerBuyer := calldataload(add(o, 0x40))
+            price := calldataload(add(o, 0x60))
+            window := calldataload(add(o, 0x80))
+            startSeq := calldataload(add(o, 0xa0))
+            tAck := calldataload(add(o, 0xc0))
+            tClosure := calldataload(add(o, 0xe0))
+            validUntil := calldataload(add(o, 0x100))
+        }
+        if (msg.sender != offerBuyer) revert NotBuyer(msg.sender, offerBuyer);
+        if (block.timestamp > validUntil) revert OfferExpired(uint64(validUntil), block.timestamp);
+        address seller = _seller(streamId);
+        if (offerSeller != seller) revert SellerMismatch(offerSeller, streamId);
+        if (price == 0 || window == 0 || tAck == 0 || tClosure == 0) {
+            revert InvalidTerms(price, uint64(window), uint32(tAck), uint32(tClosure));
+        }
+        if (price > type(uint96).max) revert AmountTooLarge(price, type(uint96).max);
+        if (window > type(uint32).max) revert WindowTooLarge(uint64(window), type(uint32).max);
+        if (msg.value < price * window) revert DepositTooSmall(msg.value, price * window);
+        if (msg.value > type(uint96).max) revert AmountTooLarge(msg.value, type(uint96).max);
+        _checkSigner(digest, sellerSig, seller);
+
+        channelId = uint256(digest);
+        ChannelRecord storage c = _channels[channelId];
+        if (c.account.buyer() != address(0)) revert ChannelExists(channelId);
+        c.streamId = streamId;
+        c.account = AccountLib.pack(msg.sender, msg.value);
+        c.terms = TermsLib.pack(price, window, startSeq, tAck, tClosure);
+        emit ChannelOpened(channelId, streamId, msg.sender, msg.value);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function topUp(uint256 channelId) external payable {
+        ChannelRecord storage c = _channels[channelId];
+        Account account = c.account;
+        Progress progress = c.progress;
+        if (account.buyer() == address(0) || progress.phase() != PHASE_OPEN) {
+            revert WrongStatus(channelId, _status(account, progress));
+        }
+        if (msg.sender != account.buyer()) revert NotBuyer(msg.sender, account.buyer());
+        if (msg.value == 0) revert ZeroAmount();
+        uint256 deposit = account.deposit() + msg.value;
+        if (deposit > type(uint96).max) revert AmountTooLarge(deposit, type(uint96).max);
+        c.account = account.withDeposit(deposit);
+        emit ToppedUp(channelId, msg.value, deposit);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function post(Message calldata m, bytes calldata payload, bytes calldata sellerSig) external {
+        bytes32 payloadHash = keccak256(payload);
+        if (payloadHash != m.payloadHash) revert PayloadMismatch(m.payloadHash, payloadHash);
+        bytes32 digest = _hashTypedDataV4(SupraHashing.hash(m));
+        bytes32 streamId = m.streamId;
+        uint64 seq = m.seq;
+        bytes32 stored = _postings[streamId][seq];
+        if (stored != 0 && bytes24(stored) == bytes24(digest)) return; // the same message again
+        _checkSigner(digest, sellerSig, _seller(streamId));
+        if (stored != 0) revert ConflictingPost(streamId, seq, bytes24(stored), digest);
+        _postings[streamId][seq] = bytes32(bytes24(digest)) | bytes32(uint256(m.timestamp));
+        emit Posted(streamId, seq, digest, m.timestamp, m.prev, payload, sellerSig);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function claim(Ack calldata a, bytes calldata buyerSig) external {
+        uint256 channelId = a.channelId;
+        (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
+        Terms terms = c.terms;
+        uint256 count = _checkAck(a, buyerSig, account.buyer(), terms);
+        (Progress next, uint256 paid) = _applyAck(progress, account.deposit(), count * terms.price(), count);
+        if (paid == 0) revert NothingToClaim(channelId, a.seq);
+        c.progress = next;
+        emit Claimed(channelId, a.seq, paid, next.claimed());
+        _pay(_seller(c.streamId), paid);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function claimPosted(uint256 channelId, uint64 uptoSeq) external {
+        (ChannelRecord storage c,, Progress progress) = _live(channelId);
+        bytes32 streamId = c.streamId;
+        address seller = _seller(streamId);
+        if (msg.sender != seller) revert NotSeller(msg.sender, seller);
+        Terms terms = c.terms;
+        uint64 startSeq = terms.startSeq();
+        if (uptoSeq < startSeq) revert SeqBeforeStart(uptoSeq, startSeq);
+        uint256 count = uint256(uptoSeq) - startSeq + 1;
+        uint256 acked = progress.acked();
+        uint256 window = terms.window();
+        if (count <= acked || count > acked + window) {
+            revert ClaimOutOfWindow(uptoSeq, startSeq + acked, startSeq + acked + window - 1);
+        }
+        Pending pending = c.pending;
+        uint256 recorded = pending.postedClaim();
+        if (count <= recorded) revert NothingToClaim(channelId, uptoSeq);
+
+        // Seqs up to max(acked, recorded) are covered by a claimed ack or were checked by an earlier record
+        // (made while Open, hence posted before the close, or while Closing, hence checked against it).
+        uint256 closeMs = progress.phase() == PHASE_CLOSING ? progress.closeRequestedAt() * 1000 : type(uint256).max;
+        mapping(uint64 => bytes32) storage postings = _postings[streamId];
+        for (uint256 seq = startSeq + (acked > recorded ? acked : recorded); seq <= uptoSeq; ++seq) {
+            bytes32 p = postings[uint64(seq)];
+            if (p == 0) revert NotPosted(streamId, uint64(seq));
+            uint64 timestamp = uint64(uint256(p));
+            if (timestamp > closeMs) revert PostedAfterClose(uint64(seq), timestamp, closeMs);
+        }
+
+        c.pending = pending.withPostedClaim(count);
+        emit PostedClaimRecorded(channelId, uptoSeq);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function requestClose(uint256 channelId) external {
+        ChannelRecord storage c = _channels[channelId];
+        Account account = c.account;
+        Progress progress = c.progress;
+        if (account.buyer() == address(0) || progress.phase() != PHASE_OPEN) {
+            revert WrongStatus(channelId, _status(account, progress));
+        }
+        if (msg.sender != account.buyer() && msg.sender != _seller(c.streamId)) revert NotParty(msg.sender);
+        c.progress = progress.closing(block.timestamp);
+        emit CloseRequested(channelId, msg.sender, block.timestamp + c.terms.tClosure());
+    }
+
+    /// @inheritdoc ISupraJudge
+    function settle(uint256 channelId) external {
+        ChannelRecord storage c = _channels[channelId];
+        Account account = c.account;
+        Progress progress = c.progress;
+        if (account.buyer() == address(0) || progress.phase() != PHASE_CLOSING) {
+            revert WrongStatus(channelId, _status(account, progress));
+        }
+        Terms terms = c.terms;
+        uint256 settleAfter = progress.closeRequestedAt() + terms.tClosure();
+        if (block.timestamp < settleAfter) revert ClosureNotElapsed(settleAfter, block.timestamp);
+        Pending pending = c.pending;
+        if (pending.disputeDeadline() != 0) revert AccusationOpen(channelId, pending.disputeSeq());
+
+        uint256 deposit = account.deposit();
+        uint256 claimed = progress.claimed();
+        uint256 toSeller;
+        uint256 postedCost = pending.postedClaim() * terms.price();
+        if (postedCost > claimed) toSeller = _min(postedCost - claimed, deposit - claimed);
+        claimed += toSeller;
+        uint256 toBuyer = deposit - claimed;
+
+        c.progress = progress.withClaimed(claimed).settled();
+        emit Settled(channelId, toSeller, toBuyer);
+        if (toSeller != 0) _pay(_seller(c.streamId), toSeller);
+        _pay(account.buyer(), toBuyer);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Disputes and proofs
+    // ------------------------------------------------------------------------------------------------
+
+    /// @inheritdoc ISupraJudge
+    function accuse(uint256 channelId, Message calldata seen, bytes calldata sellerSig, uint64 missingSeq) external {
+        (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
+        if (msg.sender != account.buyer()) revert NotBuyer(msg.sender, account.buyer());
+        Pending pending = c.pending;
+        if (pending.disputeDeadline() != 0) revert AccusationOpen(channelId, pending.disputeSeq());
+        bytes32 streamId = c.streamId;
+        if (seen.streamId != streamId) revert WrongStream(streamId, seen.streamId);
+        _checkSigner(_hashTypedDataV4(SupraHashing.hash(seen)), sellerSig, _seller(streamId));
+        Terms terms = c.terms;
+        uint256 lowest = terms.startSeq() + progress.acked();
+        if (missingSeq < lowest || missingSeq >= seen.seq) revert MissingSeqOutOfRange(missingSeq, lowest, seen.seq);
+        if (_postings[streamId][missingSeq] != 0) revert AlreadyPosted(streamId, missingSeq);
+
+        uint256 deadline = block.timestamp + terms.tAck();
+        c.pending = pending.withDispute(missingSeq, deadline);
+        emit Accused(channelId, missingSeq, seen.seq, deadline);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function defend(uint256 channelId) external {
+        (ChannelRecord storage c,,) = _live(channelId);
+        Pending pending = c.pending;
+        uint64 missingSeq = _answerable(channelId, pending);
+        bytes32 streamId = c.streamId;
+        if (_postings[streamId][missingSeq] == 0) revert NotPosted(streamId, missingSeq);
+        c.pending = pending.withoutDispute();
+        emit Defended(channelId, missingSeq);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function defendWithAck(Ack calldata a, bytes calldata buyerSig) external {
+        uint256 channelId = a.channelId;
+        (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
+        Pending pending = c.pending;
+        uint64 missingSeq = _answerable(channelId, pending);
+        Terms terms = c.terms;
+        uint256 count = _checkAck(a, buyerSig, account.buyer(), terms);
+        if (a.seq < missingSeq) revert AckTooLow(a.seq, missingSeq);
+
+        c.pending = pending.withoutDispute();
+        emit Defended(channelId, missingSeq);
+        (Progress next, uint256 paid) = _applyAck(progress, account.deposit(), count * terms.price(), count);
+        if (Progress.unwrap(next) != Progress.unwrap(progress)) {
+            c.progress = next;
+            emit Claimed(channelId, a.seq, paid, next.claimed());
+        }
+        if (paid != 0) _pay(_seller(c.streamId), paid);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function resolve(uint256 channelId) external {
+        (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
+        Pending pending = c.pending;
+        uint256 deadline = pending.disputeDeadline();
+        if (deadline == 0) revert NoAccusation(channelId);
+        if (block.timestamp <= deadline) revert DeadlineNotPassed(deadline, block.timestamp);
+        uint256 refund = account.deposit() - progress.claimed();
+
+        c.pending = pending.withoutDispute();
+        c.progress = progress.settled();
+        emit AccusationUpheld(channelId, pending.disputeSeq());
+        emit Settled(channelId, 0, refund);
+        _pay(account.buyer(), refund);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function proveWrongCost(Ack calldata a, bytes calldata buyerSig) external {
+        uint256 channelId = a.channelId;
+        (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
+        _checkSigner(_hashTypedDataV4(SupraHashing.hash(a)), buyerSig, account.buyer());
+        Terms terms = c.terms;
+        uint64 startSeq = terms.startSeq();
+        if (a.seq >= startSeq && a.cost == (uint256(a.seq) - startSeq + 1) * terms.price()) {
+            revert CostIsCorrect(a.seq, a.cost);
+        }
+        uint256 deposit = account.deposit();
+        uint256 penalty = deposit - progress.claimed();
+
+        c.progress = progress.withClaimed(deposit).settled();
+        _clearDispute(c);
+        emit WrongCostProven(channelId, a.seq, a.cost);
+        emit Settled(channelId, penalty, 0);
+        _pay(_seller(c.streamId), penalty);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function proveEquivocation(
+        uint256 channelId,
+        Message calldata a,
+        bytes calldata sigA,
+        Message calldata b,
+        bytes calldata sigB
+    ) external {
+        (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
+        bytes32 streamId = c.streamId;
+        if (a.streamId != streamId) revert WrongStream(streamId, a.streamId);
+        if (b.streamId != streamId) revert WrongStream(streamId, b.streamId);
+        uint64 startSeq = c.terms.startSeq();
+        if (a.seq < startSeq) revert SeqBeforeStart(a.seq, startSeq);
+        bytes32 digestA = _hashTypedDataV4(SupraHashing.hash(a));
+        bytes32 digestB = _hashTypedDataV4(SupraHashing.hash(b));
+        bool sameSeq = a.seq == b.seq && digestA != digestB;
+        bool brokenLink = uint256(b.seq) == uint256(a.seq) + 1 && b.prev != digestA;
+        if (!sameSeq && !brokenLink) revert NotEquivocation(digestA, digestB);
+        address seller = _seller(streamId);
+        _checkSigner(digestA, sigA, seller);
+        _checkSigner(digestB, sigB, seller);
+        uint256 refund = account.deposit() - progress.claimed();
+
+        c.progress = progress.settled();
+        _clearDispute(c);
+        emit EquivocationProven(channelId, a.seq, b.seq, digestA, digestB);
+        emit Settled(channelId, 0, refund);
+        _pay(account.buyer(), refund);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function withdraw() external {
+        uint256 amount = _owed[msg.sender];
+        if (amount == 0) revert NothingToWithdraw(msg.sender);
+        _owed[msg.sender] = 0;
+        emit Withdrawn(msg.sender, amount);
+        bool ok;
+        assembly ("memory-safe") {
+            ok := call(gas(), caller(), amount, 0, 0, 0, 0)
+        }
+        if (!ok) revert TransferFailed(msg.sender, amount);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Views
+    // ------------------------------------------------------------------------------------------------
+
+    /// @inheritdoc ISupraJudge
+    function hashOffer(Offer calldata o) external view returns (bytes32) {
+        return _hashTypedDataV4(SupraHashing.hash(o));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function hashMessage(Message calldata m) external view returns (bytes32) {
+        return _hashTypedDataV4(SupraHashing.hash(m));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function hashAck(Ack calldata a) external view returns (bytes32) {
+        return _hashTypedDataV4(SupraHashing.hash(a));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function hashStop(Stop calldata s) external view returns (bytes32) {
+        return _hashTypedDataV4(SupraHashing.hash(s));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function hashPeerAuth(PeerAuth calldata p) external view returns (bytes32) {
+        return _hashTypedDataV4(SupraHashing.hash(p));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function channel(uint256 channelId) external view returns (ChannelInfo memory info) {
+        ChannelRecord storage c = _channels[channelId];
+        Account account = c.account;
+        Terms terms = c.terms;
+        Progress progress = c.progress;
+        Pending pending = c.pending;
+        info.status = _status(account, progress);
+        info.streamId = c.streamId;
+        info.seller = _seller(c.streamId);
+        info.buyer = account.buyer();
+        info.price = terms.price();
+        info.window = uint64(terms.window());
+        info.startSeq = terms.startSeq();
+        info.tAck = uint32(terms.tAck());
+        info.tClosure = uint32(terms.tClosure());
+        info.deposit = account.deposit();
+        info.claimed = progress.claimed();
+        info.acked = progress.acked();
+        info.postedClaim = pending.postedClaim();
+        info.closeRequestedAt = uint64(progress.closeRequestedAt());
+        info.disputeSeq = pending.disputeSeq();
+        info.disputeDeadline = uint64(pending.disputeDeadline());
+    }
+
+    /// @inheritdoc ISupraJudge
+    function posting(bytes32 streamId, uint64 seq) external view returns (bytes24 digestPrefix, uint64 timestamp) {
+        bytes32 p = _postings[streamId][seq];
+        return (bytes24(p), uint64(uint256(p)));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function owed(address account) external view returns (uint256) {
+        return _owed[account];
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Internals
+    // ------------------------------------------------------------------------------------------------
+
+    /// @dev The seller of a stream: the high 20 bytes of its id.
+    function _seller(bytes32 streamId) private pure returns (address) {
+        return address(bytes20(streamId));
+    }
+
+    function _status(Account account, Progress progress) private pure returns (Status) {
+        if (account.buyer() == address(0)) return Status.None;
+        return Status(progress.phase() + 1);
+    }
+
+    /// @dev Loads a channel that must be Open or Closing.
+    function _live(uint256 channelId)
+        private
+        view
+        returns (ChannelRecord storage c, Account account, Progress progress)
+    {
+        c = _channels[channelId];
+        account = c.account;
+        progress = c.progress;
+        if (account.buyer() == address(0) || progress.phase() == PHASE_SETTLED) {
+            revert WrongStatus(channelId, _status(account, progress));
+        }
+    }
+
+    /// @dev Reverts unless an accusation is open and its deadline (inclusive) has not passed; returns its seq.
+    function _answerable(uint256 channelId, Pending pending) private view returns (uint64) {
+        uint256 deadline = pending.disputeDeadline();
+        if (deadline == 0) revert NoAccusation(channelId);
+        if (block.timestamp > deadline) revert DeadlinePassed(deadline, block.timestamp);
+        return pending.disputeSeq();
+    }
+
+    function _clearDispute(ChannelRecord storage c) private {
+        Pending pending = c.pending;
+        if (pending.disputeDeadline() != 0) c.pending = pending.withoutDispute();
+    }
+
+    /// @dev Checks the buyer's signature, the seq and the cost of an ack; returns the number of messages it
+    ///      covers, `seq - startSeq + 1`.
+    function _checkAck(Ack calldata a, bytes calldata buyerSig, address buyer, Terms terms)
+        private
+        view
+        returns (uint256 count)
+    {
+        _checkSigner(_hashTypedDataV4(SupraHashing.hash(a)), buyerSig, buyer);
+        uint64 startSeq = terms.startSeq();
+        if (a.seq < startSeq) revert SeqBeforeStart(a.seq, startSeq);
+        count = uint256(a.seq) - startSeq + 1;
+        uint256 expected = count * terms.price();
+        if (a.cost != expected) revert WrongCost(a.seq, a.cost, expected);
+    }
+
+    /// @dev Effects of a valid ack covering `count` messages at `cost`: pays `min(cost - R, F - R)` (0 when
+    ///      the ack is not ahead of R) and raises `acked`. R stays <= F <= type(uint96).max.
+    function _applyAck(Progress progress, uint256 deposit, uint256 cost, uint256 count)
+        private
+        pure
+        returns (Progress next, uint256 paid)
+    {
+        next = progress;
+        uint256 claimed = progress.claimed();
+        if (cost > claimed) {
+            paid = _min(cost - claimed, deposit - claimed);
+            next = next.withClaimed(claimed + paid);
+        }
+        if (count > progress.acked()) next = next.withAcked(count);
+    }
+
+    /// @dev Reverts unless `sig` is a valid low-s 65-byte signature of `digest` by `expected`.
+    function _checkSigner(bytes32 digest, bytes calldata sig, address expected) private pure {
+        if (sig.length != 65) revert ECDSA.ECDSAInvalidSignatureLength(sig.length);
+        bytes32 r;
+        bytes32 s;
+        uint8 v;
+        assembly ("memory-safe") {
+            r := calldataload(sig.offset)
+            s := calldataload(add(sig.offset, 32))
+            v := byte(0, calldataload(add(sig.offset, 64)))
+        }
+        address recovered = ECDSA.recover(digest, v, r, s);
+        if (recovered != expected) revert WrongSigner(expected, recovered);
+    }
+
+    /// @dev Pushes `amount` to `to` with {PAYOUT_GAS}; on failure credits it to `to` for {withdraw}.
+    ///      Called only as the last step of a state change (checks-effects-interactions).
+    function _pay(address to, uint256 amount) private {
+        if (amount == 0) return;
+        bool ok;
+        assembly ("memory-safe") {
+            ok := call(PAYOUT_GAS, to, amount, 0, 0, 0, 0)
+        }
+        if (!ok) {
+            _owed[to] += amount;
+            emit PayoutDeferred(to, amount);
+        }
+    }
+
+    function _min(uint256 a, uint256 b) private pure returns (uint256) {
+        return a < b ? a : b;
+    }
+}

@@ -1,0 +1,412 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {ISupraJudge} from "../contracts/ISupraJudge.sol";
+import {Offer, Message, Ack} from "../contracts/SupraTypes.sol";
+import {vm} from "./utils/Vm.sol";
+import {Assertions} from "./utils/Assertions.sol";
+
+/// @dev Drives the judge with random sequences of every action, by honest and dishonest parties: one seller
+///      and its stream, three buyers, up to MAX_CHANNELS channels. It measures every payout from the
+///      parties' balances (they are code-less accounts, so pushes always succeed) and keeps ghost totals.
+contract JudgeHandler is Assertions {
+    uint256 internal constant SELLER_PK = 0x5E11E7;
+    uint256 internal constant MAX_LIVE = 6;
+    uint256 internal constant MAX_CHANNELS = 40;
+    uint32 internal constant T_ACK = 60;
+    uint32 internal constant T_CLOSURE = 600;
+
+    ISupraJudge public immutable judge;
+    address public immutable seller;
+    bytes32 public immutable streamId;
+    uint256[3] internal buyerPks = [uint256(0xB0B1), 0xB0B2, 0xB0B3];
+
+    Message[] internal chain;
+    bytes[] internal payloads;
+    uint256 internal nonce;
+
+    uint256[] public ids;
+    uint256[] internal live;
+    mapping(uint256 id => uint256) public buyerPkOf;
+
+    // Ghost accounting, from balance deltas.
+    uint256 public ghostDeposits;
+    uint256 public ghostPayouts;
+    mapping(uint256 id => uint256) public ghostDeposited;
+    mapping(uint256 id => uint256) public ghostToSeller;
+    mapping(uint256 id => uint256) public ghostToBuyer;
+    mapping(uint256 id => uint256) public lastClaimed;
+    bool public claimedDecreased;
+    /// Set when a payout went elsewhere than to the channel's parties, or an honest open failed.
+    /// (Flags, not reverts: the campaign tolerates reverting calls, so a revert would go unnoticed.)
+    bool public misaccounted;
+    bool public openFailed;
+    mapping(bytes32 action => uint256) public successes;
+
+    constructor(ISupraJudge judge_) {
+        judge = judge_;
+        seller = vm.addr(SELLER_PK);
+        streamId = bytes32(uint256(uint160(seller)) << 96 | 7);
+        vm.deal(seller, 1 ether);
+        for (uint256 i = 0; i < 3; ++i) {
+            vm.deal(vm.addr(buyerPks[i]), 1 ether);
+        }
+    }
+
+    function idsLength() external view returns (uint256) {
+        return ids.length;
+    }
+
+    function buyerOf(uint256 id) public view returns (address) {
+        return vm.addr(buyerPkOf[id]);
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Accounting around each action
+    // --------------------------------------------------------------------------------------------
+
+    struct Snapshot {
+        uint256 id;
+        address buyer;
+        uint256 judgeBalance;
+        uint256 sellerBalance;
+        uint256 buyerBalance;
+    }
+
+    function _before(uint256 id) internal view returns (Snapshot memory s) {
+        s.id = id;
+        s.buyer = buyerOf(id);
+        s.judgeBalance = address(judge).balance;
+        s.sellerBalance = seller.balance;
+        s.buyerBalance = s.buyer.balance;
+    }
+
+    /// @dev `valueIn`: ether the buyer sent to the judge in the action (open, topUp).
+    function _after(Snapshot memory s, uint256 valueIn, bytes32 action, bool ok) internal {
+        if (!ok) return;
+        successes[action]++;
+        uint256 toSeller = seller.balance - s.sellerBalance;
+        uint256 toBuyer = s.buyer.balance + valueIn - s.buyerBalance;
+        ghostDeposits += valueIn;
+        ghostDeposited[s.id] += valueIn;
+        ghostPayouts += toSeller + toBuyer;
+        ghostToSeller[s.id] += toSeller;
+        ghostToBuyer[s.id] += toBuyer;
+        if (s.judgeBalance + valueIn - address(judge).balance != toSeller + toBuyer) misaccounted = true;
+        for (uint256 i = 0; i < ids.length; ++i) {
+            uint256 claimed = judge.channel(ids[i]).claimed;
+            if (claimed < lastClaimed[ids[i]]) claimedDecreased = true;
+            lastClaimed[ids[i]] = claimed;
+        }
+        for (uint256 i = 0; i < live.length;) {
+            if (judge.channel(live[i]).status == ISupraJudge.Status.Settled) {
+                live[i] = live[live.length - 1];
+                live.pop();
+            } else {
+                ++i;
+            }
+        }
+    }
+
+    /// @dev A channel that is not settled yet (actions on settled ones would only revert).
+    function _pick(uint256 seed) internal view returns (bool found, uint256 id) {
+        if (live.length == 0) return (false, 0);
+        return (true, live[seed % live.length]);
+    }
+
+    function _sign(uint256 pk, bytes32 digest) internal pure returns (bytes memory) {
+        (uint8 v, bytes32 r, bytes32 s) = vm.sign(pk, digest);
+        return abi.encodePacked(r, s, v);
+    }
+
+    function _ack(uint256 id, uint64 seq, uint256 cost) internal view returns (Ack memory a, bytes memory sig) {
+        a = Ack({channelId: id, seq: seq, digest: keccak256(abi.encode(seq)), cost: cost, timestamp: 1});
+        sig = _sign(buyerPkOf[id], judge.hashAck(a));
+    }
+
+    function _cost(ISupraJudge.ChannelInfo memory c, uint64 seq) internal pure returns (uint256) {
+        return (uint256(seq) - c.startSeq + 1) * c.price;
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Actions
+    // --------------------------------------------------------------------------------------------
+
+    function open(uint256 buyerSeed, uint256 price, uint256 window, uint256 startSeq, uint256 deposit) external {
+        if (live.length >= MAX_LIVE || ids.length >= MAX_CHANNELS) return;
+        uint256 pk = buyerPks[buyerSeed % 3];
+        address buyer = vm.addr(pk);
+        price = bound(price, 1, 1e15);
+        window = bound(window, 1, 16);
+        deposit = bound(deposit, price * window, price * window * 4);
+        Offer memory o = Offer({
+            streamId: streamId,
+            seller: seller,
+            buyer: buyer,
+            price: price,
+            window: uint64(window),
+            startSeq: uint64(bound(startSeq, 0, chain.length + 4)),
+            tAck: T_ACK,
+            tClosure: T_CLOSURE,
+            validUntil: uint64(block.timestamp + 60),
+            nonce: ++nonce
+        });
+        bytes memory sig = _sign(SELLER_PK, judge.hashOffer(o));
+        vm.deal(buyer, buyer.balance + deposit);
+        uint256 id = uint256(judge.hashOffer(o));
+        buyerPkOf[id] = pk;
+        Snapshot memory s = _before(id);
+        vm.prank(buyer);
+        try judge.open{value: deposit}(o, sig) returns (uint256 opened) {
+            if (opened != id) openFailed = true;
+            ids.push(id);
+            live.push(id);
+            _after(s, deposit, "open", true);
+        } catch {
+            openFailed = true;
+        }
+    }
+
+    function topUp(uint256 seed, uint256 amount) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        amount = bound(amount, 1, 1e16);
+        address buyer = buyerOf(id);
+        vm.deal(buyer, buyer.balance + amount);
+        Snapshot memory s = _before(id);
+        vm.prank(buyer);
+        try judge.topUp{value: amount}(id) {
+            _after(s, amount, "topUp", true);
+        } catch {}
+    }
+
+    /// @dev The seller signs the next messages of its stream (delivered off-chain, not posted).
+    function produce(uint8 n) external {
+        n = uint8(bound(n, 1, 6));
+        for (uint256 i = 0; i < n; ++i) {
+            uint64 seq = uint64(chain.length);
+            bytes memory payload = abi.encode("payload", seq);
+            chain.push(
+                Message({
+                    streamId: streamId,
+                    seq: seq,
+                    timestamp: uint64(block.timestamp) * 1000,
+                    payloadHash: keccak256(payload),
+                    prev: seq == 0 ? bytes32(0) : judge.hashMessage(chain[seq - 1])
+                })
+            );
+            payloads.push(payload);
+        }
+    }
+
+    function post(uint256 seqSeed) external {
+        if (chain.length == 0) return;
+        _post(uint64(seqSeed % chain.length));
+    }
+
+    function _post(uint64 seq) internal {
+        Message memory m = chain[seq];
+        bytes memory sig = _sign(SELLER_PK, judge.hashMessage(m));
+        judge.post(m, payloads[seq], sig);
+    }
+
+    function claim(uint256 seed, uint256 seqSeed) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        uint64 seq = uint64(c.startSeq + seqSeed % 40);
+        (Ack memory a, bytes memory sig) = _ack(id, seq, _cost(c, seq));
+        Snapshot memory s = _before(id);
+        vm.prank(seller);
+        try judge.claim(a, sig) {
+            _after(s, 0, "claim", true);
+        } catch {}
+    }
+
+    /// @dev The seller posts the unacked messages it has (up to the window) and claims them.
+    function claimPosted(uint256 seed, uint256 extra) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        uint64 upto = uint64(c.startSeq + c.acked + extra % c.window);
+        for (uint256 seq = c.startSeq + c.acked; seq <= upto && seq < chain.length; ++seq) {
+            _post(uint64(seq));
+        }
+        Snapshot memory s = _before(id);
+        vm.prank(seller);
+        try judge.claimPosted(id, upto) {
+            _after(s, 0, "claimPosted", true);
+        } catch {}
+    }
+
+    function requestClose(uint256 seed, bool bySeller) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        Snapshot memory s = _before(id);
+        vm.prank(bySeller ? seller : buyerOf(id));
+        try judge.requestClose(id) {
+            _after(s, 0, "requestClose", true);
+        } catch {}
+    }
+
+    /// @dev Anyone settles; half of the time after waiting for the end of T_closure.
+    function settle(uint256 seed, bool wait) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        if (wait && c.status == ISupraJudge.Status.Closing && block.timestamp < c.closeRequestedAt + c.tClosure) {
+            vm.warp(c.closeRequestedAt + c.tClosure);
+        }
+        Snapshot memory s = _before(id);
+        try judge.settle(id) {
+            _after(s, 0, "settle", true);
+        } catch {}
+    }
+
+    /// @dev The buyer accuses for a message it has not acked, below one it has seen (rightly or not).
+    function accuse(uint256 seed, uint256 seenSeed, uint256 missingSeed) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        uint256 lowest = c.startSeq + c.acked;
+        if (chain.length < lowest + 2) return;
+        Message memory seen = chain[lowest + 1 + seenSeed % (chain.length - lowest - 1)];
+        bytes memory sig = _sign(SELLER_PK, judge.hashMessage(seen));
+        uint64 missing = uint64(lowest + missingSeed % (seen.seq - lowest));
+        Snapshot memory s = _before(id);
+        vm.prank(buyerOf(id));
+        try judge.accuse(id, seen, sig, missing) {
+            _after(s, 0, "accuse", true);
+        } catch {}
+    }
+
+    function defend(uint256 seed) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        if (c.disputeDeadline != 0 && c.disputeSeq < chain.length) {
+            Message memory m = chain[c.disputeSeq];
+            judge.post(m, payloads[m.seq], _sign(SELLER_PK, judge.hashMessage(m)));
+        }
+        Snapshot memory s = _before(id);
+        try judge.defend(id) {
+            _after(s, 0, "defend", true);
+        } catch {}
+    }
+
+    function defendWithAck(uint256 seed, uint256 extra) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        uint64 seq = uint64(c.disputeSeq + extra % 4);
+        if (seq < c.startSeq) seq = c.startSeq;
+        (Ack memory a, bytes memory sig) = _ack(id, seq, _cost(c, seq));
+        Snapshot memory s = _before(id);
+        try judge.defendWithAck(a, sig) {
+            _after(s, 0, "defendWithAck", true);
+        } catch {}
+    }
+
+    /// @dev Anyone resolves; half of the time after letting the deadline pass.
+    function resolve(uint256 seed, bool wait) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        if (wait && c.disputeDeadline != 0 && block.timestamp <= c.disputeDeadline) {
+            vm.warp(c.disputeDeadline + 1);
+        }
+        Snapshot memory s = _before(id);
+        try judge.resolve(id) {
+            _after(s, 0, "resolve", true);
+        } catch {}
+    }
+
+    /// @dev A dishonest buyer signed an ack with a wrong cost.
+    function proveWrongCost(uint256 seed, uint256 seqSeed, uint256 delta) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found || seqSeed % 4 != 0) return; // rarer than honest actions: it ends the channel
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        uint64 seq = uint64(c.startSeq + seqSeed % 40);
+        delta = bound(delta, 1, c.price);
+        (Ack memory a, bytes memory sig) = _ack(id, seq, _cost(c, seq) - delta);
+        Snapshot memory s = _before(id);
+        try judge.proveWrongCost(a, sig) {
+            _after(s, 0, "proveWrongCost", true);
+        } catch {}
+    }
+
+    /// @dev A dishonest seller signed a second message for a seq.
+    function proveEquivocation(uint256 seed, uint256 seqSeed) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found || chain.length == 0 || (seqSeed >> 128) % 4 != 0) return; // rarer: it ends the channel
+        Message memory a = chain[seqSeed % chain.length];
+        Message memory b = a;
+        b.payloadHash = keccak256(abi.encode("twin", a.seq));
+        bytes memory sigA = _sign(SELLER_PK, judge.hashMessage(a));
+        bytes memory sigB = _sign(SELLER_PK, judge.hashMessage(b));
+        Snapshot memory s = _before(id);
+        try judge.proveEquivocation(id, a, sigA, b, sigB) {
+            _after(s, 0, "proveEquivocation", true);
+        } catch {}
+    }
+
+    function warp(uint256 dt) external {
+        vm.warp(block.timestamp + bound(dt, 1, 2 * T_CLOSURE));
+    }
+}
+
+/// @dev Invariants of the judge under random action sequences (docs/PROTOCOL.md section 2).
+contract SupraJudgeInvariantTest is Assertions {
+    ISupraJudge internal judge;
+    JudgeHandler internal handler;
+
+    function setUp() public {
+        vm.warp(1_700_000_000);
+        judge = ISupraJudge(vm.deployCode("contracts/SupraJudge.sol:SupraJudge"));
+        handler = new JudgeHandler(judge);
+    }
+
+    function targetContracts() public view returns (address[] memory targets) {
+        targets = new address[](1);
+        targets[0] = address(handler);
+    }
+
+    /// The judge never pays out more than was deposited: its balance is exactly deposits minus payouts.
+    function invariant_balanceIsDepositsMinusPayouts() public view {
+        assertTrue(!handler.misaccounted(), "every payout goes to the channel's seller or buyer");
+        assertTrue(!handler.openFailed(), "honest opens succeed");
+        assertLe(handler.ghostPayouts(), handler.ghostDeposits(), "payouts <= deposits");
+        assertEq(address(judge).balance, handler.ghostDeposits() - handler.ghostPayouts(), "balance");
+    }
+
+    /// R never decreases, never exceeds F, and is exactly what the seller received.
+    function invariant_claimedIsMonotonicAndPaid() public view {
+        assertTrue(!handler.claimedDecreased(), "R never decreases");
+        uint256 n = handler.idsLength();
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 id = handler.ids(i);
+            ISupraJudge.ChannelInfo memory c = judge.channel(id);
+            assertLe(c.claimed, c.deposit, "R <= F");
+            assertEq(c.claimed, handler.ghostToSeller(id), "R = paid to the seller");
+            assertEq(c.deposit, handler.ghostDeposited(id), "F = deposited");
+        }
+    }
+
+    /// Once settled, seller + buyer payouts = deposit; the judge holds exactly F - R of live channels.
+    function invariant_settledChannelsAreFullyPaidOut() public view {
+        uint256 locked;
+        uint256 n = handler.idsLength();
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 id = handler.ids(i);
+            ISupraJudge.ChannelInfo memory c = judge.channel(id);
+            if (c.status == ISupraJudge.Status.Settled) {
+                assertEq(handler.ghostToSeller(id) + handler.ghostToBuyer(id), c.deposit, "seller + buyer = F");
+                assertEq(c.disputeDeadline, 0, "no dispute left open");
+            } else {
+                assertEq(handler.ghostToBuyer(id), 0, "buyer paid only at the end");
+                locked += c.deposit - c.claimed;
+            }
+        }
+        assertEq(address(judge).balance, locked, "nothing locked after settle");
+    }
+}
