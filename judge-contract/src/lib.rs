@@ -1,1 +1,449 @@
-//! placeholder
+//! Rust side of the Supra judge: bindings generated from the committed artifact
+//! (`artifacts/SupraJudge.json`, kept in sync with the Solidity by `scripts/judge-artifact --check`),
+//! a typed client over alloy that speaks the engine's types ([`supra_channel::types`]), judge event
+//! decoding, and a local Anvil [`devnet`].
+//!
+//! The client sends one transaction at a time and waits for its receipt; callers that need
+//! concurrency (the broker) serialise their chain work through one task, which also keeps the
+//! account's nonces in order.
+
+pub mod devnet;
+mod events;
+
+use std::time::Duration;
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionReceipt;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolValue;
+use supra_channel::types::{Ack, ChannelId, Domain, Message, Offer, PeerAuth, Stop, StreamId};
+
+pub use events::{JudgeEvent, LoggedEvent};
+
+/// Bindings generated from the committed artifact.
+#[allow(missing_docs, clippy::too_many_arguments)]
+pub mod bindings {
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        SupraJudge,
+        "artifacts/SupraJudge.json"
+    );
+}
+
+use bindings::SupraJudge::{self, SupraJudgeErrors, SupraJudgeInstance};
+
+/// Status of a channel on the judge.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelStatus {
+    /// Never opened.
+    None,
+    Open,
+    Closing,
+    Settled,
+}
+
+/// The judge's record of a channel (see `ISupraJudge.ChannelInfo`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    pub status: ChannelStatus,
+    pub stream: StreamId,
+    pub seller: Address,
+    pub buyer: Address,
+    pub price: U256,
+    pub window: u64,
+    pub start_seq: u64,
+    pub t_ack: u32,
+    pub t_closure: u32,
+    /// F: everything the buyer locked.
+    pub deposit: U256,
+    /// R: everything paid to the seller so far.
+    pub claimed: U256,
+    /// Messages covered by the highest claimed ack (0: none).
+    pub acked: u64,
+    /// Messages covered by the recorded posted claim (0: none).
+    pub posted_claim: u64,
+    /// Unix seconds of the close request; 0 while open.
+    pub close_requested_at: u64,
+    /// The open accusation: (missing seq, deadline in unix seconds).
+    pub dispute: Option<(u64, u64)>,
+}
+
+/// What a mined transaction cost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Receipt {
+    pub tx_hash: B256,
+    pub block: u64,
+    pub gas_used: u64,
+}
+
+/// A failed judge call.
+#[derive(Debug, thiserror::Error)]
+pub enum JudgeError {
+    /// The judge refused the call with one of its custom errors (the call changed nothing).
+    #[error("judge refused: {0}")]
+    Refused(String),
+    /// The transaction was mined but reverted without a decodable reason.
+    #[error("transaction {0} reverted")]
+    Reverted(B256),
+    /// The node could not be reached or answered with a transport error; retrying may succeed.
+    #[error("chain RPC: {0}")]
+    Rpc(String),
+    /// Anything else (bad key, bad URL, undecodable answer).
+    #[error("{0}")]
+    Other(String),
+}
+
+impl JudgeError {
+    /// True when retrying the same call later may succeed (RPC outage, timeouts).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, JudgeError::Rpc(_))
+    }
+
+    fn from_contract(error: alloy::contract::Error) -> JudgeError {
+        if let Some(refusal) = error.as_decoded_interface_error::<SupraJudgeErrors>() {
+            return JudgeError::Refused(describe_refusal(&refusal));
+        }
+        match error {
+            alloy::contract::Error::TransportError(e) if e.as_error_resp().is_none() => JudgeError::Rpc(e.to_string()),
+            alloy::contract::Error::PendingTransactionError(e) => JudgeError::Rpc(e.to_string()),
+            other => JudgeError::Other(other.to_string()),
+        }
+    }
+}
+
+fn describe_refusal(refusal: &SupraJudgeErrors) -> String {
+    // `{:?}` of a generated error prints its name and named fields, e.g.
+    // `NothingToClaim(NothingToClaim { channelId: .., seq: 3 })`; keep the inner part.
+    let text = format!("{refusal:?}");
+    match text.split_once('(') {
+        Some((_, inner)) => inner.strip_suffix(')').unwrap_or(inner).to_owned(),
+        None => text,
+    }
+}
+
+/// Converts between two `sol!` types with the same ABI layout (the engine's statement types and the
+/// bindings' copies of them) through their ABI encoding.
+fn convert<A: SolValue, B: SolValue + From<<B::SolType as alloy::sol_types::SolType>::RustType>>(value: &A) -> B {
+    B::abi_decode(&value.abi_encode()).expect("identical layouts: both come from SupraTypes.sol")
+}
+
+/// A connection to one judge deployment, with the key that signs this client's transactions.
+#[derive(Clone)]
+pub struct Judge {
+    contract: SupraJudgeInstance<DynProvider>,
+    provider: DynProvider,
+    from: Address,
+    domain: Domain,
+}
+
+impl std::fmt::Debug for Judge {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Judge").field("address", self.contract.address()).field("from", &self.from).finish()
+    }
+}
+
+fn provider_for(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), JudgeError> {
+    let signer = PrivateKeySigner::from_bytes(key).map_err(|e| JudgeError::Other(format!("bad key: {e}")))?;
+    let from = signer.address();
+    let url = rpc_url.parse().map_err(|e| JudgeError::Other(format!("bad RPC URL `{rpc_url}`: {e}")))?;
+    // Nonces are read from the node for every transaction: a call that fails before it is sent
+    // (e.g. the judge refuses it at gas estimation) must not leave a gap that stalls later ones.
+    let provider = ProviderBuilder::new()
+        .disable_recommended_fillers()
+        .with_gas_estimation()
+        .with_simple_nonce_management()
+        .fetch_chain_id()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(url);
+    Ok((DynProvider::new(provider), from))
+}
+
+async fn receipt_of(
+    pending: Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, alloy::contract::Error>,
+) -> Result<TransactionReceipt, JudgeError> {
+    let pending = pending.map_err(JudgeError::from_contract)?;
+    let receipt = pending
+        .with_timeout(Some(Duration::from_secs(60)))
+        .get_receipt()
+        .await
+        .map_err(|e| JudgeError::Rpc(e.to_string()))?;
+    if !receipt.status() {
+        return Err(JudgeError::Reverted(receipt.transaction_hash));
+    }
+    Ok(receipt)
+}
+
+fn summary(receipt: &TransactionReceipt) -> Receipt {
+    Receipt {
+        tx_hash: receipt.transaction_hash,
+        block: receipt.block_number.unwrap_or_default(),
+        gas_used: receipt.gas_used,
+    }
+}
+
+impl Judge {
+    /// Deploys a new judge from the committed artifact with `key` and connects to it.
+    pub async fn deploy(rpc_url: &str, key: &B256) -> Result<Judge, JudgeError> {
+        let (provider, from) = provider_for(rpc_url, key)?;
+        let contract = SupraJudge::deploy(provider.clone()).await.map_err(JudgeError::from_contract)?;
+        Judge::with_contract(contract, provider, from).await
+    }
+
+    /// Connects to the judge at `judge`, checking that code is deployed there.
+    pub async fn connect(rpc_url: &str, key: &B256, judge: Address) -> Result<Judge, JudgeError> {
+        let (provider, from) = provider_for(rpc_url, key)?;
+        let code = provider.get_code_at(judge).await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
+        if code.is_empty() {
+            return Err(JudgeError::Other(format!("no contract at {judge} on {rpc_url}")));
+        }
+        Judge::with_contract(SupraJudge::new(judge, provider.clone()), provider, from).await
+    }
+
+    async fn with_contract(
+        contract: SupraJudgeInstance<DynProvider>,
+        provider: DynProvider,
+        from: Address,
+    ) -> Result<Judge, JudgeError> {
+        let chain_id = provider.get_chain_id().await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
+        let domain = Domain::new(chain_id, *contract.address());
+        Ok(Judge { contract, provider, from, domain })
+    }
+
+    /// The judge's address.
+    pub fn address(&self) -> Address {
+        *self.contract.address()
+    }
+
+    /// The account that signs this client's transactions.
+    pub fn from(&self) -> Address {
+        self.from
+    }
+
+    /// The EIP-712 domain of this deployment (for the engine's signatures).
+    pub fn domain(&self) -> Domain {
+        self.domain
+    }
+
+    /// The underlying provider (for reads the client does not wrap).
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// Balance of `account` in wei.
+    pub async fn balance(&self, account: Address) -> Result<U256, JudgeError> {
+        self.provider.get_balance(account).await.map_err(|e| JudgeError::Rpc(e.to_string()))
+    }
+
+    /// Latest block number.
+    pub async fn block_number(&self) -> Result<u64, JudgeError> {
+        self.provider.get_block_number().await.map_err(|e| JudgeError::Rpc(e.to_string()))
+    }
+
+    /// Timestamp (unix seconds) of the latest block.
+    pub async fn block_timestamp(&self) -> Result<u64, JudgeError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Latest)
+            .await
+            .map_err(|e| JudgeError::Rpc(e.to_string()))?
+            .ok_or_else(|| JudgeError::Rpc("no latest block".into()))?;
+        Ok(block.header.timestamp)
+    }
+
+    // ---- channel life cycle ----
+
+    /// Opens a channel with the seller's offer, locking `deposit`. Returns the channel id.
+    pub async fn open(&self, offer: &Offer, seller_sig: &[u8], deposit: U256) -> Result<(ChannelId, Receipt), JudgeError> {
+        let call = self.contract.open(convert(offer), Bytes::copy_from_slice(seller_sig)).value(deposit);
+        let receipt = receipt_of(call.send().await).await?;
+        Ok((ChannelId::from_offer_digest(self.domain.digest(offer)), summary(&receipt)))
+    }
+
+    /// Adds `amount` to an open channel's deposit.
+    pub async fn top_up(&self, channel: ChannelId, amount: U256) -> Result<Receipt, JudgeError> {
+        let call = self.contract.topUp(channel.as_u256()).value(amount);
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Posts a signed stream message and its sealed payload on-chain.
+    pub async fn post(&self, message: &Message, payload: &[u8], seller_sig: &[u8]) -> Result<Receipt, JudgeError> {
+        let call = self.contract.post(
+            convert(message),
+            Bytes::copy_from_slice(payload),
+            Bytes::copy_from_slice(seller_sig),
+        );
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Claims the payment due for the buyer's cumulative ack.
+    pub async fn claim(&self, ack: &Ack, buyer_sig: &[u8]) -> Result<Receipt, JudgeError> {
+        let call = self.contract.claim(convert(ack), Bytes::copy_from_slice(buyer_sig));
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Records the seller's claim for posted messages up to `upto_seq` (paid at settle).
+    pub async fn claim_posted(&self, channel: ChannelId, upto_seq: u64) -> Result<Receipt, JudgeError> {
+        let call = self.contract.claimPosted(channel.as_u256(), upto_seq);
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Starts closing a channel (buyer or seller).
+    pub async fn request_close(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
+        let call = self.contract.requestClose(channel.as_u256());
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Settles a closing channel after T_closure.
+    pub async fn settle(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
+        let call = self.contract.settle(channel.as_u256());
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    // ---- disputes and proofs ----
+
+    /// Accuses the seller of not delivering `missing_seq`, shown by the later signed message `seen`.
+    pub async fn accuse(&self, channel: ChannelId, seen: &Message, seller_sig: &[u8], missing_seq: u64) -> Result<Receipt, JudgeError> {
+        let call = self.contract.accuse(channel.as_u256(), convert(seen), Bytes::copy_from_slice(seller_sig), missing_seq);
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Answers an accusation by the missing message's on-chain posting.
+    pub async fn defend(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
+        let call = self.contract.defend(channel.as_u256());
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Answers an accusation with a buyer ack covering the missing message.
+    pub async fn defend_with_ack(&self, ack: &Ack, buyer_sig: &[u8]) -> Result<Receipt, JudgeError> {
+        let call = self.contract.defendWithAck(convert(ack), Bytes::copy_from_slice(buyer_sig));
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Upholds an accusation left unanswered past its deadline (refunds the buyer).
+    pub async fn resolve(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
+        let call = self.contract.resolve(channel.as_u256());
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Proves a buyer-signed ack with a wrong cost (the seller takes the rest of the deposit).
+    pub async fn prove_wrong_cost(&self, ack: &Ack, buyer_sig: &[u8]) -> Result<Receipt, JudgeError> {
+        let call = self.contract.proveWrongCost(convert(ack), Bytes::copy_from_slice(buyer_sig));
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    /// Proves the seller's equivocation with two conflicting signed messages (the buyer takes the rest).
+    pub async fn prove_equivocation(
+        &self,
+        channel: ChannelId,
+        a: (&Message, &[u8]),
+        b: (&Message, &[u8]),
+    ) -> Result<Receipt, JudgeError> {
+        let call = self.contract.proveEquivocation(
+            channel.as_u256(),
+            convert(a.0),
+            Bytes::copy_from_slice(a.1),
+            convert(b.0),
+            Bytes::copy_from_slice(b.1),
+        );
+        Ok(summary(&receipt_of(call.send().await).await?))
+    }
+
+    // ---- views ----
+
+    /// The judge's record of a channel.
+    pub async fn channel(&self, channel: ChannelId) -> Result<ChannelInfo, JudgeError> {
+        let info = self.contract.channel(channel.as_u256()).call().await.map_err(JudgeError::from_contract)?;
+        let status = match info.status {
+            0 => ChannelStatus::None,
+            1 => ChannelStatus::Open,
+            2 => ChannelStatus::Closing,
+            _ => ChannelStatus::Settled,
+        };
+        let narrow = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
+        Ok(ChannelInfo {
+            status,
+            stream: StreamId(info.streamId),
+            seller: info.seller,
+            buyer: info.buyer,
+            price: info.price,
+            window: info.window,
+            start_seq: info.startSeq,
+            t_ack: info.tAck,
+            t_closure: info.tClosure,
+            deposit: info.deposit,
+            claimed: info.claimed,
+            acked: narrow(info.acked),
+            posted_claim: narrow(info.postedClaim),
+            close_requested_at: info.closeRequestedAt,
+            dispute: (info.disputeDeadline != 0).then_some((info.disputeSeq, info.disputeDeadline)),
+        })
+    }
+
+    /// Whether `(stream, seq)` is posted: its digest prefix and message timestamp (ms).
+    pub async fn posting(&self, stream: StreamId, seq: u64) -> Result<Option<([u8; 24], u64)>, JudgeError> {
+        let posting = self.contract.posting(stream.as_b256(), seq).call().await.map_err(JudgeError::from_contract)?;
+        Ok((posting.timestamp != 0 || !posting.digestPrefix.is_zero()).then_some((posting.digestPrefix.0, posting.timestamp)))
+    }
+
+    /// The judge's own EIP-712 digest of an offer.
+    pub async fn hash_offer(&self, offer: &Offer) -> Result<B256, JudgeError> {
+        self.contract.hashOffer(convert(offer)).call().await.map_err(JudgeError::from_contract)
+    }
+
+    /// The judge's own EIP-712 digest of a message.
+    pub async fn hash_message(&self, message: &Message) -> Result<B256, JudgeError> {
+        self.contract.hashMessage(convert(message)).call().await.map_err(JudgeError::from_contract)
+    }
+
+    /// The judge's own EIP-712 digest of an ack.
+    pub async fn hash_ack(&self, ack: &Ack) -> Result<B256, JudgeError> {
+        self.contract.hashAck(convert(ack)).call().await.map_err(JudgeError::from_contract)
+    }
+
+    /// The judge's own EIP-712 digest of a stop.
+    pub async fn hash_stop(&self, stop: &Stop) -> Result<B256, JudgeError> {
+        self.contract.hashStop(convert(stop)).call().await.map_err(JudgeError::from_contract)
+    }
+
+    /// The judge's own EIP-712 digest of a peer authentication.
+    pub async fn hash_peer_auth(&self, auth: &PeerAuth) -> Result<B256, JudgeError> {
+        self.contract.hashPeerAuth(convert(auth)).call().await.map_err(JudgeError::from_contract)
+    }
+
+    // ---- events ----
+
+    /// Judge events in blocks `from..=to`, in chain order.
+    pub async fn events(&self, from: u64, to: u64) -> Result<Vec<LoggedEvent>, JudgeError> {
+        events::fetch(&self.provider, self.address(), from, to).await
+    }
+
+    // ---- development chains (Anvil) ----
+
+    /// Moves the chain's clock forward by `secs` and mines a block (Anvil/Hardhat RPC).
+    pub async fn increase_time(&self, secs: u64) -> Result<(), JudgeError> {
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_increaseTime".into(), (secs,))
+            .await
+            .map_err(|e| JudgeError::Rpc(e.to_string()))?;
+        let _: serde_json::Value = self
+            .provider
+            .raw_request("evm_mine".into(), ())
+            .await
+            .map_err(|e| JudgeError::Rpc(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Sends `amount` wei from `key`'s account to `to` (funding broker keys on a devnet).
+pub async fn transfer(rpc_url: &str, key: &B256, to: Address, amount: U256) -> Result<Receipt, JudgeError> {
+    use alloy::network::TransactionBuilder;
+    let (provider, _) = provider_for(rpc_url, key)?;
+    let tx = alloy::rpc::types::TransactionRequest::default().with_to(to).with_value(amount);
+    let pending = provider.send_transaction(tx).await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
+    let receipt = pending.get_receipt().await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
+    Ok(summary(&receipt))
+}

@@ -1,0 +1,188 @@
+//! The typed client against a real Anvil it spawns: deploy, open, post, claim, close, settle, the
+//! judge's refusals, events, and the EIP-712 digests of Rust against the judge's own views.
+
+use alloy::primitives::{Address, B256, U256};
+use supra_channel::sign::Keypair;
+use supra_channel::types::{Ack, ChannelId, Message, Offer, PeerAuth, Stop, StreamId, ack_cost};
+use supra_judge::devnet::Devnet;
+use supra_judge::{ChannelStatus, Judge, JudgeError, JudgeEvent};
+
+const PRICE: u64 = 1_000_000_000; // 1 gwei
+const WINDOW: u64 = 8;
+
+struct Parties {
+    devnet: Devnet,
+    seller: (Keypair, Judge),
+    buyer: (Keypair, Judge),
+}
+
+async fn parties() -> Parties {
+    let devnet = Devnet::spawn().expect("anvil starts");
+    let deployer = devnet.keys()[0];
+    let judge = Judge::deploy(devnet.endpoint(), &deployer).await.expect("judge deploys");
+    let party = |index: usize| {
+        let key = devnet.keys()[index];
+        (Keypair::from_secret_bytes(&key.0).expect("dev key"), key)
+    };
+    let (seller_key, seller_secret) = party(1);
+    let (buyer_key, buyer_secret) = party(2);
+    let seller = Judge::connect(devnet.endpoint(), &seller_secret, judge.address()).await.expect("connect");
+    let buyer = Judge::connect(devnet.endpoint(), &buyer_secret, judge.address()).await.expect("connect");
+    Parties { devnet, seller: (seller_key, seller), buyer: (buyer_key, buyer) }
+}
+
+fn offer(seller: Address, buyer: Address, valid_until: u64, nonce: u64) -> Offer {
+    Offer {
+        streamId: StreamId::new(seller, 7).expect("small number").as_b256(),
+        seller,
+        buyer,
+        price: U256::from(PRICE),
+        window: WINDOW,
+        startSeq: 0,
+        tAck: 30,
+        tClosure: 60,
+        validUntil: valid_until,
+        nonce: U256::from(nonce),
+    }
+}
+
+fn message(stream: StreamId, seq: u64, prev: B256, payload: &[u8]) -> Message {
+    Message {
+        streamId: stream.as_b256(),
+        seq,
+        timestamp: 1_700_000_000_000 + seq,
+        payloadHash: alloy::primitives::keccak256(payload),
+        prev,
+    }
+}
+
+#[tokio::test]
+async fn rust_digests_equal_the_judge_views() {
+    let p = parties().await;
+    let judge = &p.seller.1;
+    let domain = judge.domain();
+    let seller = p.seller.0.address();
+    let o = offer(seller, p.buyer.0.address(), u64::MAX, 0xdead_beef);
+    assert_eq!(domain.digest(&o), judge.hash_offer(&o).await.unwrap());
+    let m = message(o.stream(), 42, B256::repeat_byte(7), b"payload");
+    assert_eq!(domain.digest(&m), judge.hash_message(&m).await.unwrap());
+    let a = Ack { channelId: U256::MAX - U256::from(5), seq: 42, digest: B256::repeat_byte(9), cost: U256::from(43u64 * PRICE), timestamp: 1 };
+    assert_eq!(domain.digest(&a), judge.hash_ack(&a).await.unwrap());
+    let s = Stop { channelId: U256::from(3), seq: u64::MAX, timestamp: 2 };
+    assert_eq!(domain.digest(&s), judge.hash_stop(&s).await.unwrap());
+    let auth = PeerAuth { from: seller, to: p.buyer.0.address(), nonceFrom: B256::repeat_byte(1), nonceTo: B256::repeat_byte(2) };
+    assert_eq!(domain.digest(&auth), judge.hash_peer_auth(&auth).await.unwrap());
+    // A different domain (another chain id) gives another digest: signatures do not travel.
+    let other = supra_channel::types::Domain::new(domain.chain_id() + 1, domain.judge());
+    assert_ne!(other.digest(&o), judge.hash_offer(&o).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
+    let p = parties().await;
+    let (seller_key, seller) = &p.seller;
+    let (buyer_key, buyer) = &p.buyer;
+    let domain = seller.domain();
+    let now = seller.block_timestamp().await.unwrap();
+    let o = offer(seller_key.address(), buyer_key.address(), now + 600, 1);
+    let offer_sig = seller_key.sign(&domain.digest(&o));
+    let deposit = U256::from(10 * WINDOW * PRICE);
+
+    let (channel, opened) = buyer.open(&o, offer_sig.as_bytes(), deposit).await.expect("open");
+    assert_eq!(channel, ChannelId::from_offer_digest(domain.digest(&o)));
+    let info = seller.channel(channel).await.unwrap();
+    assert_eq!(info.status, ChannelStatus::Open);
+    assert_eq!((info.buyer, info.seller, info.deposit), (buyer_key.address(), seller_key.address(), deposit));
+
+    // The same offer cannot open a second channel.
+    let again = buyer.open(&o, offer_sig.as_bytes(), deposit).await.unwrap_err();
+    assert!(matches!(&again, JudgeError::Refused(r) if r.contains("ChannelExists")), "{again}");
+
+    // Three messages; the third is posted on-chain.
+    let mut prev = B256::ZERO;
+    let mut chain = Vec::new();
+    for seq in 0..3 {
+        let payload = format!("sealed {seq}").into_bytes();
+        let m = message(o.stream(), seq, prev, &payload);
+        prev = domain.digest(&m);
+        chain.push((m, payload));
+    }
+    let (m2, payload2) = &chain[2];
+    let sig2 = seller_key.sign(&domain.digest(m2));
+    seller.post(m2, payload2, sig2.as_bytes()).await.expect("post");
+    let posting = seller.posting(o.stream(), 2).await.unwrap().expect("posted");
+    assert_eq!(&posting.0[..], &domain.digest(m2)[..24]);
+    assert_eq!(seller.posting(o.stream(), 1).await.unwrap(), None);
+
+    // The buyer acks message 1 (two messages); the seller claims it.
+    let ack = Ack {
+        channelId: channel.as_u256(),
+        seq: 1,
+        digest: domain.digest(&chain[1].0),
+        cost: ack_cost(0, 1, U256::from(PRICE)).unwrap(),
+        timestamp: 5,
+    };
+    let ack_sig = buyer_key.sign(&domain.digest(&ack));
+    let seller_before = seller.balance(seller_key.address()).await.unwrap();
+    let claimed = seller.claim(&ack, ack_sig.as_bytes()).await.expect("claim");
+    let gas_paid = U256::from(claimed.gas_used) * U256::from(gas_price(seller, claimed.tx_hash).await);
+    assert_eq!(seller.balance(seller_key.address()).await.unwrap(), seller_before + U256::from(2 * PRICE) - gas_paid);
+
+    // A replayed ack pays nothing and is refused with the judge's own error.
+    let replay = seller.claim(&ack, ack_sig.as_bytes()).await.unwrap_err();
+    assert!(matches!(&replay, JudgeError::Refused(r) if r.contains("NothingToClaim")), "{replay}");
+    assert!(!replay.is_transient());
+
+    // Close, let T_closure pass on Anvil's clock, settle: the buyer gets the rest.
+    buyer.request_close(channel).await.expect("close");
+    let early = buyer.settle(channel).await.unwrap_err();
+    assert!(matches!(&early, JudgeError::Refused(r) if r.contains("ClosureNotElapsed")), "{early}");
+    buyer.increase_time(61).await.unwrap();
+    let buyer_before = buyer.balance(buyer_key.address()).await.unwrap();
+    let settled = seller.settle(channel).await.expect("settle");
+    assert_eq!(buyer.balance(buyer_key.address()).await.unwrap(), buyer_before + deposit - U256::from(2 * PRICE));
+    let info = seller.channel(channel).await.unwrap();
+    assert_eq!((info.status, info.claimed, info.acked), (ChannelStatus::Settled, U256::from(2 * PRICE), 2));
+
+    // Every step left its event, in order.
+    let events = seller.events(opened.block, settled.block).await.unwrap();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| match &e.event {
+            JudgeEvent::ChannelOpened { .. } => "opened",
+            JudgeEvent::Posted { .. } => "posted",
+            JudgeEvent::Claimed { .. } => "claimed",
+            JudgeEvent::CloseRequested { .. } => "close",
+            JudgeEvent::Settled { .. } => "settled",
+            _ => "other",
+        })
+        .collect();
+    assert_eq!(kinds, ["opened", "posted", "claimed", "close", "settled"]);
+    // The posted event carries the complete signed message: a buyer can verify and take it.
+    let posted = events.iter().find_map(|e| match &e.event {
+        JudgeEvent::Posted { message, payload, sig, .. } => Some((message.clone(), payload.clone(), sig.clone())),
+        _ => None,
+    });
+    let (message, payload, sig) = posted.unwrap();
+    assert_eq!(message, *m2);
+    assert_eq!(&payload[..], &payload2[..]);
+    assert_eq!(&sig[..], &sig2.as_bytes()[..]);
+    drop(p.devnet);
+}
+
+async fn gas_price(judge: &Judge, tx: B256) -> u128 {
+    use alloy::providers::Provider;
+    let receipt = judge.provider().get_transaction_receipt(tx).await.unwrap().unwrap();
+    receipt.effective_gas_price
+}
+
+#[tokio::test]
+async fn rpc_outage_is_a_transient_error() {
+    let p = parties().await;
+    let judge = p.seller.1.clone();
+    drop(p.devnet); // the node goes away
+    let err = judge.block_number().await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+    let err = judge.request_close(ChannelId(U256::from(1))).await.unwrap_err();
+    assert!(err.is_transient(), "{err}");
+}
