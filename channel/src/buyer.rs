@@ -1,0 +1,1029 @@
+//! The buyer's state machine: one [`BuyerChannel`] per channel.
+//!
+//! It takes the stream's messages from the link (`Data` frames) or from the chain (`Posted`
+//! events), in any order and with duplicates; verifies each (stream, payload hash, seller
+//! signature, chain link `prev`); delivers each plaintext exactly once and in order; keeps a
+//! bounded reorder buffer; sends cumulative acks with the right cost (every `k` messages or after
+//! an ack delay, and always within `W`); detects gaps and, after `T_ack`, accuses the seller.
+//!
+//! Drain the resulting [`BuyerAction`]s with [`BuyerChannel::poll_action`] and carry them out in
+//! order, writing each [`BuyerAction::Persist`] durably before any later action. A `Position`
+//! record always precedes the `Deliver` actions it covers: a broker that writes the delivered
+//! plaintext into its own durable outbox in the same transaction gets exactly-once delivery
+//! across crashes.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use alloy_primitives::{Address, B256, U256, keccak256};
+
+use crate::records::BuyerRecord;
+use crate::seal::{EpochKey, Opener, SealError};
+use crate::sign::{Keypair, PublicKey, SigError, Signature, recover};
+use crate::types::{Ack, ChannelId, Domain, Message, Offer, Stop, StreamId, UnixMs, ack_cost};
+use crate::wire::{Data, Frame, FrameBytes, WireError};
+
+/// Buyer-side engine settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BuyerConfig {
+    /// Ack after this many new in-order messages (clamped to `max(1, W/2)`).
+    pub ack_every: u64,
+    /// Ack at most this long after the first unacked message arrived.
+    pub ack_delay_ms: u64,
+    /// Reorder buffer size in messages (clamped to at least `W`).
+    pub reorder_capacity: u64,
+    /// Minimum interval between re-sends of the latest ack on duplicates.
+    pub reack_interval_ms: u64,
+    /// How many recent delivered messages are kept to detect equivocation.
+    pub equivocation_memory: usize,
+    /// Margin added to chain deadlines (ms), for clock skew with `block.timestamp`.
+    pub chain_grace_ms: u64,
+}
+
+impl Default for BuyerConfig {
+    fn default() -> Self {
+        Self {
+            ack_every: 32,
+            ack_delay_ms: 20,
+            reorder_capacity: 1024,
+            reack_interval_ms: 200,
+            equivocation_memory: 256,
+            chain_grace_ms: 2_000,
+        }
+    }
+}
+
+/// Where a message came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// The peer link.
+    Link,
+    /// A `Posted` event of the judge.
+    Chain,
+}
+
+/// Informational events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum BuyerEvent {
+    /// A verified message could not be decrypted (not granted, or sealed wrongly). It is acked
+    /// (it was delivered over the protocol) but its plaintext is not delivered.
+    Undecryptable {
+        /// Seq.
+        seq: u64,
+        /// Why.
+        error: SealError,
+    },
+    /// A seller-signed message does not chain onto the previous one (the seller signed two
+    /// chains; not provable on-chain without the other message).
+    BrokenChain {
+        /// Seq.
+        seq: u64,
+    },
+    /// The seller stopped and everything up to its stop was received and acked.
+    StopCompleted,
+}
+
+/// What the caller must do, in order.
+#[derive(Clone, Debug)]
+pub enum BuyerAction {
+    /// Write durably before carrying out any later action.
+    Persist(BuyerRecord),
+    /// Write this encoded frame to the seller's link (dropped silently if it is down).
+    Send(FrameBytes),
+    /// Hand this plaintext to local subscribers (exactly once per seq, in order).
+    Deliver {
+        /// Seq of the message.
+        seq: u64,
+        /// Opened payload.
+        payload: Vec<u8>,
+    },
+    /// Call `judge.accuse(channel, seen, sig, missing)`; report `on_accusation_opened` (or
+    /// `on_accusation_closed` if it reverts).
+    Accuse {
+        /// Channel.
+        channel: ChannelId,
+        /// A seller-signed message after the gap.
+        seen: Message,
+        /// Its signature.
+        sig: Signature,
+        /// The missing seq.
+        missing: u64,
+    },
+    /// Call `judge.resolve(channel)` (the accusation was not defended in time).
+    Resolve {
+        /// Channel.
+        channel: ChannelId,
+    },
+    /// Call `judge.proveEquivocation(channel, a, sigA, b, sigB)`.
+    ProveEquivocation {
+        /// Channel.
+        channel: ChannelId,
+        /// First message.
+        a: Message,
+        /// Its signature.
+        sig_a: Signature,
+        /// Conflicting message, same seq.
+        b: Message,
+        /// Its signature.
+        sig_b: Signature,
+    },
+    /// Call `judge.requestClose(channel)`.
+    RequestClose {
+        /// Channel.
+        channel: ChannelId,
+    },
+    /// Call `judge.settle(channel)` (after `T_closure`).
+    Settle {
+        /// Channel.
+        channel: ChannelId,
+    },
+    /// Informational.
+    Event(BuyerEvent),
+}
+
+/// Why an input was rejected. A rejected input changes nothing.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BuyerError {
+    /// The offer is not acceptable.
+    #[error("invalid offer: {0}")]
+    InvalidOffer(&'static str),
+    /// The message is for another stream.
+    #[error("message of another stream")]
+    WrongStream,
+    /// `keccak256(payload) != payloadHash`.
+    #[error("payload does not match its hash")]
+    PayloadHash,
+    /// The seller's signature does not verify.
+    #[error("bad seller signature: {0}")]
+    Signature(#[from] SigError),
+    /// The message's `prev` is not the digest of the previous message.
+    #[error("message {0} does not chain onto the previous one")]
+    BrokenChain(u64),
+    /// A frame for another channel.
+    #[error("frame for another channel")]
+    WrongChannel,
+    /// A frame a buyer does not expect.
+    #[error("unexpected frame")]
+    UnexpectedFrame,
+    /// Encoding failed.
+    #[error("wire: {0}")]
+    Wire(#[from] WireError),
+    /// Cost overflow (absurd terms).
+    #[error("cost overflow")]
+    CostOverflow,
+    /// Restore failed.
+    #[error("restore: {0}")]
+    Restore(String),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Open,
+    Stopping,
+    Closing,
+    Settled,
+}
+
+#[derive(Clone, Debug)]
+struct Held {
+    message: Message,
+    digest: B256,
+    sig: Signature,
+    payload: Vec<u8>,
+    sig_ok: bool,
+    seen_at: UnixMs,
+}
+
+/// A recently delivered message: seq, digest, and the signed message if its signature was checked.
+type Recent = (u64, B256, Option<(Message, Signature)>);
+
+#[derive(Clone, Debug)]
+struct Seen {
+    message: Message,
+    sig: Signature,
+    seen_at: UnixMs,
+}
+
+/// Counters for metrics and benches.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BuyerStats {
+    /// Messages delivered.
+    pub delivered: u64,
+    /// Seller signatures verified.
+    pub sigs_verified: u64,
+    /// Acks signed.
+    pub acks_signed: u64,
+    /// Duplicates ignored.
+    pub duplicates: u64,
+}
+
+/// The buyer's engine for one channel.
+#[derive(Debug, Clone)]
+pub struct BuyerChannel {
+    domain: Domain,
+    key: Keypair,
+    id: ChannelId,
+    offer: Offer,
+    offer_sig: Signature,
+    seller_key: PublicKey,
+    stream: StreamId,
+    cfg: BuyerConfig,
+    ack_every: u64,
+    capacity: u64,
+    start: u64,
+    t_ack_ms: u64,
+    t_closure_ms: u64,
+    now: UnixMs,
+    phase: Phase,
+    next: u64,
+    last_digest: Option<B256>,
+    buffer: BTreeMap<u64, Held>,
+    /// Recently delivered: seq -> (digest, signed message if its signature was checked).
+    recent: VecDeque<Recent>,
+    opener: Opener,
+    /// Next seq not covered by a sent ack.
+    acked_next: u64,
+    last_ack: Option<(Ack, Signature, FrameBytes)>,
+    last_ack_sent_at: UnixMs,
+    ack_due: Option<UnixMs>,
+    gap: Option<Seen>,
+    accused: Option<u64>,
+    resolve_at: Option<UnixMs>,
+    /// Exclusive end of what is accepted (from a Stop).
+    stop_end: Option<u64>,
+    seller_stopped: bool,
+    settle_at: Option<UnixMs>,
+    actions: VecDeque<BuyerAction>,
+    stats: BuyerStats,
+}
+
+/// Checks an offer received from `seller` for buyer `me`: seller signature, stream ownership,
+/// positive terms. Returns the seller's public key and the channel id the offer will open.
+pub fn check_offer(
+    domain: &Domain,
+    offer: &Offer,
+    sig: &Signature,
+    me: Address,
+) -> Result<(PublicKey, ChannelId), BuyerError> {
+    if offer.buyer != me {
+        return Err(BuyerError::InvalidOffer("offer is for another buyer"));
+    }
+    if offer.stream().seller() != offer.seller {
+        return Err(BuyerError::InvalidOffer(
+            "stream id does not belong to the seller",
+        ));
+    }
+    if offer.price.is_zero() || offer.window == 0 || offer.tAck == 0 || offer.tClosure == 0 {
+        return Err(BuyerError::InvalidOffer(
+            "price, window, tAck and tClosure must be positive",
+        ));
+    }
+    offer
+        .price
+        .checked_mul(U256::from(offer.window))
+        .ok_or(BuyerError::InvalidOffer("price * window overflows"))?;
+    let digest = domain.digest(offer);
+    let key = recover(&digest, sig)?;
+    if key.address() != offer.seller {
+        return Err(BuyerError::InvalidOffer("offer not signed by its seller"));
+    }
+    Ok((key, ChannelId::from_offer_digest(digest)))
+}
+
+impl BuyerChannel {
+    /// A channel opened on-chain with `offer`: queues `Persist(Channel)` then `Send(Opened)`.
+    pub fn new(
+        domain: Domain,
+        key: Keypair,
+        offer: Offer,
+        offer_sig: Signature,
+        cfg: BuyerConfig,
+        now: UnixMs,
+    ) -> Result<Self, BuyerError> {
+        let mut b = Self::build(domain, key, offer, offer_sig, cfg, now)?;
+        b.actions
+            .push_back(BuyerAction::Persist(BuyerRecord::Channel {
+                offer: b.offer.clone(),
+                sig: b.offer_sig,
+            }));
+        let frame = Frame::Opened { channel_id: b.id }.encode_shared()?;
+        b.actions.push_back(BuyerAction::Send(frame));
+        Ok(b)
+    }
+
+    fn build(
+        domain: Domain,
+        key: Keypair,
+        offer: Offer,
+        offer_sig: Signature,
+        cfg: BuyerConfig,
+        now: UnixMs,
+    ) -> Result<Self, BuyerError> {
+        let (seller_key, id) = check_offer(&domain, &offer, &offer_sig, key.address())?;
+        let window = offer.window.max(1);
+        let ack_every = cfg.ack_every.clamp(1, (window / 2).max(1));
+        let capacity = cfg.reorder_capacity.max(window);
+        Ok(Self {
+            stream: offer.stream(),
+            start: offer.startSeq,
+            t_ack_ms: u64::from(offer.tAck) * 1000,
+            t_closure_ms: u64::from(offer.tClosure) * 1000,
+            next: offer.startSeq,
+            acked_next: offer.startSeq,
+            domain,
+            key,
+            id,
+            offer,
+            offer_sig,
+            seller_key,
+            cfg,
+            ack_every,
+            capacity,
+            now,
+            phase: Phase::Open,
+            last_digest: None,
+            buffer: BTreeMap::new(),
+            recent: VecDeque::new(),
+            opener: Opener::new(),
+            last_ack: None,
+            last_ack_sent_at: 0,
+            ack_due: None,
+            gap: None,
+            accused: None,
+            resolve_at: None,
+            stop_end: None,
+            seller_stopped: false,
+            settle_at: None,
+            actions: VecDeque::new(),
+            stats: BuyerStats::default(),
+        })
+    }
+
+    // ----- accessors -------------------------------------------------------------------------
+
+    /// The channel id.
+    pub fn id(&self) -> ChannelId {
+        self.id
+    }
+    /// The stream.
+    pub fn stream(&self) -> StreamId {
+        self.stream
+    }
+    /// The seller's address.
+    pub fn seller(&self) -> Address {
+        self.offer.seller
+    }
+    /// The offer.
+    pub fn offer(&self) -> &Offer {
+        &self.offer
+    }
+    /// Next seq to deliver (everything below was delivered).
+    pub fn next_seq(&self) -> u64 {
+        self.next
+    }
+    /// Messages held in the reorder buffer.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+    /// The latest ack sent.
+    pub fn last_ack(&self) -> Option<(&Ack, &Signature)> {
+        self.last_ack.as_ref().map(|(a, s, _)| (a, s))
+    }
+    /// The open accusation's missing seq.
+    pub fn accused(&self) -> Option<u64> {
+        self.accused
+    }
+    /// Counters.
+    pub fn stats(&self) -> BuyerStats {
+        self.stats
+    }
+    /// Whether the channel is settled.
+    pub fn is_settled(&self) -> bool {
+        self.phase == Phase::Settled
+    }
+
+    // ----- action queue ----------------------------------------------------------------------
+
+    /// The next action to carry out, in order.
+    pub fn poll_action(&mut self) -> Option<BuyerAction> {
+        self.actions.pop_front()
+    }
+
+    /// Drains all pending actions, in order.
+    pub fn drain_actions(&mut self) -> std::collections::vec_deque::Drain<'_, BuyerAction> {
+        self.actions.drain(..)
+    }
+
+    /// Number of queued actions.
+    pub fn pending_actions(&self) -> usize {
+        self.actions.len()
+    }
+
+    fn tick(&mut self, now: UnixMs) {
+        self.now = self.now.max(now);
+    }
+
+    // ----- inputs ----------------------------------------------------------------------------
+
+    /// Handles a frame from the seller's link (`Data`, `Stop`; `Ping` is answered).
+    pub fn handle_frame(&mut self, now: UnixMs, frame: Frame) -> Result<(), BuyerError> {
+        match frame {
+            Frame::Data(Data {
+                message,
+                sig,
+                payload,
+            }) => self.handle_message(now, message, sig, payload, Source::Link),
+            Frame::Stop { stop, sig } => self.handle_stop(now, stop, sig),
+            Frame::Ping { nonce } => {
+                self.tick(now);
+                let f = Frame::Pong { nonce }.encode_shared()?;
+                self.actions.push_back(BuyerAction::Send(f));
+                Ok(())
+            }
+            Frame::Pong { .. } | Frame::Error { .. } => Ok(()),
+            _ => Err(BuyerError::UnexpectedFrame),
+        }
+    }
+
+    /// A message posted on-chain (`Posted` event) for this channel's stream.
+    pub fn on_posted(
+        &mut self,
+        now: UnixMs,
+        message: Message,
+        sig: Signature,
+        payload: Vec<u8>,
+    ) -> Result<(), BuyerError> {
+        self.handle_message(now, message, sig, payload, Source::Chain)
+    }
+
+    /// The link to the seller is up (again): queues `Resume` and the latest ack.
+    pub fn link_up(&mut self, now: UnixMs) -> Result<(), BuyerError> {
+        self.tick(now);
+        let f = Frame::Resume {
+            channel_id: self.id,
+            next_seq: self.next,
+        }
+        .encode_shared()?;
+        self.actions.push_back(BuyerAction::Send(f));
+        if let Some((_, _, f)) = &self.last_ack {
+            self.actions.push_back(BuyerAction::Send(f.clone()));
+            self.last_ack_sent_at = self.now;
+        }
+        if self.acked_next < self.next {
+            self.send_ack()?;
+        }
+        Ok(())
+    }
+
+    /// Handles one stream message from the link or the chain.
+    pub fn handle_message(
+        &mut self,
+        now: UnixMs,
+        message: Message,
+        sig: Signature,
+        payload: Vec<u8>,
+        source: Source,
+    ) -> Result<(), BuyerError> {
+        self.tick(now);
+        if self.phase == Phase::Settled {
+            return Ok(());
+        }
+        if message.streamId != self.stream.0 {
+            return Err(BuyerError::WrongStream);
+        }
+        let m = message.seq;
+        if m < self.start || self.stop_end.is_some_and(|e| m >= e) {
+            return Ok(());
+        }
+        if keccak256(&payload) != message.payloadHash {
+            return Err(BuyerError::PayloadHash);
+        }
+        let d = self.domain.digest(&message);
+        if m < self.next {
+            return self.on_duplicate(message, d, sig, source);
+        }
+        if let Some(h) = self.buffer.get(&m) {
+            if h.digest == d {
+                self.stats.duplicates += 1;
+                return Ok(());
+            }
+            self.seller_key.verify(&d, &sig)?;
+            self.stats.sigs_verified += 1;
+            if h.sig_ok {
+                self.equivocation(h.message.clone(), h.sig, message, sig);
+            }
+            return Ok(());
+        }
+        // Authenticate: by a held, authenticated successor whose prev is our digest, else by
+        // the seller's signature.
+        let linked = self
+            .buffer
+            .get(&m.saturating_add(1))
+            .is_some_and(|s| s.message.prev == d);
+        let sig_ok = if linked {
+            false
+        } else {
+            self.seller_key.verify(&d, &sig)?;
+            self.stats.sigs_verified += 1;
+            true
+        };
+        if m == self.next {
+            if let Some(ld) = self.last_digest
+                && message.prev != ld
+            {
+                self.actions
+                    .push_back(BuyerAction::Event(BuyerEvent::BrokenChain { seq: m }));
+                return Err(BuyerError::BrokenChain(m));
+            }
+            let held = Held {
+                message,
+                digest: d,
+                sig,
+                payload,
+                sig_ok,
+                seen_at: self.now,
+            };
+            self.deliver_from(held);
+        } else {
+            if sig_ok && self.gap.as_ref().is_none_or(|g| g.message.seq < self.next) {
+                self.gap = Some(Seen {
+                    message: message.clone(),
+                    sig,
+                    seen_at: self.now,
+                });
+            }
+            if m < self.next.saturating_add(self.capacity) {
+                self.buffer.insert(
+                    m,
+                    Held {
+                        message,
+                        digest: d,
+                        sig,
+                        payload,
+                        sig_ok,
+                        seen_at: self.now,
+                    },
+                );
+            }
+        }
+        self.after_progress()
+    }
+
+    fn on_duplicate(
+        &mut self,
+        message: Message,
+        d: B256,
+        sig: Signature,
+        source: Source,
+    ) -> Result<(), BuyerError> {
+        let m = message.seq;
+        let reack_due = source == Source::Link
+            && m < self.acked_next
+            && self.last_ack.is_some()
+            && self.now
+                >= self
+                    .last_ack_sent_at
+                    .saturating_add(self.cfg.reack_interval_ms);
+        match self.recent.iter().find(|(s, _, _)| *s == m) {
+            Some((_, known, _)) if *known == d => {
+                self.stats.duplicates += 1;
+                // The seller retransmits: it may have lost our ack.
+                if reack_due {
+                    self.reack();
+                }
+                Ok(())
+            }
+            Some((_, _, Some((a, sa)))) => {
+                let (a, sa) = (a.clone(), *sa);
+                self.seller_key.verify(&d, &sig)?;
+                self.stats.sigs_verified += 1;
+                self.equivocation(a, sa, message, sig);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => {
+                // Too old to compare (or we restarted): authenticate before re-acking.
+                self.stats.duplicates += 1;
+                if reack_due {
+                    self.seller_key.verify(&d, &sig)?;
+                    self.stats.sigs_verified += 1;
+                    self.reack();
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn reack(&mut self) {
+        if let Some((_, _, f)) = &self.last_ack {
+            self.actions.push_back(BuyerAction::Send(f.clone()));
+            self.last_ack_sent_at = self.now;
+        }
+    }
+
+    fn equivocation(&mut self, a: Message, sig_a: Signature, b: Message, sig_b: Signature) {
+        self.actions.push_back(BuyerAction::ProveEquivocation {
+            channel: self.id,
+            a,
+            sig_a,
+            b,
+            sig_b,
+        });
+    }
+
+    /// Delivers `first` (which is `next`) and then whatever the buffer holds in order.
+    fn deliver_from(&mut self, first: Held) {
+        let mut delivered: Vec<(u64, Result<Vec<u8>, SealError>)> = Vec::new();
+        let mut learned: Vec<(u64, EpochKey)> = Vec::new();
+        let mut cur = Some(first);
+        while let Some(h) = cur.take() {
+            let seq = h.message.seq;
+            match self.opener.open(&self.key, &self.stream, seq, &h.payload) {
+                Ok((pt, l)) => {
+                    if let Some(l) = l {
+                        learned.push(l);
+                    }
+                    delivered.push((seq, Ok(pt)));
+                }
+                Err(e) => delivered.push((seq, Err(e))),
+            }
+            self.next = seq.saturating_add(1);
+            self.last_digest = Some(h.digest);
+            let signed = h.sig_ok.then(|| (h.message.clone(), h.sig));
+            self.recent.push_back((seq, h.digest, signed));
+            while self.recent.len() > self.cfg.equivocation_memory.max(1) {
+                self.recent.pop_front();
+            }
+            // Next one from the buffer, if it chains on.
+            if let Some(n) = self.buffer.remove(&self.next) {
+                if n.message.prev == h.digest {
+                    cur = Some(n);
+                } else {
+                    self.actions
+                        .push_back(BuyerAction::Event(BuyerEvent::BrokenChain {
+                            seq: n.message.seq,
+                        }));
+                }
+            }
+        }
+        // Stale buffer entries cannot exist (we only remove in order), but keep it bounded.
+        let next = self.next;
+        self.buffer = self.buffer.split_off(&next);
+        for (epoch, key) in learned {
+            self.actions
+                .push_back(BuyerAction::Persist(BuyerRecord::EpochKey {
+                    epoch,
+                    key: key.0,
+                }));
+        }
+        self.actions
+            .push_back(BuyerAction::Persist(BuyerRecord::Position {
+                next_seq: self.next,
+                last_digest: self.last_digest,
+            }));
+        for (seq, r) in delivered {
+            match r {
+                Ok(payload) => {
+                    self.stats.delivered += 1;
+                    self.actions
+                        .push_back(BuyerAction::Deliver { seq, payload });
+                }
+                Err(error) => self
+                    .actions
+                    .push_back(BuyerAction::Event(BuyerEvent::Undecryptable { seq, error })),
+            }
+        }
+        // Gap evidence must be after the new gap.
+        if self.gap.as_ref().is_some_and(|g| g.message.seq < self.next) {
+            self.gap = self.buffer.values().find(|h| h.sig_ok).map(|h| Seen {
+                message: h.message.clone(),
+                sig: h.sig,
+                seen_at: h.seen_at,
+            });
+        }
+    }
+
+    fn after_progress(&mut self) -> Result<(), BuyerError> {
+        let unacked = self.next.saturating_sub(self.acked_next);
+        let final_ack = self.stop_end.is_some_and(|e| self.next >= e);
+        if unacked >= self.ack_every || (final_ack && unacked > 0) {
+            self.send_ack()?;
+        } else if unacked > 0 && self.ack_due.is_none() {
+            self.ack_due = Some(self.now.saturating_add(self.cfg.ack_delay_ms));
+        }
+        if final_ack && self.seller_stopped && self.phase == Phase::Open {
+            self.phase = Phase::Stopping;
+            self.actions
+                .push_back(BuyerAction::Event(BuyerEvent::StopCompleted));
+            self.actions
+                .push_back(BuyerAction::RequestClose { channel: self.id });
+        }
+        Ok(())
+    }
+
+    fn send_ack(&mut self) -> Result<(), BuyerError> {
+        let Some(digest) = self.last_digest else {
+            return Ok(());
+        };
+        let seq = self.next.saturating_sub(1);
+        let cost = ack_cost(self.start, seq, self.offer.price).ok_or(BuyerError::CostOverflow)?;
+        let ack = Ack {
+            channelId: self.id.0,
+            seq,
+            digest,
+            cost,
+            timestamp: self.now,
+        };
+        let sig = self.key.sign(&self.domain.digest(&ack));
+        self.stats.acks_signed += 1;
+        let frame = Frame::Ack {
+            ack: ack.clone(),
+            sig,
+        }
+        .encode_shared()?;
+        self.actions.push_back(BuyerAction::Send(frame.clone()));
+        self.last_ack = Some((ack, sig, frame));
+        self.last_ack_sent_at = self.now;
+        self.acked_next = self.next;
+        self.ack_due = None;
+        Ok(())
+    }
+
+    fn handle_stop(&mut self, now: UnixMs, stop: Stop, sig: Signature) -> Result<(), BuyerError> {
+        self.tick(now);
+        if stop.channelId != self.id.0 {
+            return Err(BuyerError::WrongChannel);
+        }
+        self.seller_key.verify(&self.domain.digest(&stop), &sig)?;
+        if self.phase != Phase::Open || self.seller_stopped {
+            return Ok(());
+        }
+        let end = stop.seq.saturating_add(1).max(self.start);
+        self.stop_end = Some(self.stop_end.map_or(end, |e| e.min(end)));
+        self.seller_stopped = true;
+        self.actions
+            .push_back(BuyerAction::Persist(BuyerRecord::Stopped {
+                seq: stop.seq,
+                by_buyer: false,
+            }));
+        let end = self.stop_end.unwrap_or(end);
+        self.buffer = self.buffer.split_off(&self.next);
+        self.buffer.retain(|s, _| *s < end);
+        self.after_progress()
+    }
+
+    /// The buyer stops: accepts nothing after what it has, sends a final ack and a signed `Stop`,
+    /// and requests the close on-chain.
+    pub fn stop(&mut self, now: UnixMs) -> Result<(), BuyerError> {
+        self.tick(now);
+        if self.phase != Phase::Open {
+            return Ok(());
+        }
+        if self.acked_next < self.next {
+            self.send_ack()?;
+        }
+        let seq = self.next.saturating_sub(1);
+        let stop = Stop {
+            channelId: self.id.0,
+            seq,
+            timestamp: self.now,
+        };
+        let sig = self.key.sign(&self.domain.digest(&stop));
+        let frame = Frame::Stop { stop, sig }.encode_shared()?;
+        self.stop_end = Some(self.next);
+        self.buffer.clear();
+        self.gap = None;
+        self.phase = Phase::Stopping;
+        self.actions
+            .push_back(BuyerAction::Persist(BuyerRecord::Stopped {
+                seq,
+                by_buyer: true,
+            }));
+        self.actions.push_back(BuyerAction::Send(frame));
+        self.actions
+            .push_back(BuyerAction::RequestClose { channel: self.id });
+        Ok(())
+    }
+
+    // ----- timers ----------------------------------------------------------------------------
+
+    /// Handles every timer due at `now`: delayed acks, accusations, resolution, settlement.
+    pub fn handle_timeout(&mut self, now: UnixMs) -> Result<(), BuyerError> {
+        self.tick(now);
+        let now = self.now;
+        if self.ack_due.is_some_and(|t| t <= now) {
+            self.ack_due = None;
+            if self.acked_next < self.next {
+                self.send_ack()?;
+            }
+        }
+        if let Some(at) = self.accuse_at()
+            && at <= now
+            && let Some(g) = self.gap.clone()
+        {
+            let missing = self.next;
+            self.accused = Some(missing);
+            self.actions
+                .push_back(BuyerAction::Persist(BuyerRecord::Accused { missing }));
+            self.actions.push_back(BuyerAction::Accuse {
+                channel: self.id,
+                seen: g.message,
+                sig: g.sig,
+                missing,
+            });
+        }
+        if self.resolve_at.is_some_and(|t| t <= now) {
+            self.resolve_at = None;
+            self.actions
+                .push_back(BuyerAction::Resolve { channel: self.id });
+        }
+        if self.settle_at.is_some_and(|t| t <= now) {
+            self.settle_at = None;
+            self.actions
+                .push_back(BuyerAction::Settle { channel: self.id });
+        }
+        Ok(())
+    }
+
+    fn accuse_at(&self) -> Option<UnixMs> {
+        if self.accused.is_some() || self.phase == Phase::Settled {
+            return None;
+        }
+        let g = self.gap.as_ref()?;
+        if g.message.seq <= self.next {
+            return None;
+        }
+        Some(
+            g.seen_at
+                .max(g.message.timestamp)
+                .saturating_add(self.t_ack_ms),
+        )
+    }
+
+    /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has something to do.
+    pub fn poll_timeout(&self) -> Option<UnixMs> {
+        [
+            self.ack_due,
+            self.accuse_at(),
+            self.resolve_at,
+            self.settle_at,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    // ----- chain notifications ---------------------------------------------------------------
+
+    /// The accusation was mined; the seller must defend by `deadline_secs` (chain time).
+    pub fn on_accusation_opened(&mut self, now: UnixMs, deadline_secs: u64) {
+        self.tick(now);
+        self.resolve_at = Some(
+            deadline_secs
+                .saturating_mul(1000)
+                .saturating_add(self.cfg.chain_grace_ms),
+        );
+    }
+
+    /// The accusation was defended, resolved, or its transaction failed.
+    pub fn on_accusation_closed(&mut self, now: UnixMs) {
+        self.tick(now);
+        if self.accused.take().is_some() {
+            self.resolve_at = None;
+            self.actions
+                .push_back(BuyerAction::Persist(BuyerRecord::AccusationCleared));
+        }
+    }
+
+    /// `requestClose` was mined at `at_secs` (chain time): settle after `T_closure`.
+    pub fn on_close_requested(&mut self, now: UnixMs, at_secs: u64) {
+        self.tick(now);
+        if matches!(self.phase, Phase::Closing | Phase::Settled) {
+            return;
+        }
+        self.phase = Phase::Closing;
+        self.settle_at = Some(
+            at_secs
+                .saturating_mul(1000)
+                .saturating_add(self.t_closure_ms)
+                .saturating_add(self.cfg.chain_grace_ms),
+        );
+        self.actions
+            .push_back(BuyerAction::Persist(BuyerRecord::CloseRequested {
+                at_secs,
+            }));
+    }
+
+    /// The channel is settled on-chain.
+    pub fn on_settled(&mut self, now: UnixMs) {
+        self.tick(now);
+        if self.phase != Phase::Settled {
+            self.phase = Phase::Settled;
+            self.settle_at = None;
+            self.resolve_at = None;
+            self.buffer.clear();
+            self.actions
+                .push_back(BuyerAction::Persist(BuyerRecord::Settled));
+        }
+    }
+
+    // ----- persistence -----------------------------------------------------------------------
+
+    /// A minimal record list equivalent to everything persisted so far.
+    pub fn snapshot(&self) -> Vec<BuyerRecord> {
+        let mut out = vec![BuyerRecord::Channel {
+            offer: self.offer.clone(),
+            sig: self.offer_sig,
+        }];
+        for (e, k) in self.opener.keys() {
+            out.push(BuyerRecord::EpochKey {
+                epoch: *e,
+                key: k.0,
+            });
+        }
+        out.push(BuyerRecord::Position {
+            next_seq: self.next,
+            last_digest: self.last_digest,
+        });
+        if let Some(end) = self.stop_end {
+            out.push(BuyerRecord::Stopped {
+                seq: end.saturating_sub(1),
+                by_buyer: !self.seller_stopped,
+            });
+        }
+        if let Some(m) = self.accused {
+            out.push(BuyerRecord::Accused { missing: m });
+        }
+        match self.phase {
+            Phase::Closing => {
+                if let Some(t) = self.settle_at {
+                    let at = t
+                        .saturating_sub(self.t_closure_ms)
+                        .saturating_sub(self.cfg.chain_grace_ms)
+                        / 1000;
+                    out.push(BuyerRecord::CloseRequested { at_secs: at });
+                }
+            }
+            Phase::Settled => out.push(BuyerRecord::Settled),
+            _ => {}
+        }
+        out
+    }
+
+    /// Rebuilds a channel from its records (first must be `Channel`). Deliveries resume right
+    /// after the last persisted `Position`; the next ack is sent on `link_up`.
+    pub fn restore(
+        domain: Domain,
+        key: Keypair,
+        cfg: BuyerConfig,
+        records: impl IntoIterator<Item = BuyerRecord>,
+        now: UnixMs,
+    ) -> Result<Self, BuyerError> {
+        let mut it = records.into_iter();
+        let Some(BuyerRecord::Channel { offer, sig }) = it.next() else {
+            return Err(BuyerError::Restore("first record must be Channel".into()));
+        };
+        let mut b = Self::build(domain, key, offer, sig, cfg, now)?;
+        for r in it {
+            match r {
+                BuyerRecord::Channel { .. } => {
+                    return Err(BuyerError::Restore("duplicate Channel record".into()));
+                }
+                BuyerRecord::Position {
+                    next_seq,
+                    last_digest,
+                } => {
+                    if next_seq >= b.next {
+                        b.next = next_seq;
+                        b.last_digest = last_digest;
+                    }
+                }
+                BuyerRecord::EpochKey { epoch, key } => b.opener.insert_key(epoch, EpochKey(key)),
+                BuyerRecord::Stopped { seq, by_buyer } => {
+                    b.stop_end = Some(seq.saturating_add(1).max(b.start));
+                    b.seller_stopped = !by_buyer;
+                    if by_buyer {
+                        b.phase = Phase::Stopping;
+                    }
+                }
+                BuyerRecord::Accused { missing } => b.accused = Some(missing),
+                BuyerRecord::AccusationCleared => b.accused = None,
+                BuyerRecord::CloseRequested { at_secs } => {
+                    b.phase = Phase::Closing;
+                    b.settle_at = Some(
+                        at_secs
+                            .saturating_mul(1000)
+                            .saturating_add(b.t_closure_ms)
+                            .saturating_add(b.cfg.chain_grace_ms),
+                    );
+                }
+                BuyerRecord::Settled => b.phase = Phase::Settled,
+            }
+        }
+        // Unknown whether the last ack went out: ack again on link_up.
+        b.acked_next = b.start;
+        if let (Some(d), Some(last)) = (b.last_digest, b.next.checked_sub(1)) {
+            b.recent.push_back((last, d, None));
+        }
+        Ok(b)
+    }
+}

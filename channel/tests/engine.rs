@@ -1,0 +1,835 @@
+//! Direct tests of the seller and buyer engines (no harness).
+
+use alloy_primitives::{U256, keccak256};
+use supra_channel::records::{BuyerRecord, SellerRecord};
+use supra_channel::seal::{EpochKey, Opener, SealError};
+use supra_channel::seller::{SellerConfig, Terms};
+use supra_channel::testkit::test_key;
+use supra_channel::*;
+
+const T0: u64 = 1_700_000_000_000;
+
+fn domain() -> Domain {
+    Domain::new(31337, alloy_primitives::Address::repeat_byte(0x42))
+}
+
+fn terms(window: u64) -> Terms {
+    Terms {
+        price: U256::from(10u64),
+        window,
+        t_ack_secs: 10,
+        t_closure_secs: 60,
+        offer_validity_secs: 600,
+    }
+}
+
+struct Pair {
+    seller: Stream,
+    buyer: BuyerChannel,
+    bkey: Keypair,
+    store: Vec<SellerRecord>,
+    bstore: Vec<BuyerRecord>,
+    delivered: Vec<(u64, Vec<u8>)>,
+    other: Vec<SellerAction>,
+    bother: Vec<BuyerAction>,
+    now: u64,
+}
+
+impl Pair {
+    fn new(window: u64, scfg: SellerConfig, bcfg: BuyerConfig) -> Self {
+        let skey = test_key("s", 1);
+        let bkey = test_key("b", 1);
+        let sid = StreamId::new(skey.address(), 7).unwrap();
+        let mut seller = Stream::new(domain(), skey, sid, terms(window), scfg).unwrap();
+        let (offer, sig) = seller.make_offer(T0, *bkey.public(), "t").unwrap();
+        let buyer =
+            BuyerChannel::new(domain(), bkey.clone(), offer.clone(), sig, bcfg, T0).unwrap();
+        let id = buyer.id();
+        seller.open_channel(T0, id, U256::from(10_000u64)).unwrap();
+        let mut p = Self {
+            seller,
+            buyer,
+            bkey,
+            store: vec![],
+            bstore: vec![],
+            delivered: vec![],
+            other: vec![],
+            bother: vec![],
+            now: T0,
+        };
+        p.seller_out();
+        p.buyer_out();
+        p
+    }
+
+    /// Drains the seller's actions: returns frames for the buyer, keeps the rest.
+    fn seller_out(&mut self) -> Vec<Frame> {
+        let mut frames = vec![];
+        for a in self.seller.drain_actions() {
+            match a {
+                SellerAction::Persist(r) => self.store.push(r),
+                SellerAction::Send { frame, .. } => frames.push(Frame::decode(&frame).unwrap()),
+                other => self.other.push(other),
+            }
+        }
+        frames
+    }
+
+    fn buyer_out(&mut self) -> Vec<Frame> {
+        let mut frames = vec![];
+        for a in self.buyer.drain_actions() {
+            match a {
+                BuyerAction::Persist(r) => self.bstore.push(r),
+                BuyerAction::Send(f) => frames.push(Frame::decode(&f).unwrap()),
+                BuyerAction::Deliver { seq, payload } => self.delivered.push((seq, payload)),
+                other => self.bother.push(other),
+            }
+        }
+        frames
+    }
+
+    /// Exchanges frames until quiet (perfect link, zero delay).
+    fn exchange(&mut self) {
+        loop {
+            let to_b = self.seller_out();
+            for f in to_b {
+                if !matches!(f, Frame::Offer { .. }) {
+                    let _ = self.buyer.handle_frame(self.now, f);
+                }
+            }
+            let to_s = self.buyer_out();
+            if to_s.is_empty() && self.seller.pending_actions() == 0 {
+                break;
+            }
+            for f in to_s {
+                let _ = self.seller.handle_frame(self.now, self.bkey.address(), f);
+            }
+        }
+    }
+
+    fn advance(&mut self, ms: u64) {
+        self.now += ms;
+        self.seller.handle_timeout(self.now);
+        let _ = self.buyer.handle_timeout(self.now);
+    }
+}
+
+fn payload(i: u64) -> Vec<u8> {
+    format!("payload {i}").into_bytes()
+}
+
+#[test]
+fn delivers_in_order_and_acks_with_right_cost() {
+    let mut p = Pair::new(
+        8,
+        SellerConfig::default(),
+        BuyerConfig {
+            ack_every: 2,
+            ..Default::default()
+        },
+    );
+    for i in 0..50 {
+        p.now += 1;
+        p.seller.publish(p.now, &payload(i)).unwrap();
+        p.exchange();
+    }
+    p.advance(100);
+    p.exchange();
+    assert_eq!(p.delivered.len(), 50);
+    for (k, (seq, pl)) in p.delivered.iter().enumerate() {
+        assert_eq!(*seq, k as u64);
+        assert_eq!(pl, &payload(k as u64));
+    }
+    let (ack, _) = p.buyer.last_ack().unwrap();
+    assert_eq!(ack.seq, 49);
+    assert_eq!(ack.cost, U256::from(500u64));
+    assert_eq!(p.seller.best_acked_seq(&p.buyer.id()), Some(49));
+}
+
+#[test]
+fn window_is_never_exceeded_without_acks() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    let mut sent = 0;
+    for i in 0..100 {
+        p.seller.publish(T0 + i, &payload(i)).unwrap();
+        sent += p
+            .seller_out()
+            .iter()
+            .filter(|f| matches!(f, Frame::Data(_)))
+            .count();
+    }
+    assert_eq!(sent, 8);
+    assert_eq!(p.seller.unacked_in_flight(&p.buyer.id()), Some(8));
+}
+
+#[test]
+fn acks_are_verified_lazily() {
+    let mut p = Pair::new(
+        256,
+        SellerConfig::default(),
+        BuyerConfig {
+            ack_every: 16,
+            ..Default::default()
+        },
+    );
+    for i in 0..2000 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+        p.exchange();
+    }
+    let st = p.seller.stats();
+    assert!(st.acks_received >= 2000 / 16 - 1, "{st:?}");
+    assert!(
+        st.acks_verified * 5 < st.acks_received,
+        "too many verifications: {st:?}"
+    );
+    assert_eq!(p.delivered.len(), 2000);
+}
+
+#[test]
+fn wrong_cost_ack_is_evidence() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    p.seller.publish(T0, b"x").unwrap();
+    p.seller_out();
+    let m = p.seller.message(0).unwrap().clone();
+    let ack = Ack {
+        channelId: p.buyer.id().0,
+        seq: 0,
+        digest: m.digest,
+        cost: U256::from(11u64),
+        timestamp: T0,
+    };
+    let sig = p.bkey.sign(&domain().digest(&ack));
+    p.seller
+        .handle_frame(
+            T0,
+            p.bkey.address(),
+            Frame::Ack {
+                ack: ack.clone(),
+                sig,
+            },
+        )
+        .unwrap();
+    p.seller_out();
+    assert!(
+        p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::ProveWrongCost { ack: a2, .. } if *a2 == ack))
+    );
+}
+
+#[test]
+fn forged_acks_never_count() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    p.seller.publish(T0, b"x").unwrap();
+    p.seller_out();
+    let m = p.seller.message(0).unwrap().clone();
+    let ack = Ack {
+        channelId: p.buyer.id().0,
+        seq: 0,
+        digest: m.digest,
+        cost: U256::from(10u64),
+        timestamp: T0,
+    };
+    // Signed by someone else.
+    let other = test_key("mallory", 1);
+    let sig = other.sign(&domain().digest(&ack));
+    p.seller
+        .handle_frame(
+            T0,
+            p.bkey.address(),
+            Frame::Ack {
+                ack: ack.clone(),
+                sig,
+            },
+        )
+        .unwrap();
+    // Wrong digest / unpublished seq / not the buyer are rejected outright.
+    let mut bad = ack.clone();
+    bad.digest = keccak256(b"nope");
+    assert!(
+        p.seller
+            .handle_frame(T0, p.bkey.address(), Frame::Ack { ack: bad, sig })
+            .is_err()
+    );
+    let mut far = ack.clone();
+    far.seq = 5;
+    far.cost = U256::from(60u64);
+    let far_sig = p.bkey.sign(&domain().digest(&far));
+    assert!(
+        p.seller
+            .handle_frame(
+                T0,
+                p.bkey.address(),
+                Frame::Ack {
+                    ack: far,
+                    sig: far_sig
+                }
+            )
+            .is_err()
+    );
+    assert!(
+        p.seller
+            .handle_frame(
+                T0,
+                other.address(),
+                Frame::Ack {
+                    ack: ack.clone(),
+                    sig
+                }
+            )
+            .is_err()
+    );
+    // Lazy check fires: dropped, never verified.
+    p.advance(1000);
+    p.seller_out();
+    assert!(p.seller.verified_ack(&p.buyer.id()).is_none());
+    assert!(
+        p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::Event(SellerEvent::InvalidAck { .. })))
+    );
+    // The genuine ack still counts afterwards.
+    let good = p.bkey.sign(&domain().digest(&ack));
+    p.seller
+        .handle_frame(T0, p.bkey.address(), Frame::Ack { ack, sig: good })
+        .unwrap();
+    p.advance(1000);
+    assert_eq!(
+        p.seller.verified_ack(&p.buyer.id()).map(|a| a.ack.seq),
+        Some(0)
+    );
+}
+
+#[test]
+fn unacked_messages_are_posted_at_t_off_ack() {
+    let scfg = SellerConfig {
+        delta_onchain_ms: 3_000,
+        ..Default::default()
+    };
+    let mut p = Pair::new(8, scfg, BuyerConfig::default());
+    p.seller.publish(T0, b"m0").unwrap();
+    p.seller_out();
+    p.advance(6_999);
+    p.seller_out();
+    assert!(!p.other.iter().any(|a| matches!(a, SellerAction::Post(_))));
+    p.advance(1);
+    p.seller_out();
+    assert!(
+        p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::Post(m) if m.message.seq == 0)),
+        "T_off_ack = 10s - 3s"
+    );
+    // The buyer takes the posted message as if from the link.
+    let m = p.seller.message(0).unwrap().clone();
+    p.buyer
+        .on_posted(p.now, m.message.clone(), m.sig, m.payload.clone())
+        .unwrap();
+    p.buyer_out();
+    assert_eq!(p.delivered, vec![(0, b"m0".to_vec())]);
+}
+
+#[test]
+fn accusation_defences() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    let id = p.buyer.id();
+    for i in 0..3 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+    }
+    p.seller_out();
+    // Not acked: post then defend.
+    p.seller.on_accused(T0, id, 1);
+    p.seller_out();
+    let n = p.other.len();
+    assert!(matches!(&p.other[n - 2], SellerAction::Post(m) if m.message.seq == 1));
+    assert!(matches!(&p.other[n - 1], SellerAction::Defend { .. }));
+    // Acked: defend with the ack.
+    let m2 = p.seller.message(2).unwrap().clone();
+    let ack = Ack {
+        channelId: id.0,
+        seq: 2,
+        digest: m2.digest,
+        cost: U256::from(30u64),
+        timestamp: T0,
+    };
+    let sig = p.bkey.sign(&domain().digest(&ack));
+    p.seller
+        .handle_frame(T0, p.bkey.address(), Frame::Ack { ack, sig })
+        .unwrap();
+    p.seller.on_accused(T0, id, 2);
+    p.seller_out();
+    assert!(
+        matches!(p.other.last(), Some(SellerAction::DefendWithAck { ack, .. }) if ack.seq == 2)
+    );
+}
+
+#[test]
+fn buyer_accuses_after_t_ack_then_resolves() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    for i in 0..3 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+    }
+    let frames = p.seller_out();
+    // Lose message 1.
+    for (k, f) in frames.into_iter().enumerate() {
+        if k != 1 {
+            p.buyer.handle_frame(T0 + 5, f).unwrap();
+        }
+    }
+    p.buyer_out();
+    assert_eq!(p.delivered.len(), 1);
+    assert_eq!(p.buyer.buffered(), 1);
+    p.buyer.handle_timeout(T0 + 5 + 9_999).unwrap();
+    p.buyer_out();
+    assert!(
+        !p.bother
+            .iter()
+            .any(|a| matches!(a, BuyerAction::Accuse { .. })),
+        "accusation waits seen_at + T_ack"
+    );
+    let t = T0 + 5 + 10_000;
+    p.buyer.handle_timeout(t).unwrap();
+    p.buyer_out();
+    assert!(
+        p.bother
+            .iter()
+            .any(|a| matches!(a, BuyerAction::Accuse { missing: 1, seen, .. } if seen.seq == 2))
+    );
+    p.buyer.on_accusation_opened(t, t / 1000 + 10);
+    let r = p.buyer.poll_timeout().unwrap();
+    p.buyer.handle_timeout(r).unwrap();
+    p.buyer_out();
+    assert!(
+        p.bother
+            .iter()
+            .any(|a| matches!(a, BuyerAction::Resolve { .. }))
+    );
+}
+
+#[test]
+fn equivocation_is_proved() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    p.seller.publish(T0, b"a").unwrap();
+    for f in p.seller_out() {
+        p.buyer.handle_frame(T0, f).unwrap();
+    }
+    // The seller (its key) signs another message 0.
+    let skey = test_key("s", 1);
+    let payload = b"evil".to_vec();
+    let m = Message {
+        streamId: p.buyer.stream().0,
+        seq: 0,
+        timestamp: T0,
+        payloadHash: keccak256(&payload),
+        prev: Default::default(),
+    };
+    let sig = skey.sign(&domain().digest(&m));
+    p.buyer.on_posted(T0, m, sig, payload).unwrap();
+    p.buyer_out();
+    assert!(
+        p.bother
+            .iter()
+            .any(|a| matches!(a, BuyerAction::ProveEquivocation { .. }))
+    );
+    assert_eq!(p.delivered.len(), 1);
+}
+
+#[test]
+fn seller_restart_never_resigns_and_loses_no_ack() {
+    let mut p = Pair::new(
+        16,
+        SellerConfig::default(),
+        BuyerConfig {
+            ack_every: 2,
+            ..Default::default()
+        },
+    );
+    for i in 0..10 {
+        p.seller.publish(T0 + i, &payload(i)).unwrap();
+        p.exchange();
+    }
+    let best = p.seller.best_acked_seq(&p.buyer.id());
+    // Crash right after message 10 was persisted, before it was sent.
+    p.seller.publish(T0 + 10, &payload(10)).unwrap();
+    for a in p.seller.drain_actions() {
+        if let SellerAction::Persist(r) = a {
+            p.store.push(r);
+            break;
+        }
+    }
+    let signed_10 = p.store.iter().rev().find_map(|r| match r {
+        SellerRecord::Message { message, .. } if message.seq == 10 => Some(message.clone()),
+        _ => None,
+    });
+    assert!(signed_10.is_some());
+    let mut s2 = Stream::restore(
+        domain(),
+        test_key("s", 1),
+        p.seller.id(),
+        terms(16),
+        SellerConfig::default(),
+        p.store.clone(),
+        T0 + 20,
+    )
+    .unwrap();
+    assert_eq!(s2.next_seq(), 11);
+    assert!(s2.best_acked_seq(&p.buyer.id()) >= best);
+    assert_eq!(s2.message(10).unwrap().message, signed_10.unwrap());
+    // Same via a compacted snapshot.
+    let s3 = Stream::restore(
+        domain(),
+        test_key("s", 1),
+        p.seller.id(),
+        terms(16),
+        SellerConfig::default(),
+        s2.snapshot(),
+        T0 + 20,
+    )
+    .unwrap();
+    assert_eq!(s3.next_seq(), 11);
+    assert_eq!(s3.last_digest(), s2.last_digest());
+    assert_eq!(
+        s3.best_acked_seq(&p.buyer.id()),
+        s2.best_acked_seq(&p.buyer.id())
+    );
+    // Resume: the buyer gets 10 (retransmitted), then 11.
+    s2.link_up(T0 + 20, p.bkey.address());
+    p.seller = s2;
+    p.now = T0 + 20;
+    p.buyer.link_up(p.now).unwrap();
+    p.exchange();
+    p.seller.publish(p.now, &payload(11)).unwrap();
+    p.exchange();
+    p.advance(100);
+    p.exchange();
+    let seqs: Vec<u64> = p.delivered.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (0..12).collect::<Vec<_>>());
+    assert_eq!(p.seller.best_acked_seq(&p.buyer.id()), Some(11));
+}
+
+#[test]
+fn buyer_restart_neither_duplicates_nor_loses() {
+    let mut p = Pair::new(
+        16,
+        SellerConfig::default(),
+        BuyerConfig {
+            ack_every: 3,
+            ..Default::default()
+        },
+    );
+    for i in 0..7 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+        p.exchange();
+    }
+    let restored = BuyerChannel::restore(
+        domain(),
+        p.bkey.clone(),
+        BuyerConfig {
+            ack_every: 3,
+            ..Default::default()
+        },
+        p.bstore.clone(),
+        T0 + 1,
+    )
+    .unwrap();
+    assert_eq!(restored.next_seq(), 7);
+    let snap = BuyerChannel::restore(
+        domain(),
+        p.bkey.clone(),
+        BuyerConfig::default(),
+        restored.snapshot(),
+        T0 + 1,
+    )
+    .unwrap();
+    assert_eq!(snap.next_seq(), 7);
+    p.buyer = restored;
+    p.now = T0 + 1;
+    p.buyer.link_up(p.now).unwrap();
+    p.seller.link_up(p.now, p.bkey.address());
+    p.exchange();
+    for i in 7..12 {
+        p.seller.publish(p.now, &payload(i)).unwrap();
+        p.exchange();
+    }
+    p.advance(1000);
+    p.exchange();
+    let seqs: Vec<u64> = p.delivered.iter().map(|(s, _)| *s).collect();
+    assert_eq!(seqs, (0..12).collect::<Vec<_>>());
+}
+
+#[test]
+fn buyer_stop_and_seller_stop() {
+    // Buyer stops.
+    let mut p = Pair::new(
+        8,
+        SellerConfig::default(),
+        BuyerConfig {
+            ack_every: 1,
+            ..Default::default()
+        },
+    );
+    for i in 0..3 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+        p.exchange();
+    }
+    p.buyer.stop(T0).unwrap();
+    let frames = p.buyer_out();
+    assert!(frames.iter().any(|f| matches!(f, Frame::Stop { .. })));
+    assert!(
+        p.bother
+            .iter()
+            .any(|a| matches!(a, BuyerAction::RequestClose { .. }))
+    );
+    for f in frames {
+        p.seller.handle_frame(T0, p.bkey.address(), f).unwrap();
+    }
+    p.seller_out();
+    p.seller.publish(T0, &payload(3)).unwrap();
+    assert!(
+        p.seller_out().is_empty(),
+        "nothing sent after the buyer's stop"
+    );
+    assert!(
+        p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::Event(SellerEvent::StopCompleted { .. })))
+    );
+
+    // Seller stops.
+    let mut p = Pair::new(
+        8,
+        SellerConfig::default(),
+        BuyerConfig {
+            ack_every: 100,
+            ack_delay_ms: 50,
+            ..Default::default()
+        },
+    );
+    for i in 0..3 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+    }
+    let id = p.buyer.id();
+    p.seller.stop_channel(T0, id).unwrap();
+    p.exchange();
+    assert!(
+        p.bother
+            .iter()
+            .any(|a| matches!(a, BuyerAction::RequestClose { .. }))
+    );
+    assert_eq!(p.buyer.last_ack().unwrap().0.seq, 2, "final ack");
+    assert!(
+        p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::Claim { ack, .. } if ack.seq == 2))
+    );
+    assert!(
+        p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::RequestClose { .. }))
+    );
+}
+
+#[test]
+fn close_claims_ack_then_posted_messages() {
+    let scfg = SellerConfig {
+        delta_onchain_ms: 3_000,
+        ..Default::default()
+    };
+    let mut p = Pair::new(
+        8,
+        scfg,
+        BuyerConfig {
+            ack_every: 1,
+            ..Default::default()
+        },
+    );
+    let id = p.buyer.id();
+    p.seller.publish(T0, &payload(0)).unwrap();
+    p.exchange();
+    // 1 and 2 are lost and get posted.
+    p.seller.publish(T0, &payload(1)).unwrap();
+    p.seller.publish(T0, &payload(2)).unwrap();
+    p.seller_out();
+    p.advance(7_000);
+    p.seller_out();
+    for seq in [1, 2] {
+        p.seller.on_posted(p.now, seq);
+    }
+    p.advance(1);
+    p.seller.on_close_requested(p.now, id, p.now / 1000);
+    p.seller_out();
+    let claim = p
+        .other
+        .iter()
+        .position(|a| matches!(a, SellerAction::Claim { ack, .. } if ack.seq == 0))
+        .expect("claim");
+    let cp = p
+        .other
+        .iter()
+        .position(|a| matches!(a, SellerAction::ClaimPosted { upto: 2, .. }))
+        .expect("claimPosted");
+    assert!(claim < cp);
+    p.advance(50_000);
+    p.seller_out();
+    assert!(
+        !p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::Settle { .. })),
+        "not before T_closure"
+    );
+    p.advance(13_000);
+    p.seller_out();
+    assert!(
+        p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::Settle { .. }))
+    );
+}
+
+#[test]
+fn departed_buyer_cannot_read_later_messages() {
+    let skey = test_key("s", 1);
+    let (b1, b2) = (test_key("b", 1), test_key("b", 2));
+    let sid = StreamId::new(skey.address(), 7).unwrap();
+    let mut seller = Stream::new(domain(), skey, sid, terms(8), SellerConfig::default()).unwrap();
+    let mut chans = vec![];
+    for b in [&b1, &b2] {
+        let (offer, sig) = seller.make_offer(T0, *b.public(), "t").unwrap();
+        let c =
+            BuyerChannel::new(domain(), b.clone(), offer, sig, BuyerConfig::default(), T0).unwrap();
+        seller
+            .open_channel(T0, c.id(), U256::from(1000u64))
+            .unwrap();
+        chans.push(c);
+    }
+    seller.publish(T0, b"for both").unwrap();
+    seller.drain_actions();
+    let m0 = seller.message(0).unwrap().clone();
+    for c in chans.iter_mut() {
+        c.on_posted(T0, m0.message.clone(), m0.sig, m0.payload.clone())
+            .unwrap();
+        assert!(
+            c.drain_actions()
+                .any(|a| matches!(a, BuyerAction::Deliver { seq: 0, .. }))
+        );
+    }
+    // b2 stops; the next message starts a new epoch without it.
+    chans[1].stop(T0).unwrap();
+    let stop = chans[1].drain_actions().find_map(|a| match a {
+        BuyerAction::Send(f) => match Frame::decode(&f).unwrap() {
+            f @ Frame::Stop { .. } => Some(f),
+            _ => None,
+        },
+        _ => None,
+    });
+    seller
+        .handle_frame(T0, b2.address(), stop.unwrap())
+        .unwrap();
+    seller.publish(T0, b"only b1").unwrap();
+    seller.drain_actions();
+    let m1 = seller.message(1).unwrap().clone();
+    assert_eq!(seller.epoch(), 2);
+    chans[0]
+        .on_posted(T0, m1.message.clone(), m1.sig, m1.payload.clone())
+        .unwrap();
+    assert!(chans[0].drain_actions().any(
+        |a| matches!(a, BuyerAction::Deliver { seq: 1, ref payload } if payload == b"only b1")
+    ));
+    // b2, with every key it ever learned, cannot open message 1.
+    let mut o = Opener::new();
+    for r in chans[1].snapshot() {
+        if let BuyerRecord::EpochKey { epoch, key } = r {
+            o.insert_key(epoch, EpochKey(key));
+        }
+    }
+    assert_eq!(o.keys().len(), 1);
+    assert_eq!(
+        o.open(&b2, &sid, 1, &m1.payload).unwrap_err(),
+        SealError::NoKey(2)
+    );
+}
+
+#[test]
+fn records_round_trip() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    for i in 0..5 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+        p.exchange();
+    }
+    for r in p.store.iter().chain(p.seller.snapshot().iter()) {
+        assert_eq!(&SellerRecord::decode(&r.encode().unwrap()).unwrap(), r);
+    }
+    for r in p.bstore.iter() {
+        assert_eq!(&BuyerRecord::decode(&r.encode().unwrap()).unwrap(), r);
+    }
+    assert!(SellerRecord::decode(&[0xff; 10]).is_err());
+}
+
+#[test]
+fn extreme_values_do_not_panic() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    let skey = test_key("s", 1);
+    let id = p.buyer.id();
+    // Seller-signed messages at the end of the seq space, with and without valid links.
+    for seq in [u64::MAX, u64::MAX - 1, u64::MAX / 2] {
+        let payload = vec![1u8; 3];
+        let m = Message {
+            streamId: p.buyer.stream().0,
+            seq,
+            timestamp: u64::MAX,
+            payloadHash: keccak256(&payload),
+            prev: Default::default(),
+        };
+        let sig = skey.sign(&domain().digest(&m));
+        let _ = p.buyer.handle_frame(
+            u64::MAX,
+            Frame::Data(supra_channel::wire::Data {
+                message: m.clone(),
+                sig,
+                payload: payload.clone(),
+            }),
+        );
+        let _ = p.buyer.on_posted(0, m, sig, payload);
+    }
+    let _ = p.buyer.handle_timeout(u64::MAX);
+    p.buyer.on_accusation_opened(u64::MAX, u64::MAX);
+    p.buyer.on_close_requested(u64::MAX, u64::MAX);
+    let _ = p.buyer.handle_timeout(u64::MAX);
+    // Acks, resumes and stops with extreme fields.
+    for seq in [u64::MAX, u64::MAX - 1, 0] {
+        let ack = Ack {
+            channelId: id.0,
+            seq,
+            digest: Default::default(),
+            cost: U256::MAX,
+            timestamp: u64::MAX,
+        };
+        let sig = p.bkey.sign(&domain().digest(&ack));
+        let _ = p
+            .seller
+            .handle_frame(u64::MAX, p.bkey.address(), Frame::Ack { ack, sig });
+        let _ = p.seller.handle_frame(
+            u64::MAX,
+            p.bkey.address(),
+            Frame::Resume {
+                channel_id: id,
+                next_seq: seq,
+            },
+        );
+        let stop = Stop {
+            channelId: id.0,
+            seq,
+            timestamp: u64::MAX,
+        };
+        let sig = p.bkey.sign(&domain().digest(&stop));
+        let _ = p
+            .seller
+            .handle_frame(u64::MAX, p.bkey.address(), Frame::Stop { stop, sig });
+    }
+    p.seller.on_close_requested(u64::MAX, id, u64::MAX);
+    p.seller.on_accused(u64::MAX, id, u64::MAX);
+    p.seller.on_posted(u64::MAX, u64::MAX);
+    p.seller.handle_timeout(u64::MAX);
+    let _ = p.seller.publish(u64::MAX, b"late");
+    p.seller.drain_actions().for_each(drop);
+}
