@@ -1,1 +1,148 @@
-//! placeholder
+//! The supra broker: an MQTT broker (embedded rumqttd) that sells and buys live topic streams from
+//! other brokers over SUPRA payment channels, with the judge contract as the arbiter.
+//!
+//! [`Broker::start`] wires the parts together (see ARCHITECTURE.md): the embedded MQTT broker
+//! ([`mqtt`]), the peer listener and dialers ([`peer`]), the chain worker and event watcher
+//! ([`chain`]), the durable store ([`store`]), the operator socket ([`admin`]), and the [`node`]
+//! task that owns the protocol engines.
+
+pub mod admin;
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod keys;
+pub mod mqtt;
+pub mod node;
+pub mod peer;
+pub mod probe;
+pub mod status;
+pub mod store;
+pub mod topics;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy_primitives::{Address, B256, U256};
+use supra_judge::Judge;
+use supra_judge::devnet::Devnet;
+use tokio::sync::mpsc;
+
+use crate::config::{ChainEndpoint, Config};
+use crate::node::{Command, Node, NodeIo};
+use crate::peer::LinkContext;
+
+/// Why a broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Key(#[from] keys::KeyFileError),
+    #[error("chain: {0}")]
+    Chain(String),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Mqtt(#[from] mqtt::MqttError),
+    #[error("peer listener {0}: {1}")]
+    Peer(std::net::SocketAddr, std::io::Error),
+    #[error("operator socket: {0}")]
+    Admin(std::io::Error),
+    #[error("{0}")]
+    Restore(String),
+}
+
+/// A running broker.
+pub struct Broker {
+    /// The broker's Ethereum address (its identity on links and on the chain).
+    pub address: Address,
+    /// The judge client (this broker's account).
+    pub judge: Judge,
+    /// Operator commands to the node.
+    pub commands: mpsc::Sender<Command>,
+    /// The node task: ends only on a storage failure.
+    pub node: tokio::task::JoinHandle<Result<(), store::StoreError>>,
+    /// The private chain started for `rpc = "auto"`, kept alive as long as the broker.
+    pub devnet: Option<Devnet>,
+}
+
+/// Deploys the judge on a devnet with its first dev account, and funds `fund` from it.
+pub async fn devnet_with_judge(fund: &[Address]) -> Result<(Devnet, Address), String> {
+    let devnet = Devnet::spawn().map_err(|e| e.to_string())?;
+    let deployer = *devnet.keys().first().ok_or("anvil printed no keys")?;
+    let judge = Judge::deploy(devnet.endpoint(), &deployer).await.map_err(|e| e.to_string())?;
+    for address in fund {
+        let ether = U256::from(1_000u64) * U256::from(10u64).pow(U256::from(18));
+        supra_judge::transfer(devnet.endpoint(), &deployer, *address, ether).await.map_err(|e| e.to_string())?;
+    }
+    Ok((devnet, judge.address()))
+}
+
+impl Broker {
+    /// Starts a broker from a validated configuration.
+    pub async fn start(config: Config) -> Result<Broker, StartError> {
+        let (key, secret) = keys::load(&config.key_file)?;
+        let key = Arc::new(key);
+        let secret = B256::from(secret);
+        let (rpc, judge_address, devnet) = match &config.chain.endpoint {
+            ChainEndpoint::Auto => {
+                let (devnet, judge) = devnet_with_judge(&[key.address()]).await.map_err(StartError::Chain)?;
+                tracing::info!("started a private Anvil at {} with the judge at {judge}", devnet.endpoint());
+                (devnet.endpoint().to_owned(), judge, Some(devnet))
+            }
+            ChainEndpoint::Rpc { url, judge } => (url.clone(), *judge, None),
+        };
+        let judge = Judge::connect(&rpc, &secret, judge_address).await.map_err(|e| StartError::Chain(e.to_string()))?;
+        let domain = judge.domain();
+
+        let mut store = store::Store::open(&config.data_dir)?;
+        let restarting_buyer = !store.buyer_channels()?.is_empty();
+        let sold: Vec<String> = config.sell.iter().map(|s| s.topic.clone()).collect();
+        let (local_tx, local_rx) = mpsc::unbounded_channel();
+        let mqtt = mqtt::LocalMqtt::start(&config.mqtt, &sold, local_tx)?;
+
+        let (links_tx, links_rx) = mpsc::unbounded_channel();
+        let ctx = LinkContext { domain, key: key.clone(), allow: Arc::new(config.peer.allow.clone()), events: links_tx };
+        if let Some(addr) = config.peer.listen {
+            let listener = peer::bind(addr).await.map_err(|e| StartError::Peer(addr, e))?;
+            tokio::spawn(peer::serve(listener, ctx.clone()));
+        }
+
+        let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
+        let (results_tx, results_rx) = mpsc::unbounded_channel();
+        tokio::spawn(chain::worker(judge.clone(), jobs_rx, results_tx));
+        let from = match store.chain_cursor()? {
+            Some(block) => block + 1,
+            None => judge.block_number().await.map_err(|e| StartError::Chain(e.to_string()))?,
+        };
+        let (events_tx, events_rx) = mpsc::unbounded_channel();
+        tokio::spawn(chain::watch(judge.clone(), from, Duration::from_millis(config.chain.poll_interval_ms), events_tx));
+
+        let mut node = Node::restore(&config, key.clone(), domain, store, mqtt, jobs_tx).map_err(StartError::Restore)?;
+        let (commands_tx, commands_rx) = mpsc::channel(64);
+        admin::serve(admin::socket_path(&config.data_dir), commands_tx.clone(), judge.clone()).await.map_err(StartError::Admin)?;
+
+        // Sellers we buy from: one link per seller, shared by its [[buy]] entries.
+        let mut sellers: Vec<(String, Address)> = config.buy.iter().map(|b| (b.endpoint.clone(), b.seller)).collect();
+        sellers.sort();
+        sellers.dedup();
+        let hold = if restarting_buyer { Duration::from_millis(config.mqtt.restart_hold_ms) } else { Duration::ZERO };
+        if hold.is_zero() {
+            node.replay_outbox()?;
+        }
+        let commands = commands_tx.clone();
+        tokio::spawn(async move {
+            if !hold.is_zero() {
+                tokio::time::sleep(hold).await;
+                let _ = commands.send(Command::ReplayOutbox).await;
+            }
+            for (endpoint, seller) in sellers {
+                tokio::spawn(peer::keep_dialing(endpoint, seller, ctx.clone()));
+            }
+        });
+
+        let io = NodeIo { local: local_rx, links: links_rx, results: results_rx, events: events_rx, commands: commands_rx };
+        let node = tokio::spawn(node.run(io));
+        tracing::info!("broker {} up: MQTT on {}", key.address(), config.mqtt.listen);
+        Ok(Broker { address: key.address(), judge, commands: commands_tx, node, devnet })
+    }
+}

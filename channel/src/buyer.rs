@@ -400,6 +400,15 @@ impl BuyerChannel {
     pub fn is_settled(&self) -> bool {
         self.phase == Phase::Settled
     }
+    /// `open`, `stopping`, `closing` or `settled`, for operators.
+    pub fn phase_name(&self) -> &'static str {
+        match self.phase {
+            Phase::Open => "open",
+            Phase::Stopping => "stopping",
+            Phase::Closing => "closing",
+            Phase::Settled => "settled",
+        }
+    }
 
     // ----- action queue ----------------------------------------------------------------------
 

@@ -348,6 +348,31 @@ impl Channel {
     }
 }
 
+/// One channel of a stream, as operators see it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ChannelSummary {
+    /// The channel.
+    pub channel: ChannelId,
+    /// Its buyer.
+    pub buyer: Address,
+    /// First seq of the channel.
+    pub start_seq: u64,
+    /// Messages sent at least once.
+    pub sent: u64,
+    /// Messages covered by the best ack received (verified or not yet).
+    pub acked: u64,
+    /// Cost of the best verified ack.
+    pub acked_cost: U256,
+    /// `R` as confirmed by the judge.
+    pub claimed: U256,
+    /// The buyer's deposit when the channel opened.
+    pub deposit: U256,
+    /// `open`, `stopping`, `closing` or `settled`.
+    pub phase: &'static str,
+    /// Whether the buyer's link is up.
+    pub link_up: bool,
+}
+
 /// Counters for metrics and benches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SellerStats {
@@ -511,6 +536,41 @@ impl Stream {
     /// The current sealing epoch.
     pub fn epoch(&self) -> u64 {
         self.sealer.epoch()
+    }
+
+    /// Whether any buyer has an open channel or a pending offer: publishing to a stream without
+    /// one signs messages nobody can buy (a new channel starts at the next seq).
+    pub fn has_audience(&self) -> bool {
+        !self.channels.is_empty() || !self.offers.is_empty()
+    }
+
+    /// Whether `channel` is one of this stream's channels or pending offers.
+    pub fn knows_channel(&self, channel: &ChannelId) -> bool {
+        self.channels.contains_key(channel) || self.offers.contains_key(channel)
+    }
+
+    /// A status line per channel, for operators.
+    pub fn channel_summaries(&self) -> Vec<ChannelSummary> {
+        self.channels
+            .values()
+            .map(|c| ChannelSummary {
+                channel: c.id,
+                buyer: c.buyer,
+                start_seq: c.start,
+                sent: c.high_sent().saturating_sub(c.start),
+                acked: c.best_seq().map_or(0, |s| s.saturating_add(1).saturating_sub(c.start)),
+                acked_cost: c.verified.as_ref().map_or(U256::ZERO, |v| v.ack.cost),
+                claimed: c.claimed,
+                deposit: c.deposit,
+                phase: match c.phase {
+                    Phase::Open => "open",
+                    Phase::Stopping { .. } => "stopping",
+                    Phase::Closing { .. } => "closing",
+                    Phase::Settled => "settled",
+                },
+                link_up: c.link_up,
+            })
+            .collect()
     }
 
     // ----- action queue ----------------------------------------------------------------------

@@ -1,0 +1,210 @@
+//! The `supra` command line.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alloy_primitives::{B256, U256};
+use clap::{Parser, Subcommand};
+use supra_channel::types::ChannelId;
+
+use crate::admin::{Answer, Request};
+use crate::config::Config;
+use crate::{Broker, keys, status};
+
+/// Supra: an MQTT broker that sells and buys live topic streams from other brokers, paid per
+/// message through an Ethereum judge contract.
+#[derive(Debug, Parser)]
+#[command(name = "supra", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Debug, Subcommand)]
+enum Commands {
+    /// Run a broker.
+    Run {
+        /// The broker's TOML configuration (reference: broker/supra.example.toml).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Make a new broker key (secp256k1) and print its address.
+    Keygen {
+        /// Where to write the key (hex, readable by the owner only).
+        #[arg(long, short, default_value = "broker.key")]
+        out: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Print the address of a key file.
+    Address {
+        /// The key file.
+        #[arg(long, short, default_value = "broker.key")]
+        key: PathBuf,
+    },
+    /// Deploy the judge contract and print its address.
+    Deploy {
+        /// JSON-RPC URL of the chain.
+        #[arg(long)]
+        rpc: String,
+        /// Key file of the deploying account (pays the gas).
+        #[arg(long, short)]
+        key: PathBuf,
+    },
+    /// Show the channels of a running broker: messages, acks, cost, claimed, deposit.
+    Channels {
+        /// The running broker's configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Close a channel of a running broker: stop it off-chain, claim, and settle after T_closure.
+    Close {
+        /// The running broker's configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The channel id (0x…, as `supra channels --json` prints it).
+        channel: String,
+    },
+    /// Run the demo: a private Anvil with the judge, two brokers, a publisher and a subscriber.
+    Demo(crate::demo::DemoOptions),
+}
+
+fn init_logging(default: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
+}
+
+fn parse_channel(text: &str) -> Result<ChannelId, String> {
+    let text = text.trim();
+    let parsed = if let Some(hex) = text.strip_prefix("0x") { U256::from_str_radix(hex, 16) } else { U256::from_str_radix(text, 10) };
+    parsed.map(ChannelId).map_err(|_| format!("`{text}` is not a channel id"))
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("supra: {message}");
+    ExitCode::FAILURE
+}
+
+/// Entry point of the `supra` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Commands::Run { config } => {
+            init_logging("info,rumqttd=warn");
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => return fail(e),
+            };
+            runtime().block_on(async move {
+                let broker = match Broker::start(config).await {
+                    Ok(broker) => broker,
+                    Err(e) => return fail(e),
+                };
+                tokio::select! {
+                    result = broker.node => match result {
+                        Ok(Ok(())) => ExitCode::SUCCESS,
+                        Ok(Err(e)) => fail(format!("stopped: {e}")),
+                        Err(e) => fail(format!("stopped: {e}")),
+                    },
+                    _ = tokio::signal::ctrl_c() => {
+                        // Everything that matters is already durable: stopping here loses nothing.
+                        eprintln!("supra: interrupted; state is durable, restart to resume");
+                        ExitCode::SUCCESS
+                    }
+                }
+            })
+        }
+        Commands::Keygen { out, force } => {
+            let (secret, key) = keys::generate();
+            match keys::write(&out, &secret, force) {
+                Ok(()) => {
+                    println!("{}", key.address());
+                    eprintln!("wrote {} (keep it secret; fund this address to pay gas)", out.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Commands::Address { key } => match keys::load(&key) {
+            Ok((key, _)) => {
+                println!("{}", key.address());
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
+        Commands::Deploy { rpc, key } => {
+            let secret = match keys::load(&key) {
+                Ok((_, secret)) => B256::from(secret),
+                Err(e) => return fail(e),
+            };
+            runtime().block_on(async move {
+                match supra_judge::Judge::deploy(&rpc, &secret).await {
+                    Ok(judge) => {
+                        println!("{}", judge.address());
+                        ExitCode::SUCCESS
+                    }
+                    Err(e) => fail(format!("deploy: {e}")),
+                }
+            })
+        }
+        Commands::Channels { config, json } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => return fail(e),
+            };
+            runtime().block_on(async move {
+                match crate::admin::ask(&config.data_dir, &Request::Channels).await {
+                    Ok(Answer::Channels(lines)) => {
+                        if json {
+                            println!("{}", serde_json::to_string_pretty(&lines).unwrap_or_default());
+                        } else {
+                            print!("{}", status::table(&lines));
+                        }
+                        ExitCode::SUCCESS
+                    }
+                    Ok(Answer::Error(e)) => fail(e),
+                    Ok(other) => fail(format!("unexpected answer {other:?}")),
+                    Err(e) => fail(e),
+                }
+            })
+        }
+        Commands::Close { config, channel } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => return fail(e),
+            };
+            let channel = match parse_channel(&channel) {
+                Ok(channel) => channel,
+                Err(e) => return fail(e),
+            };
+            runtime().block_on(async move {
+                match crate::admin::ask(&config.data_dir, &Request::Close { channel }).await {
+                    Ok(Answer::Closing) => {
+                        println!("closing {channel}: stopped off-chain; the broker claims and settles after T_closure");
+                        ExitCode::SUCCESS
+                    }
+                    Ok(Answer::Error(e)) => fail(e),
+                    Ok(other) => fail(format!("unexpected answer {other:?}")),
+                    Err(e) => fail(e),
+                }
+            })
+        }
+        Commands::Demo(options) => {
+            init_logging("warn");
+            runtime().block_on(async move {
+                match crate::demo::run(options).await {
+                    Ok(_) => ExitCode::SUCCESS,
+                    Err(e) => fail(format!("demo failed: {e}")),
+                }
+            })
+        }
+    }
+}

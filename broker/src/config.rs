@@ -1,0 +1,458 @@
+//! The broker's TOML configuration: parsing, defaults and validation.
+//!
+//! `supra.example.toml` at the crate root is the commented reference; [`Config::load`] turns a file
+//! into a validated [`Config`] with paths resolved against the file's directory. Every mistake is
+//! reported with the key it concerns; nothing is started from a config that failed validation.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use alloy_primitives::{Address, U256};
+use serde::Deserialize;
+
+use crate::topics::{check_filter, overlap};
+
+/// A validated broker configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory of the durable state (created if missing).
+    pub data_dir: PathBuf,
+    /// File holding the broker's secp256k1 key as hex (`supra keygen` writes one).
+    pub key_file: PathBuf,
+    pub mqtt: MqttConfig,
+    pub chain: ChainConfig,
+    pub peer: PeerConfig,
+    pub sell: Vec<SellConfig>,
+    pub buy: Vec<BuyConfig>,
+}
+
+/// MQTT listeners of the embedded broker.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// MQTT 3.1.1 listener.
+    pub listen: SocketAddr,
+    /// Optional MQTT 5 listener.
+    #[serde(default)]
+    pub listen_v5: Option<SocketAddr>,
+    /// Largest accepted publish payload, in bytes.
+    #[serde(default = "default_max_payload")]
+    pub max_payload_size: usize,
+    /// After a restart with bought channels, deliveries wait this long so that local subscribers
+    /// can reconnect first (MQTT drops what arrives for a clean session that is not connected).
+    #[serde(default = "default_restart_hold")]
+    pub restart_hold_ms: u64,
+}
+
+fn default_max_payload() -> usize {
+    256 * 1024
+}
+fn default_restart_hold() -> u64 {
+    2_000
+}
+
+/// Where the judge lives.
+#[derive(Debug, Clone)]
+pub enum ChainEndpoint {
+    /// Start a local Anvil and deploy the judge on it (development and demos).
+    Auto,
+    /// An existing chain: JSON-RPC URL and the judge's address.
+    Rpc { url: String, judge: Address },
+}
+
+/// Chain settings.
+#[derive(Debug, Clone)]
+pub struct ChainConfig {
+    pub endpoint: ChainEndpoint,
+    /// Δ_on-chain: how long a transaction may take to be mined. A seller posts an unacked message
+    /// at `timestamp + T_ack - Δ`.
+    pub onchain_delay_secs: u32,
+    /// How often new judge events are read.
+    pub poll_interval_ms: u64,
+    /// The seller claims acked payments once this much is unclaimed (and always on close).
+    pub claim_threshold_wei: U256,
+}
+
+/// The peer listener buyers connect to (only needed to sell).
+#[derive(Debug, Clone, Default)]
+pub struct PeerConfig {
+    pub listen: Option<SocketAddr>,
+    /// Buyer addresses allowed to connect; empty means any buyer that pays.
+    pub allow: Vec<Address>,
+}
+
+/// One stream this broker sells: every local publish matching `topic`.
+#[derive(Debug, Clone)]
+pub struct SellConfig {
+    pub topic: String,
+    pub price_wei: U256,
+    pub window: u64,
+    pub t_ack_secs: u32,
+    pub t_closure_secs: u32,
+}
+
+/// One stream this broker buys from another broker.
+#[derive(Debug, Clone)]
+pub struct BuyConfig {
+    pub seller: Address,
+    pub endpoint: String,
+    pub topic: String,
+    pub deposit_wei: U256,
+    pub max_price_wei: U256,
+    pub local_prefix: String,
+}
+
+/// A configuration mistake, naming the key it concerns.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("config: `{key}`: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), message: message.into() }
+}
+
+// ---- raw file shape ----
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    #[serde(default = "default_data_dir")]
+    data_dir: PathBuf,
+    #[serde(default = "default_key_file")]
+    key_file: PathBuf,
+    mqtt: MqttConfig,
+    #[serde(default)]
+    chain: RawChain,
+    #[serde(default)]
+    peer: RawPeer,
+    #[serde(default)]
+    sell: Vec<RawSell>,
+    #[serde(default)]
+    buy: Vec<RawBuy>,
+}
+
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("data")
+}
+fn default_key_file() -> PathBuf {
+    PathBuf::from("broker.key")
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChain {
+    #[serde(default = "default_rpc")]
+    rpc: String,
+    judge: Option<String>,
+    #[serde(default = "default_onchain_delay")]
+    onchain_delay_secs: u32,
+    #[serde(default = "default_poll_interval")]
+    poll_interval_ms: u64,
+    #[serde(default)]
+    claim_threshold_wei: Option<Amount>,
+}
+
+impl Default for RawChain {
+    fn default() -> Self {
+        RawChain {
+            rpc: default_rpc(),
+            judge: None,
+            onchain_delay_secs: default_onchain_delay(),
+            poll_interval_ms: default_poll_interval(),
+            claim_threshold_wei: None,
+        }
+    }
+}
+
+fn default_rpc() -> String {
+    "auto".into()
+}
+fn default_onchain_delay() -> u32 {
+    5
+}
+fn default_poll_interval() -> u64 {
+    500
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPeer {
+    listen: Option<SocketAddr>,
+    #[serde(default)]
+    allow: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSell {
+    topic: String,
+    price_wei: Amount,
+    #[serde(default = "default_window")]
+    window: u64,
+    #[serde(default = "default_t_ack")]
+    t_ack_secs: u32,
+    #[serde(default = "default_t_closure")]
+    t_closure_secs: u32,
+}
+
+fn default_window() -> u64 {
+    256
+}
+fn default_t_ack() -> u32 {
+    60
+}
+fn default_t_closure() -> u32 {
+    120
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBuy {
+    seller: String,
+    endpoint: String,
+    topic: String,
+    deposit_wei: Amount,
+    max_price_wei: Amount,
+    local_prefix: String,
+}
+
+/// An amount of wei as written in the config: an integer, or a string with an optional unit
+/// (`"1000"`, `"2 gwei"`, `"0.5 ether"`). TOML integers stop at 2^63, hence strings.
+#[derive(Debug, Clone, Copy)]
+struct Amount(U256);
+
+impl<'de> Deserialize<'de> for Amount {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Int(n) => Ok(Amount(U256::from(n))),
+            Raw::Text(text) => parse_wei(&text).map(Amount).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// Parses `"123"`, `"123 wei"`, `"1.5 gwei"`, `"0.01 ether"` into wei.
+pub fn parse_wei(text: &str) -> Result<U256, String> {
+    let text = text.trim();
+    let (number, unit) = match text.split_once(char::is_whitespace) {
+        Some((number, unit)) => (number, unit.trim()),
+        None => (text, "wei"),
+    };
+    let decimals: usize = match unit.to_ascii_lowercase().as_str() {
+        "wei" => 0,
+        "gwei" => 9,
+        "ether" | "eth" => 18,
+        other => return Err(format!("unknown unit `{other}` (use wei, gwei or ether)")),
+    };
+    let (whole, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if whole.is_empty() && fraction.is_empty() {
+        return Err(format!("`{text}` is not an amount"));
+    }
+    if fraction.len() > decimals {
+        return Err(format!("`{text}` has more decimals than {unit} allows"));
+    }
+    let digits = format!("{whole}{fraction:0<decimals$}");
+    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("`{text}` is not an amount"));
+    }
+    U256::from_str_radix(&digits, 10).map_err(|_| format!("`{text}` is too large"))
+}
+
+fn parse_address(key: &str, text: &str) -> Result<Address, ConfigError> {
+    Address::from_str(text.trim()).map_err(|_| invalid(key, format!("`{text}` is not an address (0x + 40 hex digits)")))
+}
+
+impl Config {
+    /// Reads, parses and validates a config file; relative paths are taken from its directory.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Config::parse(&text, base).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parses and validates config text; relative paths are taken from `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(text)
+            .map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+
+        let endpoint = match raw.chain.rpc.as_str() {
+            "auto" => {
+                if raw.chain.judge.is_some() {
+                    return Err(invalid("chain.judge", "must not be set with rpc = \"auto\" (the judge is deployed at start)"));
+                }
+                ChainEndpoint::Auto
+            }
+            url if url.starts_with("http://") || url.starts_with("https://") => {
+                let judge = raw
+                    .chain
+                    .judge
+                    .as_deref()
+                    .ok_or_else(|| invalid("chain.judge", "required when chain.rpc is a URL"))?;
+                ChainEndpoint::Rpc { url: url.to_owned(), judge: parse_address("chain.judge", judge)? }
+            }
+            other => return Err(invalid("chain.rpc", format!("`{other}`: use \"auto\" or an http(s):// URL"))),
+        };
+        if raw.chain.poll_interval_ms == 0 {
+            return Err(invalid("chain.poll_interval_ms", "must be positive"));
+        }
+
+        let allow = raw
+            .peer
+            .allow
+            .iter()
+            .map(|a| parse_address("peer.allow", a))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        let mut sell = Vec::new();
+        for (i, s) in raw.sell.into_iter().enumerate() {
+            let key = |k: &str| format!("sell[{i}].{k}");
+            check_filter(&s.topic).map_err(|m| invalid(key("topic"), m))?;
+            if s.price_wei.0.is_zero() {
+                return Err(invalid(key("price_wei"), "must be positive"));
+            }
+            if s.window == 0 {
+                return Err(invalid(key("window"), "must be positive"));
+            }
+            if s.t_ack_secs <= raw.chain.onchain_delay_secs {
+                return Err(invalid(
+                    key("t_ack_secs"),
+                    format!("must exceed chain.onchain_delay_secs ({}): the seller posts at T_ack - Δ", raw.chain.onchain_delay_secs),
+                ));
+            }
+            if s.t_closure_secs == 0 {
+                return Err(invalid(key("t_closure_secs"), "must be positive"));
+            }
+            if sell.iter().any(|other: &SellConfig| other.topic == s.topic) {
+                return Err(invalid(key("topic"), format!("`{}` is sold twice", s.topic)));
+            }
+            sell.push(SellConfig {
+                topic: s.topic,
+                price_wei: s.price_wei.0,
+                window: s.window,
+                t_ack_secs: s.t_ack_secs,
+                t_closure_secs: s.t_closure_secs,
+            });
+        }
+        if !sell.is_empty() && raw.peer.listen.is_none() {
+            return Err(invalid("peer.listen", "required to sell: buyers connect there"));
+        }
+
+        let mut buy = Vec::new();
+        for (i, b) in raw.buy.into_iter().enumerate() {
+            let key = |k: &str| format!("buy[{i}].{k}");
+            check_filter(&b.topic).map_err(|m| invalid(key("topic"), m))?;
+            if b.local_prefix.contains(['+', '#']) {
+                return Err(invalid(key("local_prefix"), "must not contain wildcards"));
+            }
+            if b.endpoint.trim().is_empty() {
+                return Err(invalid(key("endpoint"), "empty"));
+            }
+            if b.max_price_wei.0.is_zero() {
+                return Err(invalid(key("max_price_wei"), "must be positive"));
+            }
+            if b.deposit_wei.0.is_zero() {
+                return Err(invalid(key("deposit_wei"), "must be positive"));
+            }
+            buy.push(BuyConfig {
+                seller: parse_address(&key("seller"), &b.seller)?,
+                endpoint: b.endpoint,
+                topic: b.topic,
+                deposit_wei: b.deposit_wei.0,
+                max_price_wei: b.max_price_wei.0,
+                local_prefix: b.local_prefix,
+            });
+        }
+
+        // Republishing bought messages into a sold stream would resell them, possibly in a loop.
+        for (i, b) in buy.iter().enumerate() {
+            let republished = format!("{}{}", b.local_prefix, b.topic);
+            if let Some(s) = sell.iter().find(|s| overlap(&s.topic, &republished)) {
+                return Err(invalid(
+                    format!("buy[{i}].local_prefix"),
+                    format!("bought messages republished as `{republished}` would be resold by the sold stream `{}`", s.topic),
+                ));
+            }
+        }
+
+        Ok(Config {
+            data_dir: base.join(raw.data_dir),
+            key_file: base.join(raw.key_file),
+            mqtt: raw.mqtt,
+            chain: ChainConfig {
+                endpoint,
+                onchain_delay_secs: raw.chain.onchain_delay_secs,
+                poll_interval_ms: raw.chain.poll_interval_ms,
+                claim_threshold_wei: raw.chain.claim_threshold_wei.map_or(U256::ZERO, |a| a.0),
+            },
+            peer: PeerConfig { listen: raw.peer.listen, allow },
+            sell,
+            buy,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const EXAMPLE: &str = include_str!("../supra.example.toml");
+
+    #[test]
+    fn the_commented_example_is_valid() {
+        let config = Config::parse(EXAMPLE, Path::new("/etc/supra")).expect("example parses");
+        assert_eq!(config.data_dir, Path::new("/etc/supra/data"));
+        assert_eq!(config.sell.len(), 1);
+        assert_eq!(config.buy.len(), 1);
+    }
+
+    #[test]
+    fn amounts_take_units() {
+        assert_eq!(parse_wei("1000").unwrap(), U256::from(1000));
+        assert_eq!(parse_wei("2 gwei").unwrap(), U256::from(2_000_000_000u64));
+        assert_eq!(parse_wei("0.5 ether").unwrap(), U256::from(500_000_000_000_000_000u64));
+        assert!(parse_wei("1.5 wei").is_err());
+        assert!(parse_wei("12 parsecs").is_err());
+        assert!(parse_wei("-3").is_err());
+        assert!(parse_wei("").is_err());
+    }
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text, Path::new(".")).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn mistakes_name_their_key() {
+        let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n";
+        assert!(error_of(&format!("{base}[chain]\nrpc = \"http://x\"\n")).contains("chain.judge"));
+        assert!(error_of(&format!("{base}[chain]\nrpc = \"ftp://x\"\n")).contains("chain.rpc"));
+        let sell = "[[sell]]\ntopic = \"a/#\"\nprice_wei = 1\n";
+        assert!(error_of(&format!("{base}{sell}")).contains("peer.listen"));
+        let with_peer = format!("{base}[peer]\nlisten = \"127.0.0.1:7700\"\n");
+        assert!(error_of(&format!("{with_peer}[[sell]]\ntopic = \"a/#/b\"\nprice_wei = 1\n")).contains("sell[0].topic"));
+        assert!(error_of(&format!("{with_peer}[[sell]]\ntopic = \"a\"\nprice_wei = 0\n")).contains("sell[0].price_wei"));
+        assert!(error_of(&format!("{with_peer}{sell}t_ack_secs = 2\n")).contains("t_ack_secs"));
+        assert!(error_of(&format!("{base}typo = 1\n")).contains("unknown field"));
+        assert!(error_of("[mqtt]\nlisten = \"nowhere\"\n").contains("listen"));
+        let resale = format!(
+            "{with_peer}[[sell]]\ntopic = \"market/#\"\nprice_wei = 1\n[[buy]]\nseller = \"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"\n\
+             endpoint = \"x:1\"\ntopic = \"w/#\"\ndeposit_wei = 9\nmax_price_wei = 1\nlocal_prefix = \"market/\"\n"
+        );
+        assert!(error_of(&resale).contains("buy[0].local_prefix"));
+    }
+}

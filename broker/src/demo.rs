@@ -1,0 +1,229 @@
+//! `supra demo`: a private Anvil with the judge, a seller broker A and a buyer broker B, a plain
+//! MQTT publisher on A and subscriber on B; live progress while payments flow; then the buyer
+//! closes the channel and the settlement is checked: wei paid = messages delivered x price.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, U256};
+use supra_judge::{ChannelStatus, Judge};
+
+use crate::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, MqttConfig, PeerConfig, SellConfig};
+use crate::node::Command;
+use crate::probe::{Publisher, Subscriber, free_port};
+use crate::status::{ChannelRole, ChannelStatusLine, format_wei};
+use crate::{Broker, devnet_with_judge, keys};
+
+/// Demo settings (`supra demo --help`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct DemoOptions {
+    /// Messages the publisher sends.
+    #[arg(long, default_value_t = 300)]
+    pub messages: u64,
+    /// Publish rate, messages per second.
+    #[arg(long, default_value_t = 100)]
+    pub rate: u64,
+    /// Price per message, in wei.
+    #[arg(long, default_value_t = 1_000_000_000)]
+    pub price_wei: u64,
+    /// Window W (most unacked messages in flight).
+    #[arg(long, default_value_t = 64)]
+    pub window: u64,
+    /// T_closure in seconds (the demo waits it out before settling).
+    #[arg(long, default_value_t = 4)]
+    pub t_closure_secs: u32,
+    /// Keep the state here instead of a temporary directory.
+    #[arg(long)]
+    pub dir: Option<PathBuf>,
+}
+
+/// What the demo measured.
+#[derive(Debug, Clone)]
+pub struct DemoReport {
+    pub delivered: u64,
+    pub price: U256,
+    pub paid_to_seller: U256,
+    pub refunded_to_buyer: U256,
+    pub deposit: U256,
+    pub posted_on_chain: u64,
+}
+
+fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -> Result<Config, String> {
+    Ok(Config {
+        data_dir: dir.join(name).join("data"),
+        key_file: dir.join(name).join("broker.key"),
+        mqtt: MqttConfig { listen: free_port().map_err(|e| e.to_string())?, listen_v5: None, max_payload_size: 1 << 20, restart_hold_ms: 0 },
+        chain: ChainConfig {
+            endpoint: ChainEndpoint::Rpc { url: rpc.to_owned(), judge },
+            onchain_delay_secs: 3,
+            poll_interval_ms: 200,
+            claim_threshold_wei: U256::ZERO,
+        },
+        peer: PeerConfig::default(),
+        sell: Vec::new(),
+        buy: Vec::new(),
+    })
+}
+
+async fn channel_of(broker: &Broker, role: ChannelRole) -> Option<ChannelStatusLine> {
+    crate::admin::channels(&broker.commands, &broker.judge).await.ok()?.into_iter().find(|l| l.role == role)
+}
+
+/// Runs the demo, printing progress; returns what it measured.
+pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
+    let started = Instant::now();
+    let temp;
+    let dir = match &options.dir {
+        Some(dir) => dir.clone(),
+        None => {
+            temp = std::env::temp_dir().join(format!("supra-demo-{}", std::process::id()));
+            temp.clone()
+        }
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+
+    println!("supra demo: starting a private Anvil and deploying the judge…");
+    let (seller_secret, seller_key) = keys::generate();
+    let (buyer_secret, buyer_key) = keys::generate();
+    let (devnet, judge_address) = devnet_with_judge(&[seller_key.address(), buyer_key.address()]).await?;
+    println!("  chain {} (id {}), judge at {judge_address}", devnet.endpoint(), devnet.chain_id());
+
+    let mut seller = broker_config(&dir, "seller", judge_address, devnet.endpoint())?;
+    let peer_addr = free_port().map_err(|e| e.to_string())?;
+    seller.peer.listen = Some(peer_addr);
+    seller.sell.push(SellConfig {
+        topic: "sensors/#".into(),
+        price_wei: U256::from(options.price_wei),
+        window: options.window,
+        t_ack_secs: 20,
+        t_closure_secs: options.t_closure_secs,
+    });
+    let mut buyer = broker_config(&dir, "buyer", judge_address, devnet.endpoint())?;
+    let deposit = U256::from(options.price_wei) * U256::from(options.messages + options.window);
+    buyer.buy.push(BuyConfig {
+        seller: seller_key.address(),
+        endpoint: peer_addr.to_string(),
+        topic: "sensors/#".into(),
+        deposit_wei: deposit,
+        max_price_wei: U256::from(options.price_wei),
+        local_prefix: "market/".into(),
+    });
+    for (config, secret) in [(&seller, &seller_secret), (&buyer, &buyer_secret)] {
+        std::fs::create_dir_all(config.data_dir.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;
+        keys::write(&config.key_file, secret, true).map_err(|e| e.to_string())?;
+    }
+
+    let (seller_mqtt, buyer_mqtt) = (seller.mqtt.listen, buyer.mqtt.listen);
+    let a = Broker::start(seller).await.map_err(|e| format!("seller broker: {e}"))?;
+    println!("  broker A (seller) {}: MQTT {seller_mqtt}, peers {peer_addr}, sells sensors/# at {}", a.address, format_wei(U256::from(options.price_wei)));
+    let b = Broker::start(buyer).await.map_err(|e| format!("buyer broker: {e}"))?;
+    println!("  broker B (buyer)  {}: MQTT {buyer_mqtt}, buys sensors/# from A into market/sensors/#", b.address);
+
+    let mut subscriber = Subscriber::connect(buyer_mqtt, "demo-subscriber", "market/sensors/#", Duration::from_secs(10)).await?;
+    println!("  subscriber on B: market/sensors/#");
+
+    // The channel opens on-chain once B has A's offer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let channel = loop {
+        if let Some(line) = channel_of(&a, ChannelRole::Seller).await {
+            break line.channel;
+        }
+        if Instant::now() > deadline {
+            return Err("the channel did not open within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    println!("  channel {channel} open: B locked {}", format_wei(deposit));
+
+    let publisher = Publisher::connect(seller_mqtt, "demo-publisher", Duration::from_secs(10)).await?;
+    println!("publishing {} messages at {}/s on A (sensors/room<i>/temperature)…", options.messages, options.rate);
+    let interval = Duration::from_micros(1_000_000 / options.rate.max(1));
+    let mut delivered = 0u64;
+    let mut next_report = Instant::now() + Duration::from_secs(1);
+    let publish_start = Instant::now();
+    for i in 0..options.messages {
+        let topic = format!("sensors/room{}/temperature", i % 8);
+        publisher.publish(&topic, format!("{{\"seq\":{i},\"celsius\":{:.1}}}", 19.0 + (i % 50) as f64 / 10.0).into_bytes()).await?;
+        let due = publish_start + interval * (i as u32 + 1);
+        while Instant::now() < due {
+            if subscriber.next(due.saturating_duration_since(Instant::now())).await.is_some() {
+                delivered += 1;
+            }
+        }
+        if Instant::now() >= next_report {
+            next_report += Duration::from_secs(1);
+            progress(&a, i + 1, delivered).await;
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while delivered < options.messages && Instant::now() < deadline {
+        if subscriber.next(Duration::from_secs(1)).await.is_some() {
+            delivered += 1;
+        } else {
+            progress(&a, options.messages, delivered).await;
+        }
+    }
+    progress(&a, options.messages, delivered).await;
+    if delivered < options.messages {
+        return Err(format!("only {delivered} of {} messages reached the subscriber", options.messages));
+    }
+
+    println!("closing: B stops the channel (final ack), A claims, settlement after T_closure = {} s…", options.t_closure_secs);
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    b.commands.send(Command::Close(channel, tx)).await.map_err(|_| "buyer broker stopped")?;
+    rx.await.map_err(|_| "buyer broker stopped")??;
+    let info = wait_settled(&a.judge, channel, Duration::from_secs(u64::from(options.t_closure_secs) + 60)).await?;
+    let posted = count_posted(&a.judge).await;
+    let report = DemoReport {
+        delivered,
+        price: U256::from(options.price_wei),
+        paid_to_seller: info.claimed,
+        refunded_to_buyer: info.deposit - info.claimed,
+        deposit: info.deposit,
+        posted_on_chain: posted,
+    };
+    let expected = report.price * U256::from(report.delivered);
+    println!("settled channel {channel} in {:.1} s:", started.elapsed().as_secs_f64());
+    println!("  messages delivered to B's subscriber: {}", report.delivered);
+    println!("  price per message:                  {}", format_wei(report.price));
+    println!("  paid to seller A (on-chain):        {} ({} wei)", format_wei(report.paid_to_seller), report.paid_to_seller);
+    println!("  delivered x price:                  {} ({} wei)", format_wei(expected), expected);
+    println!("  refunded to buyer B:                {}", format_wei(report.refunded_to_buyer));
+    println!("  messages posted on-chain (fallback): {}", report.posted_on_chain);
+    if report.paid_to_seller != expected {
+        return Err(format!("settlement mismatch: paid {} wei, expected {expected} wei", report.paid_to_seller));
+    }
+    println!("OK: wei paid = messages delivered x price");
+    drop(devnet);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}
+
+async fn progress(seller: &Broker, published: u64, delivered: u64) {
+    let line = channel_of(seller, ChannelRole::Seller).await;
+    let (acked, claimed) = line.map_or((0, U256::ZERO), |l| (l.acked, l.claimed));
+    println!("  published {published:>5} | delivered {delivered:>5} | acked {acked:>5} | claimed on-chain {:>14}", format_wei(claimed));
+}
+
+async fn wait_settled(judge: &Judge, channel: supra_channel::types::ChannelId, within: Duration) -> Result<supra_judge::ChannelInfo, String> {
+    let deadline = Instant::now() + within;
+    loop {
+        let info = judge.channel(channel).await.map_err(|e| e.to_string())?;
+        if info.status == ChannelStatus::Settled {
+            return Ok(info);
+        }
+        if Instant::now() > deadline {
+            return Err(format!("channel not settled within {within:?} (status {:?})", info.status));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn count_posted(judge: &Judge) -> u64 {
+    let Ok(latest) = judge.block_number().await else { return 0 };
+    judge
+        .events(0, latest)
+        .await
+        .map(|events| events.iter().filter(|e| matches!(e.event, supra_judge::JudgeEvent::Posted { .. })).count() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,889 @@
+//! The node: one task that owns the engines and the durable store, and connects them to the
+//! embedded MQTT broker, the peer links and the chain worker.
+//!
+//! Each turn of its loop takes a burst of inputs (local publishes, link frames, chain events,
+//! job results, timers, operator commands), feeds them to the engines, then *flushes*: every
+//! `Persist` record of the turn (and every delivered publication, into the outbox) is committed
+//! in one transaction before any other action of the turn is carried out — persist before act,
+//! with group commit. Only then do frames leave, transactions get queued and publications reach
+//! local subscribers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use alloy_primitives::{Address, U256};
+use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig, check_offer};
+use supra_channel::handshake::PeerInfo;
+use supra_channel::seller::{SellerAction, SellerConfig, Stream, Terms};
+use supra_channel::sign::{Keypair, Signature};
+use supra_channel::types::{ChannelId, Domain, Offer, StreamId, UnixMs};
+use supra_channel::wire::Frame;
+use supra_judge::{ChannelStatus, JudgeEvent};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
+use crate::config::{BuyConfig, Config, SellConfig};
+use crate::mqtt::{LocalMqtt, Publication};
+use crate::peer::{LinkEvent, LinkId, LinkSender, Role};
+use crate::status::{ChannelRole, ChannelStatusLine};
+use crate::store::{Batch, Store, StoreError};
+
+/// Compact a log once it holds this many records.
+const COMPACT_AFTER: u64 = 20_000;
+/// Inputs taken per turn before flushing (bounds latency under load).
+const BURST: usize = 512;
+/// Wait before asking a seller again after a refusal or a failed open.
+const RETRY_MS: u64 = 10_000;
+
+/// The current unix time in ms.
+pub fn now_ms() -> UnixMs {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An operator's request (from the admin socket or an in-process caller).
+#[derive(Debug)]
+pub enum Command {
+    /// Status of every channel.
+    Channels(oneshot::Sender<Vec<ChannelStatusLine>>),
+    /// Stop a channel off-chain, claim or acknowledge, and close it on-chain.
+    Close(ChannelId, oneshot::Sender<Result<(), String>>),
+    /// Hand the outbox left by the last run to local subscribers (after the restart hold).
+    ReplayOutbox,
+}
+
+/// Counters for progress displays and tests.
+#[derive(Debug, Default, Clone, Copy, serde::Serialize, serde::Deserialize)]
+pub struct NodeStats {
+    pub local_publishes: u64,
+    pub messages_signed: u64,
+    pub delivered: u64,
+    pub frames_rejected: u64,
+}
+
+struct Sold {
+    cfg: SellConfig,
+    number: u64,
+    engine: Stream,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BuyState {
+    /// Not buying yet; ask again from this time.
+    Idle { retry_at: UnixMs },
+    /// A request is out; waiting for an offer.
+    Requested,
+    /// An `open` transaction for this channel is in flight.
+    Opening(ChannelId),
+    /// Buying on this channel.
+    Open(ChannelId),
+    /// The channel was closed by the operator or settled: not buying any more.
+    Done,
+}
+
+struct Buy {
+    cfg: BuyConfig,
+    state: BuyState,
+}
+
+struct Bought {
+    index: u64,
+    buy: Option<usize>,
+    engine: BuyerChannel,
+}
+
+struct Link {
+    role: Role,
+    peer: PeerInfo,
+    tx: LinkSender,
+}
+
+/// What the node is wired to.
+pub struct NodeIo {
+    pub local: mpsc::UnboundedReceiver<Publication>,
+    pub links: mpsc::UnboundedReceiver<LinkEvent>,
+    pub results: mpsc::UnboundedReceiver<JobResult>,
+    pub events: mpsc::UnboundedReceiver<EventBatch>,
+    pub commands: mpsc::Receiver<Command>,
+}
+
+pub struct Node {
+    me: Arc<Keypair>,
+    domain: Domain,
+    store: Store,
+    mqtt: LocalMqtt,
+    buyer_cfg: BuyerConfig,
+    streams: Vec<Sold>,
+    buys: Vec<Buy>,
+    bought: BTreeMap<ChannelId, Bought>,
+    /// Opens in flight before a restart, being checked on-chain: channel -> (offer, sig, buy).
+    recovering: HashMap<ChannelId, (Offer, Signature, usize)>,
+    links: HashMap<LinkId, Link>,
+    jobs: mpsc::UnboundedSender<Job>,
+    /// Outbox entries handed to rumqttd, to remove in the next commit.
+    outbox_done: Vec<(u64, u64)>,
+    /// Opens whose channel record is now durable: forget their in-flight entry.
+    openings_done: Vec<ChannelId>,
+    /// The chain block up to which events were handled this turn (persisted at flush).
+    store_cursor: Option<u64>,
+    stats: NodeStats,
+}
+
+fn terms_of(cfg: &SellConfig) -> Terms {
+    Terms {
+        price: cfg.price_wei,
+        window: cfg.window,
+        t_ack_secs: cfg.t_ack_secs,
+        t_closure_secs: cfg.t_closure_secs,
+        offer_validity_secs: 600,
+    }
+}
+
+impl Node {
+    /// Restores the engines from the store. Channels found there are re-checked on-chain (closes,
+    /// accusations and settlements that happened while the broker was down).
+    pub fn restore(config: &Config, me: Arc<Keypair>, domain: Domain, mut store: Store, mqtt: LocalMqtt, jobs: mpsc::UnboundedSender<Job>) -> Result<Node, String> {
+        let now = now_ms();
+        let seller_cfg = SellerConfig {
+            delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,
+            claim_threshold: Some(config.chain.claim_threshold_wei.max(U256::from(1))),
+            ..SellerConfig::default()
+        };
+        let buyer_cfg = BuyerConfig::default();
+        let mut streams = Vec::new();
+        for cfg in &config.sell {
+            let number = store.stream_number(&cfg.topic).map_err(|e| e.to_string())?;
+            let id = StreamId::new(me.address(), u128::from(number)).map_err(|e| e.to_string())?;
+            let records = store.seller_records(number).map_err(|e| e.to_string())?;
+            let engine = if records.is_empty() {
+                Stream::new(domain, (*me).clone(), id, terms_of(cfg), seller_cfg.clone())
+            } else {
+                Stream::restore(domain, (*me).clone(), id, terms_of(cfg), seller_cfg.clone(), records, now)
+            }
+            .map_err(|e| format!("stream `{}`: {e}", cfg.topic))?;
+            streams.push(Sold { cfg: cfg.clone(), number, engine });
+        }
+        let mut buys: Vec<Buy> = config.buy.iter().map(|cfg| Buy { cfg: cfg.clone(), state: BuyState::Idle { retry_at: 0 } }).collect();
+        let mut bought = BTreeMap::new();
+        for stored in store.buyer_channels().map_err(|e| e.to_string())? {
+            let engine = BuyerChannel::restore(domain, (*me).clone(), buyer_cfg.clone(), stored.records, now)
+                .map_err(|e| format!("channel {}: {e}", stored.id))?;
+            let buy = buys.iter().position(|b| b.cfg.seller == engine.seller() && b.cfg.topic == stored.topic);
+            if let Some(i) = buy {
+                buys[i].state = if engine.is_settled() { BuyState::Done } else { BuyState::Open(stored.id) };
+            }
+            bought.insert(stored.id, Bought { index: stored.index, buy, engine });
+        }
+        let mut recovering = HashMap::new();
+        for (offer, sig) in store.openings().map_err(|e| e.to_string())? {
+            let id = ChannelId::from_offer_digest(domain.digest(&offer));
+            if let Some(i) = buys.iter().position(|b| b.cfg.seller == offer.seller && b.state != BuyState::Done) {
+                buys[i].state = BuyState::Opening(id);
+                recovering.insert(id, (offer, sig, i));
+            }
+        }
+        let node = Node {
+            me,
+            domain,
+            store,
+            mqtt,
+            buyer_cfg,
+            streams,
+            buys,
+            bought,
+            recovering,
+            links: HashMap::new(),
+            jobs,
+            outbox_done: Vec::new(),
+            openings_done: Vec::new(),
+            store_cursor: None,
+            stats: NodeStats::default(),
+        };
+        // Re-check every known channel on-chain, and every open that was in flight.
+        for (i, s) in node.streams.iter().enumerate() {
+            for channel in s.engine.channel_ids() {
+                node.job(Origin::Stream(i), Call::ReadChannel { channel });
+            }
+        }
+        for (id, b) in &node.bought {
+            if !b.engine.is_settled() {
+                node.job(Origin::Bought(*id), Call::ReadChannel { channel: *id });
+            }
+        }
+        for (id, (_, _, i)) in &node.recovering {
+            node.job(Origin::Buy(*i), Call::ReadChannel { channel: *id });
+        }
+        Ok(node)
+    }
+
+    /// Hands the outbox left by the last run to local subscribers (deliveries that were durable
+    /// but not yet published when the broker stopped).
+    pub fn replay_outbox(&mut self) -> Result<(), StoreError> {
+        for (channel, seq, publication) in self.store.outbox()? {
+            self.publish_locally(channel, seq, &publication);
+        }
+        Ok(())
+    }
+
+    fn job(&self, origin: Origin, call: Call) {
+        let _ = self.jobs.send(Job { origin, call });
+    }
+
+    /// Runs the node until its inputs close. A storage failure stops it (acting without
+    /// persisting could lose money).
+    pub async fn run(mut self, mut io: NodeIo) -> Result<(), StoreError> {
+        loop {
+            let now = now_ms();
+            let deadline = self.next_timeout();
+            let sleep = tokio::time::sleep(std::time::Duration::from_millis(deadline.map_or(1_000, |d| d.saturating_sub(now).min(1_000))));
+            tokio::select! {
+                biased;
+                Some(cmd) = io.commands.recv() => self.on_command(cmd),
+                Some(result) = io.results.recv() => self.on_result(result),
+                Some(batch) = io.events.recv() => self.on_events(batch),
+                Some(event) = io.links.recv() => {
+                    self.on_link(event);
+                    for _ in 0..BURST {
+                        match io.links.try_recv() { Ok(event) => self.on_link(event), Err(_) => break }
+                    }
+                }
+                Some(publication) = io.local.recv() => {
+                    self.on_local(publication);
+                    for _ in 0..BURST {
+                        match io.local.try_recv() { Ok(p) => self.on_local(p), Err(_) => break }
+                    }
+                }
+                _ = sleep => {}
+            }
+            self.on_timers(now_ms());
+            self.flush()?;
+        }
+    }
+
+    fn next_timeout(&self) -> Option<UnixMs> {
+        let sellers = self.streams.iter().filter_map(|s| s.engine.poll_timeout());
+        let buyers = self.bought.values().filter_map(|b| b.engine.poll_timeout());
+        let retries = self.buys.iter().filter_map(|b| match b.state {
+            BuyState::Idle { retry_at } => Some(retry_at),
+            _ => None,
+        });
+        sellers.chain(buyers).chain(retries).min()
+    }
+
+    fn on_timers(&mut self, now: UnixMs) {
+        for s in &mut self.streams {
+            if s.engine.poll_timeout().is_some_and(|t| t <= now) {
+                s.engine.handle_timeout(now);
+            }
+        }
+        for (id, b) in &mut self.bought {
+            if b.engine.poll_timeout().is_some_and(|t| t <= now) {
+                if let Err(e) = b.engine.handle_timeout(now) {
+                    tracing::warn!("channel {id}: {e}");
+                }
+            }
+        }
+        // Ask sellers for the streams we still want, on links that are up.
+        for i in 0..self.buys.len() {
+            if matches!(self.buys[i].state, BuyState::Idle { retry_at } if retry_at <= now) {
+                self.request(i);
+            }
+        }
+    }
+
+    // ----- local MQTT ----------------------------------------------------------------------
+
+    fn on_local(&mut self, publication: Publication) {
+        self.stats.local_publishes += 1;
+        let now = now_ms();
+        let mut plaintext = None;
+        for s in &mut self.streams {
+            if !crate::topics::matches(&s.cfg.topic, &publication.topic) || !s.engine.has_audience() {
+                continue;
+            }
+            let plaintext = plaintext.get_or_insert_with(|| publication.encode());
+            match s.engine.publish(now, plaintext) {
+                Ok(_) => self.stats.messages_signed += 1,
+                Err(e) => tracing::error!("stream `{}`: cannot publish: {e}", s.cfg.topic),
+            }
+        }
+    }
+
+    fn publish_locally(&mut self, channel: u64, seq: u64, publication: &Publication) {
+        if let Err(e) = self.mqtt.publish(publication) {
+            tracing::error!("local delivery of {}: {e}", publication.topic);
+        }
+        self.stats.delivered += 1;
+        self.outbox_done.push((channel, seq));
+    }
+
+    // ----- links ---------------------------------------------------------------------------
+
+    fn link_for(&self, peer: Address, role: Role) -> Option<&Link> {
+        // The newest link wins when a peer reconnected before the old link's end was noticed.
+        self.links.iter().filter(|(_, l)| l.role == role && l.peer.address == peer).max_by_key(|(id, _)| **id).map(|(_, l)| l)
+    }
+
+    fn send(&self, peer: Address, role: Role, frame: &Frame) {
+        if let (Some(link), Ok(bytes)) = (self.link_for(peer, role), frame.encode_shared()) {
+            link.tx.send(bytes);
+        }
+    }
+
+    fn on_link(&mut self, event: LinkEvent) {
+        let now = now_ms();
+        match event {
+            LinkEvent::Up(up) => {
+                tracing::info!("link up: {:?} {}", up.role, up.peer.address);
+                let (role, peer) = (up.role, up.peer.address);
+                self.links.insert(up.id, Link { role, peer: up.peer, tx: up.tx });
+                match role {
+                    Role::Seller => {
+                        for s in &mut self.streams {
+                            s.engine.link_up(now, peer);
+                        }
+                    }
+                    Role::Buyer => {
+                        for i in 0..self.buys.len() {
+                            if self.buys[i].cfg.seller != peer {
+                                continue;
+                            }
+                            match self.buys[i].state {
+                                BuyState::Open(id) => {
+                                    if let Some(b) = self.bought.get_mut(&id)
+                                        && let Err(e) = b.engine.link_up(now)
+                                    {
+                                        tracing::warn!("channel {id}: {e}");
+                                    }
+                                }
+                                BuyState::Idle { .. } | BuyState::Requested => self.request(i),
+                                BuyState::Opening(_) | BuyState::Done => {}
+                            }
+                        }
+                    }
+                }
+            }
+            LinkEvent::Down { id, peer, reason } => {
+                let Some(link) = self.links.remove(&id) else { return };
+                tracing::info!("link down: {:?} {peer}: {reason}", link.role);
+                if self.link_for(peer, link.role).is_some() {
+                    return;
+                }
+                match link.role {
+                    Role::Seller => {
+                        for s in &mut self.streams {
+                            s.engine.link_down(now, peer);
+                        }
+                    }
+                    Role::Buyer => {
+                        for b in &mut self.buys {
+                            if b.cfg.seller == peer && b.state == BuyState::Requested {
+                                b.state = BuyState::Idle { retry_at: now };
+                            }
+                        }
+                    }
+                }
+            }
+            LinkEvent::Frame { id, peer, frame } => {
+                let Some(role) = self.links.get(&id).map(|l| l.role) else { return };
+                let accepted = match role {
+                    Role::Seller => self.on_buyer_frame(id, peer, frame, now),
+                    Role::Buyer => self.on_seller_frame(peer, frame, now),
+                };
+                if let Err(reason) = accepted {
+                    self.stats.frames_rejected += 1;
+                    tracing::debug!("frame from {peer} rejected: {reason}");
+                }
+            }
+        }
+    }
+
+    /// Asks the seller of buy entry `i` for its stream, if the link is up.
+    fn request(&mut self, i: usize) {
+        let cfg = &self.buys[i].cfg;
+        if self.link_for(cfg.seller, Role::Buyer).is_none() {
+            // Asked again when the link comes up.
+            self.buys[i].state = BuyState::Idle { retry_at: u64::MAX };
+            return;
+        }
+        self.send(cfg.seller, Role::Buyer, &Frame::Request { topic: cfg.topic.clone() });
+        self.buys[i].state = BuyState::Requested;
+    }
+
+    /// A frame from a buyer broker (we sell to it).
+    fn on_buyer_frame(&mut self, link: LinkId, peer: Address, frame: Frame, now: UnixMs) -> Result<(), String> {
+        let channel_of = |frame: &Frame| match frame {
+            Frame::Ack { ack, .. } => Some(ChannelId(ack.channelId)),
+            Frame::Stop { stop, .. } => Some(ChannelId(stop.channelId)),
+            Frame::Resume { channel_id, .. } | Frame::Opened { channel_id } => Some(*channel_id),
+            _ => None,
+        };
+        match frame {
+            Frame::Request { topic } => {
+                let Some(s) = self.streams.iter_mut().find(|s| s.cfg.topic == topic) else {
+                    self.send(peer, Role::Seller, &Frame::Refused { reason: format!("`{topic}` is not sold here") });
+                    return Err(format!("request for unsold topic `{topic}`"));
+                };
+                let Some(key) = self.links.get(&link).map(|l| l.peer.key) else { return Ok(()) };
+                s.engine.make_offer(now, key, &topic).map(|_| ()).map_err(|e| e.to_string())
+            }
+            Frame::Opened { channel_id } => {
+                let i = self.streams.iter().position(|s| s.engine.knows_channel(&channel_id)).ok_or("unknown channel")?;
+                self.job(Origin::OpenedClaim(i, link), Call::ReadChannel { channel: channel_id });
+                Ok(())
+            }
+            Frame::Ping { nonce } => {
+                self.send(peer, Role::Seller, &Frame::Pong { nonce });
+                Ok(())
+            }
+            Frame::Pong { .. } => Ok(()),
+            Frame::Error { reason, .. } => Err(format!("peer error: {reason}")),
+            frame @ (Frame::Ack { .. } | Frame::Stop { .. } | Frame::Resume { .. }) => {
+                let channel = channel_of(&frame).ok_or("no channel")?;
+                let s = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)).ok_or("unknown channel")?;
+                s.engine.handle_frame(now, peer, frame).map_err(|e| e.to_string())
+            }
+            _ => Err("unexpected frame from a buyer".into()),
+        }
+    }
+
+    /// A frame from a seller broker (we buy from it).
+    fn on_seller_frame(&mut self, peer: Address, frame: Frame, now: UnixMs) -> Result<(), String> {
+        match frame {
+            Frame::Offer { offer, sig, topic } => self.on_offer(peer, offer, sig, &topic, now),
+            Frame::Refused { reason } => {
+                for b in &mut self.buys {
+                    if b.cfg.seller == peer && b.state == BuyState::Requested {
+                        tracing::warn!("seller {peer} refused `{}`: {reason}", b.cfg.topic);
+                        b.state = BuyState::Idle { retry_at: now + RETRY_MS };
+                    }
+                }
+                Ok(())
+            }
+            Frame::Data(data) => {
+                let stream = data.message.streamId;
+                let b = self
+                    .bought
+                    .values_mut()
+                    .find(|b| b.engine.stream().as_b256() == stream && !b.engine.is_settled() && b.engine.seller() == peer)
+                    .ok_or("data for a stream we do not buy")?;
+                b.engine.handle_frame(now, Frame::Data(data)).map_err(|e| e.to_string())
+            }
+            Frame::Stop { stop, sig } => {
+                let b = self.bought.get_mut(&ChannelId(stop.channelId)).ok_or("stop for an unknown channel")?;
+                b.engine.handle_frame(now, Frame::Stop { stop, sig }).map_err(|e| e.to_string())
+            }
+            Frame::Ping { nonce } => {
+                self.send(peer, Role::Buyer, &Frame::Pong { nonce });
+                Ok(())
+            }
+            Frame::Pong { .. } => Ok(()),
+            Frame::Error { reason, .. } => Err(format!("peer error: {reason}")),
+            _ => Err("unexpected frame from a seller".into()),
+        }
+    }
+
+    fn on_offer(&mut self, peer: Address, offer: Offer, sig: Signature, topic: &str, now: UnixMs) -> Result<(), String> {
+        let i = self
+            .buys
+            .iter()
+            .position(|b| b.cfg.seller == peer && b.cfg.topic == topic && b.state == BuyState::Requested)
+            .ok_or("unsolicited offer")?;
+        let cfg = self.buys[i].cfg.clone();
+        let refuse = |buys: &mut Vec<Buy>, why: String| {
+            tracing::warn!("offer from {peer} for `{topic}` refused: {why}");
+            buys[i].state = BuyState::Idle { retry_at: now + RETRY_MS };
+            Err(why)
+        };
+        let (_, channel) = match check_offer(&self.domain, &offer, &sig, self.me.address()) {
+            Ok(checked) => checked,
+            Err(e) => return refuse(&mut self.buys, e.to_string()),
+        };
+        if offer.seller != cfg.seller {
+            return refuse(&mut self.buys, "offer from another seller".into());
+        }
+        if offer.price > cfg.max_price_wei {
+            return refuse(&mut self.buys, format!("price {} wei above max_price_wei {}", offer.price, cfg.max_price_wei));
+        }
+        let floor = offer.price.saturating_mul(U256::from(offer.window));
+        if cfg.deposit_wei < floor {
+            return refuse(&mut self.buys, format!("deposit_wei {} does not cover price * window = {floor}", cfg.deposit_wei));
+        }
+        if offer.validUntil.saturating_mul(1000) <= now {
+            return refuse(&mut self.buys, "offer expired".into());
+        }
+        if let Err(e) = self.store.opening(channel, &offer, &sig) {
+            return refuse(&mut self.buys, format!("cannot record the open: {e}"));
+        }
+        self.buys[i].state = BuyState::Opening(channel);
+        self.recovering.insert(channel, (offer.clone(), sig, i));
+        self.job(Origin::Buy(i), Call::Open { offer, sig, deposit: cfg.deposit_wei });
+        Ok(())
+    }
+
+    // ----- chain -----------------------------------------------------------------------------
+
+    fn on_result(&mut self, result: JobResult) {
+        let now = now_ms();
+        match (result.origin, result.call, result.outcome) {
+            (Origin::Buy(i), _, outcome) => {
+                let BuyState::Opening(id) = self.buys[i].state else { return };
+                let opened = match outcome {
+                    Ok(Outcome::Opened(got)) => got == id,
+                    // Recovery of an open in flight at the last stop: did it go through?
+                    Ok(Outcome::Channel(info)) => info.status != ChannelStatus::None && info.buyer == self.me.address(),
+                    Ok(Outcome::Mined(_)) => false,
+                    Err(e) => {
+                        tracing::warn!("opening a channel for `{}` failed: {e}", self.buys[i].cfg.topic);
+                        false
+                    }
+                };
+                match (opened, self.recovering.remove(&id)) {
+                    (true, Some((offer, sig, _))) => self.start_bought(i, id, offer, sig, now),
+                    _ => {
+                        if let Err(e) = self.store.opened(id) {
+                            tracing::error!("{e}");
+                        }
+                        self.buys[i].state = BuyState::Idle { retry_at: now + RETRY_MS };
+                    }
+                }
+            }
+            (Origin::OpenedClaim(i, link), Call::ReadChannel { channel }, outcome) => {
+                let Some(s) = self.streams.get_mut(i) else { return };
+                let buyer = self.links.get(&link).map(|l| l.peer.address);
+                match outcome {
+                    Ok(Outcome::Channel(info))
+                        if info.status == ChannelStatus::Open && info.stream == s.engine.id() && Some(info.buyer) == buyer =>
+                    {
+                        match s.engine.open_channel(now, channel, info.deposit) {
+                            Ok(()) => tracing::info!("sold `{}` to {} on channel {channel}", s.cfg.topic, info.buyer),
+                            Err(e) => tracing::warn!("channel {channel}: {e}"),
+                        }
+                    }
+                    other => {
+                        tracing::warn!("buyer says it opened {channel}, but the judge says {other:?}");
+                        if let (Some(l), Ok(frame)) = (self.links.get(&link), (Frame::Error { code: 409, reason: format!("channel {channel} is not open for this stream") }).encode_shared()) {
+                            l.tx.send(frame);
+                        }
+                    }
+                }
+            }
+            (Origin::Stream(i), call, outcome) => self.on_seller_result(i, call, outcome, now),
+            (Origin::Bought(id), call, outcome) => self.on_buyer_result(id, call, outcome, now),
+            (origin, call, outcome) => tracing::debug!("unrouted chain result {origin:?} {call:?}: {outcome:?}"),
+        }
+    }
+
+    fn start_bought(&mut self, i: usize, id: ChannelId, offer: Offer, sig: Signature, now: UnixMs) {
+        let topic = self.buys[i].cfg.topic.clone();
+        let index = match self.store.add_buyer_channel(id, &topic) {
+            Ok(index) => index,
+            Err(e) => {
+                tracing::error!("{e}");
+                return;
+            }
+        };
+        match BuyerChannel::new(self.domain, (*self.me).clone(), offer, sig, self.buyer_cfg.clone(), now) {
+            Ok(engine) => {
+                tracing::info!("bought `{topic}` from {} on channel {id}", self.buys[i].cfg.seller);
+                self.bought.insert(id, Bought { index, buy: Some(i), engine });
+                self.buys[i].state = BuyState::Open(id);
+                self.openings_done.push(id);
+            }
+            Err(e) => tracing::error!("channel {id}: {e}"),
+        }
+    }
+
+    fn on_seller_result(&mut self, i: usize, call: Call, outcome: Result<Outcome, supra_judge::JudgeError>, now: UnixMs) {
+        let Some(s) = self.streams.get_mut(i) else { return };
+        match (call, outcome) {
+            (Call::Post(m), Ok(_)) => s.engine.on_posted(now, m.message.seq),
+            (Call::Post(m), Err(_)) => s.engine.on_post_failed(now, m.message.seq),
+            (Call::Claim { ack, .. }, Err(_)) => s.engine.on_claim_failed(now, ChannelId(ack.channelId)),
+            (Call::ReadChannel { channel }, Ok(Outcome::Channel(info))) => {
+                // Resynchronise after a restart.
+                match info.status {
+                    ChannelStatus::Settled => s.engine.on_settled(now, channel),
+                    ChannelStatus::Closing => s.engine.on_close_requested(now, channel, info.close_requested_at),
+                    _ => {}
+                }
+                if let Some((missing, _)) = info.dispute {
+                    s.engine.on_accused(now, channel, missing);
+                }
+                if info.claimed > U256::ZERO {
+                    s.engine.on_claimed(now, channel, info.claimed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_buyer_result(&mut self, id: ChannelId, call: Call, outcome: Result<Outcome, supra_judge::JudgeError>, now: UnixMs) {
+        let Some(b) = self.bought.get_mut(&id) else { return };
+        match (call, outcome) {
+            (Call::Accuse { .. }, Err(_)) => b.engine.on_accusation_closed(now),
+            (Call::ReadChannel { .. }, Ok(Outcome::Channel(info))) => {
+                match info.status {
+                    ChannelStatus::Settled => b.engine.on_settled(now),
+                    ChannelStatus::Closing => b.engine.on_close_requested(now, info.close_requested_at),
+                    _ => {}
+                }
+                if let Some((_, deadline)) = info.dispute {
+                    b.engine.on_accusation_opened(now, deadline);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_events(&mut self, batch: EventBatch) {
+        let now = now_ms();
+        let me = self.me.address();
+        for logged in batch.events {
+            match logged.event {
+                JudgeEvent::Posted { message, payload, sig, .. } => {
+                    let Ok(sig) = Signature::from_slice(&sig) else { continue };
+                    if message.stream().seller() == me
+                        && let Some(s) = self.streams.iter_mut().find(|s| s.engine.id() == message.stream())
+                    {
+                        s.engine.on_posted(now, message.seq);
+                    }
+                    for b in self.bought.values_mut().filter(|b| b.engine.stream() == message.stream()) {
+                        if let Err(e) = b.engine.on_posted(now, message.clone(), sig, payload.to_vec()) {
+                            tracing::warn!("posted message {} rejected: {e}", message.seq);
+                        }
+                    }
+                }
+                JudgeEvent::Claimed { channel, claimed, .. } => {
+                    if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                        s.engine.on_claimed(now, channel, claimed);
+                    }
+                }
+                JudgeEvent::CloseRequested { channel, settle_after, .. } => {
+                    if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                        let at = settle_after.saturating_sub(u64::from(s.engine.terms().t_closure_secs));
+                        s.engine.on_close_requested(now, channel, at);
+                    }
+                    if let Some(b) = self.bought.get_mut(&channel) {
+                        let at = settle_after.saturating_sub(u64::from(b.engine.offer().tClosure));
+                        b.engine.on_close_requested(now, at);
+                    }
+                }
+                JudgeEvent::Accused { channel, missing_seq, deadline, .. } => {
+                    if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                        s.engine.on_accused(now, channel, missing_seq);
+                    }
+                    if let Some(b) = self.bought.get_mut(&channel) {
+                        b.engine.on_accusation_opened(now, deadline);
+                    }
+                }
+                JudgeEvent::Defended { channel, .. } | JudgeEvent::AccusationUpheld { channel, .. } => {
+                    if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                        s.engine.on_accusation_closed(now, channel);
+                    }
+                    if let Some(b) = self.bought.get_mut(&channel) {
+                        b.engine.on_accusation_closed(now);
+                    }
+                }
+                JudgeEvent::Settled { channel, to_seller, to_buyer } => {
+                    if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                        tracing::info!("channel {channel} settled: {to_seller} wei to us (seller), {to_buyer} wei to the buyer");
+                        s.engine.on_settled(now, channel);
+                    }
+                    if let Some(b) = self.bought.get_mut(&channel) {
+                        tracing::info!("channel {channel} settled: {to_buyer} wei back to us (buyer)");
+                        b.engine.on_settled(now);
+                        if let Some(i) = b.buy {
+                            self.buys[i].state = BuyState::Done;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        self.store_cursor = Some(batch.to);
+    }
+
+    // ----- operator --------------------------------------------------------------------------
+
+    fn on_command(&mut self, cmd: Command) {
+        let now = now_ms();
+        match cmd {
+            Command::Channels(reply) => {
+                let mut lines = Vec::new();
+                for s in &self.streams {
+                    for c in s.engine.channel_summaries() {
+                        lines.push(ChannelStatusLine {
+                            role: ChannelRole::Seller,
+                            channel: c.channel,
+                            peer: c.buyer,
+                            topic: s.cfg.topic.clone(),
+                            start_seq: c.start_seq,
+                            messages: c.sent,
+                            acked: c.acked,
+                            cost: c.acked_cost,
+                            claimed: c.claimed,
+                            deposit: c.deposit,
+                            phase: c.phase.to_owned(),
+                            link_up: c.link_up,
+                        });
+                    }
+                }
+                for (id, b) in &self.bought {
+                    let offer = b.engine.offer();
+                    let acked = b.engine.last_ack().map_or(0, |(a, _)| a.seq + 1 - offer.startSeq);
+                    let cost = b.engine.last_ack().map_or(U256::ZERO, |(a, _)| a.cost);
+                    let topic = b.buy.map(|i| self.buys[i].cfg.topic.clone()).unwrap_or_default();
+                    lines.push(ChannelStatusLine {
+                        role: ChannelRole::Buyer,
+                        channel: *id,
+                        peer: offer.seller,
+                        topic,
+                        start_seq: offer.startSeq,
+                        messages: b.engine.next_seq() - offer.startSeq,
+                        acked,
+                        cost,
+                        claimed: U256::ZERO,
+                        deposit: U256::ZERO,
+                        phase: b.engine.phase_name().to_owned(),
+                        link_up: self.link_for(offer.seller, Role::Buyer).is_some(),
+                    });
+                }
+                let _ = reply.send(lines);
+            }
+            Command::Close(channel, reply) => {
+                let result = if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                    s.engine.stop_channel(now, channel).map_err(|e| e.to_string())
+                } else if let Some(b) = self.bought.get_mut(&channel) {
+                    if let Some(i) = b.buy {
+                        self.buys[i].state = BuyState::Done;
+                    }
+                    b.engine.stop(now).map_err(|e| e.to_string())
+                } else {
+                    Err(format!("no channel {channel} here"))
+                };
+                let _ = reply.send(result);
+            }
+            Command::ReplayOutbox => {
+                if let Err(e) = self.replay_outbox() {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+    }
+
+    // ----- flush -----------------------------------------------------------------------------
+
+    /// Commits every record of the turn, then carries out the other actions in order.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        let mut batch = Batch::default();
+        let mut seller_acts = Vec::new();
+        let mut buyer_acts = Vec::new();
+        for (i, s) in self.streams.iter_mut().enumerate() {
+            while let Some(action) = s.engine.poll_action() {
+                match action {
+                    SellerAction::Persist(record) => batch.seller(s.number, record),
+                    other => seller_acts.push((i, other)),
+                }
+            }
+        }
+        for (id, b) in self.bought.iter_mut() {
+            let prefix = b.buy.map(|i| self.buys[i].cfg.local_prefix.as_str()).unwrap_or("");
+            while let Some(action) = b.engine.poll_action() {
+                match action {
+                    BuyerAction::Persist(record) => batch.buyer(b.index, record),
+                    BuyerAction::Deliver { seq, payload } => match Publication::decode(&payload) {
+                        Ok(p) => {
+                            let local = Publication { topic: format!("{prefix}{}", p.topic), payload: p.payload };
+                            batch.outbox(b.index, seq, local.clone());
+                            buyer_acts.push((*id, b.index, Deliverable::Publish(seq, local)));
+                        }
+                        Err(e) => tracing::warn!("channel {id}: message {seq} holds no valid publication: {e}"),
+                    },
+                    other => buyer_acts.push((*id, b.index, Deliverable::Action(other))),
+                }
+            }
+        }
+        if let Some(block) = self.store_cursor.take() {
+            batch.cursor(block);
+        }
+        for (channel, seq) in self.outbox_done.drain(..) {
+            batch.outbox_done(channel, seq);
+        }
+        self.store.commit(batch)?;
+        for id in self.openings_done.drain(..) {
+            self.store.opened(id)?;
+        }
+
+        for (i, action) in seller_acts {
+            self.carry_out_seller(i, action);
+        }
+        for (id, index, action) in buyer_acts {
+            match action {
+                Deliverable::Publish(seq, publication) => self.publish_locally(index, seq, &publication),
+                Deliverable::Action(action) => self.carry_out_buyer(id, action),
+            }
+        }
+        self.compact()
+    }
+
+    fn carry_out_seller(&mut self, i: usize, action: SellerAction) {
+        let origin = Origin::Stream(i);
+        match action {
+            SellerAction::Persist(_) => {}
+            SellerAction::Send { peer, frame } => {
+                if let Some(link) = self.link_for(peer, Role::Seller) {
+                    link.tx.send(frame);
+                }
+            }
+            SellerAction::Post(m) => self.job(origin, Call::Post(m)),
+            SellerAction::Claim { ack, sig, .. } => self.job(origin, Call::Claim { ack, sig }),
+            SellerAction::ClaimPosted { channel, upto } => self.job(origin, Call::ClaimPosted { channel, upto }),
+            SellerAction::ProveWrongCost { ack, sig, .. } => self.job(origin, Call::ProveWrongCost { ack, sig }),
+            SellerAction::Defend { channel } => self.job(origin, Call::Defend { channel }),
+            SellerAction::DefendWithAck { ack, sig, .. } => self.job(origin, Call::DefendWithAck { ack, sig }),
+            SellerAction::RequestClose { channel } => self.job(origin, Call::RequestClose { channel }),
+            SellerAction::Settle { channel } => self.job(origin, Call::Settle { channel }),
+            SellerAction::Event(event) => tracing::info!("stream `{}`: {event:?}", self.streams[i].cfg.topic),
+        }
+    }
+
+    fn carry_out_buyer(&mut self, id: ChannelId, action: BuyerAction) {
+        let origin = Origin::Bought(id);
+        let Some(seller) = self.bought.get(&id).map(|b| b.engine.seller()) else { return };
+        match action {
+            BuyerAction::Persist(_) | BuyerAction::Deliver { .. } => {}
+            BuyerAction::Send(frame) => {
+                if let Some(link) = self.link_for(seller, Role::Buyer) {
+                    link.tx.send(frame);
+                }
+            }
+            BuyerAction::Accuse { channel, seen, sig, missing } => self.job(origin, Call::Accuse { channel, seen, sig, missing }),
+            BuyerAction::Resolve { channel } => self.job(origin, Call::Resolve { channel }),
+            BuyerAction::ProveEquivocation { channel, a, sig_a, b, sig_b } => {
+                self.job(origin, Call::ProveEquivocation { channel, a, sig_a, b, sig_b })
+            }
+            BuyerAction::RequestClose { channel } => self.job(origin, Call::RequestClose { channel }),
+            BuyerAction::Settle { channel } => self.job(origin, Call::Settle { channel }),
+            BuyerAction::Event(event) => tracing::info!("channel {id}: {event:?}"),
+        }
+    }
+
+    fn compact(&mut self) -> Result<(), StoreError> {
+        for s in &self.streams {
+            if self.store.seller_log_len(s.number) > COMPACT_AFTER {
+                self.store.compact_seller(s.number, s.engine.snapshot())?;
+            }
+        }
+        for b in self.bought.values() {
+            if self.store.buyer_log_len(b.index) > COMPACT_AFTER {
+                self.store.compact_buyer(b.index, b.engine.snapshot())?;
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Deliverable {
+    Publish(u64, Publication),
+    Action(BuyerAction),
+}

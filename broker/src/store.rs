@@ -1,0 +1,361 @@
+//! Durable state in one redb file (`<data_dir>/supra.redb`).
+//!
+//! The engines' records are appended to per-stream and per-channel logs; a [`Batch`] gathers every
+//! write of one turn of the broker's loop and commits it in one fsync'd transaction, before the
+//! actions that follow the records are carried out (persist before act, with group commit). Logs
+//! are compacted by replacing them with the engine's `snapshot()`.
+//!
+//! Besides the logs: the sold topics' stream numbers (never reused), the buyer's outbox of
+//! delivered plaintexts not yet handed to local subscribers, channel opens in flight (written
+//! before the `open` transaction, so a crash cannot leave a deposit locked in an unknown channel),
+//! and the chain event cursor.
+
+use std::path::Path;
+
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use supra_channel::records::{BuyerRecord, SellerRecord};
+use supra_channel::sign::Signature;
+use supra_channel::types::{ChannelId, Offer};
+
+use crate::mqtt::Publication;
+
+/// (stream number, record number) -> encoded `SellerRecord`.
+const SELLER_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("seller_log");
+/// (channel index, record number) -> encoded `BuyerRecord`.
+const BUYER_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("buyer_log");
+/// (channel index, seq) -> encoded local publish (topic, payload) not yet handed to rumqttd.
+const OUTBOX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("outbox");
+/// Sold topic filter -> stream number.
+const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
+/// Buyer channel id (32 bytes) -> channel index.
+const CHANNELS: TableDefinition<&[u8], u64> = TableDefinition::new("channels");
+/// Buyer channel index -> the bought topic (which `[[buy]]` entry it serves).
+const CHANNEL_TOPICS: TableDefinition<u64, &str> = TableDefinition::new("channel_topics");
+/// Buyer channel id (32 bytes) -> offer and signature, while its `open` transaction is in flight.
+const OPENING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("opening");
+/// Counters and cursors.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+const NEXT_STREAM: &str = "next_stream_number";
+const NEXT_CHANNEL: &str = "next_channel_index";
+const CHAIN_CURSOR: &str = "chain_cursor";
+
+/// A storage failure. The broker stops on one: acting without persisting could lose money.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("state store: {0}")]
+    Db(#[from] redb::Error),
+    #[error("state store holds an unreadable record: {0}")]
+    Corrupt(String),
+}
+
+macro_rules! db_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for StoreError {
+            fn from(e: $t) -> Self {
+                StoreError::Db(e.into())
+            }
+        }
+    )*};
+}
+db_error!(redb::DatabaseError, redb::TransactionError, redb::TableError, redb::StorageError, redb::CommitError);
+
+/// A delivered publication in the buyer's outbox, with its local topic.
+pub type OutboxEntry = Publication;
+
+fn decode_outbox(bytes: &[u8]) -> Result<OutboxEntry, StoreError> {
+    Publication::decode(bytes).map_err(|e| StoreError::Corrupt(format!("outbox entry: {e}")))
+}
+
+fn encode_opening(offer: &Offer, sig: &Signature) -> Vec<u8> {
+    // The buyer's Channel record already has a codec for (offer, sig): reuse it.
+    BuyerRecord::Channel { offer: offer.clone(), sig: *sig }.encode().unwrap_or_default()
+}
+
+/// A buyer channel as stored.
+#[derive(Debug)]
+pub struct StoredChannel {
+    pub id: ChannelId,
+    pub index: u64,
+    /// The `[[buy]]` topic it was bought for.
+    pub topic: String,
+    pub records: Vec<BuyerRecord>,
+}
+
+/// Everything written in one turn of the broker loop, committed at once.
+#[derive(Debug, Default)]
+pub struct Batch {
+    seller: Vec<(u64, SellerRecord)>,
+    buyer: Vec<(u64, BuyerRecord)>,
+    outbox_add: Vec<(u64, u64, OutboxEntry)>,
+    outbox_done: Vec<(u64, u64)>,
+    cursor: Option<u64>,
+}
+
+impl Batch {
+    pub fn seller(&mut self, stream: u64, record: SellerRecord) {
+        self.seller.push((stream, record));
+    }
+    pub fn buyer(&mut self, channel: u64, record: BuyerRecord) {
+        self.buyer.push((channel, record));
+    }
+    pub fn outbox(&mut self, channel: u64, seq: u64, entry: OutboxEntry) {
+        self.outbox_add.push((channel, seq, entry));
+    }
+    pub fn outbox_done(&mut self, channel: u64, seq: u64) {
+        self.outbox_done.push((channel, seq));
+    }
+    pub fn cursor(&mut self, block: u64) {
+        self.cursor = Some(block);
+    }
+    /// True when something must be written before acting.
+    pub fn is_durable_work(&self) -> bool {
+        !self.seller.is_empty() || !self.buyer.is_empty() || !self.outbox_add.is_empty() || self.cursor.is_some()
+    }
+    /// True when there is anything to write at all.
+    pub fn has_work(&self) -> bool {
+        self.is_durable_work() || !self.outbox_done.is_empty()
+    }
+}
+
+/// The broker's durable state.
+pub struct Store {
+    db: Database,
+    /// Next record number per seller log and per buyer log.
+    seller_next: std::collections::HashMap<u64, u64>,
+    buyer_next: std::collections::HashMap<u64, u64>,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
+        let db = Database::create(dir.join("supra.redb"))?;
+        let txn = db.begin_write()?;
+        {
+            txn.open_table(SELLER_LOG)?;
+            txn.open_table(BUYER_LOG)?;
+            txn.open_table(OUTBOX)?;
+            txn.open_table(STREAMS)?;
+            txn.open_table(CHANNELS)?;
+            txn.open_table(CHANNEL_TOPICS)?;
+            txn.open_table(OPENING)?;
+            txn.open_table(META)?;
+        }
+        txn.commit()?;
+        Ok(Store { db, seller_next: Default::default(), buyer_next: Default::default() })
+    }
+
+    fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
+        let txn = self.db.begin_read()?;
+        Ok(txn.open_table(META)?.get(key)?.map(|v| v.value()))
+    }
+
+    /// The stream number of a sold topic filter, allocating a new one (never reused) the first time.
+    pub fn stream_number(&mut self, topic: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let number = {
+            let mut streams = txn.open_table(STREAMS)?;
+            if let Some(n) = streams.get(topic)?.map(|v| v.value()) {
+                n
+            } else {
+                let mut meta = txn.open_table(META)?;
+                let n = meta.get(NEXT_STREAM)?.map_or(0, |v| v.value());
+                meta.insert(NEXT_STREAM, n + 1)?;
+                streams.insert(topic, n)?;
+                n
+            }
+        };
+        txn.commit()?;
+        Ok(number)
+    }
+
+    /// The seller records of stream `number`, in order.
+    pub fn seller_records(&mut self, number: u64) -> Result<Vec<SellerRecord>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(SELLER_LOG)?;
+        let mut records = Vec::new();
+        let mut next = 0;
+        for entry in table.range((number, 0)..=(number, u64::MAX))? {
+            let (key, value) = entry?;
+            next = key.value().1 + 1;
+            records.push(SellerRecord::decode(value.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+        }
+        self.seller_next.insert(number, next);
+        Ok(records)
+    }
+
+    /// Every buyer channel with its index, bought topic and records, in order.
+    pub fn buyer_channels(&mut self) -> Result<Vec<StoredChannel>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let channels = txn.open_table(CHANNELS)?;
+        let topics = txn.open_table(CHANNEL_TOPICS)?;
+        let log = txn.open_table(BUYER_LOG)?;
+        let mut out = Vec::new();
+        for entry in channels.iter()? {
+            let (id, index) = entry?;
+            let id = ChannelId(alloy_primitives::U256::from_be_slice(id.value()));
+            let index = index.value();
+            let mut records = Vec::new();
+            let mut next = 0;
+            for entry in log.range((index, 0)..=(index, u64::MAX))? {
+                let (key, value) = entry?;
+                next = key.value().1 + 1;
+                records.push(BuyerRecord::decode(value.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
+            }
+            self.buyer_next.insert(index, next);
+            let topic = topics.get(index)?.map(|t| t.value().to_owned()).unwrap_or_default();
+            out.push(StoredChannel { id, index, topic, records });
+        }
+        Ok(out)
+    }
+
+    /// Registers a new buyer channel bought for `topic` and returns its index.
+    pub fn add_buyer_channel(&mut self, id: ChannelId, topic: &str) -> Result<u64, StoreError> {
+        let txn = self.db.begin_write()?;
+        let index = {
+            let mut meta = txn.open_table(META)?;
+            let index = meta.get(NEXT_CHANNEL)?.map_or(0, |v| v.value());
+            meta.insert(NEXT_CHANNEL, index + 1)?;
+            txn.open_table(CHANNELS)?.insert(id.0.to_be_bytes::<32>().as_slice(), index)?;
+            txn.open_table(CHANNEL_TOPICS)?.insert(index, topic)?;
+            index
+        };
+        txn.commit()?;
+        self.buyer_next.insert(index, 0);
+        Ok(index)
+    }
+
+    /// Records an `open` about to be sent for `id` (before the transaction).
+    pub fn opening(&mut self, id: ChannelId, offer: &Offer, sig: &Signature) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(OPENING)?.insert(id.0.to_be_bytes::<32>().as_slice(), encode_opening(offer, sig).as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Forgets an `open` in flight (it became a channel, or it failed for good).
+    pub fn opened(&mut self, id: ChannelId) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        txn.open_table(OPENING)?.remove(id.0.to_be_bytes::<32>().as_slice())?;
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Opens that were in flight at the last stop: (offer, signature).
+    pub fn openings(&self) -> Result<Vec<(Offer, Signature)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OPENING)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (_, value) = entry?;
+            match BuyerRecord::decode(value.value()) {
+                Ok(BuyerRecord::Channel { offer, sig }) => out.push((offer, sig)),
+                _ => return Err(StoreError::Corrupt("opening entry".into())),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Outbox entries not yet handed to local subscribers: (channel index, seq, entry), in order.
+    pub fn outbox(&self) -> Result<Vec<(u64, u64, OutboxEntry)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(OUTBOX)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            let (channel, seq) = key.value();
+            out.push((channel, seq, decode_outbox(value.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The last chain block whose events were fully handled.
+    pub fn chain_cursor(&self) -> Result<Option<u64>, StoreError> {
+        self.meta(CHAIN_CURSOR)
+    }
+
+    /// Commits a batch in one transaction. Durable (fsync) when it holds records, an outbox
+    /// addition or a cursor; otherwise (only outbox removals) it rides on the next durable commit.
+    pub fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+        if !batch.has_work() {
+            return Ok(());
+        }
+        let mut txn = self.db.begin_write()?;
+        if !batch.is_durable_work() {
+            let _ = txn.set_durability(redb::Durability::None);
+        }
+        {
+            let mut seller = txn.open_table(SELLER_LOG)?;
+            for (stream, record) in batch.seller {
+                let next = self.seller_next.entry(stream).or_insert(0);
+                let bytes = record.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                seller.insert((stream, *next), bytes.as_slice())?;
+                *next += 1;
+            }
+            let mut buyer = txn.open_table(BUYER_LOG)?;
+            for (channel, record) in batch.buyer {
+                let next = self.buyer_next.entry(channel).or_insert(0);
+                let bytes = record.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                buyer.insert((channel, *next), bytes.as_slice())?;
+                *next += 1;
+            }
+            let mut outbox = txn.open_table(OUTBOX)?;
+            for (channel, seq, entry) in batch.outbox_add {
+                outbox.insert((channel, seq), entry.encode().as_slice())?;
+            }
+            for (channel, seq) in batch.outbox_done {
+                outbox.remove((channel, seq))?;
+            }
+            if let Some(block) = batch.cursor {
+                txn.open_table(META)?.insert(CHAIN_CURSOR, block)?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Number of records in a seller log (to decide on compaction).
+    pub fn seller_log_len(&self, stream: u64) -> u64 {
+        self.seller_next.get(&stream).copied().unwrap_or(0)
+    }
+
+    /// Number of records in a buyer log.
+    pub fn buyer_log_len(&self, channel: u64) -> u64 {
+        self.buyer_next.get(&channel).copied().unwrap_or(0)
+    }
+
+    /// Replaces a seller log with an equivalent snapshot, atomically.
+    pub fn compact_seller(&mut self, stream: u64, snapshot: Vec<SellerRecord>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        let count = snapshot.len() as u64;
+        {
+            let mut table = txn.open_table(SELLER_LOG)?;
+            table.retain_in((stream, 0)..=(stream, u64::MAX), |_, _| false)?;
+            for (i, record) in snapshot.into_iter().enumerate() {
+                let bytes = record.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                table.insert((stream, i as u64), bytes.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        self.seller_next.insert(stream, count);
+        Ok(())
+    }
+
+    /// Replaces a buyer log with an equivalent snapshot, atomically.
+    pub fn compact_buyer(&mut self, channel: u64, snapshot: Vec<BuyerRecord>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        let count = snapshot.len() as u64;
+        {
+            let mut table = txn.open_table(BUYER_LOG)?;
+            table.retain_in((channel, 0)..=(channel, u64::MAX), |_, _| false)?;
+            for (i, record) in snapshot.into_iter().enumerate() {
+                let bytes = record.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                table.insert((channel, i as u64), bytes.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        self.buyer_next.insert(channel, count);
+        Ok(())
+    }
+}
