@@ -221,7 +221,7 @@ impl Node {
         for (channel, seq, publication) in self.store.outbox()? {
             self.publish_locally(channel, seq, &publication);
         }
-        Ok(())
+        self.forget_published()
     }
 
     fn job(&self, origin: Origin, call: Call) {
@@ -806,9 +806,6 @@ impl Node {
         if let Some(block) = self.store_cursor.take() {
             batch.cursor(block);
         }
-        for (channel, seq) in self.outbox_done.drain(..) {
-            batch.outbox_done(channel, seq);
-        }
         self.store.commit(batch)?;
         for id in self.openings_done.drain(..) {
             self.store.opened(id)?;
@@ -823,7 +820,22 @@ impl Node {
                 Deliverable::Action(action) => self.carry_out_buyer(id, action),
             }
         }
+        self.forget_published()?;
         self.compact()
+    }
+
+    /// Removes what was just handed to rumqttd from the outbox, durably and at once: a crash
+    /// between the hand-over and this commit is the only way a delivery can repeat (it is then
+    /// replayed at restart), so the window is kept to one commit.
+    fn forget_published(&mut self) -> Result<(), StoreError> {
+        if self.outbox_done.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::default();
+        for (channel, seq) in self.outbox_done.drain(..) {
+            batch.outbox_done(channel, seq);
+        }
+        self.store.commit(batch)
     }
 
     fn carry_out_seller(&mut self, i: usize, action: SellerAction) {

@@ -108,13 +108,13 @@ impl Batch {
     pub fn cursor(&mut self, block: u64) {
         self.cursor = Some(block);
     }
-    /// True when something must be written before acting.
-    pub fn is_durable_work(&self) -> bool {
-        !self.seller.is_empty() || !self.buyer.is_empty() || !self.outbox_add.is_empty() || self.cursor.is_some()
-    }
-    /// True when there is anything to write at all.
+    /// True when there is anything to write.
     pub fn has_work(&self) -> bool {
-        self.is_durable_work() || !self.outbox_done.is_empty()
+        !self.seller.is_empty()
+            || !self.buyer.is_empty()
+            || !self.outbox_add.is_empty()
+            || !self.outbox_done.is_empty()
+            || self.cursor.is_some()
     }
 }
 
@@ -275,16 +275,12 @@ impl Store {
         self.meta(CHAIN_CURSOR)
     }
 
-    /// Commits a batch in one transaction. Durable (fsync) when it holds records, an outbox
-    /// addition or a cursor; otherwise (only outbox removals) it rides on the next durable commit.
+    /// Commits a batch in one durable (fsync'd) transaction.
     pub fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
         if !batch.has_work() {
             return Ok(());
         }
-        let mut txn = self.db.begin_write()?;
-        if !batch.is_durable_work() {
-            let _ = txn.set_durability(redb::Durability::None);
-        }
+        let txn = self.db.begin_write()?;
         {
             let mut seller = txn.open_table(SELLER_LOG)?;
             for (stream, record) in batch.seller {

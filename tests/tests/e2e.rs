@@ -1,0 +1,354 @@
+//! End to end: a real Anvil with the judge, two `supra` broker processes, real MQTT clients
+//! (rumqttc, mosquitto_pub, mosquitto_sub). Every message published at seller A must reach the
+//! subscriber at buyer B exactly once, across link cuts and restarts, and the judge must pay the
+//! seller exactly delivered x price.
+
+#[path = "e2e/harness.rs"]
+mod harness;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use harness::*;
+use supra_broker::probe::{Publisher, Subscriber};
+use supra_broker::status::ChannelRole;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+fn assert_exactly_once(seen: &BTreeMap<u64, u32>, expected: std::ops::Range<u64>) {
+    let missing: Vec<u64> = expected.clone().filter(|i| !seen.contains_key(i)).collect();
+    let duplicated: Vec<(u64, u32)> = seen.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).collect();
+    let unexpected: Vec<u64> = seen.keys().copied().filter(|i| !expected.contains(i)).collect();
+    assert!(missing.is_empty() && duplicated.is_empty() && unexpected.is_empty(), "missing {missing:?}, duplicated {duplicated:?}, unexpected {unexpected:?}");
+}
+
+/// Publishes `range` at A with QoS 1 and waits for every PUBACK.
+async fn publish(publisher: &Publisher, range: std::ops::Range<u64>) {
+    let before = publisher.acked();
+    for i in range.clone() {
+        publisher.publish(&format!("sensors/room{}/t", i % 4), payload(i)).await.expect("publish");
+    }
+    publisher.wait_acked(before + range.end - range.start, SECS(30)).await.expect("pubacks");
+}
+
+/// Closes the channel from the buyer with `supra close` and checks the judge's settlement:
+/// the seller got exactly `delivered * price`, the buyer the rest, nothing stays locked.
+async fn close_and_check_settlement(buyer: &BrokerProc, delivered: u64) {
+    let chain = chain().await;
+    let judge = chain.reader().await;
+    let line = buyer.wait_channel(ChannelRole::Buyer, SECS(10), |_| true).await;
+    buyer.close(line.channel);
+    let info = wait_settled(&judge, line.channel, SECS(60)).await;
+    assert_eq!(info.claimed, U256::from(delivered * PRICE_WEI), "seller paid delivered x price");
+    assert_eq!(info.acked, delivered, "the last claimed ack covers every delivered message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_published_at_a_arrive_exactly_once_at_b_and_are_paid() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("basic");
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms::default(), "");
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.expect("subscribe at B");
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+
+    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.expect("connect to A");
+    let n = 300;
+    publish(&publisher, 0..n).await;
+    let mut seen = BTreeMap::new();
+    collect(&mut subscriber, &mut seen, n as usize, SECS(30)).await;
+    // Nothing more arrives: no duplicates trickle in late.
+    collect(&mut subscriber, &mut seen, n as usize + 1, Duration::from_millis(500)).await;
+    assert_exactly_once(&seen, 0..n);
+
+    // A message on a topic A does not sell never reaches B.
+    publisher.publish("weather/paris", payload(9_999)).await.unwrap();
+    assert!(subscriber.next(Duration::from_millis(500)).await.is_none());
+
+    let seller_line = a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == n).await;
+    assert_eq!(seller_line.cost, U256::from(n * PRICE_WEI), "ack cost = (n - startSeq + 1) x P");
+    close_and_check_settlement(&b, n).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mosquitto_clients_publish_and_subscribe_over_mqtt_3_and_5() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("mosquitto");
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms::default(), "");
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+
+    let n = 50u64;
+    // Two subscribers on B: MQTT 3.1.1 and MQTT 5, each exits after n messages.
+    let sub = |port: u16, version: &str| {
+        Command::new("mosquitto_sub")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-V", version, "-q", "1", "-t", "market/sensors/#", "-v", "-C", &n.to_string(), "-W", "60"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("mosquitto_sub (Debian's mosquitto-clients) runs")
+    };
+    let sub3 = sub(b.mqtt.port(), "mqttv311");
+    let sub5 = sub(b.mqtt_v5.port(), "mqttv5");
+    // mosquitto_sub prints nothing once subscribed: give it a moment, then check it is still up.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &a.mqtt.port().to_string(), "-q", "1", "-t", "sensors/lab/t", "-l"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub runs");
+    {
+        let stdin = publisher.stdin.as_mut().unwrap();
+        for i in 0..n {
+            stdin.write_all(&payload(i)).unwrap();
+            stdin.write_all(b"\n").unwrap();
+        }
+    }
+    drop(publisher.stdin.take());
+    assert!(publisher.wait().unwrap().success(), "mosquitto_pub succeeded");
+
+    for (name, child) in [("MQTT 3.1.1", sub3), ("MQTT 5", sub5)] {
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+        assert!(out.status.success(), "{name} subscriber: {}", String::from_utf8_lossy(&out.stderr));
+        let mut seen = BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let (topic, body) = line.split_once(' ').expect("-v prints `topic payload`");
+            assert_eq!(topic, "market/sensors/lab/t");
+            *seen.entry(index_of(body.as_bytes()).expect("a reading")).or_insert(0) += 1;
+        }
+        assert_exactly_once(&seen, 0..n);
+    }
+    close_and_check_settlement(&b, n).await;
+}
+
+/// A TCP proxy between B and A that the test can cut (drop every connection, refuse new ones).
+struct CuttableLink {
+    addr: std::net::SocketAddr,
+    cut: tokio::sync::watch::Sender<bool>,
+}
+
+impl CuttableLink {
+    async fn to(target: std::net::SocketAddr) -> CuttableLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (cut, watch) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else { return };
+                if *watch.borrow() {
+                    continue; // dropped: refused while cut
+                }
+                let mut cut_now = watch.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let (mut ri, mut wi) = inbound.split();
+                    let (mut ro, mut wo) = outbound.split();
+                    let pump = async {
+                        let a = async {
+                            let mut buf = vec![0u8; 65536];
+                            loop {
+                                let n = ri.read(&mut buf).await?;
+                                if n == 0 { return Ok::<_, std::io::Error>(()) }
+                                wo.write_all(&buf[..n]).await?;
+                            }
+                        };
+                        let b = async {
+                            let mut buf = vec![0u8; 65536];
+                            loop {
+                                let n = ro.read(&mut buf).await?;
+                                if n == 0 { return Ok::<_, std::io::Error>(()) }
+                                wi.write_all(&buf[..n]).await?;
+                            }
+                        };
+                        tokio::select! { _ = a => {}, _ = b => {} }
+                    };
+                    tokio::select! {
+                        _ = pump => {}
+                        _ = cut_now.wait_for(|cut| *cut) => {}
+                    }
+                });
+            }
+        });
+        CuttableLink { addr, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.send_replace(cut);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_falls_back_to_the_chain_and_loses_nothing() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let judge = chain.reader().await;
+    let dir = TempDir::new("linkcut");
+    // T_ack 6 s, Δ 2 s: an unacked message is posted 4 s after it was first sent.
+    let terms = SellTerms { window: 32, t_ack_secs: 6, t_closure_secs: 3, onchain_delay_secs: 2 };
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
+    a.wait_ready(SECS(30)).await;
+    let link = CuttableLink::to(a.peer).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, link.addr, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+    let posted_before = posted_seqs(&judge).await.len();
+
+    let mut seen = BTreeMap::new();
+    publish(&publisher, 0..40).await;
+    collect(&mut subscriber, &mut seen, 40, SECS(20)).await;
+
+    // Cut the link mid-stream: what A publishes now can only reach B through the chain.
+    link.set_cut(true);
+    publish(&publisher, 40..60).await;
+    collect(&mut subscriber, &mut seen, 60, SECS(45)).await;
+    let posted = posted_seqs(&judge).await.len() - posted_before;
+    assert!(posted > 0, "messages reached B while the link was cut, so A posted them on-chain");
+
+    // Heal the link: the stream goes on over it.
+    link.set_cut(false);
+    publish(&publisher, 60..100).await;
+    collect(&mut subscriber, &mut seen, 100, SECS(45)).await;
+    collect(&mut subscriber, &mut seen, 101, Duration::from_millis(500)).await;
+    assert_exactly_once(&seen, 0..100);
+    close_and_check_settlement(&b, 100).await;
+    drop(a);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seller_restart_loses_nothing_and_duplicates_nothing() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("seller-restart");
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms::default(), "");
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+
+    let mut seen = BTreeMap::new();
+    {
+        let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+        publish(&publisher, 0..150).await;
+        // Every publish is signed and durable at A (its channel counts it as sent)...
+        a.wait_channel(ChannelRole::Seller, SECS(20), |l| l.messages == 150).await;
+    }
+    // ...then A dies without warning, possibly with messages in flight and acks unclaimed.
+    a.kill();
+    a.start();
+    a.wait_ready(SECS(30)).await;
+    let publisher = Publisher::connect(a.mqtt, "pub2", SECS(10)).await.unwrap();
+    publish(&publisher, 150..250).await;
+    collect(&mut subscriber, &mut seen, 250, SECS(45)).await;
+    collect(&mut subscriber, &mut seen, 251, Duration::from_millis(500)).await;
+    assert_exactly_once(&seen, 0..250);
+    close_and_check_settlement(&b, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_restart_neither_duplicates_nor_loses() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("buyer-restart");
+    let terms = SellTerms { window: 256, ..SellTerms::default() };
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 2_000 * PRICE_WEI, 3_000);
+    b.wait_ready(SECS(30)).await;
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+
+    let mut seen = BTreeMap::new();
+    publish(&publisher, 0..100).await;
+    collect(&mut subscriber, &mut seen, 100, SECS(30)).await;
+    assert_eq!(seen.len(), 100);
+    // B has acked all of it (so its delivery bookkeeping is durable), then dies; A goes on
+    // publishing into the channel (the messages wait at A, unacked).
+    a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 100).await;
+    b.kill();
+    drop(subscriber);
+    publish(&publisher, 100..200).await;
+    b.start();
+    // The subscriber reconnects within B's restart hold; then the backlog arrives, once.
+    let mut subscriber = loop {
+        match Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(1)).await {
+            Ok(s) => break s,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    };
+    collect(&mut subscriber, &mut seen, 200, SECS(45)).await;
+    publish(&publisher, 200..250).await;
+    collect(&mut subscriber, &mut seen, 250, SECS(30)).await;
+    collect(&mut subscriber, &mut seen, 251, Duration::from_millis(500)).await;
+    assert_exactly_once(&seen, 0..250);
+    b.wait_ready(SECS(5)).await;
+    close_and_check_settlement(&b, 250).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_frames_and_unauthorised_peers_are_refused() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("hostile");
+    let buyer_key = chain.fresh_key().await;
+    // A sells only to this buyer.
+    let allow = format!("allow = [\"{}\"]", buyer_key.1);
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms::default(), &allow);
+    a.wait_ready(SECS(30)).await;
+
+    // Garbage, an oversized length prefix, and a truncated frame: the link is closed each time.
+    for bytes in [b"GET / HTTP/1.1\r\n\r\n".to_vec(), vec![0xff, 0xff, 0xff, 0xff, 1], vec![0, 0, 0, 9, 1, 2]] {
+        let mut stream = tokio::net::TcpStream::connect(a.peer).await.unwrap();
+        stream.write_all(&bytes).await.unwrap();
+        let mut buf = [0u8; 64];
+        let closed = tokio::time::timeout(SECS(15), stream.read(&mut buf)).await.expect("A answers or closes");
+        assert!(matches!(closed, Ok(0) | Err(_)), "A closed the connection on {bytes:?}");
+    }
+
+    // A broker that is not on the allow-list authenticates but is refused.
+    let mut intruder = BrokerProc::buyer(&dir.0.join("intruder"), chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+    intruder.wait_ready(SECS(30)).await;
+    // The allowed buyer still buys normally.
+    let mut b = BrokerProc::buyer(&dir.0, chain, buyer_key, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    let line = a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+    assert_eq!(line.peer, buyer_key.1);
+    assert_eq!(a.channels().await.len(), 1, "no channel for the intruder");
+    assert!(intruder.channels().await.is_empty(), "the intruder bought nothing");
+    assert!(a.log().contains("not allowed"), "A logged the refusal");
+    // A is still healthy after all this.
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
+    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+    publish(&publisher, 0..10).await;
+    let mut seen = BTreeMap::new();
+    collect(&mut subscriber, &mut seen, 10, SECS(20)).await;
+    assert_exactly_once(&seen, 0..10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broken_config_is_refused_with_the_key_it_concerns() {
+    let dir = TempDir::new("badconfig");
+    let config = dir.0.join("bad.toml");
+    std::fs::write(&config, "[mqtt]\nlisten = \"127.0.0.1:1\"\n[chain]\nrpc = \"http://127.0.0.1:9\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e")).args(["run", "--config"]).arg(&config).output().unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("chain.judge"), "{stderr}");
+    let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e")).args(["run", "--config"]).arg(dir.0.join("missing.toml")).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config"));
+}

@@ -1,0 +1,287 @@
+//! End-to-end harness: one Anvil with the judge per test binary, brokers as real `supra` processes
+//! (so they can be killed and restarted), their configs and keys in temporary directories.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, U256};
+use supra_broker::admin::{self, Answer, Request};
+use supra_broker::probe::free_port;
+use supra_broker::status::{ChannelRole, ChannelStatusLine};
+use supra_channel::types::ChannelId;
+use supra_judge::devnet::Devnet;
+use supra_judge::{ChannelInfo, ChannelStatus, Judge};
+
+pub const PRICE_WEI: u64 = 1_000_000_000;
+
+/// The chain shared by the tests of this binary.
+pub struct Chain {
+    pub devnet: Devnet,
+    pub judge: Address,
+}
+
+static CHAIN: OnceLock<Chain> = OnceLock::new();
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// End-to-end tests run one at a time: each starts several processes on a 2-core machine.
+pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
+pub async fn chain() -> &'static Chain {
+    if let Some(chain) = CHAIN.get() {
+        return chain;
+    }
+    let devnet = Devnet::spawn().expect("anvil starts");
+    let judge = Judge::deploy(devnet.endpoint(), &devnet.keys()[0]).await.expect("judge deploys");
+    let _ = CHAIN.set(Chain { devnet, judge: judge.address() });
+    CHAIN.get().expect("set above")
+}
+
+impl Chain {
+    pub fn rpc(&self) -> &str {
+        self.devnet.endpoint()
+    }
+
+    /// A judge client with a dev key (reads, and tests' own transactions).
+    pub async fn reader(&self) -> Judge {
+        Judge::connect(self.rpc(), &self.devnet.keys()[0], self.judge).await.expect("connect")
+    }
+
+    /// A fresh funded broker key.
+    pub async fn fresh_key(&self) -> ([u8; 32], Address) {
+        let (secret, key) = supra_broker::keys::generate();
+        let ether = U256::from(100u64) * U256::from(10u64).pow(U256::from(18));
+        supra_judge::transfer(self.rpc(), &self.devnet.keys()[0], key.address(), ether).await.expect("fund");
+        (secret, key.address())
+    }
+}
+
+/// A temporary directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let path = std::env::temp_dir().join(format!("supra-e2e-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("temp dir");
+        TempDir(path)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // SUPRA_KEEP_TEST_DIRS=1 keeps the brokers' logs and state for a post-mortem.
+        if std::env::var_os("SUPRA_KEEP_TEST_DIRS").is_none() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+}
+
+/// A broker process.
+pub struct BrokerProc {
+    pub name: String,
+    pub dir: PathBuf,
+    pub config: PathBuf,
+    pub mqtt: SocketAddr,
+    pub mqtt_v5: SocketAddr,
+    pub peer: SocketAddr,
+    pub address: Address,
+    child: Option<Child>,
+}
+
+impl Drop for BrokerProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Terms of the stream a seller sells in these tests.
+#[derive(Clone, Copy)]
+pub struct SellTerms {
+    pub window: u64,
+    pub t_ack_secs: u32,
+    pub t_closure_secs: u32,
+    pub onchain_delay_secs: u32,
+}
+
+impl Default for SellTerms {
+    fn default() -> Self {
+        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2 }
+    }
+}
+
+impl BrokerProc {
+    fn spawn_with(name: &str, root: &Path, secret: &[u8; 32], address: Address, toml: impl FnOnce(SocketAddr, SocketAddr, SocketAddr) -> String) -> BrokerProc {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir).expect("broker dir");
+        supra_broker::keys::write(&dir.join("broker.key"), secret, true).expect("key");
+        let (mqtt, mqtt_v5, peer) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+        let config = dir.join("supra.toml");
+        std::fs::write(&config, toml(mqtt, mqtt_v5, peer)).expect("config");
+        let mut broker = BrokerProc { name: name.into(), dir, config, mqtt, mqtt_v5, peer, address, child: None };
+        broker.start();
+        broker
+    }
+
+    /// A seller of `sensors/#` (and whatever `extra` adds to its config).
+    pub fn seller(root: &Path, chain: &Chain, key: ([u8; 32], Address), terms: SellTerms, extra: &str) -> BrokerProc {
+        let (rpc, judge) = (chain.rpc().to_owned(), chain.judge);
+        BrokerProc::spawn_with("seller", root, &key.0, key.1, |mqtt, v5, peer| {
+            format!(
+                "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\n\
+                 [peer]\nlisten = \"{peer}\"\n{extra}\n\
+                 [[sell]]\ntopic = \"sensors/#\"\nprice_wei = {PRICE_WEI}\nwindow = {}\nt_ack_secs = {}\nt_closure_secs = {}\n",
+                terms.onchain_delay_secs, terms.window, terms.t_ack_secs, terms.t_closure_secs
+            )
+        })
+    }
+
+    /// A buyer of the seller's `sensors/#`, republished under `market/`, reaching it at `endpoint`.
+    pub fn buyer(root: &Path, chain: &Chain, key: ([u8; 32], Address), seller: Address, endpoint: SocketAddr, deposit_wei: u64, hold_ms: u64) -> BrokerProc {
+        let (rpc, judge) = (chain.rpc().to_owned(), chain.judge);
+        BrokerProc::spawn_with("buyer", root, &key.0, key.1, |mqtt, v5, _| {
+            format!(
+                "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\nrestart_hold_ms = {hold_ms}\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n\
+                 [[buy]]\nseller = \"{seller}\"\nendpoint = \"{endpoint}\"\ntopic = \"sensors/#\"\n\
+                 deposit_wei = {deposit_wei}\nmax_price_wei = {PRICE_WEI}\nlocal_prefix = \"market/\"\n"
+            )
+        })
+    }
+
+    /// Starts (or restarts) the process.
+    pub fn start(&mut self) {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("broker.log")).expect("log");
+        let child = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
+            .args(["run", "--config"])
+            .arg(&self.config)
+            .env("RUST_LOG", "info,rumqttd=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("supra starts");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: no chance to save anything that was not already durable.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
+    }
+
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
+    /// Waits until the operator socket answers (the broker is fully up).
+    pub async fn wait_ready(&mut self, within: Duration) {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Answer::Channels(_)) = admin::ask(&self.data_dir(), &Request::Channels).await {
+                return;
+            }
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                panic!("{} exited with {status}:\n{}", self.name, self.log());
+            }
+            assert!(Instant::now() < deadline, "{} not ready within {within:?}:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn channels(&self) -> Vec<ChannelStatusLine> {
+        match admin::ask(&self.data_dir(), &Request::Channels).await {
+            Ok(Answer::Channels(lines)) => lines,
+            other => panic!("{}: channels: {other:?}", self.name),
+        }
+    }
+
+    /// Waits until a channel line satisfies `ready`, and returns it.
+    pub async fn wait_channel(&self, role: ChannelRole, within: Duration, ready: impl Fn(&ChannelStatusLine) -> bool) -> ChannelStatusLine {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Ok(Answer::Channels(lines)) = admin::ask(&self.data_dir(), &Request::Channels).await
+                && let Some(line) = lines.into_iter().find(|l| l.role == role && ready(l))
+            {
+                return line;
+            }
+            assert!(Instant::now() < deadline, "{}: channel condition not met within {within:?}:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// `supra close` through the real command line.
+    pub fn close(&self, channel: ChannelId) {
+        let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
+            .args(["close", "--config"])
+            .arg(&self.config)
+            .arg(format!("{channel}"))
+            .output()
+            .expect("supra close runs");
+        assert!(out.status.success(), "supra close failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
+/// Waits until the judge says the channel is settled.
+pub async fn wait_settled(judge: &Judge, channel: ChannelId, within: Duration) -> ChannelInfo {
+    let deadline = Instant::now() + within;
+    loop {
+        let info = judge.channel(channel).await.expect("channel view");
+        if info.status == ChannelStatus::Settled {
+            return info;
+        }
+        assert!(Instant::now() < deadline, "channel {channel} not settled within {within:?}: {info:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Posted events of a stream in the whole chain history.
+pub async fn posted_seqs(judge: &Judge) -> Vec<u64> {
+    let latest = judge.block_number().await.expect("block number");
+    judge
+        .events(0, latest)
+        .await
+        .expect("events")
+        .into_iter()
+        .filter_map(|e| match e.event {
+            supra_judge::JudgeEvent::Posted { message, .. } => Some(message.seq),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The payload of message `i` in these tests, and back.
+pub fn payload(i: u64) -> Vec<u8> {
+    format!("reading {i:06}").into_bytes()
+}
+
+pub fn index_of(payload: &[u8]) -> Option<u64> {
+    std::str::from_utf8(payload).ok()?.strip_prefix("reading ")?.parse().ok()
+}
+
+/// Collects messages from a subscriber until `count` distinct indices arrived or `within` passed;
+/// returns how many times each index arrived.
+pub async fn collect(subscriber: &mut supra_broker::probe::Subscriber, seen: &mut std::collections::BTreeMap<u64, u32>, count: usize, within: Duration) {
+    let deadline = Instant::now() + within;
+    while seen.len() < count {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break;
+        }
+        if let Some(r) = subscriber.next(left).await {
+            let i = index_of(&r.payload).unwrap_or_else(|| panic!("unexpected payload on {}: {:?}", r.topic, r.payload));
+            *seen.entry(i).or_insert(0) += 1;
+        }
+    }
+}
