@@ -119,7 +119,7 @@ pub struct Node {
     recovering: HashMap<ChannelId, (Offer, Signature, usize)>,
     links: HashMap<LinkId, Link>,
     jobs: mpsc::UnboundedSender<Job>,
-    /// Outbox entries handed to rumqttd, to remove in the next commit.
+    /// Outbox entries handed to rumqttd, to remove with the next commit.
     outbox_done: Vec<(u64, u64)>,
     /// Opens whose channel record is now durable: forget their in-flight entry.
     openings_done: Vec<ChannelId>,
@@ -256,6 +256,11 @@ impl Node {
             }
             self.on_timers(now_ms());
             self.flush()?;
+            // Under load, removals from the outbox ride on the next turn's commit; before waiting
+            // for input, they are committed on their own (see `forget_published`).
+            if io.local.is_empty() && io.links.is_empty() && io.events.is_empty() && io.results.is_empty() {
+                self.forget_published()?;
+            }
         }
     }
 
@@ -806,6 +811,9 @@ impl Node {
         if let Some(block) = self.store_cursor.take() {
             batch.cursor(block);
         }
+        for (channel, seq) in self.outbox_done.drain(..) {
+            batch.outbox_done(channel, seq);
+        }
         self.store.commit(batch)?;
         for id in self.openings_done.drain(..) {
             self.store.opened(id)?;
@@ -820,13 +828,13 @@ impl Node {
                 Deliverable::Action(action) => self.carry_out_buyer(id, action),
             }
         }
-        self.forget_published()?;
         self.compact()
     }
 
-    /// Removes what was just handed to rumqttd from the outbox, durably and at once: a crash
-    /// between the hand-over and this commit is the only way a delivery can repeat (it is then
-    /// replayed at restart), so the window is kept to one commit.
+    /// Removes what was handed to rumqttd from the outbox, durably. A crash between the hand-over
+    /// and this commit is the only way a delivery can repeat (it is replayed at restart), so the
+    /// removal is committed with the very next turn's records, or on its own before the node
+    /// waits for input.
     fn forget_published(&mut self) -> Result<(), StoreError> {
         if self.outbox_done.is_empty() {
             return Ok(());

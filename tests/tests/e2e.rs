@@ -228,6 +228,47 @@ async fn a_link_cut_falls_back_to_the_chain_and_loses_nothing() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_rpc_outage_delays_claims_but_loses_no_money() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("rpc-outage");
+    let anvil: std::net::SocketAddr = chain.rpc().trim_start_matches("http://").parse().unwrap();
+    let rpc = CuttableLink::to(anvil).await;
+    let mut a = BrokerProc::seller_via(&dir.0, chain, &format!("http://{}", rpc.addr), chain.fresh_key().await, SellTerms::default(), "");
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
+    let channel = a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await.channel;
+    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+    let judge = chain.reader().await;
+
+    let mut seen = BTreeMap::new();
+    publish(&publisher, 0..100).await;
+    collect(&mut subscriber, &mut seen, 100, SECS(30)).await;
+    // A claims as acks come (claim threshold 0).
+    let deadline = std::time::Instant::now() + SECS(20);
+    while judge.channel(channel).await.unwrap().claimed < U256::from(100 * PRICE_WEI) {
+        assert!(std::time::Instant::now() < deadline, "A claimed the first 100 messages");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A's node becomes unreachable: its claims fail and are retried; the stream goes on.
+    rpc.set_cut(true);
+    publish(&publisher, 100..200).await;
+    collect(&mut subscriber, &mut seen, 200, SECS(30)).await;
+    a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 200).await;
+    tokio::time::sleep(SECS(2)).await; // a few failed attempts
+    assert_eq!(judge.channel(channel).await.unwrap().claimed, U256::from(100 * PRICE_WEI), "nothing claimed during the outage");
+    assert!(a.log().contains("retrying"), "A retried its chain calls");
+
+    // The node is back: the pending claim goes through, then the close settles exactly.
+    rpc.set_cut(false);
+    assert_exactly_once(&seen, 0..200);
+    close_and_check_settlement(&b, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_restart_loses_nothing_and_duplicates_nothing() {
     let _serial = serial().await;
     let chain = chain().await;

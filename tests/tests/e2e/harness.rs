@@ -127,9 +127,14 @@ impl BrokerProc {
         broker
     }
 
-    /// A seller of `sensors/#` (and whatever `extra` adds to its config).
+    /// A seller of `sensors/#` (and whatever `extra` adds to its `[peer]` section).
     pub fn seller(root: &Path, chain: &Chain, key: ([u8; 32], Address), terms: SellTerms, extra: &str) -> BrokerProc {
-        let (rpc, judge) = (chain.rpc().to_owned(), chain.judge);
+        BrokerProc::seller_via(root, chain, chain.rpc(), key, terms, extra)
+    }
+
+    /// A seller that reaches the chain through `rpc` (e.g. a proxy the test can cut).
+    pub fn seller_via(root: &Path, chain: &Chain, rpc: &str, key: ([u8; 32], Address), terms: SellTerms, extra: &str) -> BrokerProc {
+        let (rpc, judge) = (rpc.to_owned(), chain.judge);
         BrokerProc::spawn_with("seller", root, &key.0, key.1, |mqtt, v5, peer| {
             format!(
                 "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
