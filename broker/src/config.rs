@@ -75,11 +75,24 @@ pub struct ChainConfig {
 }
 
 /// The peer listener buyers connect to (only needed to sell).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct PeerConfig {
     pub listen: Option<SocketAddr>,
     /// Buyer addresses allowed to connect; empty means any buyer that pays.
     pub allow: Vec<Address>,
+    /// A seller closes the channels of a buyer whose link stayed down this long (after posting
+    /// what it had sent unacked), so that it gets paid without waiting for the buyer.
+    pub idle_close_secs: u64,
+}
+
+impl Default for PeerConfig {
+    fn default() -> Self {
+        PeerConfig { listen: None, allow: Vec::new(), idle_close_secs: default_idle_close() }
+    }
+}
+
+fn default_idle_close() -> u64 {
+    600
 }
 
 /// One stream this broker sells: every local publish matching `topic`.
@@ -181,12 +194,20 @@ fn default_poll_interval() -> u64 {
     500
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawPeer {
     listen: Option<SocketAddr>,
     #[serde(default)]
     allow: Vec<String>,
+    #[serde(default = "default_idle_close")]
+    idle_close_secs: u64,
+}
+
+impl Default for RawPeer {
+    fn default() -> Self {
+        RawPeer { listen: None, allow: Vec::new(), idle_close_secs: default_idle_close() }
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -400,7 +421,7 @@ impl Config {
                 poll_interval_ms: raw.chain.poll_interval_ms,
                 claim_threshold_wei: raw.chain.claim_threshold_wei.map_or(U256::ZERO, |a| a.0),
             },
-            peer: PeerConfig { listen: raw.peer.listen, allow },
+            peer: PeerConfig { listen: raw.peer.listen, allow, idle_close_secs: raw.peer.idle_close_secs },
             sell,
             buy,
         })

@@ -125,6 +125,9 @@ pub struct Node {
     openings_done: Vec<ChannelId>,
     /// The chain block up to which events were handled this turn (persisted at flush).
     store_cursor: Option<u64>,
+    /// Buyers with channels here whose link is down, since when.
+    buyers_away: HashMap<Address, UnixMs>,
+    idle_close_ms: u64,
     stats: NodeStats,
 }
 
@@ -181,7 +184,7 @@ impl Node {
                 recovering.insert(id, (offer, sig, i));
             }
         }
-        let node = Node {
+        let mut node = Node {
             me,
             domain,
             store,
@@ -196,8 +199,16 @@ impl Node {
             outbox_done: Vec::new(),
             openings_done: Vec::new(),
             store_cursor: None,
+            buyers_away: HashMap::new(),
+            idle_close_ms: config.peer.idle_close_secs.saturating_mul(1000),
             stats: NodeStats::default(),
         };
+        // Until they reconnect, the buyers of restored channels count as away since the start.
+        for s in &node.streams {
+            for c in s.engine.channel_summaries().into_iter().filter(|c| c.phase == "open") {
+                node.buyers_away.insert(c.buyer, now);
+            }
+        }
         // Re-check every known channel on-chain, and every open that was in flight.
         for (i, s) in node.streams.iter().enumerate() {
             for channel in s.engine.channel_ids() {
@@ -271,7 +282,8 @@ impl Node {
             BuyState::Idle { retry_at } => Some(retry_at),
             _ => None,
         });
-        sellers.chain(buyers).chain(retries).min()
+        let idle = self.buyers_away.values().map(|since| since.saturating_add(self.idle_close_ms));
+        sellers.chain(buyers).chain(retries).chain(idle).min()
     }
 
     fn on_timers(&mut self, now: UnixMs) {
@@ -284,6 +296,20 @@ impl Node {
             if b.engine.poll_timeout().is_some_and(|t| t <= now) {
                 if let Err(e) = b.engine.handle_timeout(now) {
                     tracing::warn!("channel {id}: {e}");
+                }
+            }
+        }
+        // Close the channels of buyers that stayed away too long: the seller posts what it sent
+        // unacked, claims it, and settles after T_closure, without the buyer.
+        let gone: Vec<Address> = self.buyers_away.iter().filter(|(_, since)| now >= since.saturating_add(self.idle_close_ms)).map(|(a, _)| *a).collect();
+        for buyer in gone {
+            self.buyers_away.remove(&buyer);
+            for s in &mut self.streams {
+                for c in s.engine.channel_summaries().into_iter().filter(|c| c.buyer == buyer && c.phase == "open") {
+                    tracing::info!("buyer {buyer} away for {} s: closing channel {}", self.idle_close_ms / 1000, c.channel);
+                    if let Err(e) = s.engine.stop_channel(now, c.channel) {
+                        tracing::warn!("channel {}: {e}", c.channel);
+                    }
                 }
             }
         }
@@ -343,6 +369,7 @@ impl Node {
                 self.links.insert(up.id, Link { role, peer: up.peer, tx: up.tx });
                 match role {
                     Role::Seller => {
+                        self.buyers_away.remove(&peer);
                         for s in &mut self.streams {
                             s.engine.link_up(now, peer);
                         }
@@ -375,8 +402,13 @@ impl Node {
                 }
                 match link.role {
                     Role::Seller => {
+                        let mut has_channels = false;
                         for s in &mut self.streams {
                             s.engine.link_down(now, peer);
+                            has_channels |= s.engine.channel_summaries().iter().any(|c| c.buyer == peer && c.phase == "open");
+                        }
+                        if has_channels {
+                            self.buyers_away.insert(peer, now);
                         }
                     }
                     Role::Buyer => {
@@ -890,12 +922,12 @@ impl Node {
 
     fn compact(&mut self) -> Result<(), StoreError> {
         for s in &self.streams {
-            if self.store.seller_log_len(s.number) > COMPACT_AFTER {
+            if self.store.seller_log_needs_compaction(s.number, COMPACT_AFTER) {
                 self.store.compact_seller(s.number, s.engine.snapshot())?;
             }
         }
         for b in self.bought.values() {
-            if self.store.buyer_log_len(b.index) > COMPACT_AFTER {
+            if self.store.buyer_log_needs_compaction(b.index, COMPACT_AFTER) {
                 self.store.compact_buyer(b.index, b.engine.snapshot())?;
             }
         }

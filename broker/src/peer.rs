@@ -22,6 +22,11 @@ use tokio::sync::mpsc;
 
 /// How long a peer may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// A link sends a keepalive this often...
+const PING_EVERY: Duration = Duration::from_secs(5);
+/// ...and is dropped when nothing arrived for this long (a peer that died without closing its
+/// socket, or a network that silently lost the connection).
+const SILENCE_LIMIT: Duration = Duration::from_secs(15);
 /// Frames queued for one link before the node's sends to it are dropped (the engines retransmit).
 const LINK_QUEUE: usize = 8192;
 
@@ -86,6 +91,8 @@ pub enum LinkError {
     NotAllowed(Address),
     #[error("peer refused: {0}")]
     Refused(String),
+    #[error("peer silent for {0:?}")]
+    Silent(Duration),
 }
 
 /// Identity and policy shared by every link of this broker.
@@ -221,6 +228,7 @@ pub async fn keep_dialing(endpoint: String, seller: Address, ctx: LinkContext) {
 async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: tokio::net::tcp::OwnedWriteHalf, ctx: &LinkContext) {
     let id = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
     let (tx, mut rx) = mpsc::channel::<FrameBytes>(LINK_QUEUE);
+    let pinger = LinkSender { tx: tx.clone() };
     if ctx.events.send(LinkEvent::Up(LinkUp { id, role, peer, tx: LinkSender { tx } })).is_err() {
         return;
     }
@@ -238,15 +246,30 @@ async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: t
     let events = ctx.events.clone();
     let reading = async move {
         loop {
-            let frame = reader.next().await?;
+            let frame = match tokio::time::timeout(SILENCE_LIMIT, reader.next()).await {
+                Ok(frame) => frame?,
+                Err(_) => return Err::<(), _>(LinkError::Silent(SILENCE_LIMIT)),
+            };
             if events.send(LinkEvent::Frame { id, peer: peer.address, frame }).is_err() {
                 return Err(LinkError::Closed);
+            }
+        }
+    };
+    let pinging = async move {
+        let mut nonce = 0u64;
+        loop {
+            tokio::time::sleep(PING_EVERY).await;
+            nonce += 1;
+            // A full queue just skips this ping: the link is busy, so it is not silent.
+            if let Ok(frame) = (Frame::Ping { nonce }).encode_shared() {
+                pinger.send(frame);
             }
         }
     };
     let reason = tokio::select! {
         r = writing => match r { Ok(()) => "closed by this broker".to_owned(), Err(e) => e.to_string() },
         r = reading => match r { Ok(()) => String::new(), Err(e) => e.to_string() },
+        _ = pinging => "closed by this broker".to_owned(),
     };
     let _ = ctx.events.send(LinkEvent::Down { id, peer: peer.address, reason });
 }

@@ -124,6 +124,9 @@ pub struct Store {
     /// Next record number per seller log and per buyer log.
     seller_next: std::collections::HashMap<u64, u64>,
     buyer_next: std::collections::HashMap<u64, u64>,
+    /// Log sizes right after their last compaction.
+    seller_compacted: std::collections::HashMap<u64, u64>,
+    buyer_compacted: std::collections::HashMap<u64, u64>,
 }
 
 impl Store {
@@ -143,7 +146,13 @@ impl Store {
             txn.open_table(META)?;
         }
         txn.commit()?;
-        Ok(Store { db, seller_next: Default::default(), buyer_next: Default::default() })
+        Ok(Store {
+            db,
+            seller_next: Default::default(),
+            buyer_next: Default::default(),
+            seller_compacted: Default::default(),
+            buyer_compacted: Default::default(),
+        })
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
@@ -311,14 +320,18 @@ impl Store {
         Ok(())
     }
 
-    /// Number of records in a seller log (to decide on compaction).
-    pub fn seller_log_len(&self, stream: u64) -> u64 {
-        self.seller_next.get(&stream).copied().unwrap_or(0)
+    /// Whether a seller log grew enough to be worth compacting: past `threshold` records and
+    /// twice its size after the last compaction (a stream with a large legitimate backlog is
+    /// not rewritten on every commit).
+    pub fn seller_log_needs_compaction(&self, stream: u64, threshold: u64) -> bool {
+        let len = self.seller_next.get(&stream).copied().unwrap_or(0);
+        len > threshold.max(2 * self.seller_compacted.get(&stream).copied().unwrap_or(0))
     }
 
-    /// Number of records in a buyer log.
-    pub fn buyer_log_len(&self, channel: u64) -> u64 {
-        self.buyer_next.get(&channel).copied().unwrap_or(0)
+    /// The same for a buyer log.
+    pub fn buyer_log_needs_compaction(&self, channel: u64, threshold: u64) -> bool {
+        let len = self.buyer_next.get(&channel).copied().unwrap_or(0);
+        len > threshold.max(2 * self.buyer_compacted.get(&channel).copied().unwrap_or(0))
     }
 
     /// Replaces a seller log with an equivalent snapshot, atomically.
@@ -335,6 +348,7 @@ impl Store {
         }
         txn.commit()?;
         self.seller_next.insert(stream, count);
+        self.seller_compacted.insert(stream, count);
         Ok(())
     }
 
@@ -352,6 +366,7 @@ impl Store {
         }
         txn.commit()?;
         self.buyer_next.insert(channel, count);
+        self.buyer_compacted.insert(channel, count);
         Ok(())
     }
 }

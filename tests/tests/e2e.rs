@@ -132,59 +132,77 @@ async fn mosquitto_clients_publish_and_subscribe_over_mqtt_3_and_5() {
     close_and_check_settlement(&b, n).await;
 }
 
-/// A TCP proxy between B and A that the test can cut (drop every connection, refuse new ones).
+/// What a [`CuttableLink`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Open,
+    /// Drops every connection and refuses new ones.
+    Cut,
+    /// Keeps connections open but forwards nothing (a network that silently lost them).
+    Stalled,
+}
+
+/// A TCP proxy between two parties that the test can cut or stall.
 struct CuttableLink {
     addr: std::net::SocketAddr,
-    cut: tokio::sync::watch::Sender<bool>,
+    mode: tokio::sync::watch::Sender<Mode>,
 }
 
 impl CuttableLink {
     async fn to(target: std::net::SocketAddr) -> CuttableLink {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (cut, watch) = tokio::sync::watch::channel(false);
+        let (mode, watch) = tokio::sync::watch::channel(Mode::Open);
         tokio::spawn(async move {
             loop {
-                let Ok((mut inbound, _)) = listener.accept().await else { return };
-                if *watch.borrow() {
-                    continue; // dropped: refused while cut
+                let Ok((inbound, _)) = listener.accept().await else { return };
+                if *watch.borrow() != Mode::Open {
+                    continue; // dropped: refused while cut or stalled
                 }
-                let mut cut_now = watch.clone();
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                let (w1, w2) = (watch.clone(), watch.clone());
+                let mut cut = watch.clone();
+                let pumps = async move {
+                    tokio::select! { _ = pump(ri, wo, w1) => {}, _ = pump(ro, wi, w2) => {} }
+                };
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
-                    let (mut ri, mut wi) = inbound.split();
-                    let (mut ro, mut wo) = outbound.split();
-                    let pump = async {
-                        let a = async {
-                            let mut buf = vec![0u8; 65536];
-                            loop {
-                                let n = ri.read(&mut buf).await?;
-                                if n == 0 { return Ok::<_, std::io::Error>(()) }
-                                wo.write_all(&buf[..n]).await?;
-                            }
-                        };
-                        let b = async {
-                            let mut buf = vec![0u8; 65536];
-                            loop {
-                                let n = ro.read(&mut buf).await?;
-                                if n == 0 { return Ok::<_, std::io::Error>(()) }
-                                wi.write_all(&buf[..n]).await?;
-                            }
-                        };
-                        tokio::select! { _ = a => {}, _ = b => {} }
-                    };
-                    tokio::select! {
-                        _ = pump => {}
-                        _ = cut_now.wait_for(|cut| *cut) => {}
-                    }
+                    tokio::select! { _ = pumps => {}, _ = cut.wait_for(|m| *m == Mode::Cut) => {} }
                 });
             }
         });
-        CuttableLink { addr, cut }
+        CuttableLink { addr, mode }
+    }
+
+    fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
     }
 
     fn set_cut(&self, cut: bool) {
-        self.cut.send_replace(cut);
+        self.set(if cut { Mode::Cut } else { Mode::Open });
+    }
+}
+
+/// Copies bytes one way while the link is open; holds them while it is stalled.
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mut mode: tokio::sync::watch::Receiver<Mode>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        if mode.wait_for(|m| *m != Mode::Stalled).await.is_err() {
+            return Ok(());
+        }
+        let n = tokio::select! {
+            n = from.read(&mut buf) => n?,
+            _ = mode.wait_for(|m| *m == Mode::Stalled) => continue,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if *mode.borrow() == Mode::Stalled {
+            // Bytes read just as the link stalled are lost, as on a dead network.
+            continue;
+        }
+        to.write_all(&buf[..n]).await?;
     }
 }
 
@@ -266,6 +284,45 @@ async fn an_rpc_outage_delays_claims_but_loses_no_money() {
     rpc.set_cut(false);
     assert_exactly_once(&seen, 0..200);
     close_and_check_settlement(&b, 200).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_that_vanishes_still_pays_for_everything_it_was_sent() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let judge = chain.reader().await;
+    let dir = TempDir::new("vanish");
+    // Unacked messages are posted 4 s after they were sent; a buyer away for 3 s is closed on.
+    let terms = SellTerms { window: 16, t_ack_secs: 6, t_closure_secs: 3, onchain_delay_secs: 2 };
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "idle_close_secs = 3");
+    a.wait_ready(SECS(30)).await;
+    let link = CuttableLink::to(a.peer).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, link.addr, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
+    let channel = a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await.channel;
+    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+    let mut seen = BTreeMap::new();
+    publish(&publisher, 0..30).await;
+    collect(&mut subscriber, &mut seen, 30, SECS(20)).await;
+    a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 30).await;
+
+    // The buyer vanishes: the network silently stops carrying the link, and the buyer broker
+    // dies. A notices only because the link goes silent (no keepalive answers).
+    link.set(Mode::Stalled);
+    b.kill();
+    // What A sends into the dead link in the meantime is unacked: A must post it to be paid.
+    publish(&publisher, 30..40).await;
+    let line = a.wait_channel(ChannelRole::Seller, SECS(10), |_| true).await;
+    let sent = line.messages;
+    assert!(sent > 30, "A sent messages after the cut ({sent})");
+
+    let info = wait_settled(&judge, channel, SECS(90)).await;
+    let posted = posted_seqs(&judge).await.into_iter().filter(|s| *s >= 30).count() as u64;
+    assert_eq!(posted, sent - 30, "every message A sent unacked was posted on-chain");
+    assert_eq!(info.claimed, U256::from(sent * PRICE_WEI), "A is paid for every message sent: 30 acked + {posted} posted");
+    assert_eq!(info.deposit - info.claimed, U256::from((1_000 - sent) * PRICE_WEI), "the buyer gets the rest back");
+    assert!(a.log().contains("away for 3 s"), "A closed on the absent buyer");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
