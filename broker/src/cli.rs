@@ -14,7 +14,7 @@ use crate::{Broker, keys, status};
 /// Supra: an MQTT broker that sells and buys live topic streams from other brokers, paid per
 /// message through an Ethereum judge contract.
 #[derive(Debug, Parser)]
-#[command(name = "supra", version, about, long_about = None)]
+#[command(name = "supra", version)]
 pub struct Cli {
     #[command(subcommand)]
     command: Commands,

@@ -94,7 +94,21 @@ impl Broker {
         let judge = Judge::connect(&rpc, &secret, judge_address).await.map_err(|e| StartError::Chain(e.to_string()))?;
         let domain = judge.domain();
 
+        let genesis = judge.genesis_hash().await.map_err(|e| StartError::Chain(e.to_string()))?;
+        let store_path = config.data_dir.join("supra.redb");
         let mut store = store::Store::open(&config.data_dir)?;
+        if let Err(e) = store.bind_chain(&genesis.0, &judge.address().0.0) {
+            if devnet.is_none() {
+                return Err(e.into());
+            }
+            // A private devnet is new at every start: the state of the previous one is set aside.
+            drop(store);
+            let stale = store_path.with_extension(format!("redb.{}.stale", node::now_ms()));
+            std::fs::rename(&store_path, &stale).map_err(|e| StartError::Restore(format!("cannot set aside {}: {e}", store_path.display())))?;
+            tracing::warn!("rpc = \"auto\" started a new chain: the previous chain's state was moved to {}", stale.display());
+            store = store::Store::open(&config.data_dir)?;
+            store.bind_chain(&genesis.0, &judge.address().0.0)?;
+        }
         let restarting_buyer = !store.buyer_channels()?.is_empty();
         let sold: Vec<String> = config.sell.iter().map(|s| s.topic.clone()).collect();
         let (local_tx, local_rx) = mpsc::unbounded_channel();

@@ -35,6 +35,8 @@ const CHANNEL_TOPICS: TableDefinition<u64, &str> = TableDefinition::new("channel
 const OPENING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("opening");
 /// Counters and cursors.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Which chain and judge this state belongs to: "judge" (20 bytes), "genesis" (32 bytes).
+const CHAIN: TableDefinition<&str, &[u8]> = TableDefinition::new("chain");
 
 const NEXT_STREAM: &str = "next_stream_number";
 const NEXT_CHANNEL: &str = "next_channel_index";
@@ -47,6 +49,8 @@ pub enum StoreError {
     Db(#[from] redb::Error),
     #[error("state store holds an unreadable record: {0}")]
     Corrupt(String),
+    #[error("this data directory holds the state of another chain or judge ({0}); use another data_dir")]
+    OtherChain(String),
 }
 
 macro_rules! db_error {
@@ -144,6 +148,7 @@ impl Store {
             txn.open_table(CHANNEL_TOPICS)?;
             txn.open_table(OPENING)?;
             txn.open_table(META)?;
+            txn.open_table(CHAIN)?;
         }
         txn.commit()?;
         Ok(Store {
@@ -158,6 +163,29 @@ impl Store {
     fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
         let txn = self.db.begin_read()?;
         Ok(txn.open_table(META)?.get(key)?.map(|v| v.value()))
+    }
+
+    /// Binds the state to a chain (its genesis block hash) and a judge the first time; afterwards
+    /// refuses to run against another one (the channels recorded here live there).
+    pub fn bind_chain(&mut self, genesis: &[u8; 32], judge: &[u8; 20]) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(CHAIN)?;
+            for (key, value) in [("genesis", &genesis[..]), ("judge", &judge[..])] {
+                let stored = table.get(key)?.map(|v| v.value().to_vec());
+                match stored {
+                    Some(stored) if stored != value => {
+                        return Err(StoreError::OtherChain(format!("{key} was 0x{}, is now 0x{}", hex::encode(stored), hex::encode(value))));
+                    }
+                    Some(_) => {}
+                    None => {
+                        table.insert(key, value)?;
+                    }
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// The stream number of a sold topic filter, allocating a new one (never reused) the first time.
@@ -368,5 +396,78 @@ impl Store {
         self.buyer_next.insert(channel, count);
         self.buyer_compacted.insert(channel, count);
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("supra-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn state_is_bound_to_one_chain_and_judge() {
+        let dir = temp("bind");
+        let mut store = Store::open(&dir).unwrap();
+        store.bind_chain(&[1; 32], &[2; 20]).unwrap();
+        store.bind_chain(&[1; 32], &[2; 20]).unwrap();
+        assert!(matches!(store.bind_chain(&[1; 32], &[3; 20]), Err(StoreError::OtherChain(_))));
+        drop(store);
+        let mut reopened = Store::open(&dir).unwrap();
+        assert!(matches!(reopened.bind_chain(&[9; 32], &[2; 20]), Err(StoreError::OtherChain(_))));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn streams_and_channels_keep_their_numbers_and_the_outbox_survives_reopening() {
+        let dir = temp("numbers");
+        let mut store = Store::open(&dir).unwrap();
+        assert_eq!(store.stream_number("a/#").unwrap(), 0);
+        assert_eq!(store.stream_number("b/#").unwrap(), 1);
+        assert_eq!(store.stream_number("a/#").unwrap(), 0);
+        let mut batch = Batch::default();
+        batch.outbox(4, 7, Publication { topic: "t".into(), payload: b"x".to_vec() });
+        batch.outbox(4, 8, Publication { topic: "t".into(), payload: b"y".to_vec() });
+        batch.cursor(42);
+        store.commit(batch).unwrap();
+        let mut batch = Batch::default();
+        batch.outbox_done(4, 7);
+        store.commit(batch).unwrap();
+        drop(store);
+        let mut store = Store::open(&dir).unwrap();
+        assert_eq!(store.stream_number("b/#").unwrap(), 1);
+        assert_eq!(store.stream_number("c/#").unwrap(), 2, "numbers are never reused");
+        assert_eq!(store.chain_cursor().unwrap(), Some(42));
+        let outbox = store.outbox().unwrap();
+        assert_eq!(outbox.len(), 1);
+        assert_eq!((outbox[0].0, outbox[0].1, outbox[0].2.payload.as_slice()), (4, 8, &b"y"[..]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn compaction_waits_for_the_log_to_double() {
+        let dir = temp("compact");
+        let mut store = Store::open(&dir).unwrap();
+        let record = || SellerRecord::OfferNonce { next: 1 };
+        let mut batch = Batch::default();
+        for _ in 0..12 {
+            batch.seller(0, record());
+        }
+        store.commit(batch).unwrap();
+        assert!(store.seller_log_needs_compaction(0, 10));
+        store.compact_seller(0, vec![record(); 8]).unwrap();
+        assert_eq!(store.seller_records(0).unwrap().len(), 8);
+        assert!(!store.seller_log_needs_compaction(0, 10), "8 records after compaction: wait for 16");
+        let mut batch = Batch::default();
+        for _ in 0..9 {
+            batch.seller(0, record());
+        }
+        store.commit(batch).unwrap();
+        assert!(store.seller_log_needs_compaction(0, 10));
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -242,6 +242,17 @@ impl Judge {
         self.provider.get_block_number().await.map_err(|e| JudgeError::Rpc(e.to_string()))
     }
 
+    /// Hash of the chain's genesis block (identifies the chain, devnets included).
+    pub async fn genesis_hash(&self) -> Result<B256, JudgeError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Number(0))
+            .await
+            .map_err(|e| JudgeError::Rpc(e.to_string()))?
+            .ok_or_else(|| JudgeError::Rpc("no genesis block".into()))?;
+        Ok(block.header.hash)
+    }
+
     /// Timestamp (unix seconds) of the latest block.
     pub async fn block_timestamp(&self) -> Result<u64, JudgeError> {
         let block = self
