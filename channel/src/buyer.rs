@@ -73,7 +73,7 @@ pub enum BuyerEvent {
         error: SealError,
     },
     /// A seller-signed message does not chain onto the previous one (the seller signed two
-    /// chains; not provable on-chain without the other message).
+    /// chains). Proven with `ProveEquivocation` when both signatures check.
     BrokenChain {
         /// Seq.
         seq: u64,
@@ -121,7 +121,8 @@ pub enum BuyerAction {
         a: Message,
         /// Its signature.
         sig_a: Signature,
-        /// Conflicting message, same seq.
+        /// Conflicting message: the same seq, or the next seq with a `prev` that is not the
+        /// digest of `a` (a broken link).
         b: Message,
         /// Its signature.
         sig_b: Signature,
@@ -193,7 +194,7 @@ struct Held {
     seen_at: UnixMs,
 }
 
-/// A recently delivered message: seq, digest, and the signed message if its signature was checked.
+/// A recently delivered message: seq, digest, and the signed message (`None` after a restore).
 type Recent = (u64, B256, Option<(Message, Signature)>);
 
 #[derive(Clone, Debug)]
@@ -517,7 +518,9 @@ impl BuyerChannel {
             }
             self.seller_key.verify(&d, &sig)?;
             self.stats.sigs_verified += 1;
-            if h.sig_ok {
+            // A held message authenticated by its successor's link has not had its own
+            // signature checked; the judge needs both.
+            if h.sig_ok || self.seller_key.verify(&h.digest, &h.sig).is_ok() {
                 self.equivocation(h.message.clone(), h.sig, message, sig);
             }
             return Ok(());
@@ -541,6 +544,7 @@ impl BuyerChannel {
             {
                 self.actions
                     .push_back(BuyerAction::Event(BuyerEvent::BrokenChain { seq: m }));
+                self.broken_link(&message, d, sig, sig_ok);
                 return Err(BuyerError::BrokenChain(m));
             }
             let held = Held {
@@ -601,11 +605,15 @@ impl BuyerChannel {
                 }
                 Ok(())
             }
-            Some((_, _, Some((a, sa)))) => {
-                let (a, sa) = (a.clone(), *sa);
+            Some((_, known, Some((a, sa)))) => {
+                let (known, a, sa) = (*known, a.clone(), *sa);
                 self.seller_key.verify(&d, &sig)?;
                 self.stats.sigs_verified += 1;
-                self.equivocation(a, sa, message, sig);
+                // The delivered message may have been authenticated by its successor's link
+                // only: the judge needs its own signature too.
+                if self.seller_key.verify(&known, &sa).is_ok() {
+                    self.equivocation(a, sa, message, sig);
+                }
                 Ok(())
             }
             Some(_) => Ok(()),
@@ -639,6 +647,25 @@ impl BuyerChannel {
         });
     }
 
+    /// `b` does not chain onto the delivered message before it: both cannot be in the seller's
+    /// chain, which the judge takes as equivocation when both signatures check.
+    fn broken_link(&mut self, b: &Message, b_digest: B256, b_sig: Signature, b_sig_ok: bool) {
+        let Some(prev_seq) = b.seq.checked_sub(1) else {
+            return;
+        };
+        let held = self
+            .recent
+            .iter()
+            .find(|(s, _, _)| *s == prev_seq)
+            .and_then(|(_, known, signed)| signed.clone().map(|(a, sa)| (*known, a, sa)));
+        let Some((known, a, sa)) = held else { return };
+        if (b_sig_ok || self.seller_key.verify(&b_digest, &b_sig).is_ok())
+            && self.seller_key.verify(&known, &sa).is_ok()
+        {
+            self.equivocation(a, sa, b.clone(), b_sig);
+        }
+    }
+
     /// Delivers `first` (which is `next`) and then whatever the buffer holds in order.
     fn deliver_from(&mut self, first: Held) {
         let mut delivered: Vec<(u64, Result<Vec<u8>, SealError>)> = Vec::new();
@@ -657,7 +684,9 @@ impl BuyerChannel {
             }
             self.next = seq.saturating_add(1);
             self.last_digest = Some(h.digest);
-            let signed = h.sig_ok.then(|| (h.message.clone(), h.sig));
+            // Kept whether its signature was checked or its digest vouched for by its
+            // successor's link: a conflicting message later is checked against it then.
+            let signed = Some((h.message.clone(), h.sig));
             self.recent.push_back((seq, h.digest, signed));
             while self.recent.len() > self.cfg.equivocation_memory.max(1) {
                 self.recent.pop_front();
@@ -671,6 +700,7 @@ impl BuyerChannel {
                         .push_back(BuyerAction::Event(BuyerEvent::BrokenChain {
                             seq: n.message.seq,
                         }));
+                    self.broken_link(&n.message, n.digest, n.sig, n.sig_ok);
                 }
             }
         }

@@ -1144,6 +1144,17 @@ impl Stream {
 
     fn after_ack_progress(&mut self, id: ChannelId) {
         self.maybe_claim(id);
+        // Closing: the close request already claimed the best ack held then; an ack arriving
+        // later (e.g. the buyer's final ack, racing its own requestClose) must be claimed now, or
+        // the messages it covers are neither claimed nor posted.
+        if self
+            .channels
+            .get(&id)
+            .is_some_and(|c| matches!(c.phase, Phase::Closing { .. }))
+        {
+            self.verify_pending(id);
+            self.claim_best(id);
+        }
         self.check_stop_done(id);
         self.pump(id);
     }
@@ -1234,11 +1245,24 @@ impl Stream {
                 let i = usize::try_from(s - c.sent_base).ok()?;
                 let first = *c.sent_at.get(i)?;
                 let ts = self.message(s).map_or(first, |m| m.message.timestamp);
-                return Some((
-                    s,
-                    ts.max(first)
-                        .saturating_add(c.t_off_ack(self.cfg.delta_onchain_ms)),
-                ));
+                let mut deadline = ts
+                    .max(first)
+                    .saturating_add(c.t_off_ack(self.cfg.delta_onchain_ms));
+                if let Phase::Closing { at_secs } = c.phase {
+                    // Anyone may settle at close + T_closure: what is still unacked must be
+                    // posted, and the posting claimed (two transactions), before then.
+                    let last_call = at_secs
+                        .saturating_mul(1000)
+                        .saturating_add(c.t_closure_ms)
+                        .saturating_sub(
+                            self.cfg
+                                .delta_onchain_ms
+                                .saturating_mul(2)
+                                .saturating_add(self.cfg.chain_grace_ms),
+                        );
+                    deadline = deadline.min(last_call);
+                }
+                return Some((s, deadline));
             }
             s += 1;
         }
