@@ -148,9 +148,10 @@ impl std::fmt::Debug for Judge {
 fn provider_for(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), JudgeError> {
     let signer = PrivateKeySigner::from_bytes(key).map_err(|e| JudgeError::Other(format!("bad key: {e}")))?;
     let from = signer.address();
-    let url = rpc_url.parse().map_err(|e| JudgeError::Other(format!("bad RPC URL `{rpc_url}`: {e}")))?;
+    let url: alloy::transports::http::reqwest::Url = rpc_url.parse().map_err(|e| JudgeError::Other(format!("bad RPC URL `{rpc_url}`: {e}")))?;
     // Nonces are read from the node for every transaction: a call that fails before it is sent
     // (e.g. the judge refuses it at gas estimation) must not leave a gap that stalls later ones.
+    let local = matches!(url.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
     let provider = ProviderBuilder::new()
         .disable_recommended_fillers()
         .with_gas_estimation()
@@ -158,6 +159,11 @@ fn provider_for(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), Jud
         .fetch_chain_id()
         .wallet(EthereumWallet::from(signer))
         .connect_http(url);
+    if local {
+        // A local node (Anvil) mines at once: look for receipts every 20 ms rather than alloy's
+        // 250 ms, which would make every transaction of a broker take a quarter second.
+        provider.client().set_poll_interval(Duration::from_millis(20));
+    }
     Ok((DynProvider::new(provider), from))
 }
 

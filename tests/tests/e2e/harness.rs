@@ -4,26 +4,25 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::Address;
 use supra_broker::admin::{self, Answer, Request};
 use supra_broker::probe::free_port;
 use supra_broker::status::{ChannelRole, ChannelStatusLine};
 use supra_channel::types::ChannelId;
-use supra_judge::devnet::Devnet;
 use supra_judge::{ChannelInfo, ChannelStatus, Judge};
 
 pub const PRICE_WEI: u64 = 1_000_000_000;
 
-/// The chain shared by the tests of this binary.
+/// The chain shared by the tests of this binary: the crate's Anvil (killed when the test binary
+/// exits) with one judge.
 pub struct Chain {
-    pub devnet: Devnet,
     pub judge: Address,
+    reader: Judge,
 }
 
-static CHAIN: OnceLock<Chain> = OnceLock::new();
+static CHAIN: tokio::sync::OnceCell<Chain> = tokio::sync::OnceCell::const_new();
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// End-to-end tests run one at a time: each starts several processes on a 2-core machine.
@@ -32,31 +31,30 @@ pub async fn serial() -> tokio::sync::MutexGuard<'static, ()> {
 }
 
 pub async fn chain() -> &'static Chain {
-    if let Some(chain) = CHAIN.get() {
-        return chain;
-    }
-    let devnet = Devnet::spawn().expect("anvil starts");
-    let judge = Judge::deploy(devnet.endpoint(), &devnet.keys()[0]).await.expect("judge deploys");
-    let _ = CHAIN.set(Chain { devnet, judge: judge.address() });
-    CHAIN.get().expect("set above")
+    CHAIN
+        .get_or_init(|| async {
+            let reader = supra_tests::deploy_judge().await;
+            Chain { judge: reader.address(), reader }
+        })
+        .await
 }
 
 impl Chain {
     pub fn rpc(&self) -> &str {
-        self.devnet.endpoint()
+        supra_tests::anvil()
     }
 
-    /// A judge client with a dev key (reads, and tests' own transactions).
+    /// A judge client (reads, and tests' own transactions).
     pub async fn reader(&self) -> Judge {
-        Judge::connect(self.rpc(), &self.devnet.keys()[0], self.judge).await.expect("connect")
+        self.reader.clone()
     }
 
     /// A fresh funded broker key.
     pub async fn fresh_key(&self) -> ([u8; 32], Address) {
-        let (secret, key) = supra_broker::keys::generate();
-        let ether = U256::from(100u64) * U256::from(10u64).pow(U256::from(18));
-        supra_judge::transfer(self.rpc(), &self.devnet.keys()[0], key.address(), ether).await.expect("fund");
-        (secret, key.address())
+        let secret = supra_tests::fresh_secret();
+        let address = supra_channel::sign::Keypair::from_secret_bytes(&secret.0).expect("valid secret").address();
+        supra_tests::fund(address, 100).await;
+        (secret.0, address)
     }
 }
 
@@ -251,8 +249,8 @@ pub async fn wait_settled(judge: &Judge, channel: ChannelId, within: Duration) -
     }
 }
 
-/// Posted events of a stream in the whole chain history.
-pub async fn posted_seqs(judge: &Judge) -> Vec<u64> {
+/// Seqs of the messages `seller` posted, in the whole chain history.
+pub async fn posted_seqs(judge: &Judge, seller: Address) -> Vec<u64> {
     let latest = judge.block_number().await.expect("block number");
     judge
         .events(0, latest)
@@ -260,7 +258,7 @@ pub async fn posted_seqs(judge: &Judge) -> Vec<u64> {
         .expect("events")
         .into_iter()
         .filter_map(|e| match e.event {
-            supra_judge::JudgeEvent::Posted { message, .. } => Some(message.seq),
+            supra_judge::JudgeEvent::Posted { message, .. } if message.stream().seller() == seller => Some(message.seq),
             _ => None,
         })
         .collect()

@@ -126,6 +126,8 @@ pub struct Outcome {
     pub janitor: Vec<&'static str>,
     /// Acks the buyer withheld.
     pub withheld_acks: u32,
+    /// The buyer left before the end.
+    pub buyer_left: bool,
 }
 
 /// The third party settles this long after T_closure ends, if nobody did.
@@ -186,6 +188,8 @@ pub struct World {
     accused: Option<(u64, u64)>,
     settled: bool,
     last_block: u64,
+    /// What happened, for failure reports (`SUPRA_LEMMAS_TRACE=1` prints it with the state).
+    log: Vec<String>,
 }
 
 fn plaintext(seq: u64) -> Vec<u8> {
@@ -200,13 +204,21 @@ impl World {
         let buyer = Party::new(janitor.address(), 100).await;
         let domain = seller.judge.domain();
         let stream_id = StreamId::new(seller.address(), 1).expect("stream number");
-        let mut stream = Stream::new(domain, seller.key.clone(), stream_id, sc.terms.clone(), sc.seller_cfg.clone())
-            .expect("valid terms");
+        let mut stream = Stream::new(
+            domain,
+            seller.key.clone(),
+            stream_id,
+            sc.terms.clone(),
+            sc.seller_cfg.clone(),
+        )
+        .expect("valid terms");
         let now = chain_ms(&seller.judge).await;
         for seq in 0..sc.start_seq {
             stream.publish(now, &plaintext(seq)).expect("publish");
         }
-        let (offer, offer_sig) = stream.make_offer(now, *buyer.key.public(), "lemmas/readings").expect("offer");
+        let (offer, offer_sig) = stream
+            .make_offer(now, *buyer.key.public(), "lemmas/readings")
+            .expect("offer");
         let _ = stream.drain_actions().count(); // persist + send the offer: the test hands it over
         assert_eq!(offer.startSeq, sc.start_seq);
         let deposit = sc.deposit;
@@ -214,12 +226,22 @@ impl World {
             .send(async |j: &Judge| j.open(&offer, offer_sig.as_bytes(), deposit).await)
             .await
             .expect("the buyer opens the channel");
-        let mut chan = BuyerChannel::new(domain, buyer.key.clone(), offer.clone(), offer_sig, sc.buyer_cfg.clone(), now)
-            .expect("the buyer accepts the offer");
+        let mut chan = BuyerChannel::new(
+            domain,
+            buyer.key.clone(),
+            offer.clone(),
+            offer_sig,
+            sc.buyer_cfg.clone(),
+            now,
+        )
+        .expect("the buyer accepts the offer");
         let _ = chan.drain_actions().count(); // persist + `Opened`: the seller is told below
         // The seller's broker checked the channel on-chain: status Open, its terms, the deposit.
         let info = seller.judge.channel(id).await.expect("channel view");
-        assert_eq!((info.status, info.deposit, info.start_seq), (ChannelStatus::Open, deposit, sc.start_seq));
+        assert_eq!(
+            (info.status, info.deposit, info.start_seq),
+            (ChannelStatus::Open, deposit, sc.start_seq)
+        );
         stream.open_channel(now, id, deposit).expect("seller opens its side");
         let t0 = chain_ms(&seller.judge).await.max(now);
         let at = |offset: Option<u64>| offset.map(|o| t0 + o);
@@ -253,6 +275,7 @@ impl World {
             accused: None,
             settled: false,
             last_block: receipt.block,
+            log: Vec::new(),
             seller,
             buyer,
             stream,
@@ -285,12 +308,26 @@ impl World {
         }
     }
 
+    fn trace(&mut self, what: impl FnOnce() -> String) {
+        if std::env::var_os("SUPRA_LEMMAS_TRACE").is_some() {
+            let line = format!("+{} {}", self.now - self.t0, what());
+            self.log.push(line);
+        }
+    }
+
     /// State for failure messages.
     pub fn describe(&self) -> String {
-        format!(
+        let log = if self.log.is_empty() {
+            String::new()
+        } else {
+            format!("\ntrace:\n{}\n", self.log.join("\n"))
+        };
+        log + &format!(
             "now +{} ms, seller channel [{}], buyer next {} alive {}, published {}, accused {:?}, out {:?}",
             self.now - self.t0,
-            self.stream.describe_channel(&self.id).unwrap_or_else(|| "forgotten".into()),
+            self.stream
+                .describe_channel(&self.id)
+                .unwrap_or_else(|| "forgotten".into()),
             self.chan.next_seq(),
             self.buyer_alive,
             self.published,
@@ -310,7 +347,13 @@ impl World {
             self.janitor_at,
         ];
         if self.buyer_alive {
-            times.extend([self.leave_at, self.close_at, self.accuse_at, self.greedy_settle_at, self.chan.poll_timeout()]);
+            times.extend([
+                self.leave_at,
+                self.close_at,
+                self.accuse_at,
+                self.greedy_settle_at,
+                self.chan.poll_timeout(),
+            ]);
         }
         times.into_iter().flatten().min()
     }
@@ -336,6 +379,7 @@ impl World {
             if self.leave_at.is_some_and(|t| t <= now) {
                 self.leave_at = None;
                 self.buyer_alive = false;
+                self.out.buyer_left = true;
                 if !self.sc.buyer.leave_silently {
                     self.stream.link_down(now, self.buyer.address());
                 }
@@ -347,7 +391,9 @@ impl World {
                     self.chan.stop(now).expect("the buyer stops");
                 } else {
                     let id = self.id;
-                    let _ = self.buyer_tx("requestClose", async |j: &Judge| j.request_close(id).await).await;
+                    let _ = self
+                        .buyer_tx("requestClose", async |j: &Judge| j.request_close(id).await)
+                        .await;
                 }
             }
             if self.buyer_alive && self.accuse_at.is_some_and(|t| t <= now) {
@@ -357,7 +403,9 @@ impl World {
             if self.buyer_alive && self.greedy_settle_at.is_some_and(|t| t <= now) {
                 self.greedy_settle_at = None;
                 let id = self.id;
-                let _ = self.buyer_tx("settle (asap)", async |j: &Judge| j.settle(id).await).await;
+                let _ = self
+                    .buyer_tx("settle (asap)", async |j: &Judge| j.settle(id).await)
+                    .await;
             }
         }
         while let Some(entry) = self.to_buyer.first_entry() {
@@ -464,7 +512,9 @@ impl World {
                 self.to_buyer.insert(at, frame);
             }
             SellerAction::Post(m) if self.sc.seller.withhold == Some(m.message.seq) => {
-                self.out.notes.push(format!("dishonest seller withheld the posting of {}", m.message.seq));
+                self.out
+                    .notes
+                    .push(format!("dishonest seller withheld the posting of {}", m.message.seq));
             }
             SellerAction::Defend { .. } | SellerAction::DefendWithAck { .. }
                 if self.sc.seller.withhold.is_some() && self.accused.map(|a| a.0) == self.sc.seller.withhold =>
@@ -473,6 +523,7 @@ impl World {
             }
             SellerAction::Event(e) => self.out.notes.push(format!("seller: {e:?}")),
             chain => {
+                self.trace(|| format!("seller asks {chain:?}"));
                 let due = self.now + self.sc.seller.chain_latency_ms;
                 self.seller_chain.push_back((due, chain));
             }
@@ -484,36 +535,58 @@ impl World {
         match action {
             SellerAction::Post(m) => {
                 let seq = m.message.seq;
-                let r = self.seller_tx("post", async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await).await;
+                let r = self
+                    .seller_tx("post", async |j: &Judge| {
+                        j.post(&m.message, &m.payload, m.sig.as_bytes()).await
+                    })
+                    .await;
                 if r.is_err() {
                     self.stream.on_post_failed(now, seq);
                 }
             }
             SellerAction::Claim { channel, ack, sig } => {
-                let r = self.seller_tx("claim", async |j: &Judge| j.claim(&ack, sig.as_bytes()).await).await;
+                let r = self
+                    .seller_tx("claim", async |j: &Judge| j.claim(&ack, sig.as_bytes()).await)
+                    .await;
                 if r.is_err() {
                     self.stream.on_claim_failed(now, channel);
                 }
             }
             SellerAction::ClaimPosted { channel, upto } => {
-                let _ = self.seller_tx("claimPosted", async |j: &Judge| j.claim_posted(channel, upto).await).await;
+                let _ = self
+                    .seller_tx("claimPosted", async |j: &Judge| j.claim_posted(channel, upto).await)
+                    .await;
             }
             SellerAction::ProveWrongCost { ack, sig, .. } => {
-                let _ = self.seller_tx("proveWrongCost", async |j: &Judge| j.prove_wrong_cost(&ack, sig.as_bytes()).await).await;
+                let _ = self
+                    .seller_tx("proveWrongCost", async |j: &Judge| {
+                        j.prove_wrong_cost(&ack, sig.as_bytes()).await
+                    })
+                    .await;
             }
             SellerAction::Defend { channel } => {
                 self.out.defences.push("defend");
-                let _ = self.seller_tx("defend", async |j: &Judge| j.defend(channel).await).await;
+                let _ = self
+                    .seller_tx("defend", async |j: &Judge| j.defend(channel).await)
+                    .await;
             }
             SellerAction::DefendWithAck { ack, sig, .. } => {
                 self.out.defences.push("defendWithAck");
-                let _ = self.seller_tx("defendWithAck", async |j: &Judge| j.defend_with_ack(&ack, sig.as_bytes()).await).await;
+                let _ = self
+                    .seller_tx("defendWithAck", async |j: &Judge| {
+                        j.defend_with_ack(&ack, sig.as_bytes()).await
+                    })
+                    .await;
             }
             SellerAction::RequestClose { channel } => {
-                let _ = self.seller_tx("requestClose", async |j: &Judge| j.request_close(channel).await).await;
+                let _ = self
+                    .seller_tx("requestClose", async |j: &Judge| j.request_close(channel).await)
+                    .await;
             }
             SellerAction::Settle { channel } => {
-                let _ = self.seller_tx("settle", async |j: &Judge| j.settle(channel).await).await;
+                let _ = self
+                    .seller_tx("settle", async |j: &Judge| j.settle(channel).await)
+                    .await;
             }
             other => panic!("not a chain action: {other:?}"),
         }
@@ -550,7 +623,11 @@ impl World {
                 self.to_seller.insert(at, frame);
             }
             BuyerAction::Accuse { seen, sig, missing, .. } => {
-                let r = self.buyer_tx("accuse", async |j: &Judge| j.accuse(id, &seen, sig.as_bytes(), missing).await).await;
+                let r = self
+                    .buyer_tx("accuse", async |j: &Judge| {
+                        j.accuse(id, &seen, sig.as_bytes(), missing).await
+                    })
+                    .await;
                 if r.is_err() {
                     self.chan.on_accusation_closed(self.now);
                 }
@@ -561,12 +638,15 @@ impl World {
             BuyerAction::ProveEquivocation { a, sig_a, b, sig_b, .. } => {
                 let _ = self
                     .buyer_tx("proveEquivocation", async |j: &Judge| {
-                        j.prove_equivocation(id, (&a, sig_a.as_bytes()), (&b, sig_b.as_bytes())).await
+                        j.prove_equivocation(id, (&a, sig_a.as_bytes()), (&b, sig_b.as_bytes()))
+                            .await
                     })
                     .await;
             }
             BuyerAction::RequestClose { .. } => {
-                let _ = self.buyer_tx("requestClose", async |j: &Judge| j.request_close(id).await).await;
+                let _ = self
+                    .buyer_tx("requestClose", async |j: &Judge| j.request_close(id).await)
+                    .await;
             }
             BuyerAction::Settle { .. } => {
                 let _ = self.buyer_tx("settle", async |j: &Judge| j.settle(id).await).await;
@@ -582,20 +662,32 @@ impl World {
         if info.dispute.is_some() || !matches!(info.status, ChannelStatus::Open | ChannelStatus::Closing) {
             return;
         }
-        let Some((&last, _)) = self.held.last_key_value() else { return };
+        let Some((&last, _)) = self.held.last_key_value() else {
+            return;
+        };
         let lowest = self.start + info.acked;
         let seller_acked = self.stream.best_acked_seq(&self.id);
         let candidates: Vec<u64> = (lowest..last)
             .filter(|s| self.out.received.contains(s) && !self.out.posted.contains(s))
             .collect();
-        let preferred = candidates.iter().copied().find(|s| seller_acked.is_some_and(|a| *s <= a));
-        let Some(missing) = (if self.sc.buyer.accuse_acked { preferred.or(candidates.first().copied()) } else { candidates.first().copied() })
-        else {
+        let preferred = candidates
+            .iter()
+            .copied()
+            .find(|s| seller_acked.is_some_and(|a| *s <= a));
+        let Some(missing) = (if self.sc.buyer.accuse_acked {
+            preferred.or(candidates.first().copied())
+        } else {
+            candidates.first().copied()
+        }) else {
             return;
         };
         let (seen, sig) = self.held[&last].clone();
         let id = self.id;
-        let _ = self.buyer_tx("accuse (false)", async |j: &Judge| j.accuse(id, &seen, sig.as_bytes(), missing).await).await;
+        let _ = self
+            .buyer_tx("accuse (false)", async |j: &Judge| {
+                j.accuse(id, &seen, sig.as_bytes(), missing).await
+            })
+            .await;
     }
 
     /// At the end, a third party settles a channel nobody settled (e.g. the buyer left): resolves
@@ -633,21 +725,32 @@ impl World {
         }
     }
 
-    async fn seller_tx<T: supra_tests::Mined>(&mut self, what: &str, call: impl AsyncFnOnce(&Judge) -> Result<T, JudgeError>) -> Result<T, JudgeError> {
+    async fn seller_tx<T: supra_tests::Mined>(
+        &mut self,
+        what: &str,
+        call: impl AsyncFnOnce(&Judge) -> Result<T, JudgeError>,
+    ) -> Result<T, JudgeError> {
         self.sync_chain().await;
         let r = self.seller.send(call).await;
         self.after_tx("seller", what, &r).await;
         r
     }
 
-    async fn buyer_tx<T: supra_tests::Mined>(&mut self, what: &str, call: impl AsyncFnOnce(&Judge) -> Result<T, JudgeError>) -> Result<T, JudgeError> {
+    async fn buyer_tx<T: supra_tests::Mined>(
+        &mut self,
+        what: &str,
+        call: impl AsyncFnOnce(&Judge) -> Result<T, JudgeError>,
+    ) -> Result<T, JudgeError> {
         self.sync_chain().await;
         let r = self.buyer.send(call).await;
         self.after_tx("buyer", what, &r).await;
         r
     }
 
-    async fn janitor_tx(&mut self, call: impl AsyncFnOnce(&Judge) -> Result<Receipt, JudgeError>) -> Result<Receipt, JudgeError> {
+    async fn janitor_tx(
+        &mut self,
+        call: impl AsyncFnOnce(&Judge) -> Result<Receipt, JudgeError>,
+    ) -> Result<Receipt, JudgeError> {
         self.sync_chain().await;
         let r = call(&self.janitor).await;
         self.after_tx("janitor", "", &r).await;
@@ -662,9 +765,13 @@ impl World {
     }
 
     async fn after_tx<T>(&mut self, who: &str, what: &str, r: &Result<T, JudgeError>) {
+        self.trace(|| format!("tx {who}.{what} -> {:?}", r.as_ref().err()));
         match r {
             Ok(_) => {}
-            Err(JudgeError::Refused(_)) => self.out.refused.push((format!("{who}.{what}"), refusal(r).unwrap_or_default())),
+            Err(JudgeError::Refused(_)) => self
+                .out
+                .refused
+                .push((format!("{who}.{what}"), refusal(r).unwrap_or_default())),
             Err(e) => panic!("{who}.{what}: chain error {e}"),
         }
         self.chain_cache = chain_ms(&self.janitor).await;
@@ -681,10 +788,13 @@ impl World {
 
     /// Feeds a judge event to both engines, as their brokers' chain watchers would.
     fn dispatch(&mut self, event: JudgeEvent) {
+        self.trace(|| format!("event {event:?}"));
         let (now, id) = (self.now, self.id);
         let alive = self.buyer_alive;
         match event {
-            JudgeEvent::Posted { message, payload, sig, .. } if message.streamId == self.stream.id().0 => {
+            JudgeEvent::Posted {
+                message, payload, sig, ..
+            } if message.streamId == self.stream.id().0 => {
                 let seq = message.seq;
                 self.out.posted.insert(seq);
                 self.stream.on_posted(now, seq);
@@ -696,7 +806,9 @@ impl World {
                 }
             }
             JudgeEvent::Claimed { channel, claimed, .. } if channel == id => self.stream.on_claimed(now, id, claimed),
-            JudgeEvent::CloseRequested { channel, settle_after, .. } if channel == id => {
+            JudgeEvent::CloseRequested {
+                channel, settle_after, ..
+            } if channel == id => {
                 let at = settle_after - u64::from(self.offer.tClosure);
                 self.stream.on_close_requested(now, id, at);
                 if alive {
@@ -707,7 +819,12 @@ impl World {
                     self.greedy_settle_at = Some(settle_after * 1000);
                 }
             }
-            JudgeEvent::Accused { channel, missing_seq, deadline, .. } if channel == id => {
+            JudgeEvent::Accused {
+                channel,
+                missing_seq,
+                deadline,
+                ..
+            } if channel == id => {
                 self.out.accusations += 1;
                 self.accused = Some((missing_seq, deadline));
                 self.stream.on_accused(now, id, missing_seq);
@@ -750,5 +867,4 @@ impl World {
         let posted = self.out.posted.iter().copied().filter(|s| *s >= self.start);
         self.out.received.iter().copied().chain(posted).collect()
     }
-
 }
