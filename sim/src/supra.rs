@@ -1,0 +1,943 @@
+//! SUPRA runs: the real `supra-channel` engine (seller [`Stream`], [`BuyerChannel`], k256
+//! signatures, ChaCha20-Poly1305 sealing, the wire codec) over a simulated [`Connection`] and the
+//! [`Judge`] model on a block-time chain.
+//!
+//! The driver plays both brokers exactly as the engine's contract asks: it feeds inputs with the
+//! simulated time, carries out every queued action in order (frames onto the link, chain actions
+//! into the mempool), calls `handle_timeout` at `poll_timeout`, and reports chain events
+//! (`on_posted`, `on_claimed`, `on_close_requested`, `on_accused`, `on_settled`, ...) when the
+//! transactions are mined. `Persist` records are not stored: nothing crashes here (the channel
+//! crate's own property tests cover crashes).
+//!
+//! One subscription: the buyer opens a channel (`open`, deposit `P·(N + 2W)`), the seller
+//! starts streaming once it sees it open, the buyer stops after delivering `N` messages (`Stop`,
+//! `requestClose`), the seller claims the buyer's last ack, `settle` after `T_closure`. The stream
+//! goes on while the channel closes (it is live data for other buyers too), which is what lets a
+//! seller post messages the buyer never asked for. Misbehaviour is the brokers', not the
+//! engine's: a malicious broker drops or adds frames and transactions around an honest engine.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use alloy_primitives::{Address, B256, U256};
+use supra_channel::seller::{SellerConfig, SignedMessage, Terms};
+use supra_channel::testkit::{Rng, test_key};
+use supra_channel::{
+    Ack, BuyerAction, BuyerChannel, BuyerConfig, BuyerEvent, ChannelId, Domain, Frame, FrameBytes,
+    Keypair, Message, Offer, SellerAction, SellerEvent, Signature, Stream, StreamId, ack_cost,
+};
+
+use crate::chain::{Call, Ledger, Mempool, gas};
+use crate::judge::{Judge, Outcome};
+use crate::metrics::RunResult;
+use crate::net::{Connection, Dir};
+use crate::params::{Protocol, RunConfig, Scenario};
+
+/// Simulated start time (unix ms, a multiple of any sensible block time).
+pub const START_MS: u64 = 1_700_000_040_000;
+/// Price per message, wei.
+pub const PRICE: u64 = 1_000;
+
+/// Who sends a transaction.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// The seller's engine (report the outcome back to it).
+    SellerEngine,
+    /// The buyer's engine.
+    BuyerEngine,
+    /// A malicious broker acting on its own (no engine notification).
+    Broker,
+}
+
+#[derive(Debug)]
+enum Tx {
+    Open(Box<(Offer, Signature)>, U256),
+    Post(Arc<SignedMessage>),
+    Claim(Box<Ack>, Signature),
+    ClaimPosted(ChannelId, u64),
+    RequestClose(ChannelId),
+    Settle(ChannelId),
+    Accuse(ChannelId, Box<Message>, Signature, u64),
+    Defend(ChannelId),
+    DefendWithAck(Box<Ack>, Signature),
+    Resolve(ChannelId),
+    ProveWrongCost(Box<Ack>, Signature),
+    ProveEquivocation(ChannelId, Box<(Message, Message)>, Signature, Signature),
+}
+
+struct World {
+    cfg: RunConfig,
+    now: u64,
+    domain: Domain,
+    seller: Stream,
+    seller_key: Keypair,
+    buyer_key: Keypair,
+    buyer: Option<BuyerChannel>,
+    chan: Option<ChannelId>,
+    deposit: U256,
+    link: Connection<FrameBytes>,
+    link_up: bool,
+    pool: Mempool<(Origin, Tx)>,
+    judge: Judge,
+    ledger: Ledger,
+    rng: Rng,
+    next_publish: Option<u64>,
+    pub_times: Vec<u64>,
+    publish_until: u64,
+    start_seq: u64,
+    delivered: u64,
+    latencies: Vec<u64>,
+    wrong_payloads: u64,
+    buyer_gone: bool,
+    buyer_stopped: bool,
+    withholding: bool,
+    leave_at: Option<u64>,
+    dropped_seq: Option<u64>,
+    overclaimed: bool,
+    posted: u64,
+    accusations: u64,
+    upheld: u64,
+    last_best: Option<u64>,
+    last_progress: u64,
+    seller_stopped: bool,
+    closing: bool,
+    settled: bool,
+    buyer_stats: (u64, u64),
+    events: BTreeMap<String, u64>,
+    trace: bool,
+}
+
+fn tx_name(tx: &Tx) -> String {
+    match tx {
+        Tx::Open(..) => "open".into(),
+        Tx::Post(m) => format!("post {}", m.message.seq),
+        Tx::Claim(a, _) => format!("claim {}", a.seq),
+        Tx::ClaimPosted(_, u) => format!("claimPosted {u}"),
+        Tx::RequestClose(_) => "requestClose".into(),
+        Tx::Settle(_) => "settle".into(),
+        Tx::Accuse(_, _, _, m) => format!("accuse {m}"),
+        Tx::Defend(_) => "defend".into(),
+        Tx::DefendWithAck(a, _) => format!("defendWithAck {}", a.seq),
+        Tx::Resolve(_) => "resolve".into(),
+        Tx::ProveWrongCost(..) => "proveWrongCost".into(),
+        Tx::ProveEquivocation(..) => "proveEquivocation".into(),
+    }
+}
+
+/// Runs one SUPRA subscription with the real engine.
+pub fn run(cfg: &RunConfig) -> RunResult {
+    let t0 = Instant::now();
+    let mut w = World::new(cfg.clone());
+    w.start();
+    w.run();
+    w.finish(t0)
+}
+
+fn buyer_addr(k: &Keypair) -> Address {
+    k.address()
+}
+
+impl World {
+    fn new(cfg: RunConfig) -> Self {
+        let domain = Domain::new(31337, Address::repeat_byte(0x42));
+        let seller_key = test_key("sim-seller", cfg.seed);
+        let buyer_key = test_key("sim-buyer", cfg.seed);
+        let sid = StreamId::new(seller_key.address(), 1).unwrap_or(StreamId(B256::ZERO));
+        let terms = Terms {
+            price: U256::from(PRICE),
+            window: cfg.window,
+            t_ack_secs: cfg.t_ack_secs,
+            t_closure_secs: cfg.t_closure_secs,
+            offer_validity_secs: 600,
+        };
+        let scfg = SellerConfig {
+            delta_onchain_ms: cfg.chain.delta_onchain_ms,
+            retransmit_timeout_ms: cfg.retransmit_timeout_ms,
+            claim_threshold: None,
+            ..SellerConfig::default()
+        };
+        let seller = Stream::new(domain, seller_key.clone(), sid, terms, scfg)
+            .unwrap_or_else(|e| panic!("invalid sim terms: {e}"));
+        let link = Connection::new(cfg.link.clone(), cfg.seed, START_MS);
+        let n = cfg.n;
+        let tail = if cfg.scenario == Scenario::Overclaim {
+            cfg.tail.max(2 * cfg.window)
+        } else {
+            cfg.tail
+        };
+        Self {
+            now: START_MS,
+            domain,
+            seller,
+            seller_key,
+            buyer_key,
+            buyer: None,
+            chan: None,
+            deposit: U256::from(PRICE) * U256::from(n + 2 * cfg.window),
+            link,
+            link_up: true,
+            pool: Mempool::new(cfg.chain.clone()),
+            judge: Judge::new(domain),
+            ledger: Ledger::default(),
+            rng: Rng::new(cfg.seed ^ 0x5EED),
+            next_publish: None,
+            pub_times: Vec::with_capacity((n + tail) as usize),
+            publish_until: n + tail,
+            start_seq: 0,
+            delivered: 0,
+            latencies: Vec::with_capacity(n as usize),
+            wrong_payloads: 0,
+            buyer_gone: false,
+            buyer_stopped: false,
+            withholding: false,
+            leave_at: None,
+            dropped_seq: None,
+            overclaimed: false,
+            posted: 0,
+            accusations: 0,
+            upheld: 0,
+            last_best: None,
+            last_progress: START_MS,
+            seller_stopped: false,
+            closing: false,
+            settled: false,
+            buyer_stats: (0, 0),
+            events: BTreeMap::new(),
+            trace: std::env::var_os("SUPRA_SIM_TRACE").is_some(),
+            cfg,
+        }
+    }
+
+    fn note(&mut self, what: impl Into<String>) {
+        *self.events.entry(what.into()).or_default() += 1;
+    }
+
+    fn submit(&mut self, origin: Origin, tx: Tx) {
+        if self.trace {
+            eprintln!(
+                "{:>9} submit {origin:?} {}",
+                self.now - START_MS,
+                tx_name(&tx)
+            );
+        }
+        self.pool.submit(self.now, (origin, tx));
+    }
+
+    /// Offer, then the buyer opens the channel on-chain.
+    fn start(&mut self) {
+        let bk = *self.buyer_key.public();
+        let (offer, sig) = self
+            .seller
+            .make_offer(self.now, bk, "sim/topic")
+            .unwrap_or_else(|e| panic!("offer: {e}"));
+        self.start_seq = offer.startSeq;
+        // The handshake and the offer frame are not simulated: the offer reaches the buyer.
+        self.seller.drain_actions().for_each(drop);
+        let m = self.cfg.malice_at();
+        match self.cfg.scenario {
+            Scenario::Leave => {
+                // Right after a message whose ack is about to go out: the most the buyer can have
+                // received without acking it.
+                let every = self.cfg.ack_every.clamp(1, (self.cfg.window / 2).max(1));
+                self.leave_at = Some((m / every).max(1) * every);
+            }
+            Scenario::Drop => self.dropped_seq = Some(self.start_seq + m),
+            _ => {}
+        }
+        self.submit(
+            Origin::BuyerEngine,
+            Tx::Open(Box::new((offer, sig)), self.deposit),
+        );
+    }
+
+    fn next_time(&mut self) -> Option<u64> {
+        let mut t: Option<u64> = None;
+        let mut at = |x: u64| t = Some(t.map_or(x, |y: u64| y.min(x)));
+        if let Some(p) = self.next_publish {
+            at(p);
+        }
+        if let Some(x) = self.link.next_time() {
+            at(x);
+        }
+        if let Some(x) = self.pool.next_time() {
+            at(x);
+        }
+        if let Some(x) = self.seller.poll_timeout() {
+            at(x);
+        }
+        if !self.buyer_gone
+            && let Some(x) = self.buyer.as_ref().and_then(BuyerChannel::poll_timeout)
+        {
+            at(x);
+        }
+        if let Some(x) = self.idle_check_at() {
+            at(x);
+        }
+        // Link transitions matter only while something else is going on.
+        if let Some(t) = t
+            && self.chan.is_some()
+            && !self.settled
+            && !self.buyer_gone
+            && let Some(x) = self.link.outages.next_transition(self.now)
+        {
+            return Some(t.min(x));
+        }
+        t
+    }
+
+    fn run(&mut self) {
+        let horizon = START_MS.saturating_add(self.cfg.horizon_ms);
+        while let Some(t) = self.next_time() {
+            if t > horizon {
+                self.note("horizon reached");
+                break;
+            }
+            self.now = self.now.max(t);
+            self.step();
+        }
+    }
+
+    fn step(&mut self) {
+        let now = self.now;
+        // Link transitions.
+        if self.chan.is_some() && !self.buyer_gone {
+            let up = self.link.up_at(now);
+            if up != self.link_up {
+                self.link_up = up;
+                let peer = buyer_addr(&self.buyer_key);
+                if up {
+                    self.seller.link_up(now, peer);
+                    self.flush_seller();
+                    if let Some(b) = self.buyer.as_mut() {
+                        let _ = b.link_up(now);
+                    }
+                    self.flush_buyer();
+                } else {
+                    self.seller.link_down(now, peer);
+                    self.flush_seller();
+                }
+            }
+        }
+        // Blocks.
+        while let Some((at, (origin, tx))) = self.pool.pop_due(now) {
+            self.mine(at, origin, tx);
+        }
+        // Frames.
+        while let Some((dir, bytes)) = self.link.pop_due(now) {
+            self.deliver_frame(dir, &bytes);
+        }
+        // Publication.
+        if self.next_publish.is_some_and(|t| t <= now) {
+            self.publish();
+        }
+        // Timers.
+        if self.seller.poll_timeout().is_some_and(|t| t <= now) {
+            self.seller.handle_timeout(now);
+            self.flush_seller();
+        }
+        if !self.buyer_gone
+            && let Some(b) = self.buyer.as_mut()
+            && b.poll_timeout().is_some_and(|t| t <= now)
+        {
+            let _ = b.handle_timeout(now);
+            self.flush_buyer();
+        }
+        self.policies();
+    }
+
+    fn publish(&mut self) {
+        let now = self.now;
+        let seq = self.pub_times.len() as u64;
+        let mut payload = vec![0u8; self.cfg.payload_len.max(8)];
+        payload[..8].copy_from_slice(&seq.to_be_bytes());
+        for b in payload.iter_mut().skip(8) {
+            *b = self.rng.next_u64() as u8;
+        }
+        match self.seller.publish(now, &payload) {
+            Ok(s) => {
+                debug_assert_eq!(s, seq);
+                self.pub_times.push(now);
+            }
+            Err(e) => self.note(format!("publish failed: {e}")),
+        }
+        self.flush_seller();
+        let n = self.pub_times.len() as u64;
+        self.next_publish =
+            (n < self.publish_until && !self.settled).then_some(now + self.cfg.publish_every_ms);
+    }
+
+    // ----- the seller's broker ---------------------------------------------------------------
+
+    fn flush_seller(&mut self) {
+        let actions: Vec<SellerAction> = self.seller.drain_actions().collect();
+        for a in actions {
+            match a {
+                SellerAction::Persist(_) => {}
+                SellerAction::Send { frame, .. } => {
+                    if self.buyer.is_none() {
+                        continue;
+                    }
+                    if let Some(d) = self.dropped_seq
+                        && let Ok(Frame::Data(data)) = Frame::decode(&frame)
+                        && data.message.seq == d
+                    {
+                        self.note("seller broker dropped a data frame");
+                        continue;
+                    }
+                    self.link.send(self.now, Dir::ToBuyer, frame);
+                }
+                SellerAction::Post(m) => {
+                    if Some(m.message.seq) == self.dropped_seq {
+                        self.note("seller broker withheld a posting");
+                        continue;
+                    }
+                    self.submit(Origin::SellerEngine, Tx::Post(m));
+                }
+                SellerAction::Claim { ack, sig, .. } => {
+                    self.submit(Origin::SellerEngine, Tx::Claim(Box::new(ack), sig))
+                }
+                SellerAction::ClaimPosted { channel, upto } => {
+                    self.submit(Origin::SellerEngine, Tx::ClaimPosted(channel, upto))
+                }
+                SellerAction::ProveWrongCost { ack, sig, .. } => {
+                    self.submit(Origin::SellerEngine, Tx::ProveWrongCost(Box::new(ack), sig))
+                }
+                SellerAction::Defend { channel } => {
+                    if self.dropped_seq.is_some() {
+                        self.note("seller broker did not defend");
+                        continue;
+                    }
+                    self.submit(Origin::SellerEngine, Tx::Defend(channel))
+                }
+                SellerAction::DefendWithAck { ack, sig, .. } => {
+                    self.submit(Origin::SellerEngine, Tx::DefendWithAck(Box::new(ack), sig))
+                }
+                SellerAction::RequestClose { channel } => {
+                    self.submit(Origin::SellerEngine, Tx::RequestClose(channel))
+                }
+                SellerAction::Settle { channel } => {
+                    self.submit(Origin::SellerEngine, Tx::Settle(channel))
+                }
+                SellerAction::Event(e) => {
+                    let name = match e {
+                        SellerEvent::InvalidAck { .. } => "seller: InvalidAck",
+                        SellerEvent::StopCompleted { .. } => {
+                            self.closing = true;
+                            "seller: StopCompleted"
+                        }
+                        SellerEvent::CannotDefend { .. } => "seller: CannotDefend",
+                        SellerEvent::ChannelClosed { .. } => "seller: ChannelClosed",
+                    };
+                    self.note(name);
+                }
+            }
+        }
+        self.track_progress();
+    }
+
+    fn track_progress(&mut self) {
+        let Some(id) = self.chan else { return };
+        let best = self.seller.best_acked_seq(&id);
+        if best > self.last_best {
+            self.last_best = best;
+            self.last_progress = self.now;
+        }
+    }
+
+    /// When the seller's broker gives up on a silent buyer (`idle_stop_ms` without ack
+    /// progress while something it sent is unacked).
+    fn idle_check_at(&self) -> Option<u64> {
+        let id = self.chan?;
+        if self.seller_stopped || self.closing || self.settled {
+            return None;
+        }
+        let stalled = self.seller.unacked_in_flight(&id).is_some_and(|n| n > 0)
+            || self.pub_times.len() as u64 > self.last_best.map_or(0, |b| b + 1) + self.cfg.window;
+        stalled.then_some(self.last_progress + self.cfg.idle_stop_ms)
+    }
+
+    fn policies(&mut self) {
+        if let (Some(t), Some(id)) = (self.idle_check_at(), self.chan)
+            && t <= self.now
+        {
+            self.seller_stopped = true;
+            self.note("seller broker stopped an idle channel");
+            if let Err(e) = self.seller.stop_channel(self.now, id) {
+                self.note(format!("stop_channel failed: {e}"));
+            }
+            self.flush_seller();
+        }
+    }
+
+    // ----- the buyer's broker ----------------------------------------------------------------
+
+    fn flush_buyer(&mut self) {
+        loop {
+            if self.buyer_gone {
+                return;
+            }
+            let Some(b) = self.buyer.as_mut() else { return };
+            let actions: Vec<BuyerAction> = b.drain_actions().collect();
+            if actions.is_empty() {
+                return;
+            }
+            let id = b.id();
+            for a in actions {
+                if self.buyer_gone {
+                    // Left in the middle of this batch: nothing after that point happens.
+                    return;
+                }
+                match a {
+                    BuyerAction::Persist(_) => {}
+                    BuyerAction::Send(frame) => {
+                        if self.withholding
+                            && matches!(Frame::decode(&frame), Ok(Frame::Ack { .. }))
+                        {
+                            self.note("buyer broker withheld an ack");
+                            continue;
+                        }
+                        self.link.send(self.now, Dir::ToSeller, frame);
+                    }
+                    BuyerAction::Deliver { seq, payload } => self.on_deliver(seq, &payload),
+                    BuyerAction::Accuse {
+                        seen, sig, missing, ..
+                    } => self.buyer_tx(Tx::Accuse(id, Box::new(seen), sig, missing)),
+                    BuyerAction::Resolve { channel } => self.buyer_tx(Tx::Resolve(channel)),
+                    BuyerAction::ProveEquivocation {
+                        channel,
+                        a,
+                        sig_a,
+                        b,
+                        sig_b,
+                    } => self.buyer_tx(Tx::ProveEquivocation(
+                        channel,
+                        Box::new((a, b)),
+                        sig_a,
+                        sig_b,
+                    )),
+                    BuyerAction::RequestClose { channel } => {
+                        self.buyer_tx(Tx::RequestClose(channel))
+                    }
+                    BuyerAction::Settle { channel } => self.buyer_tx(Tx::Settle(channel)),
+                    BuyerAction::Event(e) => {
+                        let name = match e {
+                            BuyerEvent::Undecryptable { .. } => "buyer: Undecryptable",
+                            BuyerEvent::BrokenChain { .. } => "buyer: BrokenChain",
+                            BuyerEvent::StopCompleted => "buyer: StopCompleted",
+                        };
+                        self.note(name);
+                    }
+                }
+            }
+            // The subscription is complete: the buyer stops.
+            if !self.buyer_stopped
+                && !self.buyer_gone
+                && let Some(b) = self.buyer.as_mut()
+                && b.next_seq() >= self.start_seq + self.cfg.n
+            {
+                self.buyer_stopped = true;
+                if let Err(e) = b.stop(self.now) {
+                    self.note(format!("buyer stop failed: {e}"));
+                }
+            }
+        }
+    }
+
+    fn buyer_tx(&mut self, tx: Tx) {
+        if self.withholding {
+            // A buyer that stopped paying makes no chain calls either.
+            self.note("withholding buyer skipped a chain call");
+            return;
+        }
+        self.submit(Origin::BuyerEngine, tx);
+    }
+
+    fn on_deliver(&mut self, seq: u64, payload: &[u8]) {
+        if payload.get(..8) != Some(&seq.to_be_bytes()[..]) {
+            self.wrong_payloads += 1;
+        }
+        if let Some(t) = self.pub_times.get(seq as usize) {
+            self.latencies.push(self.now - t);
+        }
+        self.delivered += 1;
+        let m = self.cfg.malice_at();
+        match self.cfg.scenario {
+            Scenario::Withhold if self.delivered >= m && !self.withholding => {
+                self.withholding = true;
+                self.note("buyer starts withholding acks");
+            }
+            Scenario::Leave if Some(self.delivered) == self.leave_at => self.leave(),
+            _ => {}
+        }
+    }
+
+    fn leave(&mut self) {
+        self.buyer_gone = true;
+        if let Some(b) = self.buyer.as_ref() {
+            let s = b.stats();
+            self.buyer_stats = (s.acks_signed, s.sigs_verified);
+        }
+        self.link.sever();
+        self.seller.link_down(self.now, buyer_addr(&self.buyer_key));
+        self.flush_seller();
+        self.note("buyer left");
+    }
+
+    fn deliver_frame(&mut self, dir: Dir, bytes: &[u8]) {
+        let Ok(frame) = Frame::decode(bytes) else {
+            self.note("undecodable frame");
+            return;
+        };
+        if self.trace {
+            match &frame {
+                Frame::Ack { ack, .. } => {
+                    eprintln!("{:>9} seller gets ack {}", self.now - START_MS, ack.seq)
+                }
+                Frame::Stop { stop, .. } => {
+                    eprintln!("{:>9} {dir:?} stop {}", self.now - START_MS, stop.seq)
+                }
+                _ => {}
+            }
+        }
+        match dir {
+            Dir::ToBuyer => {
+                if self.buyer_gone {
+                    return;
+                }
+                if let Some(b) = self.buyer.as_mut() {
+                    if let Err(e) = b.handle_frame(self.now, frame) {
+                        self.note(format!("buyer rejected a frame: {e}"));
+                    }
+                    self.flush_buyer();
+                }
+            }
+            Dir::ToSeller => {
+                let peer = buyer_addr(&self.buyer_key);
+                if let Err(e) = self.seller.handle_frame(self.now, peer, frame) {
+                    // `Opened` is not for the engine (the broker reads the chain).
+                    if !matches!(e, supra_channel::SellerError::UnexpectedFrame) {
+                        self.note(format!("seller rejected a frame: {e}"));
+                    }
+                }
+                self.flush_seller();
+            }
+        }
+    }
+
+    // ----- the chain -------------------------------------------------------------------------
+
+    fn mine(&mut self, at: u64, origin: Origin, tx: Tx) {
+        let secs = at / 1000;
+        let now = self.now;
+        if self.trace {
+            eprintln!(
+                "{:>9} mine {origin:?} {}",
+                self.now - START_MS,
+                tx_name(&tx)
+            );
+        }
+        let (call, gas_used, res) = match &tx {
+            Tx::Open(o, value) => (
+                Call::Open,
+                gas::OPEN,
+                self.judge.open(o.0.buyer, &o.0, &o.1, *value, secs),
+            ),
+            Tx::Post(m) => (
+                Call::Post,
+                gas::post(m.payload.len()),
+                self.judge.post(&m.message, &m.payload, &m.sig),
+            ),
+            Tx::Claim(a, s) => {
+                let g = if self.judge.first_claim(ChannelId(a.channelId)) {
+                    gas::CLAIM_FIRST
+                } else {
+                    gas::CLAIM_NEXT
+                };
+                (Call::Claim, g, self.judge.claim(a, s))
+            }
+            Tx::ClaimPosted(id, upto) => (
+                Call::ClaimPosted,
+                gas::CLAIM_POSTED,
+                self.judge.claim_posted(*id, *upto),
+            ),
+            Tx::RequestClose(id) => (
+                Call::RequestClose,
+                gas::REQUEST_CLOSE,
+                self.judge.request_close(*id, secs),
+            ),
+            Tx::Settle(id) => (Call::Settle, gas::SETTLE, self.judge.settle(*id, secs)),
+            Tx::Accuse(id, m, s, missing) => (
+                Call::Accuse,
+                gas::ACCUSE,
+                self.judge.accuse(*id, m, s, *missing, secs),
+            ),
+            Tx::Defend(id) => (Call::Defend, gas::DEFEND, self.judge.defend(*id, secs)),
+            Tx::DefendWithAck(a, s) => (
+                Call::DefendWithAck,
+                gas::DEFEND_WITH_ACK,
+                self.judge.defend_with_ack(a, s, secs),
+            ),
+            Tx::Resolve(id) => (Call::Resolve, gas::RESOLVE, self.judge.resolve(*id, secs)),
+            Tx::ProveWrongCost(a, s) => (
+                Call::ProveWrongCost,
+                gas::PROVE_WRONG_COST,
+                self.judge.prove_wrong_cost(a, s),
+            ),
+            Tx::ProveEquivocation(id, ms, sa, sb) => (
+                Call::ProveEquivocation,
+                gas::PROVE_EQUIVOCATION,
+                self.judge.prove_equivocation(*id, &ms.0, sa, &ms.1, sb),
+            ),
+        };
+        self.ledger
+            .record(call, gas_used, res.as_ref().err().map(String::as_str));
+        let engine = origin != Origin::Broker;
+        match (tx, res) {
+            (Tx::Open(o, value), Ok(Outcome::Opened(id))) => self.opened(id, o.0, o.1, value),
+            (Tx::Post(m), Ok(Outcome::Posted(true))) => {
+                self.posted += 1;
+                self.seller.on_posted(now, m.message.seq);
+                self.flush_seller();
+                if !self.buyer_gone
+                    && let Some(b) = self.buyer.as_mut()
+                {
+                    let _ = b.on_posted(now, m.message.clone(), m.sig, m.payload.clone());
+                    self.flush_buyer();
+                }
+            }
+            (Tx::Post(m), Err(_)) if engine => {
+                self.seller.on_post_failed(now, m.message.seq);
+                self.flush_seller();
+            }
+            (Tx::Claim(a, _), Ok(Outcome::Claimed { total, .. })) => {
+                self.seller.on_claimed(now, ChannelId(a.channelId), total);
+                self.flush_seller();
+            }
+            (Tx::Claim(a, _), Err(_)) if engine => {
+                self.seller.on_claim_failed(now, ChannelId(a.channelId));
+                self.flush_seller();
+            }
+            (Tx::RequestClose(id), Ok(Outcome::CloseRequested(at_secs))) => {
+                self.closing = true;
+                self.seller.on_close_requested(now, id, at_secs);
+                self.flush_seller();
+                if !self.buyer_gone
+                    && let Some(b) = self.buyer.as_mut()
+                {
+                    b.on_close_requested(now, at_secs);
+                    self.flush_buyer();
+                }
+                // The stream carries on for W more messages, then this run stops publishing.
+                self.publish_until = self
+                    .publish_until
+                    .min((self.pub_times.len() as u64 + self.cfg.window).max(self.cfg.n));
+
+                if self.cfg.scenario == Scenario::Overclaim {
+                    self.overclaim(id, at_secs);
+                }
+            }
+            (Tx::Settle(id), Ok(Outcome::Settled { .. }))
+            | (Tx::Resolve(id), Ok(Outcome::Settled { .. })) => {
+                if call == Call::Resolve {
+                    self.upheld += 1;
+                }
+                self.settled_now(id);
+            }
+            (Tx::ProveWrongCost(a, _), Ok(Outcome::Settled { .. })) => {
+                self.settled_now(ChannelId(a.channelId))
+            }
+            (Tx::ProveEquivocation(id, ..), Ok(Outcome::Settled { .. })) => self.settled_now(id),
+            (Tx::Accuse(id, _, _, missing), Ok(Outcome::Accused(deadline))) => {
+                self.accusations += 1;
+                self.seller.on_accused(now, id, missing);
+                self.flush_seller();
+                if let Some(b) = self.buyer.as_mut() {
+                    b.on_accusation_opened(now, deadline);
+                    self.flush_buyer();
+                }
+                if self.dropped_seq == Some(missing) {
+                    // The cheating seller cashes in what the buyer acked before the gap.
+                    if let Some(v) = self.seller.verified_ack(&id).cloned() {
+                        self.submit(Origin::Broker, Tx::Claim(Box::new(v.ack), v.sig));
+                    }
+                }
+            }
+            (Tx::Accuse(..), Err(_)) => {
+                if let Some(b) = self.buyer.as_mut() {
+                    b.on_accusation_closed(now);
+                    self.flush_buyer();
+                }
+            }
+            (Tx::Defend(id), Ok(Outcome::Defended { .. })) => self.defended(id),
+            (Tx::DefendWithAck(a, _), Ok(Outcome::Defended { total, .. })) => {
+                let id = ChannelId(a.channelId);
+                self.seller.on_claimed(now, id, total);
+                self.defended(id);
+            }
+            (Tx::Resolve(_), Err(_)) => {
+                if let Some(b) = self.buyer.as_mut() {
+                    b.on_accusation_closed(now);
+                    self.flush_buyer();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn opened(&mut self, id: ChannelId, offer: Offer, sig: Signature, deposit: U256) {
+        let now = self.now;
+        let bcfg = BuyerConfig {
+            ack_every: self.cfg.ack_every,
+            ack_delay_ms: self.cfg.ack_delay_ms,
+            ..BuyerConfig::default()
+        };
+        match BuyerChannel::new(self.domain, self.buyer_key.clone(), offer, sig, bcfg, now) {
+            Ok(b) => self.buyer = Some(b),
+            Err(e) => panic!("the buyer rejected the seller's offer: {e}"),
+        }
+        self.chan = Some(id);
+        self.flush_buyer();
+        if let Err(e) = self.seller.open_channel(now, id, deposit) {
+            panic!("open_channel: {e}");
+        }
+        self.flush_seller();
+        self.last_progress = now;
+        // The subscription starts: the stream publishes from now on.
+        self.next_publish = Some(now);
+    }
+
+    fn defended(&mut self, id: ChannelId) {
+        self.seller.on_accusation_closed(self.now, id);
+        self.flush_seller();
+        if let Some(b) = self.buyer.as_mut() {
+            b.on_accusation_closed(self.now);
+            self.flush_buyer();
+        }
+    }
+
+    fn settled_now(&mut self, id: ChannelId) {
+        self.settled = true;
+        self.next_publish = None;
+        self.seller.on_settled(self.now, id);
+        self.flush_seller();
+        if !self.buyer_gone
+            && let Some(b) = self.buyer.as_mut()
+        {
+            b.on_accusation_closed(self.now);
+            b.on_settled(self.now);
+            self.flush_buyer();
+        }
+    }
+
+    /// A seller that tries to be paid for more than it delivered, once the close is requested:
+    /// a forged ack, a posted claim beyond the window, then the most the judge lets through:
+    /// up to `W` messages after the buyer's last ack, posted and claimed although the buyer
+    /// stopped before them.
+    fn overclaim(&mut self, id: ChannelId, close_secs: u64) {
+        if self.overclaimed {
+            return;
+        }
+        self.overclaimed = true;
+        let start = self.start_seq;
+        let window = self.cfg.window;
+        // The buyer's final ack, as the seller holds it.
+        let acked_upto = self
+            .seller
+            .best_acked_seq(&id)
+            .unwrap_or(start.saturating_sub(1));
+        // 1. An ack the buyer never signed.
+        let seq = acked_upto + window;
+        if let Some(cost) = ack_cost(start, seq, U256::from(PRICE)) {
+            let forged = Ack {
+                channelId: id.0,
+                seq,
+                digest: B256::repeat_byte(0xAB),
+                cost,
+                timestamp: self.now,
+            };
+            let sig = self.seller_key.sign(&self.domain.digest(&forged));
+            self.submit(Origin::Broker, Tx::Claim(Box::new(forged), sig));
+        }
+        // 2. Post what follows the last ack (stamped before the close) ...
+        let mut last = None;
+        for s in acked_upto + 1..=acked_upto + window {
+            match self.seller.message(s) {
+                Some(m) if m.message.timestamp <= close_secs * 1000 => {
+                    let m = m.clone();
+                    self.submit(Origin::Broker, Tx::Post(m));
+                    last = Some(s);
+                }
+                _ => break,
+            }
+        }
+        // 3. ... claim beyond the window (rejected), then within it.
+        if let Some(last) = last {
+            self.submit(Origin::Broker, Tx::ClaimPosted(id, acked_upto + window + 1));
+            self.submit(Origin::Broker, Tx::ClaimPosted(id, last));
+        }
+        self.note("seller broker over-claimed");
+    }
+
+    fn finish(mut self, t0: Instant) -> RunResult {
+        if !self.buyer_gone
+            && let Some(b) = self.buyer.as_ref()
+        {
+            let s = b.stats();
+            self.buyer_stats = (s.acks_signed, s.sigs_verified);
+        }
+        let paid = self
+            .chan
+            .and_then(|id| self.judge.channel(id))
+            .map_or(0, |c| {
+                u64::try_from(c.to_seller / U256::from(PRICE)).unwrap_or(u64::MAX)
+            });
+        if self.wrong_payloads > 0 {
+            self.note(format!(
+                "{} wrong plaintexts delivered",
+                self.wrong_payloads
+            ));
+        }
+        if self.chan.is_some() && !self.settled {
+            self.note("channel not settled at the end");
+        }
+        for (why, n) in self.ledger.reverts.clone() {
+            *self.events.entry(format!("reverted {why}")).or_default() += n;
+        }
+        let ls = self.link.stats;
+        let down = self.link.outages.down_time(START_MS, self.now);
+        self.note(format!(
+            "link: {} frames sent, {} lost, {} cut by outages ({:.1} s down)",
+            ls.sent,
+            ls.lost,
+            ls.cut,
+            down as f64 / 1e3
+        ));
+        let ss = self.seller.stats();
+        let mut latencies = std::mem::take(&mut self.latencies);
+        latencies.sort_unstable();
+        RunResult {
+            protocol: Protocol::Supra,
+            scenario: self.cfg.scenario,
+            ledger: self.ledger.clone(),
+            delivered: self.delivered,
+            paid,
+            latencies,
+            published: self.pub_times.len() as u64,
+            posted: self.posted,
+            data_frames: ss.frames_sent,
+            accusations: self.accusations,
+            upheld: self.upheld,
+            sim_ms: self.now - START_MS,
+            wall_ms: t0.elapsed().as_secs_f64() * 1e3,
+            signatures: ss.signed + self.buyer_stats.0,
+            verifications: ss.acks_verified + self.buyer_stats.1,
+            notes: self
+                .events
+                .iter()
+                .map(|(k, v)| format!("{k} x{v}"))
+                .collect(),
+            cfg: self.cfg,
+        }
+    }
+}
