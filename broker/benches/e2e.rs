@@ -47,14 +47,27 @@ fn sign_verify_bound() -> (f64, f64, f64) {
     (sign * 1e6, verify * 1e6, 1.0 / (sign + verify))
 }
 
+/// Latency rounds at the paced rate; the verdict takes the median round (the machine is shared
+/// and a single round can catch an unrelated stall).
+const LATENCY_ROUNDS: usize = 3;
+
 struct Figures {
     throughput: f64,
-    p50_ms: f64,
-    p99_ms: f64,
+    /// (p50, p99) in ms per latency round.
+    rounds: Vec<(f64, f64)>,
 }
 
-/// Throughput (as fast as QoS 1 allows) then latency at a paced rate, from `publish_to` to
-/// `subscribe_at`.
+impl Figures {
+    /// The round with the median p99.
+    fn median(&self) -> (f64, f64) {
+        let mut rounds = self.rounds.clone();
+        rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
+        rounds[rounds.len() / 2]
+    }
+}
+
+/// Throughput (as fast as QoS 1 allows) then latency rounds at a paced rate, from `publish_to`
+/// to `subscribe_at`.
 async fn measure(publish_to: SocketAddr, subscribe_at: SocketAddr, topic_in: &str, filter_out: &str, n: u64) -> Figures {
     let mut subscriber = Subscriber::connect(subscribe_at, "bench-sub", filter_out, Duration::from_secs(10)).await.expect("subscriber");
     let publisher = Publisher::connect(publish_to, "bench-pub", Duration::from_secs(10)).await.expect("publisher");
@@ -83,30 +96,36 @@ async fn measure(publish_to: SocketAddr, subscribe_at: SocketAddr, topic_in: &st
     let (publisher, ()) = tokio::join!(feeder, receiving);
     let throughput = n as f64 / start.elapsed().as_secs_f64();
 
-    // Latency at a fixed rate.
+    // Latency at a fixed rate, in rounds.
     let interval = Duration::from_micros(1_000_000 / LATENCY_RATE);
-    let start = Instant::now();
-    let topic = topic_in.to_owned();
-    let feeder = async move {
-        for i in 0..LATENCY_MESSAGES {
-            tokio::time::sleep_until((start + interval * i as u32).into()).await;
-            publisher.publish(&topic, payload(base, i)).await.expect("publish");
-        }
-        publisher
-    };
-    let receiving = async {
-        let mut latencies = Vec::with_capacity(LATENCY_MESSAGES as usize);
-        while (latencies.len() as u64) < LATENCY_MESSAGES {
-            let r = subscriber.next(Duration::from_secs(60)).await.expect("latency run stalled");
-            let now = r.at.duration_since(base).as_nanos() as u64;
-            latencies.push(now.saturating_sub(sent_at(&r.payload)));
-        }
-        latencies
-    };
-    let (_, mut latencies) = tokio::join!(feeder, receiving);
-    latencies.sort_unstable();
-    let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1e6;
-    Figures { throughput, p50_ms: pct(0.50), p99_ms: pct(0.99) }
+    let mut publisher = publisher;
+    let mut rounds = Vec::new();
+    for _ in 0..LATENCY_ROUNDS {
+        let start = Instant::now();
+        let topic = topic_in.to_owned();
+        let feeder = async move {
+            for i in 0..LATENCY_MESSAGES {
+                tokio::time::sleep_until((start + interval * i as u32).into()).await;
+                publisher.publish(&topic, payload(base, i)).await.expect("publish");
+            }
+            publisher
+        };
+        let receiving = async {
+            let mut latencies = Vec::with_capacity(LATENCY_MESSAGES as usize);
+            while (latencies.len() as u64) < LATENCY_MESSAGES {
+                let r = subscriber.next(Duration::from_secs(60)).await.expect("latency run stalled");
+                let now = r.at.duration_since(base).as_nanos() as u64;
+                latencies.push(now.saturating_sub(sent_at(&r.payload)));
+            }
+            latencies
+        };
+        let (back, mut latencies) = tokio::join!(feeder, receiving);
+        publisher = back;
+        latencies.sort_unstable();
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1e6;
+        rounds.push((pct(0.50), pct(0.99)));
+    }
+    Figures { throughput, rounds }
 }
 
 fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_primitives::Address) -> Config {
@@ -220,14 +239,17 @@ async fn main() {
     println!("k256: sign {sign:.1} us, verify {verify:.1} us -> sign+verify bound {bound:.0} msg/s");
     let bridge = mosquitto_bridge(n).await;
     let ours = supra(n).await;
-    println!("{:<28} {:>12} {:>10} {:>10}", "path (256-byte payloads)", "msg/s", "p50 ms", "p99 ms");
+    println!("{:<28} {:>12} {:>10} {:>10}   {}", "path (256-byte payloads)", "msg/s", "p50 ms", "p99 ms", "p99 of each latency round");
     println!("{:<28} {:>12.0} {:>10} {:>10}", "k256 sign+verify bound", bound, "-", "-");
     for (name, f) in [("mosquitto bridge QoS 1", &bridge), ("supra A -> B", &ours)] {
-        println!("{name:<28} {:>12.0} {:>10.2} {:>10.2}", f.throughput, f.p50_ms, f.p99_ms);
+        let (p50, p99) = f.median();
+        let each: Vec<String> = f.rounds.iter().map(|r| format!("{:.2}", r.1)).collect();
+        println!("{name:<28} {:>12.0} {p50:>10.2} {p99:>10.2}   {}", f.throughput, each.join(" "));
     }
-    println!("(latency measured at {LATENCY_RATE} msg/s over {LATENCY_MESSAGES} messages; throughput over {n} messages)");
+    println!("(throughput over {n} messages; latency at {LATENCY_RATE} msg/s, {LATENCY_ROUNDS} rounds of {LATENCY_MESSAGES} messages, median round shown)");
     let share = ours.throughput / bound;
     let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
+    let p99 = ours.median().1;
     println!("{}: supra throughput {:.0}% of the sign+verify bound (target >= 60%)", verdict(share >= 0.6), share * 100.0);
-    println!("{}: supra p99 {:.2} ms at {LATENCY_RATE} msg/s (target < 20 ms)", verdict(ours.p99_ms < 20.0), ours.p99_ms);
+    println!("{}: supra p99 {p99:.2} ms at {LATENCY_RATE} msg/s, median of {LATENCY_ROUNDS} rounds (target < 20 ms)", verdict(p99 < 20.0));
 }
