@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Packet, QoS};
 use tokio::sync::{Notify, mpsc};
 
 /// A message a subscriber received, with when.
@@ -24,6 +24,27 @@ fn options(id: &str, addr: SocketAddr) -> MqttOptions {
     options.set_max_packet_size(1 << 20, 1 << 20);
     options.set_inflight(1000);
     options
+}
+
+/// Polls `eventloop` (reconnecting through errors) until a packet satisfies `wanted`.
+async fn wait_for(eventloop: &mut EventLoop, within: Duration, wanted: impl Fn(&Packet) -> bool) -> Result<(), String> {
+    let deadline = Instant::now() + within;
+    let mut last_error = String::from("nothing received");
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, eventloop.poll()).await {
+            Ok(Ok(Event::Incoming(packet))) if wanted(&packet) => return Ok(()),
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                last_error = e.to_string();
+                if Instant::now() >= deadline {
+                    return Err(last_error);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(_) => return Err(format!("{last_error} within {within:?}")),
+        }
+    }
 }
 
 /// A QoS 1 subscriber.
@@ -44,21 +65,7 @@ impl Subscriber {
     pub async fn connect(addr: SocketAddr, id: &str, filter: &str, within: Duration) -> Result<Subscriber, String> {
         let (client, mut eventloop) = AsyncClient::new(options(id, addr), 10_000);
         client.subscribe(filter, QoS::AtLeastOnce).await.map_err(|e| e.to_string())?;
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, eventloop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::SubAck(_)))) => break,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    if Instant::now() >= deadline {
-                        return Err(format!("subscribing at {addr}: {e}"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(_) => return Err(format!("no SUBACK from {addr} within {within:?}")),
-            }
-        }
+        wait_for(&mut eventloop, within, |p| matches!(p, Packet::SubAck(_))).await.map_err(|e| format!("no SUBACK from {addr}: {e}"))?;
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(async move {
             loop {
@@ -110,21 +117,7 @@ impl Publisher {
     /// Connects (waits for the CONNACK).
     pub async fn connect(addr: SocketAddr, id: &str, within: Duration) -> Result<Publisher, String> {
         let (client, mut eventloop) = AsyncClient::new(options(id, addr), 10_000);
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, eventloop.poll()).await {
-                Ok(Ok(Event::Incoming(Packet::ConnAck(_)))) => break,
-                Ok(Ok(_)) => {}
-                Ok(Err(e)) => {
-                    if Instant::now() >= deadline {
-                        return Err(format!("connecting to {addr}: {e}"));
-                    }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(_) => return Err(format!("no CONNACK from {addr} within {within:?}")),
-            }
-        }
+        wait_for(&mut eventloop, within, |p| matches!(p, Packet::ConnAck(_))).await.map_err(|e| format!("no CONNACK from {addr}: {e}"))?;
         let acked = Arc::new(AtomicU64::new(0));
         let notify = Arc::new(Notify::new());
         let (count, wake) = (acked.clone(), notify.clone());

@@ -10,6 +10,7 @@
 //! before the `open` transaction, so a crash cannot leave a deposit locked in an unknown channel),
 //! and the chain event cursor.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -41,6 +42,90 @@ const CHAIN: TableDefinition<&str, &[u8]> = TableDefinition::new("chain");
 const NEXT_STREAM: &str = "next_stream_number";
 const NEXT_CHANNEL: &str = "next_channel_index";
 const CHAIN_CURSOR: &str = "chain_cursor";
+
+/// An engine record kind stored in a log.
+trait Record: Sized {
+    fn encode(&self) -> Result<Vec<u8>, StoreError>;
+    fn decode(bytes: &[u8]) -> Result<Self, StoreError>;
+}
+
+macro_rules! record {
+    ($t:ty) => {
+        impl Record for $t {
+            fn encode(&self) -> Result<Vec<u8>, StoreError> {
+                <$t>::encode(self).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+            fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
+                <$t>::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
+            }
+        }
+    };
+}
+record!(SellerRecord);
+record!(BuyerRecord);
+
+/// One family of append-only record logs (the sellers' per stream, or the buyers' per channel):
+/// its table, the next record number of each log, and each log's size after its last compaction.
+struct Logs {
+    table: TableDefinition<'static, (u64, u64), &'static [u8]>,
+    next: HashMap<u64, u64>,
+    compacted: HashMap<u64, u64>,
+}
+
+impl Logs {
+    fn new(table: TableDefinition<'static, (u64, u64), &'static [u8]>) -> Logs {
+        Logs { table, next: HashMap::new(), compacted: HashMap::new() }
+    }
+
+    /// Reads log `log` in order and remembers where it ends.
+    fn read<R: Record>(&mut self, txn: &redb::ReadTransaction, log: u64) -> Result<Vec<R>, StoreError> {
+        let table = txn.open_table(self.table)?;
+        let mut records = Vec::new();
+        let mut next = 0;
+        for entry in table.range((log, 0)..=(log, u64::MAX))? {
+            let (key, value) = entry?;
+            next = key.value().1 + 1;
+            records.push(R::decode(value.value())?);
+        }
+        self.next.insert(log, next);
+        Ok(records)
+    }
+
+    /// Appends records to their logs inside `txn`.
+    fn append<R: Record>(&mut self, txn: &redb::WriteTransaction, records: Vec<(u64, R)>) -> Result<(), StoreError> {
+        let mut table = txn.open_table(self.table)?;
+        for (log, record) in records {
+            let next = self.next.entry(log).or_insert(0);
+            table.insert((log, *next), record.encode()?.as_slice())?;
+            *next += 1;
+        }
+        Ok(())
+    }
+
+    /// Past `threshold` records and twice its size after the last compaction: a log with a large
+    /// legitimate backlog is not rewritten on every commit.
+    fn needs_compaction(&self, log: u64, threshold: u64) -> bool {
+        let len = self.next.get(&log).copied().unwrap_or(0);
+        len > threshold.max(2 * self.compacted.get(&log).copied().unwrap_or(0))
+    }
+
+    /// Replaces log `log` with an equivalent snapshot, atomically.
+    fn replace<R: Record>(&mut self, db: &Database, log: u64, snapshot: Vec<R>) -> Result<(), StoreError> {
+        let txn = db.begin_write()?;
+        let count = snapshot.len() as u64;
+        {
+            let mut table = txn.open_table(self.table)?;
+            table.retain_in((log, 0)..=(log, u64::MAX), |_, _| false)?;
+            for (i, record) in snapshot.into_iter().enumerate() {
+                table.insert((log, i as u64), record.encode()?.as_slice())?;
+            }
+        }
+        txn.commit()?;
+        self.next.insert(log, count);
+        self.compacted.insert(log, count);
+        Ok(())
+    }
+}
 
 /// A storage failure. The broker stops on one: acting without persisting could lose money.
 #[derive(Debug, thiserror::Error)]
@@ -125,12 +210,8 @@ impl Batch {
 /// The broker's durable state.
 pub struct Store {
     db: Database,
-    /// Next record number per seller log and per buyer log.
-    seller_next: std::collections::HashMap<u64, u64>,
-    buyer_next: std::collections::HashMap<u64, u64>,
-    /// Log sizes right after their last compaction.
-    seller_compacted: std::collections::HashMap<u64, u64>,
-    buyer_compacted: std::collections::HashMap<u64, u64>,
+    seller: Logs,
+    buyer: Logs,
 }
 
 impl Store {
@@ -151,13 +232,7 @@ impl Store {
             txn.open_table(CHAIN)?;
         }
         txn.commit()?;
-        Ok(Store {
-            db,
-            seller_next: Default::default(),
-            buyer_next: Default::default(),
-            seller_compacted: Default::default(),
-            buyer_compacted: Default::default(),
-        })
+        Ok(Store { db, seller: Logs::new(SELLER_LOG), buyer: Logs::new(BUYER_LOG) })
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
@@ -210,16 +285,7 @@ impl Store {
     /// The seller records of stream `number`, in order.
     pub fn seller_records(&mut self, number: u64) -> Result<Vec<SellerRecord>, StoreError> {
         let txn = self.db.begin_read()?;
-        let table = txn.open_table(SELLER_LOG)?;
-        let mut records = Vec::new();
-        let mut next = 0;
-        for entry in table.range((number, 0)..=(number, u64::MAX))? {
-            let (key, value) = entry?;
-            next = key.value().1 + 1;
-            records.push(SellerRecord::decode(value.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-        }
-        self.seller_next.insert(number, next);
-        Ok(records)
+        self.seller.read(&txn, number)
     }
 
     /// Every buyer channel with its index, bought topic and records, in order.
@@ -227,20 +293,12 @@ impl Store {
         let txn = self.db.begin_read()?;
         let channels = txn.open_table(CHANNELS)?;
         let topics = txn.open_table(CHANNEL_TOPICS)?;
-        let log = txn.open_table(BUYER_LOG)?;
         let mut out = Vec::new();
         for entry in channels.iter()? {
             let (id, index) = entry?;
             let id = ChannelId(alloy_primitives::U256::from_be_slice(id.value()));
             let index = index.value();
-            let mut records = Vec::new();
-            let mut next = 0;
-            for entry in log.range((index, 0)..=(index, u64::MAX))? {
-                let (key, value) = entry?;
-                next = key.value().1 + 1;
-                records.push(BuyerRecord::decode(value.value()).map_err(|e| StoreError::Corrupt(e.to_string()))?);
-            }
-            self.buyer_next.insert(index, next);
+            let records = self.buyer.read(&txn, index)?;
             let topic = topics.get(index)?.map(|t| t.value().to_owned()).unwrap_or_default();
             out.push(StoredChannel { id, index, topic, records });
         }
@@ -259,7 +317,7 @@ impl Store {
             index
         };
         txn.commit()?;
-        self.buyer_next.insert(index, 0);
+        self.buyer.next.insert(index, 0);
         Ok(index)
     }
 
@@ -319,20 +377,8 @@ impl Store {
         }
         let txn = self.db.begin_write()?;
         {
-            let mut seller = txn.open_table(SELLER_LOG)?;
-            for (stream, record) in batch.seller {
-                let next = self.seller_next.entry(stream).or_insert(0);
-                let bytes = record.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                seller.insert((stream, *next), bytes.as_slice())?;
-                *next += 1;
-            }
-            let mut buyer = txn.open_table(BUYER_LOG)?;
-            for (channel, record) in batch.buyer {
-                let next = self.buyer_next.entry(channel).or_insert(0);
-                let bytes = record.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                buyer.insert((channel, *next), bytes.as_slice())?;
-                *next += 1;
-            }
+            self.seller.append(&txn, batch.seller)?;
+            self.buyer.append(&txn, batch.buyer)?;
             let mut outbox = txn.open_table(OUTBOX)?;
             for (channel, seq, entry) in batch.outbox_add {
                 outbox.insert((channel, seq), entry.encode().as_slice())?;
@@ -348,54 +394,24 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a seller log grew enough to be worth compacting: past `threshold` records and
-    /// twice its size after the last compaction (a stream with a large legitimate backlog is
-    /// not rewritten on every commit).
+    /// Whether a seller log grew enough to be worth compacting (see `Logs::needs_compaction`).
     pub fn seller_log_needs_compaction(&self, stream: u64, threshold: u64) -> bool {
-        let len = self.seller_next.get(&stream).copied().unwrap_or(0);
-        len > threshold.max(2 * self.seller_compacted.get(&stream).copied().unwrap_or(0))
+        self.seller.needs_compaction(stream, threshold)
     }
 
     /// The same for a buyer log.
     pub fn buyer_log_needs_compaction(&self, channel: u64, threshold: u64) -> bool {
-        let len = self.buyer_next.get(&channel).copied().unwrap_or(0);
-        len > threshold.max(2 * self.buyer_compacted.get(&channel).copied().unwrap_or(0))
+        self.buyer.needs_compaction(channel, threshold)
     }
 
     /// Replaces a seller log with an equivalent snapshot, atomically.
     pub fn compact_seller(&mut self, stream: u64, snapshot: Vec<SellerRecord>) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        let count = snapshot.len() as u64;
-        {
-            let mut table = txn.open_table(SELLER_LOG)?;
-            table.retain_in((stream, 0)..=(stream, u64::MAX), |_, _| false)?;
-            for (i, record) in snapshot.into_iter().enumerate() {
-                let bytes = record.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                table.insert((stream, i as u64), bytes.as_slice())?;
-            }
-        }
-        txn.commit()?;
-        self.seller_next.insert(stream, count);
-        self.seller_compacted.insert(stream, count);
-        Ok(())
+        self.seller.replace(&self.db, stream, snapshot)
     }
 
     /// Replaces a buyer log with an equivalent snapshot, atomically.
     pub fn compact_buyer(&mut self, channel: u64, snapshot: Vec<BuyerRecord>) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
-        let count = snapshot.len() as u64;
-        {
-            let mut table = txn.open_table(BUYER_LOG)?;
-            table.retain_in((channel, 0)..=(channel, u64::MAX), |_, _| false)?;
-            for (i, record) in snapshot.into_iter().enumerate() {
-                let bytes = record.encode().map_err(|e| StoreError::Corrupt(e.to_string()))?;
-                table.insert((channel, i as u64), bytes.as_slice())?;
-            }
-        }
-        txn.commit()?;
-        self.buyer_next.insert(channel, count);
-        self.buyer_compacted.insert(channel, count);
-        Ok(())
+        self.buyer.replace(&self.db, channel, snapshot)
     }
 }
 

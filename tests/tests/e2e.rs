@@ -55,11 +55,7 @@ async fn messages_published_at_a_arrive_exactly_once_at_b_and_are_paid() {
     let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms::default(), "");
     a.wait_ready(SECS(30)).await;
     let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
-    b.wait_ready(SECS(30)).await;
-    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.expect("subscribe at B");
-    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
-
-    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.expect("connect to A");
+    let (mut subscriber, publisher, _) = trading(&a, &mut b).await;
     let n = 300;
     publish(&publisher, 0..n).await;
     let mut seen = BTreeMap::new();
@@ -218,10 +214,7 @@ async fn a_link_cut_falls_back_to_the_chain_and_loses_nothing() {
     a.wait_ready(SECS(30)).await;
     let link = CuttableLink::to(a.peer).await;
     let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, link.addr, 1_000 * PRICE_WEI, 0);
-    b.wait_ready(SECS(30)).await;
-    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
-    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
-    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+    let (mut subscriber, publisher, _) = trading(&a, &mut b).await;
     let posted_before = posted_seqs(&judge, a.address).await.len();
 
     let mut seen = BTreeMap::new();
@@ -255,10 +248,7 @@ async fn an_rpc_outage_delays_claims_but_loses_no_money() {
     let mut a = BrokerProc::seller_via(&dir.0, chain, &format!("http://{}", rpc.addr), chain.fresh_key().await, SellTerms::default(), "");
     a.wait_ready(SECS(30)).await;
     let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
-    b.wait_ready(SECS(30)).await;
-    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
-    let channel = a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await.channel;
-    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+    let (mut subscriber, publisher, channel) = trading(&a, &mut b).await;
     let judge = chain.reader().await;
 
     let mut seen = BTreeMap::new();
@@ -298,10 +288,7 @@ async fn a_buyer_that_vanishes_still_pays_for_everything_it_was_sent() {
     a.wait_ready(SECS(30)).await;
     let link = CuttableLink::to(a.peer).await;
     let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, link.addr, 1_000 * PRICE_WEI, 0);
-    b.wait_ready(SECS(30)).await;
-    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
-    let channel = a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await.channel;
-    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+    let (mut subscriber, publisher, channel) = trading(&a, &mut b).await;
     let mut seen = BTreeMap::new();
     publish(&publisher, 0..30).await;
     collect(&mut subscriber, &mut seen, 30, SECS(20)).await;
@@ -332,16 +319,14 @@ async fn a_seller_restart_loses_nothing_and_duplicates_nothing() {
     let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms::default(), "");
     a.wait_ready(SECS(30)).await;
     let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
-    b.wait_ready(SECS(30)).await;
-    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
-    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+    let (mut subscriber, publisher, _) = trading(&a, &mut b).await;
 
     let mut seen = BTreeMap::new();
     {
-        let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
         publish(&publisher, 0..150).await;
         // Every publish is signed and durable at A (its channel counts it as sent)...
         a.wait_channel(ChannelRole::Seller, SECS(20), |l| l.messages == 150).await;
+        drop(publisher);
     }
     // ...then A dies without warning, possibly with messages in flight and acks unclaimed.
     a.kill();
@@ -364,10 +349,7 @@ async fn a_buyer_restart_neither_duplicates_nor_loses() {
     let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
     a.wait_ready(SECS(30)).await;
     let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 2_000 * PRICE_WEI, 3_000);
-    b.wait_ready(SECS(30)).await;
-    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", SECS(10)).await.unwrap();
-    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
-    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.unwrap();
+    let (mut subscriber, publisher, _) = trading(&a, &mut b).await;
 
     let mut seen = BTreeMap::new();
     publish(&publisher, 0..100).await;

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use alloy::primitives::Address;
 use supra_broker::admin::{self, Answer, Request};
-use supra_broker::probe::free_port;
+use supra_broker::probe::{Publisher, Subscriber, free_port};
 use supra_broker::status::{ChannelRole, ChannelStatusLine};
 use supra_channel::types::ChannelId;
 use supra_judge::{ChannelInfo, ChannelStatus, Judge};
@@ -234,6 +234,16 @@ impl BrokerProc {
             .expect("supra close runs");
         assert!(out.status.success(), "supra close failed: {}", String::from_utf8_lossy(&out.stderr));
     }
+}
+
+/// Once `b` is up and buying from `a`: a QoS 1 subscriber on B's `market/sensors/#`, a QoS 1
+/// publisher on A, and the open channel.
+pub async fn trading(a: &BrokerProc, b: &mut BrokerProc) -> (Subscriber, Publisher, ChannelId) {
+    b.wait_ready(Duration::from_secs(30)).await;
+    let subscriber = Subscriber::connect(b.mqtt, "sub", "market/sensors/#", Duration::from_secs(10)).await.expect("subscribe at B");
+    let channel = a.wait_channel(ChannelRole::Seller, Duration::from_secs(30), |l| l.phase == "open").await.channel;
+    let publisher = Publisher::connect(a.mqtt, "pub", Duration::from_secs(10)).await.expect("connect to A");
+    (subscriber, publisher, channel)
 }
 
 /// Waits until the judge says the channel is settled.
