@@ -151,7 +151,12 @@ impl Node {
             claim_threshold: Some(config.chain.claim_threshold_wei.max(U256::from(1))),
             ..SellerConfig::default()
         };
-        let buyer_cfg = BuyerConfig::default();
+        // When the seller may hold a posted claim it settles itself; the buyer settles only if
+        // nobody did after this wait (a posting delay plus a few polls to see the settle mined).
+        let buyer_cfg = BuyerConfig {
+            settle_wait_ms: 2 * u64::from(config.chain.onchain_delay_secs) * 1000 + 4 * config.chain.poll_interval_ms,
+            ..BuyerConfig::default()
+        };
         let mut streams = Vec::new();
         for cfg in &config.sell {
             let number = store.stream_number(&cfg.topic).map_err(|e| e.to_string())?;

@@ -37,6 +37,12 @@ pub struct BuyerConfig {
     pub equivocation_memory: usize,
     /// Margin added to chain deadlines (ms), for clock skew with `block.timestamp`.
     pub chain_grace_ms: u64,
+    /// Who settles: once `T_closure` is over, the seller settles a channel in which it recorded a
+    /// posted claim (it is paid at `settle`), the buyer settles the others. A buyer that saw a
+    /// message of its channel posted on-chain (so the seller may hold such a claim) leaves the
+    /// seller this much longer, and settles only if the channel is still not settled then. It
+    /// should exceed the time the seller's `settle` needs to be mined and seen.
+    pub settle_wait_ms: u64,
 }
 
 impl Default for BuyerConfig {
@@ -48,6 +54,7 @@ impl Default for BuyerConfig {
             reack_interval_ms: 200,
             equivocation_memory: 256,
             chain_grace_ms: 2_000,
+            settle_wait_ms: 60_000,
         }
     }
 }
@@ -252,19 +259,58 @@ pub struct BuyerChannel {
     /// Exclusive end of what is accepted (from a Stop).
     stop_end: Option<u64>,
     seller_stopped: bool,
-    settle_at: Option<UnixMs>,
+    /// Our own signed `Stop` (when we stopped), re-sent when the seller keeps sending past it.
+    stop_frame: Option<FrameBytes>,
+    stop_sent_at: UnixMs,
+    /// Chain second of the close request, once mined.
+    close_at_secs: Option<u64>,
+    /// `Settle` still to be emitted (see [`BuyerConfig::settle_wait_ms`]).
+    settle_due: bool,
+    /// A message at or after `startSeq` was seen posted on-chain: the seller may hold a posted
+    /// claim, and then it settles.
+    saw_posting: bool,
     actions: VecDeque<BuyerAction>,
     stats: BuyerStats,
 }
 
 /// Checks an offer received from `seller` for buyer `me`: seller signature, stream ownership,
-/// positive terms. Returns the seller's public key and the channel id the offer will open.
+/// positive terms. Returns the seller's public key (recovered from the signature: a real k256
+/// key) and the channel id the offer will open.
 pub fn check_offer(
     domain: &Domain,
     offer: &Offer,
     sig: &Signature,
     me: Address,
 ) -> Result<(PublicKey, ChannelId), BuyerError> {
+    check_offer_terms(offer, me)?;
+    let digest = domain.digest(offer);
+    let key = recover(&digest, sig)?;
+    if key.address() != offer.seller {
+        return Err(BuyerError::InvalidOffer("offer not signed by its seller"));
+    }
+    Ok((key, ChannelId::from_offer_digest(digest)))
+}
+
+/// [`check_offer`] with the seller's public key already known (e.g. from the peer handshake):
+/// the key must be the offer's seller, and the signature is checked with it (no recovery).
+/// Returns the channel id the offer will open.
+pub fn check_offer_with_key(
+    domain: &Domain,
+    offer: &Offer,
+    sig: &Signature,
+    me: Address,
+    seller_key: &PublicKey,
+) -> Result<ChannelId, BuyerError> {
+    check_offer_terms(offer, me)?;
+    if seller_key.address() != offer.seller {
+        return Err(BuyerError::InvalidOffer("offer not signed by its seller"));
+    }
+    let digest = domain.digest(offer);
+    seller_key.verify(&digest, sig)?;
+    Ok(ChannelId::from_offer_digest(digest))
+}
+
+fn check_offer_terms(offer: &Offer, me: Address) -> Result<(), BuyerError> {
     if offer.buyer != me {
         return Err(BuyerError::InvalidOffer("offer is for another buyer"));
     }
@@ -282,12 +328,7 @@ pub fn check_offer(
         .price
         .checked_mul(U256::from(offer.window))
         .ok_or(BuyerError::InvalidOffer("price * window overflows"))?;
-    let digest = domain.digest(offer);
-    let key = recover(&digest, sig)?;
-    if key.address() != offer.seller {
-        return Err(BuyerError::InvalidOffer("offer not signed by its seller"));
-    }
-    Ok((key, ChannelId::from_offer_digest(digest)))
+    Ok(())
 }
 
 impl BuyerChannel {
@@ -300,7 +341,27 @@ impl BuyerChannel {
         cfg: BuyerConfig,
         now: UnixMs,
     ) -> Result<Self, BuyerError> {
-        let mut b = Self::build(domain, key, offer, offer_sig, cfg, now)?;
+        let b = Self::build(domain, key, offer, offer_sig, None, cfg, now)?;
+        b.opened()
+    }
+
+    /// [`new`](Self::new) with the seller's public key already known (e.g. from the peer
+    /// handshake): the offer's signature is checked with it ([`check_offer_with_key`]).
+    pub fn with_seller_key(
+        domain: Domain,
+        key: Keypair,
+        seller_key: PublicKey,
+        offer: Offer,
+        offer_sig: Signature,
+        cfg: BuyerConfig,
+        now: UnixMs,
+    ) -> Result<Self, BuyerError> {
+        let b = Self::build(domain, key, offer, offer_sig, Some(seller_key), cfg, now)?;
+        b.opened()
+    }
+
+    fn opened(mut self) -> Result<Self, BuyerError> {
+        let b = &mut self;
         b.actions
             .push_back(BuyerAction::Persist(BuyerRecord::Channel {
                 offer: b.offer.clone(),
@@ -308,7 +369,7 @@ impl BuyerChannel {
             }));
         let frame = Frame::Opened { channel_id: b.id }.encode_shared()?;
         b.actions.push_back(BuyerAction::Send(frame));
-        Ok(b)
+        Ok(self)
     }
 
     fn build(
@@ -316,10 +377,17 @@ impl BuyerChannel {
         key: Keypair,
         offer: Offer,
         offer_sig: Signature,
+        seller_key: Option<PublicKey>,
         cfg: BuyerConfig,
         now: UnixMs,
     ) -> Result<Self, BuyerError> {
-        let (seller_key, id) = check_offer(&domain, &offer, &offer_sig, key.address())?;
+        let (seller_key, id) = match seller_key {
+            Some(k) => {
+                let id = check_offer_with_key(&domain, &offer, &offer_sig, key.address(), &k)?;
+                (k, id)
+            }
+            None => check_offer(&domain, &offer, &offer_sig, key.address())?,
+        };
         let window = offer.window.max(1);
         let ack_every = cfg.ack_every.clamp(1, (window / 2).max(1));
         let capacity = cfg.reorder_capacity.max(window);
@@ -353,7 +421,11 @@ impl BuyerChannel {
             resolve_at: None,
             stop_end: None,
             seller_stopped: false,
-            settle_at: None,
+            stop_frame: None,
+            stop_sent_at: 0,
+            close_at_secs: None,
+            settle_due: false,
+            saw_posting: false,
             actions: VecDeque::new(),
             stats: BuyerStats::default(),
         })
@@ -481,6 +553,10 @@ impl BuyerChannel {
         if self.acked_next < self.next {
             self.send_ack()?;
         }
+        if let Some(f) = &self.stop_frame {
+            self.actions.push_back(BuyerAction::Send(f.clone()));
+            self.stop_sent_at = self.now;
+        }
         Ok(())
     }
 
@@ -501,7 +577,18 @@ impl BuyerChannel {
             return Err(BuyerError::WrongStream);
         }
         let m = message.seq;
-        if m < self.start || self.stop_end.is_some_and(|e| m >= e) {
+        if source == Source::Chain && m >= self.start {
+            // The judge only emits seller-signed postings: the seller may claim this one.
+            self.saw_posting = true;
+        }
+        if m < self.start {
+            return Ok(());
+        }
+        if self.stop_end.is_some_and(|e| m >= e) {
+            if source == Source::Link {
+                // The seller keeps sending past our Stop: it may have lost it.
+                self.resend_stop();
+            }
             return Ok(());
         }
         if keccak256(&payload) != message.payloadHash {
@@ -627,6 +714,16 @@ impl BuyerChannel {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// Re-sends our own `Stop`, at most every `reack_interval_ms`.
+    fn resend_stop(&mut self) {
+        if let Some(f) = &self.stop_frame
+            && self.now >= self.stop_sent_at.saturating_add(self.cfg.reack_interval_ms)
+        {
+            self.actions.push_back(BuyerAction::Send(f.clone()));
+            self.stop_sent_at = self.now;
         }
     }
 
@@ -837,7 +934,9 @@ impl BuyerChannel {
                 seq,
                 by_buyer: true,
             }));
-        self.actions.push_back(BuyerAction::Send(frame));
+        self.actions.push_back(BuyerAction::Send(frame.clone()));
+        self.stop_frame = Some(frame);
+        self.stop_sent_at = self.now;
         self.actions
             .push_back(BuyerAction::RequestClose { channel: self.id });
         Ok(())
@@ -875,12 +974,33 @@ impl BuyerChannel {
             self.actions
                 .push_back(BuyerAction::Resolve { channel: self.id });
         }
-        if self.settle_at.is_some_and(|t| t <= now) {
-            self.settle_at = None;
+        if self.settle_at().is_some_and(|t| t <= now) {
+            self.settle_due = false;
             self.actions
                 .push_back(BuyerAction::Settle { channel: self.id });
         }
         Ok(())
+    }
+
+    /// When the buyer settles: `T_closure` after the close request (plus the chain grace), or
+    /// [`BuyerConfig::settle_wait_ms`] later if the seller may hold a posted claim (then the
+    /// seller settles, and the buyer only if nobody did).
+    fn settle_at(&self) -> Option<UnixMs> {
+        if !self.settle_due || self.phase == Phase::Settled {
+            return None;
+        }
+        let wait = if self.saw_posting {
+            self.cfg.settle_wait_ms
+        } else {
+            0
+        };
+        Some(
+            self.close_at_secs?
+                .saturating_mul(1000)
+                .saturating_add(self.t_closure_ms)
+                .saturating_add(self.cfg.chain_grace_ms)
+                .saturating_add(wait),
+        )
     }
 
     fn accuse_at(&self) -> Option<UnixMs> {
@@ -904,7 +1024,7 @@ impl BuyerChannel {
             self.ack_due,
             self.accuse_at(),
             self.resolve_at,
-            self.settle_at,
+            self.settle_at(),
         ]
         .into_iter()
         .flatten()
@@ -933,19 +1053,16 @@ impl BuyerChannel {
         }
     }
 
-    /// `requestClose` was mined at `at_secs` (chain time): settle after `T_closure`.
+    /// `requestClose` was mined at `at_secs` (chain time): settle after `T_closure` (see
+    /// [`BuyerConfig::settle_wait_ms`] for who settles).
     pub fn on_close_requested(&mut self, now: UnixMs, at_secs: u64) {
         self.tick(now);
         if matches!(self.phase, Phase::Closing | Phase::Settled) {
             return;
         }
         self.phase = Phase::Closing;
-        self.settle_at = Some(
-            at_secs
-                .saturating_mul(1000)
-                .saturating_add(self.t_closure_ms)
-                .saturating_add(self.cfg.chain_grace_ms),
-        );
+        self.close_at_secs = Some(at_secs);
+        self.settle_due = true;
         self.actions
             .push_back(BuyerAction::Persist(BuyerRecord::CloseRequested {
                 at_secs,
@@ -957,7 +1074,7 @@ impl BuyerChannel {
         self.tick(now);
         if self.phase != Phase::Settled {
             self.phase = Phase::Settled;
-            self.settle_at = None;
+            self.settle_due = false;
             self.resolve_at = None;
             self.buffer.clear();
             self.actions
@@ -994,12 +1111,8 @@ impl BuyerChannel {
         }
         match self.phase {
             Phase::Closing => {
-                if let Some(t) = self.settle_at {
-                    let at = t
-                        .saturating_sub(self.t_closure_ms)
-                        .saturating_sub(self.cfg.chain_grace_ms)
-                        / 1000;
-                    out.push(BuyerRecord::CloseRequested { at_secs: at });
+                if let Some(at_secs) = self.close_at_secs {
+                    out.push(BuyerRecord::CloseRequested { at_secs });
                 }
             }
             Phase::Settled => out.push(BuyerRecord::Settled),
@@ -1021,7 +1134,7 @@ impl BuyerChannel {
         let Some(BuyerRecord::Channel { offer, sig }) = it.next() else {
             return Err(BuyerError::Restore("first record must be Channel".into()));
         };
-        let mut b = Self::build(domain, key, offer, sig, cfg, now)?;
+        let mut b = Self::build(domain, key, offer, sig, None, cfg, now)?;
         for r in it {
             match r {
                 BuyerRecord::Channel { .. } => {
@@ -1042,20 +1155,31 @@ impl BuyerChannel {
                     b.seller_stopped = !by_buyer;
                     if by_buyer {
                         b.phase = Phase::Stopping;
+                        // Signed again (a Stop is never used on-chain): re-sent on link_up and
+                        // when the seller keeps sending past it.
+                        let stop = Stop {
+                            channelId: b.id.0,
+                            seq,
+                            timestamp: now,
+                        };
+                        let sig = b.key.sign(&b.domain.digest(&stop));
+                        b.stop_frame = Some(Frame::Stop { stop, sig }.encode_shared()?);
                     }
                 }
                 BuyerRecord::Accused { missing } => b.accused = Some(missing),
                 BuyerRecord::AccusationCleared => b.accused = None,
                 BuyerRecord::CloseRequested { at_secs } => {
                     b.phase = Phase::Closing;
-                    b.settle_at = Some(
-                        at_secs
-                            .saturating_mul(1000)
-                            .saturating_add(b.t_closure_ms)
-                            .saturating_add(b.cfg.chain_grace_ms),
-                    );
+                    b.close_at_secs = Some(at_secs);
+                    b.settle_due = true;
+                    // Postings seen before the restart are not recorded: assume there were some
+                    // (the buyer then only settles if the seller did not).
+                    b.saw_posting = true;
                 }
-                BuyerRecord::Settled => b.phase = Phase::Settled,
+                BuyerRecord::Settled => {
+                    b.phase = Phase::Settled;
+                    b.settle_due = false;
+                }
             }
         }
         // Unknown whether the last ack went out: ack again on link_up.

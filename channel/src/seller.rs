@@ -123,7 +123,8 @@ pub enum SellerEvent {
         /// Why.
         error: SigError,
     },
-    /// The channel finished its off-chain exchange (stopped and fully acked/posted).
+    /// The channel finished its off-chain exchange (stopped and fully acked/posted). Emitted once
+    /// per channel (again after a restart if the channel was not closing yet).
     StopCompleted {
         /// Channel.
         channel: ChannelId,
@@ -165,7 +166,9 @@ pub enum SellerAction {
         /// Its signature.
         sig: Signature,
     },
-    /// Call `judge.claimPosted(channel, upto)`.
+    /// Call `judge.claimPosted(channel, upto)`: every seq after the claimed ack up to `upto` has
+    /// a confirmed posting (see [`Stream::on_posted`]). One per channel, sent when the posted run
+    /// cannot grow any more or at the last call before `T_closure` ends.
     ClaimPosted {
         /// Channel.
         channel: ChannelId,
@@ -201,7 +204,9 @@ pub enum SellerAction {
         /// Channel.
         channel: ChannelId,
     },
-    /// Call `judge.settle(channel)` (after `T_closure`).
+    /// Call `judge.settle(channel)` (after `T_closure`). The seller settles only channels in
+    /// which it recorded a posted claim (paid at `settle`); the buyer settles the others (see
+    /// `BuyerConfig::settle_wait_ms`), so only one side sends it.
     Settle {
         /// Channel.
         channel: ChannelId,
@@ -299,6 +304,18 @@ struct Channel {
     phase: Phase,
     /// Exclusive end of what may be sent (from a Stop / close).
     stop_end: Option<u64>,
+    /// Exclusive end of what this channel's buyer accepts, hence of what may be posted for this
+    /// channel or claimed with `claimPosted`: the buyer's `Stop` (`stop.seq + 1`: it refuses
+    /// anything later, whatever was already sent), the seller's own stop (what it had sent: that
+    /// is owed), or the close (messages stamped after it cannot be claimed). Only ever lowered.
+    owed_end: Option<u64>,
+    /// A buyer `Stop` received after the channel had left `Open` (kept for snapshots).
+    late_stop: Option<(Stop, Signature)>,
+    /// `StopCompleted` was emitted (once per channel and engine run).
+    stop_done: bool,
+    /// The last call for `claimPosted` while closing (see `claim_posted_last_call`); `None` once
+    /// handled.
+    claim_posted_call: Option<UnixMs>,
     verified: Option<SignedAck>,
     pending: Option<(SignedAck, UnixMs)>,
     /// `R` as confirmed by the judge.
@@ -526,8 +543,8 @@ impl Stream {
     pub fn describe_channel(&self, channel: &ChannelId) -> Option<String> {
         self.channels.get(channel).map(|c| {
             format!(
-                "phase {:?} start {} base_v {} base_hint {} next_send {} high_sent {} sent_base {} stop_end {:?} link_up {} rto_at {:?} pending {:?} post_deadline {:?}",
-                c.phase, c.start, c.base_v(), c.base_hint(), c.next_send, c.high_sent(), c.sent_base, c.stop_end, c.link_up, c.rto_at,
+                "phase {:?} start {} base_v {} base_hint {} next_send {} high_sent {} sent_base {} stop_end {:?} owed_end {:?} link_up {} rto_at {:?} pending {:?} post_deadline {:?}",
+                c.phase, c.start, c.base_v(), c.base_hint(), c.next_send, c.high_sent(), c.sent_base, c.stop_end, c.owed_end, c.link_up, c.rto_at,
                 c.pending.as_ref().map(|(p, t)| (p.ack.seq, *t)), self.post_deadline(c)
             )
         })
@@ -699,6 +716,10 @@ impl Stream {
             deposit,
             phase: Phase::Open,
             stop_end: None,
+            owed_end: None,
+            late_stop: None,
+            stop_done: false,
+            claim_posted_call: None,
             verified: None,
             pending: None,
             claimed: U256::ZERO,
@@ -778,7 +799,8 @@ impl Stream {
         self.actions.push_back(SellerAction::Send { peer, frame });
         if let Some(c) = self.channels.get_mut(&channel) {
             c.stop_rec = Some((stop, sig, true));
-            c.stop_end = Some(end);
+            // Everything below `end` was sent: it is owed (acked or posted).
+            cap_owed(c, end);
             c.phase = Phase::Stopping { by_seller: true };
         }
         self.update_members();
@@ -1075,11 +1097,20 @@ impl Stream {
         Ok(())
     }
 
+    /// The buyer's signed `Stop`: it accepts nothing after `stop.seq`. Messages already sent past
+    /// it are forgotten (never posted for this channel, never claimed), also when the `Stop`
+    /// arrives after the seller stopped or after the close request.
     fn on_stop(&mut self, peer: Address, stop: Stop, sig: Signature) -> Result<(), SellerError> {
         let id = ChannelId(stop.channelId);
         let c = self.channel_of(peer, id)?;
         c.buyer_key.verify(&self.domain.digest(&stop), &sig)?;
-        if !matches!(c.phase, Phase::Open) {
+        if c.phase == Phase::Settled {
+            return Ok(());
+        }
+        let end = stop.seq.saturating_add(1).max(c.start);
+        let first = c.phase == Phase::Open;
+        if !first && c.owed_end.is_some_and(|e| e <= end) {
+            // A repeat, or nothing it refuses is still owed.
             return Ok(());
         }
         self.actions
@@ -1089,11 +1120,17 @@ impl Stream {
                 by_seller: false,
             }));
         if let Some(c) = self.channels.get_mut(&id) {
-            c.stop_end = Some(stop.seq.saturating_add(1).max(c.start));
-            c.phase = Phase::Stopping { by_seller: false };
-            c.stop_rec = Some((stop, sig, false));
+            if first {
+                c.phase = Phase::Stopping { by_seller: false };
+                c.stop_rec = Some((stop, sig, false));
+            } else {
+                c.late_stop = Some((stop, sig));
+            }
+            cap_owed(c, end);
         }
-        self.update_members();
+        if first {
+            self.update_members();
+        }
         self.check_stop_done(id);
         Ok(())
     }
@@ -1208,6 +1245,12 @@ impl Stream {
         let Phase::Stopping { by_seller } = c.phase else {
             return;
         };
+        if c.stop_done {
+            // Done and reported; a better ack that arrives now is still worth claiming.
+            self.verify_pending(id);
+            self.claim_best(id);
+            return;
+        }
         let Some(end) = c.stop_end else { return };
         if c.base_hint() < end {
             let all_posted = (c.base_hint()..end).all(|s| self.posts.contains_key(&s));
@@ -1227,6 +1270,7 @@ impl Stream {
         }
         if let Some(c) = self.channels.get_mut(&id) {
             // Done off-chain; the channel waits for the chain's close.
+            c.stop_done = true;
             c.phase = Phase::Stopping { by_seller: false };
             c.stop_end = Some(c.base_hint().min(end));
             c.link_up = c.link_up && c.base_hint() < end;
@@ -1239,7 +1283,9 @@ impl Stream {
             return None;
         }
         let mut s = c.base_v().max(c.sent_base);
-        let high = c.high_sent();
+        // Nothing the buyer refuses (past its Stop) or that cannot be claimed (stamped after the
+        // close) is posted for this channel.
+        let high = c.high_sent().min(c.owed_end.unwrap_or(u64::MAX));
         while s < high {
             if !self.posts.contains_key(&s) {
                 let i = usize::try_from(s - c.sent_base).ok()?;
@@ -1341,6 +1387,15 @@ impl Stream {
             {
                 let _ = self.stop_channel(now, id);
             }
+            // The last call for a posted claim.
+            if let Some(c) = self.channels.get_mut(&id)
+                && c.claim_posted_call.is_some_and(|t| t <= now)
+            {
+                c.claim_posted_call = None;
+                self.verify_pending(id);
+                self.claim_best(id);
+                self.maybe_claim_posted(id, true);
+            }
             // Settlement of a recorded posted claim.
             if let Some(c) = self.channels.get_mut(&id)
                 && let Some(at) = c.settle_at
@@ -1383,6 +1438,9 @@ impl Stream {
             if let Some(s) = c.settle_at {
                 at(s);
             }
+            if let Some(s) = c.claim_posted_call {
+                at(s);
+            }
         }
         for o in self.offers.values() {
             at(o.offer.validUntil.saturating_mul(1000).saturating_add(1));
@@ -1421,7 +1479,7 @@ impl Stream {
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
         for id in ids {
             self.check_stop_done(id);
-            self.maybe_claim_posted(id);
+            self.maybe_claim_posted(id, false);
         }
     }
 
@@ -1487,29 +1545,60 @@ impl Stream {
         self.update_members();
         self.verify_pending(channel);
         self.claim_best(channel);
-        self.maybe_claim_posted(channel);
+        self.maybe_claim_posted(channel, false);
     }
 
-    /// Messages stamped after the close request cannot be claimed: send none of them.
+    /// Messages stamped after the close request cannot be claimed: send none of them, post none
+    /// of them for this channel. Also arms the last call for `claimPosted`.
     fn apply_close_end(&mut self, id: ChannelId, at_secs: u64) {
         let Some(c) = self.channels.get(&id) else {
             return;
         };
         let close_ms = at_secs.saturating_mul(1000);
-        let mut end = c.stop_end.unwrap_or(self.next_seq).min(self.next_seq);
-        while end > c.start
-            && self
-                .message(end - 1)
-                .is_some_and(|m| m.message.timestamp > close_ms)
-        {
-            end -= 1;
-        }
+        let before_close = |mut end: u64| {
+            end = end.min(self.next_seq);
+            while end > c.start
+                && self
+                    .message(end - 1)
+                    .is_some_and(|m| m.message.timestamp > close_ms)
+            {
+                end -= 1;
+            }
+            end
+        };
+        // Separately: `stop_end` may already be below what is owed (a completed stop no longer
+        // sends what it posted), and what is owed must not shrink to it.
+        let send_end = before_close(c.stop_end.unwrap_or(self.next_seq));
+        let owed_end = before_close(c.owed_end.unwrap_or(self.next_seq));
+        let last_call = self.claim_posted_last_call(c, at_secs);
         if let Some(c) = self.channels.get_mut(&id) {
-            c.stop_end = Some(end);
+            cap_owed(c, owed_end);
+            c.stop_end = Some(c.stop_end.map_or(send_end, |e| e.min(send_end)));
+            c.claim_posted_call = Some(last_call);
         }
     }
 
-    fn maybe_claim_posted(&mut self, id: ChannelId) {
+    /// The last moment for `claimPosted` after a close at `at_secs`: it must be mined before
+    /// anyone can settle (`close + T_closure`). Postings are requested up to `Δ` before it (see
+    /// `post_deadline`), so every posting the engine asked for is confirmed by then.
+    fn claim_posted_last_call(&self, c: &Channel, at_secs: u64) -> UnixMs {
+        at_secs
+            .saturating_mul(1000)
+            .saturating_add(c.t_closure_ms)
+            .saturating_sub(
+                self.cfg
+                    .delta_onchain_ms
+                    .saturating_add(self.cfg.chain_grace_ms),
+            )
+    }
+
+    /// While closing: one `claimPosted` for the longest run of **confirmed** postings (seen in a
+    /// `Posted` event) right after the best verified ack (claimed before it), at most `W` long,
+    /// below `owed_end` and stamped before the close. It is sent as soon as the run cannot grow
+    /// any more (it reaches `W` or `owed_end`), else at the last call (`final_call`), so postings
+    /// that arrive one by one (another account's, or after a restart) make one claim, not one
+    /// per event, and a posting that was requested but never mined is never claimed.
+    fn maybe_claim_posted(&mut self, id: ChannelId, final_call: bool) {
         let Some(c) = self.channels.get(&id) else {
             return;
         };
@@ -1518,16 +1607,26 @@ impl Stream {
         };
         let close_ms = at_secs.saturating_mul(1000);
         let first = c.base_v();
+        let limit = first
+            .saturating_add(c.window)
+            .min(c.owed_end.unwrap_or(u64::MAX));
         let mut upto = None;
         let mut s = first;
-        while s < first.saturating_add(c.window)
-            && self.posts.get(&s).is_some_and(|p| p.timestamp <= close_ms)
+        while s < limit
+            && self
+                .posts
+                .get(&s)
+                .is_some_and(|p| p.confirmed && p.timestamp <= close_ms)
         {
             upto = Some(s);
             s += 1;
         }
         let Some(upto) = upto else { return };
         if c.posted_claim.is_some_and(|p| p >= upto) {
+            return;
+        }
+        let complete = s >= limit;
+        if !complete && !final_call {
             return;
         }
         let settle_at = close_ms
@@ -1740,6 +1839,13 @@ impl Stream {
                     at_secs,
                 });
             }
+            if let Some((stop, sig)) = &c.late_stop {
+                out.push(SellerRecord::Stop {
+                    stop: stop.clone(),
+                    sig: *sig,
+                    by_seller: false,
+                });
+            }
             if let Some(upto) = c.posted_claim {
                 out.push(SellerRecord::PostedClaim {
                     channel_id: c.id,
@@ -1867,11 +1973,17 @@ impl Stream {
                     by_seller,
                 } => {
                     if let Some(c) = s.channels.get_mut(&ChannelId(stop.channelId))
-                        && c.phase == Phase::Open
+                        && c.phase != Phase::Settled
                     {
-                        c.stop_end = Some(stop.seq.saturating_add(1).max(c.start));
-                        c.phase = Phase::Stopping { by_seller };
-                        c.stop_rec = Some((stop, sig, by_seller));
+                        let end = stop.seq.saturating_add(1).max(c.start);
+                        if c.phase == Phase::Open {
+                            c.phase = Phase::Stopping { by_seller };
+                            c.stop_rec = Some((stop, sig, by_seller));
+                        } else if !by_seller {
+                            c.late_stop = Some((stop, sig));
+                        }
+                        c.owed_end = Some(c.owed_end.map_or(end, |e| e.min(end)));
+                        c.stop_end = Some(c.stop_end.map_or(end, |e| e.min(end)));
                     }
                 }
                 SellerRecord::Posted { seq, timestamp } => {
@@ -1940,6 +2052,7 @@ impl Stream {
             let limit = c
                 .stop_end
                 .map_or(head, |e| e.min(head))
+                .min(c.owed_end.unwrap_or(head))
                 .min(base.saturating_add(c.window));
             let times: VecDeque<UnixMs> = (base..limit)
                 .map(|q| s.message(q).map_or(now, |m| m.message.timestamp))
@@ -1953,6 +2066,16 @@ impl Stream {
         }
         s.update_members();
         Ok(s)
+    }
+}
+
+/// Lowers what `c` owes (`owed_end`) and sends (`stop_end`) to `end`, and forgets the first-send
+/// times of the messages at or after it: they will be neither retransmitted nor posted for `c`.
+fn cap_owed(c: &mut Channel, end: u64) {
+    c.owed_end = Some(c.owed_end.map_or(end, |e| e.min(end)));
+    c.stop_end = Some(c.stop_end.map_or(end, |e| e.min(end)));
+    while c.high_sent() > end && !c.sent_at.is_empty() {
+        c.sent_at.pop_back();
     }
 }
 

@@ -4,6 +4,44 @@
 //! `ECDSA.recover` accepts on-chain. [`verify`] recovers the signer and compares addresses;
 //! [`PublicKey::verify`] is the fast path when the signer's key is already known (no recovery, no
 //! keccak of the key), and still checks `v`, since the judge recovers with it.
+//!
+//! # Fast simulation keys (feature `testkit` only)
+//!
+//! The simulator runs 10⁶-message subscriptions, where k256 would be ~90 % of the wall time. With
+//! the `testkit` feature, `Keypair::fast_for_simulation` builds a key whose [`Keypair::sign`] /
+//! [`PublicKey::verify`] are a keyed hash instead of ECDSA:
+//!
+//! * A fast key is an ordinary secp256k1 key (same secret scalar, same public point, same
+//!   Ethereum address) whose **signature scheme** is replaced: a fast signature is
+//!   `r = keccak256("supra-fast-sim-sig-v1" ‖ mac ‖ digest)`, `s = 0`, `v = 0`, where
+//!   `mac = keccak256("supra-fast-sim-key-v1" ‖ secret)` is carried by the public key. Anyone
+//!   holding a fast public key can forge its signatures: it models *who* signed what in a closed
+//!   simulation, it is not a signature scheme.
+//! * ECDH, sealing and the key's derived secrets keep using the real secret scalar and the real
+//!   public point: sealing (key grants, epoch keys) is **real k256** in both modes, and a fast run
+//!   seals exactly the bytes a real run seals.
+//!
+//! Safety properties (tests in this module and in `tests/fast_crypto.rs`):
+//!
+//! 1. **A normal build cannot construct a fast key.** The variant, its constructor and its code
+//!    exist only with the `testkit` feature. In every build, keys parsed or recovered from bytes —
+//!    [`PublicKey::from_sec1`], [`recover`], [`verify`], [`Keypair::from_secret_bytes`], records,
+//!    the peer handshake — are real k256 keys: the only way to a fast key is calling
+//!    `Keypair::fast_for_simulation` on a secret, and then [`Keypair::public`] of that key.
+//! 2. **Fast and real never verify each other.** A fast signature has `v = 0` and `s = 0`: every
+//!    real check rejects it before any curve arithmetic (`BadV`), and so does the judge on-chain
+//!    (OpenZeppelin's `ECDSA.recover` needs `v ∈ {27, 28}` and a nonzero `s`). A fast key accepts
+//!    only `v = 0`, `s = 0` and its own keyed hash, so it rejects every real signature
+//!    (`v ∈ {27, 28}`). Fast and real public keys with the same address are not equal.
+//! 3. **Feature unification opens no path from the network to fast mode.** The broker is built in
+//!    the same workspace as the simulator, so `testkit` may be on in the broker binary. Whether a
+//!    key is fast is decided only by the constructor that made it, never by input: frames carry
+//!    signatures (bytes) and addresses, and every key the broker learns from a peer, a record or
+//!    the chain comes from `from_sec1` / `recover` (property 1), hence is real and rejects fast
+//!    signatures (property 2). The broker's own key comes from `from_secret_bytes`. A broker that
+//!    nevertheless used a fast key of its own would only make signatures that every peer and the
+//!    judge reject: fast mode can make something *fail*, never make a real check *pass*. A test
+//!    (`tests/fast_crypto.rs`) checks that the broker's sources never name the fast constructor.
 
 use alloy_primitives::{Address, B256, keccak256};
 use k256::ecdsa::{RecoveryId, Signature as EcdsaSig, SigningKey, VerifyingKey};
@@ -112,18 +150,32 @@ impl<'de> serde::Deserialize<'de> for Signature {
     }
 }
 
+/// How a key's signatures are made and checked.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Scheme {
+    /// secp256k1 ECDSA, low-s, `v ∈ {27, 28}`: what peers and the judge accept.
+    K256,
+    /// Simulation only: a keyed hash under this MAC key (see the module docs).
+    #[cfg(feature = "testkit")]
+    Fast([u8; 32]),
+}
+
 /// A secp256k1 public key with its precomputed Ethereum address.
+///
+/// Keys built from bytes ([`from_sec1`](Self::from_sec1), [`recover`]) are always real k256 keys;
+/// see the module docs for the `testkit`-only fast keys.
 #[derive(Clone, Copy)]
 pub struct PublicKey {
     key: VerifyingKey,
     point: ProjectivePoint,
     address: Address,
+    scheme: Scheme,
 }
 
 impl PartialEq for PublicKey {
     fn eq(&self, other: &Self) -> bool {
         // The address is a hash of the key: comparing keys only when addresses match is cheap.
-        self.address == other.address && self.key == other.key
+        self.address == other.address && self.scheme == other.scheme && self.key == other.key
     }
 }
 
@@ -131,7 +183,11 @@ impl Eq for PublicKey {}
 
 impl core::fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "PublicKey({})", self.address)
+        if self.is_fast() {
+            write!(f, "PublicKey({}, fast simulation key)", self.address)
+        } else {
+            write!(f, "PublicKey({})", self.address)
+        }
     }
 }
 
@@ -147,16 +203,18 @@ impl PublicKey {
             key,
             point,
             address,
+            scheme: Scheme::K256,
         }
     }
 
-    /// From a SEC1 encoding (33-byte compressed or 65-byte uncompressed).
+    /// From a SEC1 encoding (33-byte compressed or 65-byte uncompressed). Always a real k256 key.
     pub fn from_sec1(bytes: &[u8]) -> Result<Self, KeyError> {
         let key = VerifyingKey::from_sec1_bytes(bytes).map_err(|_| KeyError::InvalidPublic)?;
         Ok(Self::from_verifying(key))
     }
 
-    /// The 33-byte compressed SEC1 encoding.
+    /// The 33-byte compressed SEC1 encoding (of the real secp256k1 point, also for a fast
+    /// simulation key: parsing it back gives a real key).
     pub fn to_sec1_compressed(&self) -> [u8; 33] {
         let enc = self.key.to_sec1_point(true);
         let mut out = [0u8; 33];
@@ -172,6 +230,16 @@ impl PublicKey {
         self.address
     }
 
+    /// Whether this is a `testkit` fast simulation key (always `false` without that feature).
+    pub fn is_fast(&self) -> bool {
+        match self.scheme {
+            Scheme::K256 => false,
+            #[cfg(feature = "testkit")]
+            Scheme::Fast(_) => true,
+        }
+    }
+
+    /// The real secp256k1 point (ECDH uses it, for fast simulation keys too).
     pub(crate) fn affine(&self) -> &k256::AffinePoint {
         self.key.as_affine()
     }
@@ -179,8 +247,17 @@ impl PublicKey {
     /// Verifies `sig` over `digest` by this key (fast path: no recovery).
     ///
     /// Rejects what [`verify`] rejects, including a `v` that would make the judge's `ecrecover`
-    /// return another address.
+    /// return another address. A fast simulation key checks its keyed hash instead, and rejects
+    /// every real signature.
     pub fn verify(&self, digest: &B256, sig: &Signature) -> Result<(), SigError> {
+        match self.scheme {
+            Scheme::K256 => self.verify_k256(digest, sig),
+            #[cfg(feature = "testkit")]
+            Scheme::Fast(mac) => fast::verify(&mac, digest, sig),
+        }
+    }
+
+    fn verify_k256(&self, digest: &B256, sig: &Signature) -> Result<(), SigError> {
         let (sig, odd) = sig.parse()?;
         let (r, s) = sig.split_scalars();
         let z =
@@ -202,7 +279,8 @@ impl PublicKey {
     }
 }
 
-/// Recovers the signer's public key of `sig` over `digest`.
+/// Recovers the signer's public key of `sig` over `digest`. Real k256 only: the result is a real
+/// key, and a fast simulation signature never recovers (`v = 0` is rejected).
 pub fn recover(digest: &B256, sig: &Signature) -> Result<PublicKey, SigError> {
     let (esig, odd) = sig.parse()?;
     let recid = RecoveryId::new(odd, false);
@@ -212,7 +290,8 @@ pub fn recover(digest: &B256, sig: &Signature) -> Result<PublicKey, SigError> {
 }
 
 /// Verifies that `sig` over `digest` was made by `expected`; returns the signer's public key, so a
-/// caller can switch to [`PublicKey::verify`] for that signer's next signatures.
+/// caller can switch to [`PublicKey::verify`] for that signer's next signatures. Real k256 only,
+/// like [`recover`].
 pub fn verify(digest: &B256, sig: &Signature, expected: Address) -> Result<PublicKey, SigError> {
     let key = recover(digest, sig)?;
     if key.address != expected {
@@ -224,7 +303,8 @@ pub fn verify(digest: &B256, sig: &Signature, expected: Address) -> Result<Publi
     Ok(key)
 }
 
-/// A secp256k1 signing key and its address.
+/// A secp256k1 signing key and its address (a real k256 key, or with the `testkit` feature a fast
+/// simulation key: see the module docs).
 #[derive(Clone)]
 pub struct Keypair {
     secret: SigningKey,
@@ -233,7 +313,11 @@ pub struct Keypair {
 
 impl core::fmt::Debug for Keypair {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "Keypair({})", self.public.address)
+        if self.is_fast() {
+            write!(f, "Keypair({}, fast simulation key)", self.public.address)
+        } else {
+            write!(f, "Keypair({})", self.public.address)
+        }
     }
 }
 
@@ -246,6 +330,22 @@ impl Keypair {
         Ok(Self { secret, public })
     }
 
+    /// **Simulation only** (feature `testkit`): the key of `secret` with its signature scheme
+    /// replaced by a cheap keyed hash (see the module docs). Same address, same ECDH key; its
+    /// signatures are rejected by every real key, by [`verify`] / [`recover`] and by the judge.
+    /// Never use it outside a closed simulation: its public key lets anyone forge its signatures.
+    #[cfg(feature = "testkit")]
+    pub fn fast_for_simulation(secret: &[u8; 32]) -> Result<Self, KeyError> {
+        let mut k = Self::from_secret_bytes(secret)?;
+        k.public.scheme = Scheme::Fast(fast::mac_key(secret));
+        Ok(k)
+    }
+
+    /// Whether this is a `testkit` fast simulation key (always `false` without that feature).
+    pub fn is_fast(&self) -> bool {
+        self.public.is_fast()
+    }
+
     /// The Ethereum address.
     pub fn address(&self) -> Address {
         self.public.address
@@ -256,8 +356,17 @@ impl Keypair {
         &self.public
     }
 
-    /// Signs a 32-byte digest: RFC 6979 deterministic nonce, low-s, `v ∈ {27, 28}`.
+    /// Signs a 32-byte digest: RFC 6979 deterministic nonce, low-s, `v ∈ {27, 28}` (a fast
+    /// simulation key makes its keyed hash instead).
     pub fn sign(&self, digest: &B256) -> Signature {
+        match self.public.scheme {
+            Scheme::K256 => self.sign_k256(digest),
+            #[cfg(feature = "testkit")]
+            Scheme::Fast(mac) => fast::sign(&mac, digest),
+        }
+    }
+
+    fn sign_k256(&self, digest: &B256) -> Signature {
         let (sig, recid) = self.secret.sign_prehash_recoverable(digest.as_slice());
         // k256 normalizes s (Secp256k1::NORMALIZE_S) and adjusts the recovery id accordingly.
         let mut out = [0u8; 65];
@@ -266,7 +375,7 @@ impl Keypair {
         Signature(out)
     }
 
-    /// ECDH with `peer`: the x-coordinate of `secret * peer`.
+    /// ECDH with `peer`: the x-coordinate of `secret * peer` (real secp256k1 for every key).
     pub(crate) fn ecdh(&self, peer: &PublicKey) -> [u8; 32] {
         let shared = k256::ecdh::diffie_hellman(self.secret.as_nonzero_scalar(), peer.affine());
         let mut out = [0u8; 32];
@@ -283,6 +392,50 @@ impl Keypair {
         // 32 bytes is always a valid HKDF-SHA256 output length.
         let _ = hk.expand(label, &mut out);
         out
+    }
+}
+
+/// The `testkit`-only keyed-hash scheme (see the module docs).
+#[cfg(feature = "testkit")]
+mod fast {
+    use super::{B256, SigError, Signature, keccak256};
+
+    /// `v` of a fast signature: never 27 or 28, so no real check accepts it.
+    pub(super) const V: u8 = 0;
+
+    /// The MAC key of a fast key, from its secret.
+    pub(super) fn mac_key(secret: &[u8; 32]) -> [u8; 32] {
+        let mut pre = Vec::with_capacity(21 + 32);
+        pre.extend_from_slice(b"supra-fast-sim-key-v1");
+        pre.extend_from_slice(secret);
+        keccak256(&pre).0
+    }
+
+    fn tag(mac: &[u8; 32], digest: &B256) -> [u8; 32] {
+        let mut pre = [0u8; 21 + 32 + 32];
+        pre[..21].copy_from_slice(b"supra-fast-sim-sig-v1");
+        pre[21..53].copy_from_slice(mac);
+        pre[53..].copy_from_slice(digest.as_slice());
+        keccak256(pre).0
+    }
+
+    /// `r = tag`, `s = 0`, `v = 0`.
+    pub(super) fn sign(mac: &[u8; 32], digest: &B256) -> Signature {
+        let mut out = [0u8; 65];
+        out[..32].copy_from_slice(&tag(mac, digest));
+        out[64] = V;
+        Signature(out)
+    }
+
+    pub(super) fn verify(mac: &[u8; 32], digest: &B256, sig: &Signature) -> Result<(), SigError> {
+        // Shape first: a real signature (v 27/28, s nonzero) is never compared with a tag.
+        if sig.v() != V || sig.0[32..64].iter().any(|b| *b != 0) {
+            return Err(SigError::Invalid);
+        }
+        if sig.0[..32] != tag(mac, digest) {
+            return Err(SigError::Invalid);
+        }
+        Ok(())
     }
 }
 
@@ -382,5 +535,55 @@ mod tests {
         let c = k.public().to_sec1_compressed();
         assert_eq!(PublicKey::from_sec1(&c).unwrap(), *k.public());
         assert!(PublicKey::from_sec1(&[0u8; 33]).is_err());
+    }
+
+    #[cfg(feature = "testkit")]
+    #[test]
+    fn fast_keys_never_mix_with_real_ones() {
+        let secret = [7u8; 32];
+        let real = Keypair::from_secret_bytes(&secret).unwrap();
+        let fast = Keypair::fast_for_simulation(&secret).unwrap();
+        assert!(fast.is_fast() && fast.public().is_fast());
+        assert!(!real.is_fast() && !real.public().is_fast());
+        // Same key material: same address, same ECDH secret and point, same derived secrets.
+        assert_eq!(fast.address(), real.address());
+        assert_eq!(fast.public().to_sec1_compressed(), real.public().to_sec1_compressed());
+        let peer = kp(9);
+        assert_eq!(fast.ecdh(peer.public()), real.ecdh(peer.public()));
+        assert_eq!(peer.ecdh(fast.public()), peer.ecdh(real.public()));
+        assert_eq!(fast.derive_secret(b"x"), real.derive_secret(b"x"));
+        // ... but not the same public key.
+        assert_ne!(fast.public(), real.public());
+        for i in 0..20u8 {
+            let d = keccak256([i]);
+            let fs = fast.sign(&d);
+            let rs = real.sign(&d);
+            assert_eq!(fs.v(), 0);
+            assert_eq!(&fs.0[32..64], &[0u8; 32]);
+            fast.public().verify(&d, &fs).unwrap();
+            real.public().verify(&d, &rs).unwrap();
+            // A fast signature is rejected by every real check, before any curve arithmetic.
+            assert_eq!(real.public().verify(&d, &fs).unwrap_err(), SigError::BadV(0));
+            assert_eq!(verify(&d, &fs, fast.address()).unwrap_err(), SigError::BadV(0));
+            assert_eq!(recover(&d, &fs).unwrap_err(), SigError::BadV(0));
+            // A real signature is rejected by the fast key.
+            assert_eq!(fast.public().verify(&d, &rs).unwrap_err(), SigError::Invalid);
+            // Fast keys do not verify each other, nor another digest.
+            let other = Keypair::fast_for_simulation(&[8u8; 32]).unwrap();
+            assert!(other.public().verify(&d, &fs).is_err());
+            assert!(fast.public().verify(&keccak256([i, 1]), &fs).is_err());
+            // Any change to the tag, s or v is rejected.
+            for k in [0usize, 31, 32, 63, 64] {
+                let mut bad = fs;
+                bad.0[k] ^= 1;
+                assert!(fast.public().verify(&d, &bad).is_err(), "byte {k}");
+            }
+        }
+        // Bytes always parse to real keys.
+        let parsed = PublicKey::from_sec1(&fast.public().to_sec1_compressed()).unwrap();
+        assert!(!parsed.is_fast());
+        assert_eq!(parsed, *real.public());
+        let d = keccak256(b"r");
+        assert!(!recover(&d, &real.sign(&d)).unwrap().is_fast());
     }
 }

@@ -52,14 +52,29 @@ impl Rng {
     }
 }
 
-/// A deterministic test key.
+/// A deterministic test key (real k256).
 pub fn test_key(label: &str, i: u64) -> Keypair {
+    derive_key(label, i, Keypair::from_secret_bytes)
+}
+
+/// The same key as [`test_key`] (same secret, address and ECDH key) as a **fast simulation
+/// key**: its signatures are a keyed hash, not ECDSA (see the `sign` module docs). Only for
+/// closed simulations: no real key, peer or judge accepts its signatures.
+pub fn fast_test_key(label: &str, i: u64) -> Keypair {
+    derive_key(label, i, Keypair::fast_for_simulation)
+}
+
+fn derive_key(
+    label: &str,
+    i: u64,
+    make: impl Fn(&[u8; 32]) -> Result<Keypair, crate::sign::KeyError>,
+) -> Keypair {
     let mut ctr = 0u64;
     loop {
         let mut pre = label.as_bytes().to_vec();
         pre.extend_from_slice(&i.to_be_bytes());
         pre.extend_from_slice(&ctr.to_be_bytes());
-        if let Ok(k) = Keypair::from_secret_bytes(&keccak256(&pre).0) {
+        if let Ok(k) = make(&keccak256(&pre).0) {
             return k;
         }
         ctr += 1;
