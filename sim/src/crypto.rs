@@ -1,11 +1,14 @@
-//! What the real k256 signatures cost on this machine, to tell how much of a SUPRA run's wall
-//! time is cryptography (the engine signs every message once and the buyer verifies it once).
+//! What signatures cost on this machine, to tell how much of a SUPRA run's wall time is
+//! cryptography (the engine signs every message once and the buyer verifies it once): real k256,
+//! or the `testkit` fast simulation keys ([`Crypto::Fast`]).
 
 use std::hint::black_box;
 use std::time::Instant;
 
 use alloy_primitives::{B256, keccak256};
-use supra_channel::testkit::test_key;
+use supra_channel::testkit::{fast_test_key, test_key};
+
+use crate::params::Crypto;
 
 /// Measured cost of one signature and one known-key verification.
 #[derive(Clone, Copy, Debug)]
@@ -23,10 +26,13 @@ impl CryptoCost {
     }
 }
 
-/// Times `n` signatures and `n` verifications with the engine's own key code, three rounds,
-/// keeping the fastest (the least disturbed by other work on the machine).
-pub fn calibrate(n: u64) -> CryptoCost {
-    let key = test_key("calibrate", 0);
+/// Times `n` signatures and `n` verifications with the engine's own key code in mode `crypto`,
+/// three rounds, keeping the fastest (the least disturbed by other work on the machine).
+pub fn calibrate(n: u64, crypto: Crypto) -> CryptoCost {
+    let key = match crypto {
+        Crypto::Real => test_key("calibrate", 0),
+        Crypto::Fast => fast_test_key("calibrate", 0),
+    };
     let digests: Vec<B256> = (0..n.max(1)).map(|i| keccak256(i.to_be_bytes())).collect();
     for d in digests.iter().take(50) {
         black_box(key.sign(d));

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use supra_sim::params::{DelayDist, Protocol, RunConfig, Scenario};
+use supra_sim::params::{Crypto, DelayDist, Protocol, RunConfig, Scenario};
 use supra_sim::sweep::{self, default_threads};
 use supra_sim::{crypto, plot};
 
@@ -36,9 +36,10 @@ enum Cmd {
         /// supra, sdpp or ppsp.
         #[arg(long, default_value = "supra")]
         protocol: Protocol,
-        /// Also measure k256 sign/verify here and estimate the crypto share of the wall time.
+        /// Also measure sign/verify (of the --crypto mode) here and estimate the crypto share of
+        /// the wall time.
         #[arg(long)]
-        crypto: bool,
+        crypto_cost: bool,
     },
     /// Sweeps over loss rate, N and K: one CSV per sweep and PNG plots in --out.
     Sweep {
@@ -134,6 +135,10 @@ struct Opts {
     /// Worker threads for tables and sweeps (runs are independent and deterministic).
     #[arg(long, global = true, default_value_t = default_threads())]
     threads: usize,
+    /// SUPRA signatures: real (k256 ECDSA, the default) or fast (the engine's simulation-only
+    /// keyed hash: same protocol metrics, a fraction of the wall time).
+    #[arg(long, global = true, default_value = "real")]
+    crypto: Crypto,
 }
 
 fn range(s: &str) -> anyhow::Result<(f64, f64)> {
@@ -174,6 +179,7 @@ impl Opts {
             scenario: self.scenario,
             malice_at: self.malice_at,
             idle_stop_ms: self.idle_stop_s.saturating_mul(1000),
+            crypto: self.crypto,
             ..RunConfig::default()
         };
         cfg.link.loss = self.loss;
@@ -191,6 +197,7 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let base = cli.opts.config()?;
     let threads = cli.opts.threads.max(1);
+    println!("crypto: {}", base.crypto.describe());
     match cli.cmd.unwrap_or(Cmd::Table {
         csv: None,
         runs: false,
@@ -214,7 +221,10 @@ fn main() -> anyhow::Result<()> {
                 println!("wrote {}", p.display());
             }
         }
-        Cmd::Run { protocol, crypto } => {
+        Cmd::Run {
+            protocol,
+            crypto_cost,
+        } => {
             let r = sweep::run_one(protocol, &base);
             println!("{}", sweep::format_runs(std::slice::from_ref(&r)));
             println!("calls: {}", r.ledger.summary());
@@ -231,11 +241,12 @@ fn main() -> anyhow::Result<()> {
             for n in &r.notes {
                 println!("note: {n}");
             }
-            if crypto && protocol == Protocol::Supra {
-                let c = crypto::calibrate(400);
+            if crypto_cost && protocol == Protocol::Supra {
+                let c = crypto::calibrate(400, base.crypto);
                 let est = c.estimate_ms(r.signatures, r.verifications);
                 println!(
-                    "crypto: k256 sign {:.1} us, verify {:.1} us here; {} signatures + {} verifications = {:.2} s, {:.0}% of the wall time",
+                    "crypto cost ({}): sign {:.2} us, verify {:.2} us here; {} signatures + {} verifications = {:.2} s, {:.0}% of the wall time",
+                    base.crypto,
                     c.sign_us,
                     c.verify_us,
                     r.signatures,

@@ -128,6 +128,59 @@ impl FromStr for Scenario {
     }
 }
 
+/// The signatures of a SUPRA run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Crypto {
+    /// Real k256 ECDSA, what brokers and the judge use (the default).
+    #[default]
+    Real,
+    /// The engine's `testkit`-only fast simulation keys: a keyed hash instead of ECDSA (same
+    /// addresses, same digests, same sealing). It changes wall-clock timings only: every protocol
+    /// metric is identical to a real run (tested in `tests/crypto.rs`).
+    Fast,
+}
+
+impl Crypto {
+    /// Both modes.
+    pub const ALL: [Crypto; 2] = [Crypto::Real, Crypto::Fast];
+
+    /// Short name used in options, tables and CSV files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Crypto::Real => "real",
+            Crypto::Fast => "fast",
+        }
+    }
+
+    /// A line saying which signatures a run used.
+    pub fn describe(self) -> &'static str {
+        match self {
+            Crypto::Real => "real: k256 ECDSA signatures, as brokers and the judge use them",
+            Crypto::Fast => {
+                "FAST: keyed-hash simulation signatures instead of k256 (wall time only; \
+                 protocol metrics are identical to real crypto)"
+            }
+        }
+    }
+}
+
+impl fmt::Display for Crypto {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Crypto {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "real" | "k256" => Ok(Crypto::Real),
+            "fast" => Ok(Crypto::Fast),
+            _ => Err(format!("unknown crypto {s:?} (real, fast)")),
+        }
+    }
+}
+
 /// One-way delay distribution of a link.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum DelayDist {
@@ -210,7 +263,7 @@ pub struct RunConfig {
     pub window: u64,
     /// Messages the stream publishes after the subscription's `N`-th (a live stream goes on for
     /// its other buyers). `Overclaim` always uses at least `2W` (the attack needs messages
-    /// after the buyer's stop). A positive tail shows the engine's stop-tail issue (README).
+    /// after the buyer's stop).
     pub tail: u64,
     /// SDPP invoice period and PPSP chunk size `K`, in items.
     pub k: u64,
@@ -240,6 +293,8 @@ pub struct RunConfig {
     pub idle_stop_ms: u64,
     /// Safety horizon: the run ends after this much simulated time.
     pub horizon_ms: u64,
+    /// Signatures of the SUPRA engines and the judge model (the baselines sign nothing).
+    pub crypto: Crypto,
 }
 
 impl Default for RunConfig {
@@ -264,6 +319,7 @@ impl Default for RunConfig {
             malice_at: None,
             idle_stop_ms: 90_000,
             horizon_ms: 30 * 24 * 3_600_000,
+            crypto: Crypto::Real,
         }
     }
 }

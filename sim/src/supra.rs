@@ -1,6 +1,8 @@
 //! SUPRA runs: the real `supra-channel` engine (seller [`Stream`], [`BuyerChannel`], k256
 //! signatures, ChaCha20-Poly1305 sealing, the wire codec) over a simulated [`Connection`] and the
-//! [`Judge`] model on a block-time chain.
+//! [`Judge`] model on a block-time chain. With [`Crypto::Fast`] the parties' keys are the
+//! engine's `testkit` fast simulation keys (a keyed hash instead of ECDSA; same addresses,
+//! digests and sealing), which changes the wall time and nothing else.
 //!
 //! The driver plays both brokers exactly as the engine's contract asks: it feeds inputs with the
 //! simulated time, carries out every queued action in order (frames onto the link, chain actions
@@ -22,7 +24,7 @@ use std::time::Instant;
 
 use alloy_primitives::{Address, B256, U256};
 use supra_channel::seller::{SellerConfig, SignedMessage, Terms};
-use supra_channel::testkit::{Rng, test_key};
+use supra_channel::testkit::{Rng, fast_test_key, test_key};
 use supra_channel::{
     Ack, BuyerAction, BuyerChannel, BuyerConfig, BuyerEvent, ChannelId, Domain, Frame, FrameBytes,
     Keypair, Message, Offer, SellerAction, SellerEvent, Signature, Stream, StreamId, ack_cost,
@@ -32,7 +34,7 @@ use crate::chain::{Call, Ledger, Mempool, gas};
 use crate::judge::{Judge, Outcome};
 use crate::metrics::RunResult;
 use crate::net::{Connection, Dir};
-use crate::params::{Protocol, RunConfig, Scenario};
+use crate::params::{Crypto, Protocol, RunConfig, Scenario};
 
 /// Simulated start time (unix ms, a multiple of any sensible block time).
 pub const START_MS: u64 = 1_700_000_040_000;
@@ -138,11 +140,22 @@ fn buyer_addr(k: &Keypair) -> Address {
     k.address()
 }
 
+/// A party's key in the run's crypto mode.
+fn key(crypto: Crypto, label: &str, seed: u64) -> Keypair {
+    match crypto {
+        Crypto::Real => test_key(label, seed),
+        Crypto::Fast => fast_test_key(label, seed),
+    }
+}
+
 impl World {
     fn new(cfg: RunConfig) -> Self {
         let domain = Domain::new(31337, Address::repeat_byte(0x42));
-        let seller_key = test_key("sim-seller", cfg.seed);
-        let buyer_key = test_key("sim-buyer", cfg.seed);
+        let seller_key = key(cfg.crypto, "sim-seller", cfg.seed);
+        let buyer_key = key(cfg.crypto, "sim-buyer", cfg.seed);
+        let mut judge = Judge::new(domain);
+        judge.register(*seller_key.public());
+        judge.register(*buyer_key.public());
         let sid = StreamId::new(seller_key.address(), 1).unwrap_or(StreamId(B256::ZERO));
         let terms = Terms {
             price: U256::from(PRICE),
@@ -178,7 +191,7 @@ impl World {
             link,
             link_up: true,
             pool: Mempool::new(cfg.chain.clone()),
-            judge: Judge::new(domain),
+            judge,
             ledger: Ledger::default(),
             rng: Rng::new(cfg.seed ^ 0x5EED),
             next_publish: None,
@@ -790,9 +803,21 @@ impl World {
         let bcfg = BuyerConfig {
             ack_every: self.cfg.ack_every,
             ack_delay_ms: self.cfg.ack_delay_ms,
+            // The seller's settle is mined within Δ.
+            settle_wait_ms: 2 * self.cfg.chain.delta_onchain_ms,
             ..BuyerConfig::default()
         };
-        match BuyerChannel::new(self.domain, self.buyer_key.clone(), offer, sig, bcfg, now) {
+        // The buyer knows the seller's key from the (not simulated) peer handshake.
+        let seller_key = *self.seller_key.public();
+        match BuyerChannel::with_seller_key(
+            self.domain,
+            self.buyer_key.clone(),
+            seller_key,
+            offer,
+            sig,
+            bcfg,
+            now,
+        ) {
             Ok(b) => self.buyer = Some(b),
             Err(e) => panic!("the buyer rejected the seller's offer: {e}"),
         }

@@ -134,8 +134,8 @@ pub fn format_table1(rows: &[TableRow], cfg: &RunConfig) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "Table I (measured): N = {}, loss = {}, W = {}, K = {}, seed = {}",
-        cfg.n, cfg.link.loss, cfg.window, cfg.k, cfg.seed
+        "Table I (measured): N = {}, loss = {}, W = {}, K = {}, seed = {}, crypto = {}",
+        cfg.n, cfg.link.loss, cfg.window, cfg.k, cfg.seed, cfg.crypto
     );
     let _ = writeln!(s);
     let _ = writeln!(
@@ -196,13 +196,13 @@ pub fn format_runs(results: &[RunResult]) -> String {
 }
 
 /// CSV header (see the README for the columns).
-pub const CSV_HEADER: &str = "sweep,protocol,scenario,seed,n,loss,window,k,block_ms,txs,reverted,gas,delivered,paid,unpaid,excess,lat_p50_ms,lat_p99_ms,gas_per_msg,posted,accusations,data_frames,published,sim_ms,wall_ms,calls";
+pub const CSV_HEADER: &str = "sweep,protocol,scenario,seed,n,loss,window,k,block_ms,crypto,txs,reverted,gas,delivered,paid,unpaid,excess,lat_p50_ms,lat_p99_ms,gas_per_msg,posted,accusations,data_frames,published,sim_ms,wall_ms,calls";
 
 /// One CSV line for a run.
 pub fn csv_row(sweep: &str, r: &RunResult) -> String {
     let c = &r.cfg;
     format!(
-        "{sweep},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{}",
+        "{sweep},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{},{:.1},{}",
         r.protocol,
         r.scenario,
         c.seed,
@@ -211,6 +211,7 @@ pub fn csv_row(sweep: &str, r: &RunResult) -> String {
         c.window,
         c.k,
         c.chain.block_ms,
+        c.crypto,
         r.ledger.txs,
         r.ledger.reverted,
         r.ledger.gas,

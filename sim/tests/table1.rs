@@ -313,19 +313,25 @@ fn csv_and_png_outputs() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
-/// Engine issue (see sim/README.md, "Engine issues found"): after a buyer's `Stop{seq: s}`,
-/// messages the seller had already sent past `s` stay in its sent window, so the seller posts
-/// them at `T_off-ack` and claims them with `claimPosted` (the judge accepts: they are stamped
-/// before the close). An honest buyer then pays for messages it refused, and the seller spends a
-/// `post` per message. Un-ignore once `Stream` stops posting and claiming past `stop_end`.
+/// Engine note 1 (sim/README.md), fixed: the stream goes on after the buyer's `Stop{seq: s}`,
+/// and the seller had already sent messages past `s` when the Stop arrived. Before the fix they
+/// stayed in its sent window, so the seller posted them at `T_off-ack` and claimed them with
+/// `claimPosted` (the judge accepts: they are stamped before the close): the honest buyer paid
+/// for messages its engine refused, and the seller paid a `post` for each.
 #[test]
-#[ignore = "engine issue: the seller posts and claims messages past the buyer's Stop"]
 fn honest_buyer_pays_nothing_past_its_stop_when_the_stream_goes_on() {
-    let c = RunConfig {
-        tail: 64,
-        ..cfg(1_000, 0.0, Scenario::Honest)
-    };
-    let r = run_one(Protocol::Supra, &c);
-    assert_eq!(r.excess(), 0, "{}", describe(&r));
-    assert_eq!(r.posted, 0, "{}", describe(&r));
+    for (seed, window) in [(7, 32), (1, 64)] {
+        let c = RunConfig {
+            seed,
+            window,
+            tail: 64,
+            ..cfg(1_000, 0.0, Scenario::Honest)
+        };
+        let r = run_one(Protocol::Supra, &c);
+        assert_eq!(r.excess(), 0, "{}", describe(&r));
+        assert_eq!(r.posted, 0, "{}", describe(&r));
+        assert_eq!(r.ledger.reverted, 0, "{}", describe(&r));
+        assert_eq!(r.ledger.count(Call::ClaimPosted), 0, "{}", describe(&r));
+        assert_eq!(r.ledger.count(Call::Settle), 1, "{}", describe(&r));
+    }
 }
