@@ -76,6 +76,25 @@ impl Pair {
         p
     }
 
+    /// W = 8: three messages delivered and acked, three lost; the seller stops the channel and
+    /// the three unacked ones are posted (and confirmed) at their deadline.
+    fn stopped_with_three_posted() -> Self {
+        let mut p = Self::new(8);
+        for _ in 0..3 {
+            p.publish(true);
+        }
+        for _ in 0..3 {
+            p.publish(false);
+        }
+        p.seller.stop_channel(p.now, p.id).unwrap();
+        p.seller_frames();
+        p.advance(8_000);
+        for seq in 3..6 {
+            p.posted(seq);
+        }
+        p
+    }
+
     /// Drains the seller: returns its frames, keeps its other actions.
     fn seller_frames(&mut self) -> Vec<Frame> {
         let mut frames = vec![];
@@ -371,19 +390,7 @@ fn postings_arriving_one_by_one_make_one_claim() {
 /// channel is still not settled `settle_wait_ms` later.
 #[test]
 fn only_the_seller_settles_when_it_holds_a_posted_claim() {
-    let mut p = Pair::new(8);
-    for _ in 0..3 {
-        p.publish(true);
-    }
-    for _ in 0..3 {
-        p.publish(false);
-    }
-    p.seller.stop_channel(p.now, p.id).unwrap();
-    p.seller_frames();
-    p.advance(8_000);
-    for seq in 3..6 {
-        p.posted(seq);
-    }
+    let mut p = Pair::stopped_with_three_posted();
     let at = p.close();
     assert_eq!(p.claims_posted(), vec![5]);
     let settle = at * 1000 + T_CLOSURE_MS + GRACE_MS;
@@ -400,19 +407,7 @@ fn only_the_seller_settles_when_it_holds_a_posted_claim() {
 /// gone): the buyer settles `settle_wait_ms` after it could have.
 #[test]
 fn the_buyer_settles_if_the_seller_does_not() {
-    let mut p = Pair::new(8);
-    for _ in 0..3 {
-        p.publish(true);
-    }
-    for _ in 0..3 {
-        p.publish(false);
-    }
-    p.seller.stop_channel(p.now, p.id).unwrap();
-    p.seller_frames();
-    p.advance(8_000);
-    for seq in 3..6 {
-        p.posted(seq);
-    }
+    let mut p = Pair::stopped_with_three_posted();
     let at = p.close();
     let settle = at * 1000 + T_CLOSURE_MS + GRACE_MS;
     p.advance(settle + SETTLE_WAIT_MS - 1 - p.now);
@@ -443,19 +438,7 @@ fn only_the_buyer_settles_when_nothing_was_posted() {
 /// check of the stopped channel (each timer, each `Posted` event) until the close.
 #[test]
 fn stop_completed_is_emitted_once_per_channel() {
-    let mut p = Pair::new(8);
-    for _ in 0..3 {
-        p.publish(true);
-    }
-    for _ in 0..3 {
-        p.publish(false);
-    }
-    p.seller.stop_channel(p.now, p.id).unwrap();
-    p.seller_frames();
-    p.advance(8_000);
-    for seq in 3..6 {
-        p.posted(seq);
-    }
+    let mut p = Pair::stopped_with_three_posted();
     p.advance(5_000);
     for _ in 0..3 {
         p.now += 1;

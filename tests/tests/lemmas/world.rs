@@ -130,7 +130,8 @@ pub struct Outcome {
     pub buyer_left: bool,
 }
 
-/// The third party settles this long after T_closure ends, if nobody did.
+/// The third party settles this long after the last moment a party would have (T_closure plus
+/// the buyer's `chain_grace_ms + settle_wait_ms`), if nobody did.
 const JANITOR_DELAY_MS: u64 = 60_000;
 
 /// A small deterministic PRNG (SplitMix64) for link losses.
@@ -290,7 +291,7 @@ impl World {
             + self.sc.gaps_ms.iter().sum::<u64>()
             + self.sc.seller_stop_after_ms
             + 20 * 1000 * (u64::from(self.sc.terms.t_ack_secs) + u64::from(self.sc.terms.t_closure_secs))
-            + 10 * JANITOR_DELAY_MS;
+            + 10 * (JANITOR_DELAY_MS + self.sc.buyer_cfg.settle_wait_ms);
         let mut steps = 0u32;
         loop {
             steps += 1;
@@ -814,7 +815,8 @@ impl World {
                 if alive {
                     self.chan.on_close_requested(now, at);
                 }
-                self.janitor_at = Some(settle_after * 1000 + JANITOR_DELAY_MS);
+                let buyer_last = self.sc.buyer_cfg.chain_grace_ms + self.sc.buyer_cfg.settle_wait_ms;
+                self.janitor_at = Some(settle_after * 1000 + buyer_last + JANITOR_DELAY_MS);
                 if alive && self.sc.buyer.settle_asap {
                     self.greedy_settle_at = Some(settle_after * 1000);
                 }
