@@ -154,7 +154,7 @@ impl Node {
         // When the seller may hold a posted claim it settles itself; the buyer settles only if
         // nobody did after this wait (a posting delay plus a few polls to see the settle mined).
         let buyer_cfg = BuyerConfig {
-            settle_wait_ms: 2 * u64::from(config.chain.onchain_delay_secs) * 1000 + 4 * config.chain.poll_interval_ms,
+            settle_wait_ms: (2 * u64::from(config.chain.onchain_delay_secs) * 1000).saturating_add(config.chain.poll_interval_ms.saturating_mul(4)),
             ..BuyerConfig::default()
         };
         let mut streams = Vec::new();
