@@ -890,6 +890,12 @@ impl BuyerChannel {
             return Err(BuyerError::WrongChannel);
         }
         self.seller_key.verify(&self.domain.digest(&stop), &sig)?;
+        if self.stop_frame.is_some() {
+            // The seller's answer to our Stop: what it had sent, hence all it may still send.
+            let end = stop.seq.saturating_add(1).max(self.start);
+            self.cap_stop_end(end);
+            return self.after_progress();
+        }
         if self.phase != Phase::Open || self.seller_stopped {
             return Ok(());
         }
@@ -907,8 +913,12 @@ impl BuyerChannel {
         self.after_progress()
     }
 
-    /// The buyer stops: accepts nothing after what it has, sends a final ack and a signed `Stop`,
-    /// and requests the close on-chain.
+    /// The buyer stops: sends a final ack and a signed `Stop`, and requests the close on-chain.
+    ///
+    /// Messages the seller sent before the `Stop` reached it are still owed to it (it cannot tell
+    /// what the buyer received), so the buyer keeps accepting, delivering and acking them: at most
+    /// `W` after what it has (the seller never has more than `W` unacked in flight). It pays for
+    /// those and receives them, by link or from the chain.
     pub fn stop(&mut self, now: UnixMs) -> Result<(), BuyerError> {
         self.tick(now);
         if self.phase != Phase::Open {
@@ -925,9 +935,7 @@ impl BuyerChannel {
         };
         let sig = self.key.sign(&self.domain.digest(&stop));
         let frame = Frame::Stop { stop, sig }.encode_shared()?;
-        self.stop_end = Some(self.next);
-        self.buffer.clear();
-        self.gap = None;
+        self.cap_stop_end(self.in_flight_end(self.next));
         self.phase = Phase::Stopping;
         self.actions
             .push_back(BuyerAction::Persist(BuyerRecord::Stopped {
@@ -940,6 +948,26 @@ impl BuyerChannel {
         self.actions
             .push_back(BuyerAction::RequestClose { channel: self.id });
         Ok(())
+    }
+
+    /// Accepts nothing at or after `end` any more (keeps the lower bound if there is one).
+    fn cap_stop_end(&mut self, end: u64) {
+        let end = self.stop_end.map_or(end, |e| e.min(end));
+        self.stop_end = Some(end);
+        self.buffer.retain(|s, _| *s < end);
+        if self.gap.as_ref().is_some_and(|g| g.message.seq >= end) {
+            self.gap = self.buffer.values().find(|h| h.sig_ok).map(|h| Seen {
+                message: h.message.clone(),
+                sig: h.sig,
+                seen_at: h.seen_at,
+            });
+        }
+    }
+
+    /// Exclusive end of what the seller may have sent before a buyer `Stop` at `end` (the next seq
+    /// the buyer lacked, all before it acked) reached it: `W` more.
+    fn in_flight_end(&self, end: u64) -> u64 {
+        end.saturating_add(self.offer.window.max(1))
     }
 
     // ----- timers ----------------------------------------------------------------------------
@@ -1008,7 +1036,7 @@ impl BuyerChannel {
             return None;
         }
         let g = self.gap.as_ref()?;
-        if g.message.seq <= self.next {
+        if g.message.seq <= self.next || self.stop_end.is_some_and(|e| self.next >= e) {
             return None;
         }
         Some(
@@ -1151,7 +1179,8 @@ impl BuyerChannel {
                 }
                 BuyerRecord::EpochKey { epoch, key } => b.opener.insert_key(epoch, EpochKey(key)),
                 BuyerRecord::Stopped { seq, by_buyer } => {
-                    b.stop_end = Some(seq.saturating_add(1).max(b.start));
+                    let end = seq.saturating_add(1).max(b.start);
+                    b.stop_end = Some(if by_buyer { b.in_flight_end(end) } else { end });
                     b.seller_stopped = !by_buyer;
                     if by_buyer {
                         b.phase = Phase::Stopping;

@@ -87,6 +87,9 @@ pub enum SellerRecord {
         sig: Signature,
         /// `true` if the seller stopped.
         by_seller: bool,
+        /// Exclusive end of what the channel is owed from then on: everything the seller had sent
+        /// when the stop was made or received (at least `stop.seq + 1`).
+        owed_end: u64,
     },
     /// A message's posting was confirmed on-chain.
     Posted {

@@ -287,12 +287,22 @@ struct PendingOffer {
     buyer_key: PublicKey,
 }
 
+/// A channel's stop, as persisted.
+#[derive(Debug, Clone)]
+struct StopRec {
+    stop: Stop,
+    sig: Signature,
+    by_seller: bool,
+    /// What the channel is owed from then on (see `Channel::owed_end`).
+    owed_end: u64,
+}
+
 #[derive(Debug, Clone)]
 struct Channel {
     id: ChannelId,
     offer: Offer,
     offer_sig: Signature,
-    stop_rec: Option<(Stop, Signature, bool)>,
+    stop_rec: Option<StopRec>,
     buyer: Address,
     buyer_key: PublicKey,
     start: u64,
@@ -304,13 +314,10 @@ struct Channel {
     phase: Phase,
     /// Exclusive end of what may be sent (from a Stop / close).
     stop_end: Option<u64>,
-    /// Exclusive end of what this channel's buyer accepts, hence of what may be posted for this
-    /// channel or claimed with `claimPosted`: the buyer's `Stop` (`stop.seq + 1`: it refuses
-    /// anything later, whatever was already sent), the seller's own stop (what it had sent: that
-    /// is owed), or the close (messages stamped after it cannot be claimed). Only ever lowered.
+    /// Exclusive end of what this channel is owed, hence of what may be posted for it or claimed
+    /// with `claimPosted`: at a stop (either side's), everything sent by then (the buyer may hold
+    /// it, whatever its `Stop` says); at the close, what was stamped before it. Only ever lowered.
     owed_end: Option<u64>,
-    /// A buyer `Stop` received after the channel had left `Open` (kept for snapshots).
-    late_stop: Option<(Stop, Signature)>,
     /// `StopCompleted` was emitted (once per channel and engine run).
     stop_done: bool,
     /// The last call for `claimPosted` while closing (see `claim_posted_last_call`); `None` once
@@ -717,7 +724,6 @@ impl Stream {
             phase: Phase::Open,
             stop_end: None,
             owed_end: None,
-            late_stop: None,
             stop_done: false,
             claim_posted_call: None,
             verified: None,
@@ -795,10 +801,16 @@ impl Stream {
                 stop: stop.clone(),
                 sig,
                 by_seller: true,
+                owed_end: end,
             }));
         self.actions.push_back(SellerAction::Send { peer, frame });
         if let Some(c) = self.channels.get_mut(&channel) {
-            c.stop_rec = Some((stop, sig, true));
+            c.stop_rec = Some(StopRec {
+                stop,
+                sig,
+                by_seller: true,
+                owed_end: end,
+            });
             // Everything below `end` was sent: it is owed (acked or posted).
             cap_owed(c, end);
             c.phase = Phase::Stopping { by_seller: true };
@@ -1097,42 +1109,72 @@ impl Stream {
         Ok(())
     }
 
-    /// The buyer's signed `Stop`: it accepts nothing after `stop.seq`. Messages already sent past
-    /// it are forgotten (never posted for this channel, never claimed), also when the `Stop`
-    /// arrives after the seller stopped or after the close request.
+    /// The buyer's signed `Stop`: nothing is sent past what was already sent, and that is still
+    /// owed (acked, or posted and claimed), whatever `stop.seq` says: the seller cannot tell what
+    /// the buyer received, and SUPRA never leaves a seller unpaid for what it sent. An honest buyer
+    /// accepts those messages and pays for what it gets (see `BuyerChannel::stop`).
     fn on_stop(&mut self, peer: Address, stop: Stop, sig: Signature) -> Result<(), SellerError> {
         let id = ChannelId(stop.channelId);
         let c = self.channel_of(peer, id)?;
         c.buyer_key.verify(&self.domain.digest(&stop), &sig)?;
-        if c.phase == Phase::Settled {
+        if c.phase != Phase::Open {
+            // A repeat (our answer may be lost), or a stop after ours or after the close: what is
+            // owed is already fixed; say it again.
+            self.answer_stop(id);
             return Ok(());
         }
-        let end = stop.seq.saturating_add(1).max(c.start);
-        let first = c.phase == Phase::Open;
-        if !first && c.owed_end.is_some_and(|e| e <= end) {
-            // A repeat, or nothing it refuses is still owed.
-            return Ok(());
-        }
+        let end = stop
+            .seq
+            .saturating_add(1)
+            .max(c.high_sent())
+            .max(c.base_hint())
+            .max(c.start);
         self.actions
             .push_back(SellerAction::Persist(SellerRecord::Stop {
                 stop: stop.clone(),
                 sig,
                 by_seller: false,
+                owed_end: end,
             }));
         if let Some(c) = self.channels.get_mut(&id) {
-            if first {
-                c.phase = Phase::Stopping { by_seller: false };
-                c.stop_rec = Some((stop, sig, false));
-            } else {
-                c.late_stop = Some((stop, sig));
-            }
+            c.phase = Phase::Stopping { by_seller: false };
+            c.stop_rec = Some(StopRec {
+                stop,
+                sig,
+                by_seller: false,
+                owed_end: end,
+            });
             cap_owed(c, end);
         }
-        if first {
-            self.update_members();
-        }
+        self.answer_stop(id);
+        self.update_members();
         self.check_stop_done(id);
         Ok(())
+    }
+
+    /// Tells a stopping buyer where the channel ends: a seller-signed `Stop` at the last seq it
+    /// owes (our own stop's, if we stopped first), so the buyer accepts exactly those.
+    fn answer_stop(&mut self, id: ChannelId) {
+        let Some(c) = self.channels.get(&id) else {
+            return;
+        };
+        let Some(r) = &c.stop_rec else { return };
+        let (stop, sig) = if r.by_seller {
+            (r.stop.clone(), r.sig)
+        } else {
+            let stop = Stop {
+                channelId: id.0,
+                seq: r.owed_end.saturating_sub(1),
+                timestamp: self.now,
+            };
+            let sig = self.key.sign(&self.domain.digest(&stop));
+            (stop, sig)
+        };
+        let peer = c.buyer;
+        // Encoding a Stop cannot fail (fixed size, far below the frame limit).
+        if let Ok(frame) = (Frame::Stop { stop, sig }).encode_shared() {
+            self.actions.push_back(SellerAction::Send { peer, frame });
+        }
     }
 
     // ----- ack verification ------------------------------------------------------------------
@@ -1826,24 +1868,18 @@ impl Stream {
                     total: c.claimed,
                 });
             }
-            if let Some((stop, sig, by_seller)) = &c.stop_rec {
+            if let Some(r) = &c.stop_rec {
                 out.push(SellerRecord::Stop {
-                    stop: stop.clone(),
-                    sig: *sig,
-                    by_seller: *by_seller,
+                    stop: r.stop.clone(),
+                    sig: r.sig,
+                    by_seller: r.by_seller,
+                    owed_end: r.owed_end,
                 });
             }
             if let Phase::Closing { at_secs } = c.phase {
                 out.push(SellerRecord::CloseRequested {
                     channel_id: c.id,
                     at_secs,
-                });
-            }
-            if let Some((stop, sig)) = &c.late_stop {
-                out.push(SellerRecord::Stop {
-                    stop: stop.clone(),
-                    sig: *sig,
-                    by_seller: false,
                 });
             }
             if let Some(upto) = c.posted_claim {
@@ -1971,17 +2007,19 @@ impl Stream {
                     stop,
                     sig,
                     by_seller,
+                    owed_end,
                 } => {
                     if let Some(c) = s.channels.get_mut(&ChannelId(stop.channelId))
-                        && c.phase != Phase::Settled
+                        && c.phase == Phase::Open
                     {
-                        let end = stop.seq.saturating_add(1).max(c.start);
-                        if c.phase == Phase::Open {
-                            c.phase = Phase::Stopping { by_seller };
-                            c.stop_rec = Some((stop, sig, by_seller));
-                        } else if !by_seller {
-                            c.late_stop = Some((stop, sig));
-                        }
+                        let end = owed_end.max(stop.seq.saturating_add(1)).max(c.start);
+                        c.phase = Phase::Stopping { by_seller };
+                        c.stop_rec = Some(StopRec {
+                            stop,
+                            sig,
+                            by_seller,
+                            owed_end: end,
+                        });
                         c.owed_end = Some(c.owed_end.map_or(end, |e| e.min(end)));
                         c.stop_end = Some(c.stop_end.map_or(end, |e| e.min(end)));
                     }

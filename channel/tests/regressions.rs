@@ -76,9 +76,8 @@ impl Pair {
         p
     }
 
-    /// W = 8: three messages delivered and acked, three lost; the seller stops the channel and
-    /// the three unacked ones are posted (and confirmed) at their deadline.
-    fn stopped_with_three_posted() -> Self {
+    /// W = 8: three messages delivered and acked (0..=2), then three lost on the way (3..=5).
+    fn three_acked_three_in_flight() -> Self {
         let mut p = Self::new(8);
         for _ in 0..3 {
             p.publish(true);
@@ -86,6 +85,25 @@ impl Pair {
         for _ in 0..3 {
             p.publish(false);
         }
+        p
+    }
+
+    /// The unacked 3..=5 are posted at their deadline, confirmed, and claimed in one
+    /// `claimPosted` at the close.
+    fn posts_and_claims_three_to_five(&mut self) {
+        self.advance(8_000);
+        assert_eq!(self.posts(), vec![3, 4, 5]);
+        for seq in 3..6 {
+            self.posted(seq);
+        }
+        self.close();
+        assert_eq!(self.claims_posted(), vec![5]);
+    }
+
+    /// W = 8: three messages delivered and acked, three lost; the seller stops the channel and
+    /// the three unacked ones are posted (and confirmed) at their deadline.
+    fn stopped_with_three_posted() -> Self {
+        let mut p = Self::three_acked_three_in_flight();
         p.seller.stop_channel(p.now, p.id).unwrap();
         p.seller_frames();
         p.advance(8_000);
@@ -231,69 +249,94 @@ impl Pair {
     }
 }
 
-/// Engine note 1. Messages 3..=5 are on their way when the buyer stops at 2: the buyer's engine
-/// refuses them. Before the fix the seller kept them in its sent window, posted them at
-/// `T_off-ack` and claimed them with `claimPosted` at the close, so the honest buyer paid for
-/// three messages it refused (and the seller paid three `post`s).
+/// Engine note 1. Messages 3..=5 are on their way when the buyer stops at 2. Before, the honest
+/// buyer refused them while the seller posted and claimed them, so the buyer paid for three
+/// messages it did not take. The seller cannot tell what the buyer received, so they stay owed;
+/// the seller answers the `Stop` with where the channel ends, and the buyer takes them: it pays
+/// for exactly what it gets, and the seller is paid for everything it sent.
 #[test]
-fn seller_neither_posts_nor_claims_past_the_buyers_stop() {
-    let mut p = Pair::new(8);
-    for _ in 0..3 {
-        p.publish(true);
-    }
-    for _ in 0..3 {
-        p.publish(false);
-    }
+fn messages_in_flight_at_the_buyers_stop_are_delivered_and_paid() {
+    let mut p = Pair::three_acked_three_in_flight();
     assert_eq!(p.seller.best_acked_seq(&p.id), Some(2));
     p.buyer.stop(p.now).unwrap();
-    p.deliver_to_seller();
-    // A retransmission of 4 reaches the buyer: it refuses it and sends its Stop again (the
-    // seller may have lost it), at most every `reack_interval_ms`.
-    let m4 = p.seller.message(4).unwrap().clone();
-    let data = |m: &SignedMessage| {
-        Frame::Data(supra_channel::wire::Data {
-            message: m.message.clone(),
-            sig: m.sig,
-            payload: m.payload.clone(),
-        })
-    };
-    p.now += 1_000;
-    p.buyer.handle_frame(p.now, data(&m4)).unwrap();
-    p.buyer.handle_frame(p.now, data(&m4)).unwrap();
-    let again = p.buyer_frames();
-    assert_eq!(again.len(), 1, "{again:?}");
-    assert!(matches!(&again[0], Frame::Stop { stop, .. } if stop.seq == 2));
-    assert_eq!(p.buyer.next_seq(), 3);
-    // The seller forgets 3..=5 for this channel: nothing in flight, nothing posted.
-    assert_eq!(p.seller.unacked_in_flight(&p.id), Some(0));
-    p.advance(20_000);
-    assert_eq!(p.posts(), Vec::<u64>::new());
-    // Even posted by someone else, they are not claimed.
-    p.close();
-    for seq in 3..6 {
-        p.posted(seq);
+    for f in p.buyer_frames() {
+        p.seller
+            .handle_frame(p.now, p.bkey.address(), f)
+            .unwrap();
     }
+    let answer = p.seller_frames();
+    assert!(
+        matches!(&answer[..], [Frame::Stop { stop, .. }] if stop.seq == 5),
+        "{answer:?}"
+    );
+    for f in answer {
+        p.buyer.handle_frame(p.now, f).unwrap();
+    }
+    // The retransmission (within a few timer rounds) reaches the buyer: it delivers and acks them.
+    for _ in 0..5 {
+        let Some(t) = p.seller.poll_timeout() else { break };
+        p.now = p.now.max(t);
+        p.seller.handle_timeout(p.now);
+        for f in p.seller_frames() {
+            p.buyer.handle_frame(p.now, f).unwrap();
+        }
+        p.deliver_to_seller();
+    }
+    assert_eq!(p.buyer.next_seq(), 6);
+    assert_eq!(p.seller.best_acked_seq(&p.id), Some(5));
+    // Nothing past 5: the seller does not send 6 to this channel, and the buyer refuses it.
+    let seq = p.seller.next_seq();
+    p.seller.publish(p.now, b"m6").unwrap();
+    assert!(p.seller_frames().is_empty());
+    let m6 = p.seller.message(seq).unwrap().clone();
+    p.buyer
+        .handle_frame(
+            p.now,
+            Frame::Data(supra_channel::wire::Data {
+                message: m6.message.clone(),
+                sig: m6.sig,
+                payload: m6.payload.clone(),
+            }),
+        )
+        .unwrap();
+    assert_eq!(p.buyer.next_seq(), 6);
+    p.advance(20_000);
+    assert_eq!(p.posts(), Vec::<u64>::new(), "all acked: nothing to post");
+    p.close();
     p.advance(T_CLOSURE_MS);
     assert_eq!(p.claims_posted(), Vec::<u64>::new());
     assert!(
         p.seller_out
             .iter()
-            .any(|a| matches!(a, SellerAction::Claim { ack, .. } if ack.seq == 2))
+            .any(|a| matches!(a, SellerAction::Claim { ack, .. } if ack.seq == 5))
     );
 }
 
-/// Engine note 1, the Stop arriving after the close request was mined (the buyer's
-/// `requestClose` can beat its `Stop` frame). Before the fix a seller already `Closing` ignored
-/// the buyer's Stop, then posted and claimed what the buyer had refused.
+/// Lemma 2 with a lying `Stop`: the buyer received 3..=5, withholds their acks and signs a `Stop`
+/// at 2. Under the first fix of engine note 1 (the seller forgot what was sent past `stop.seq`)
+/// the buyer kept three messages for free; now they are posted and claimed.
 #[test]
-fn a_buyer_stop_arriving_while_closing_still_bounds_the_claim() {
-    let mut p = Pair::new(8);
-    for _ in 0..3 {
-        p.publish(true);
-    }
-    for _ in 0..3 {
-        p.publish(false);
-    }
+fn a_buyer_that_lies_in_its_stop_still_pays_for_what_was_sent() {
+    let mut p = Pair::three_acked_three_in_flight();
+    let stop = Stop {
+        channelId: p.id.0,
+        seq: 2,
+        timestamp: p.now,
+    };
+    let sig = p.bkey.sign(&domain().digest(&stop));
+    p.seller
+        .handle_frame(p.now, p.bkey.address(), Frame::Stop { stop, sig })
+        .unwrap();
+    p.seller_frames();
+    p.posts_and_claims_three_to_five();
+}
+
+/// The `Stop` arriving after the close request was mined (the buyer's `requestClose` can beat
+/// its `Stop` frame): what is owed was fixed by the close, the buyer takes the in-flight
+/// messages from the chain, and the seller claims exactly those.
+#[test]
+fn a_buyer_stop_arriving_while_closing_changes_nothing_owed() {
+    let mut p = Pair::three_acked_three_in_flight();
     p.buyer.stop(p.now).unwrap();
     let frames = p.buyer_frames();
     p.now += 1_000;
@@ -302,31 +345,24 @@ fn a_buyer_stop_arriving_while_closing_still_bounds_the_claim() {
         p.seller.handle_frame(p.now, p.bkey.address(), f).unwrap();
     }
     p.seller_frames();
+    p.advance(8_000);
+    assert_eq!(p.posts(), vec![3, 4, 5]);
+    for seq in 3..6 {
+        p.posted(seq);
+    }
+    assert_eq!(p.buyer.next_seq(), 6, "the buyer took them from the chain");
     p.advance(T_CLOSURE_MS);
-    assert_eq!(p.posts(), Vec::<u64>::new());
-    assert_eq!(p.claims_posted(), Vec::<u64>::new());
+    assert_eq!(p.claims_posted(), vec![5]);
 }
 
 /// The seller's own stop is different: what it had sent when it stopped is owed. Messages
 /// 3..=5, sent and never acked, are posted and claimed (this held before the fix too).
 #[test]
 fn after_a_seller_stop_what_was_sent_is_posted_and_claimed() {
-    let mut p = Pair::new(8);
-    for _ in 0..3 {
-        p.publish(true);
-    }
-    for _ in 0..3 {
-        p.publish(false);
-    }
+    let mut p = Pair::three_acked_three_in_flight();
     p.seller.stop_channel(p.now, p.id).unwrap();
     p.seller_frames();
-    p.advance(8_000);
-    assert_eq!(p.posts(), vec![3, 4, 5]);
-    for seq in 3..6 {
-        p.posted(seq);
-    }
-    p.close();
-    assert_eq!(p.claims_posted(), vec![5]);
+    p.posts_and_claims_three_to_five();
 }
 
 /// Engine note 4, requested is not posted. Messages 3..=5 are posted at `T_off-ack` but the
@@ -335,13 +371,7 @@ fn after_a_seller_stop_what_was_sent_is_posted_and_claimed() {
 /// the confirmed run after the ack, 3, is claimed, at the last call.
 #[test]
 fn claim_posted_counts_only_confirmed_postings() {
-    let mut p = Pair::new(8);
-    for _ in 0..3 {
-        p.publish(true);
-    }
-    for _ in 0..3 {
-        p.publish(false);
-    }
+    let mut p = Pair::three_acked_three_in_flight();
     p.seller.stop_channel(p.now, p.id).unwrap();
     p.seller_frames();
     p.advance(8_000);

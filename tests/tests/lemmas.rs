@@ -96,11 +96,12 @@ prop_compose! {
         leave_silently in any::<bool>(),
         close_at in proptest::option::of(0u64..=40_000),
         close_with_stop in any::<bool>(),
+        stop_lies in any::<bool>(),
         accuse_at in proptest::option::of(0u64..=40_000),
         accuse_acked in any::<bool>(),
         settle_asap in any::<bool>(),
     ) -> BuyerPlan {
-        BuyerPlan { acks, leave_at, leave_silently, close_at, close_with_stop, accuse_at, accuse_acked, settle_asap }
+        BuyerPlan { acks, leave_at, leave_silently, close_at, close_with_stop, stop_lies, accuse_at, accuse_acked, settle_asap }
     }
 }
 
@@ -162,6 +163,8 @@ fn lemma_2_honest_seller_is_paid_for_every_delivered_message() {
         supra_tests::cases(32),
         lemma2_scenario(),
         |sc| {
+            let plan = &sc.buyer;
+            let lying_stop = plan.stop_lies && plan.close_with_stop && plan.close_at.is_some();
             bench.case(async |judge: &Judge| {
                 let price = sc.terms.price;
                 let mut w = World::open(judge, sc).await;
@@ -187,6 +190,7 @@ fn lemma_2_honest_seller_is_paid_for_every_delivered_message() {
                 let mut m = mix.borrow_mut();
                 m.note("messages posted", !w.out.posted.is_empty());
                 m.note("buyer left", w.out.buyer_left);
+                m.note("lying Stop", lying_stop);
                 m.note("acks withheld", w.out.withheld_acks > 0);
                 m.note("false accusation defended", w.out.defended > 0);
                 m.note("settled by a third party", !w.out.janitor.is_empty());
@@ -1379,6 +1383,25 @@ fn lemma_2_regression_an_ack_arriving_while_closing_is_claimed() {
     };
     assert_eq!(
         seller_paid(three_messages(8, 40, 60, 1_000, buyer, 4), &bench),
+        U256::from(3000u64)
+    );
+}
+
+/// Found while fixing engine note 1 of the simulator: a buyer withholds its acks and stops with a
+/// `Stop` that says it has nothing. A seller that believed `stop.seq` forgot the three messages it
+/// had sent (never posted, never claimed) and was paid 0 for them.
+#[test]
+fn lemma_2_regression_a_lying_stop_does_not_save_the_buyer_money() {
+    let bench = Bench::new();
+    let buyer = BuyerPlan {
+        acks: AckPolicy::Withhold,
+        close_at: Some(1_000),
+        close_with_stop: true,
+        stop_lies: true,
+        ..BuyerPlan::honest()
+    };
+    assert_eq!(
+        seller_paid(three_messages(8, 40, 60, 1_000, buyer, 1), &bench),
         U256::from(3000u64)
     );
 }

@@ -13,7 +13,7 @@ use alloy::primitives::U256;
 use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig};
 use supra_channel::seller::{SellerAction, SellerConfig, Stream, Terms};
 use supra_channel::sign::Signature;
-use supra_channel::types::{Ack, ChannelId, Message, Offer, StreamId, UnixMs};
+use supra_channel::types::{Ack, ChannelId, Message, Offer, Stop, StreamId, UnixMs};
 use supra_channel::wire::{Frame, FrameBytes};
 use supra_judge::{ChannelStatus, Judge, JudgeError, JudgeEvent, Receipt};
 use supra_tests::{Party, advance_to, chain_ms, refusal};
@@ -41,6 +41,9 @@ pub struct BuyerPlan {
     pub close_at: Option<u64>,
     /// ... with its engine's `stop` (final ack, Stop frame, requestClose), else a bare requestClose.
     pub close_with_stop: bool,
+    /// ... and its `Stop` lies: it says the buyer has nothing (`seq = startSeq`), whatever it
+    /// received.
+    pub stop_lies: bool,
     /// The buyer accuses the seller of a message it did receive.
     pub accuse_at: Option<u64>,
     /// ... preferably one covered by an ack the seller holds (answered with `defendWithAck`).
@@ -58,6 +61,7 @@ impl BuyerPlan {
             leave_silently: false,
             close_at: None,
             close_with_stop: false,
+            stop_lies: false,
             accuse_at: None,
             accuse_acked: false,
             settle_asap: false,
@@ -174,7 +178,6 @@ pub struct World {
     frame_ids: u64,
     seller_chain: VecDeque<(UnixMs, SellerAction)>,
     buyer_alive: bool,
-    buyer_stop_end: Option<u64>,
     published: usize,
     next_publish: Option<UnixMs>,
     seller_stop_at: Option<UnixMs>,
@@ -263,7 +266,6 @@ impl World {
             frame_ids: 0,
             seller_chain: VecDeque::new(),
             buyer_alive: true,
-            buyer_stop_end: None,
             published: 0,
             next_publish: sc.gaps_ms.first().map(|g| t0 + g),
             seller_stop_at: sc.gaps_ms.is_empty().then_some(t0 + sc.seller_stop_after_ms),
@@ -388,7 +390,6 @@ impl World {
             if self.buyer_alive && self.close_at.is_some_and(|t| t <= now) {
                 self.close_at = None;
                 if self.sc.buyer.close_with_stop {
-                    self.buyer_stop_end = Some(self.chan.next_seq());
                     self.chan.stop(now).expect("the buyer stops");
                 } else {
                     let id = self.id;
@@ -451,7 +452,9 @@ impl World {
         let accepted = self.chan.handle_frame(self.now, frame).is_ok();
         if let Some((message, sig)) = data {
             let seq = message.seq;
-            if accepted && !settled && seq >= self.start && self.buyer_stop_end.is_none_or(|e| seq < e) {
+            // Also past the buyer's Stop: what the seller sent before it arrived is owed (and an
+            // honest buyer takes it).
+            if accepted && !settled && seq >= self.start {
                 self.out.received.insert(seq);
                 self.held.insert(seq, (message, sig));
             }
@@ -605,10 +608,15 @@ impl World {
         let id = self.id;
         match action {
             BuyerAction::Persist(_) | BuyerAction::Deliver { .. } => {}
-            BuyerAction::Send(frame) => {
+            BuyerAction::Send(mut frame) => {
                 match Frame::decode(&frame).expect("buyer frames decode") {
                     // The driver told the seller about the channel when it opened it.
                     Frame::Opened { .. } => return,
+                    Frame::Stop { stop, .. } if self.sc.buyer.stop_lies => {
+                        let lie = Stop { seq: self.start, ..stop };
+                        let sig = self.buyer.key.sign(&self.buyer.judge.domain().digest(&lie));
+                        frame = Frame::Stop { stop: lie, sig }.encode_shared().expect("a Stop encodes");
+                    }
                     Frame::Ack { ack, .. } => {
                         if !self.ack_allowed(&ack) {
                             self.out.withheld_acks += 1;
