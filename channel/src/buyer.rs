@@ -625,44 +625,34 @@ impl BuyerChannel {
             self.stats.sigs_verified += 1;
             true
         };
+        let held = Held {
+            message,
+            digest: d,
+            sig,
+            payload,
+            sig_ok,
+            seen_at: self.now,
+        };
         if m == self.next {
             if let Some(ld) = self.last_digest
-                && message.prev != ld
+                && held.message.prev != ld
             {
                 self.actions
                     .push_back(BuyerAction::Event(BuyerEvent::BrokenChain { seq: m }));
-                self.broken_link(&message, d, sig, sig_ok);
+                self.broken_link(&held.message, d, sig, sig_ok);
                 return Err(BuyerError::BrokenChain(m));
             }
-            let held = Held {
-                message,
-                digest: d,
-                sig,
-                payload,
-                sig_ok,
-                seen_at: self.now,
-            };
             self.deliver_from(held);
         } else {
             if sig_ok && self.gap.as_ref().is_none_or(|g| g.message.seq < self.next) {
                 self.gap = Some(Seen {
-                    message: message.clone(),
+                    message: held.message.clone(),
                     sig,
                     seen_at: self.now,
                 });
             }
             if m < self.next.saturating_add(self.capacity) {
-                self.buffer.insert(
-                    m,
-                    Held {
-                        message,
-                        digest: d,
-                        sig,
-                        payload,
-                        sig_ok,
-                        seen_at: self.now,
-                    },
-                );
+                self.buffer.insert(m, held);
             }
         }
         self.after_progress()
@@ -830,12 +820,17 @@ impl BuyerChannel {
         }
         // Gap evidence must be after the new gap.
         if self.gap.as_ref().is_some_and(|g| g.message.seq < self.next) {
-            self.gap = self.buffer.values().find(|h| h.sig_ok).map(|h| Seen {
-                message: h.message.clone(),
-                sig: h.sig,
-                seen_at: h.seen_at,
-            });
+            self.gap = self.first_held_evidence();
         }
+    }
+
+    /// The first held message with a checked signature: evidence of the gap before it.
+    fn first_held_evidence(&self) -> Option<Seen> {
+        self.buffer.values().find(|h| h.sig_ok).map(|h| Seen {
+            message: h.message.clone(),
+            sig: h.sig,
+            seen_at: h.seen_at,
+        })
     }
 
     fn after_progress(&mut self) -> Result<(), BuyerError> {
@@ -956,11 +951,7 @@ impl BuyerChannel {
         self.stop_end = Some(end);
         self.buffer.retain(|s, _| *s < end);
         if self.gap.as_ref().is_some_and(|g| g.message.seq >= end) {
-            self.gap = self.buffer.values().find(|h| h.sig_ok).map(|h| Seen {
-                message: h.message.clone(),
-                sig: h.sig,
-                seen_at: h.seen_at,
-            });
+            self.gap = self.first_held_evidence();
         }
     }
 

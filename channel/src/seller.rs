@@ -102,6 +102,36 @@ pub struct SignedMessage {
     pub frame: FrameBytes,
 }
 
+impl SignedMessage {
+    /// Encodes the `Data` frame once (moving the payload through it, no copy).
+    fn new(
+        message: Message,
+        digest: B256,
+        sig: Signature,
+        payload: Vec<u8>,
+    ) -> Result<Self, SellerError> {
+        let data = Frame::Data(Data {
+            message,
+            sig,
+            payload,
+        });
+        let frame = data.encode_shared()?;
+        let Frame::Data(Data {
+            message, payload, ..
+        }) = data
+        else {
+            return Err(SellerError::UnexpectedFrame);
+        };
+        Ok(Self {
+            message,
+            digest,
+            sig,
+            payload,
+            frame,
+        })
+    }
+}
+
 /// An ack with its signature.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignedAck {
@@ -858,28 +888,14 @@ impl Stream {
         let digest = self.domain.digest(&message);
         let sig = self.key.sign(&digest);
         self.stats.signed += 1;
-        let data = Frame::Data(Data {
-            message: message.clone(),
-            sig,
-            payload,
-        });
-        let frame = data.encode_shared()?;
-        let Frame::Data(Data { payload, .. }) = data else {
-            return Err(SellerError::UnexpectedFrame);
-        };
+        let signed = SignedMessage::new(message, digest, sig, payload)?;
         self.actions
             .push_back(SellerAction::Persist(SellerRecord::Message {
-                message: message.clone(),
+                message: signed.message.clone(),
                 sig,
-                payload: payload.clone(),
+                payload: signed.payload.clone(),
             }));
-        self.push_log(Arc::new(SignedMessage {
-            message,
-            digest,
-            sig,
-            payload,
-            frame,
-        }));
+        self.push_log(Arc::new(signed));
         self.next_seq = next;
         self.last_digest = digest;
         self.last_ts = ts;
@@ -1942,25 +1958,11 @@ impl Stream {
                         s.log_base = message.seq;
                     }
                     let digest = s.domain.digest(&message);
-                    let data = Frame::Data(Data {
-                        message: message.clone(),
-                        sig,
-                        payload,
-                    });
-                    let frame = data.encode_shared()?;
-                    let Frame::Data(Data { payload, .. }) = data else {
-                        return Err(SellerError::UnexpectedFrame);
-                    };
                     s.next_seq = message.seq.saturating_add(1);
                     s.last_digest = digest;
                     s.last_ts = message.timestamp;
-                    s.log.push_back(Arc::new(SignedMessage {
-                        message,
-                        digest,
-                        sig,
-                        payload,
-                        frame,
-                    }));
+                    s.log
+                        .push_back(Arc::new(SignedMessage::new(message, digest, sig, payload)?));
                 }
                 SellerRecord::Offer {
                     offer,

@@ -853,6 +853,18 @@ impl Sim {
         }
     }
 
+    /// The accusation on `id` was answered in time: both sides hear it closed.
+    fn defended(&mut self, now: UnixMs, id: ChannelId) {
+        let Some(d) = self.disputes.remove(&id) else {
+            return;
+        };
+        self.seller.on_accusation_closed(now, id);
+        if let Some(c) = self.buyers[d.buyer].chan.as_mut() {
+            c.on_accusation_closed(now);
+        }
+        self.flush_buyer(d.buyer);
+    }
+
     fn flush_buyer(&mut self, i: usize) {
         let Some(c) = self.buyers[i].chan.as_mut() else {
             return;
@@ -988,13 +1000,7 @@ impl Sim {
                     && self.posted.contains_key(&d.missing)
                     && now <= d.deadline
                 {
-                    let b = d.buyer;
-                    self.disputes.remove(&id);
-                    self.seller.on_accusation_closed(now, id);
-                    if let Some(c) = self.buyers[b].chan.as_mut() {
-                        c.on_accusation_closed(now);
-                    }
-                    self.flush_buyer(b);
+                    self.defended(now, id);
                 }
             }
             Tx::DefendWithAck(id, ack) => {
@@ -1002,13 +1008,7 @@ impl Sim {
                     && ack.seq >= d.missing
                     && now <= d.deadline
                 {
-                    let b = d.buyer;
-                    self.disputes.remove(&id);
-                    self.seller.on_accusation_closed(now, id);
-                    if let Some(c) = self.buyers[b].chan.as_mut() {
-                        c.on_accusation_closed(now);
-                    }
-                    self.flush_buyer(b);
+                    self.defended(now, id);
                 }
             }
             Tx::Resolve(i) => {

@@ -50,11 +50,15 @@ pub fn default_threads() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-/// Every protocol in every scenario, at `base`'s settings.
-pub fn table_jobs(base: &RunConfig) -> Vec<(Protocol, RunConfig)> {
+/// Each of `protocols` in each of `scenarios` (in that order), at `base`'s other settings.
+fn grid(
+    base: &RunConfig,
+    protocols: &[Protocol],
+    scenarios: &[Scenario],
+) -> Vec<(Protocol, RunConfig)> {
     let mut jobs = Vec::new();
-    for p in Protocol::ALL {
-        for s in Scenario::ALL {
+    for &p in protocols {
+        for &s in scenarios {
             jobs.push((
                 p,
                 RunConfig {
@@ -65,6 +69,11 @@ pub fn table_jobs(base: &RunConfig) -> Vec<(Protocol, RunConfig)> {
         }
     }
     jobs
+}
+
+/// Every protocol in every scenario, at `base`'s settings.
+pub fn table_jobs(base: &RunConfig) -> Vec<(Protocol, RunConfig)> {
+    grid(base, &Protocol::ALL, &Scenario::ALL)
 }
 
 /// One line of Table I.
@@ -247,55 +256,34 @@ pub const BUYER_ATTACKS: [Scenario; 2] = [Scenario::Withhold, Scenario::Leave];
 
 /// Loss sweep: every protocol, honest and both buyer attacks, at each loss rate.
 pub fn loss_jobs(base: &RunConfig, losses: &[f64]) -> Vec<(Protocol, RunConfig)> {
-    let mut jobs = Vec::new();
-    for &loss in losses {
-        for p in Protocol::ALL {
-            for s in [Scenario::Honest, Scenario::Withhold, Scenario::Leave] {
-                let mut c = base.clone();
-                c.link.loss = loss;
-                c.scenario = s;
-                jobs.push((p, c));
-            }
-        }
-    }
-    jobs
+    let scenarios = [Scenario::Honest, Scenario::Withhold, Scenario::Leave];
+    losses
+        .iter()
+        .flat_map(|&loss| {
+            let mut c = base.clone();
+            c.link.loss = loss;
+            grid(&c, &Protocol::ALL, &scenarios)
+        })
+        .collect()
 }
 
 /// N sweep: every protocol, honest, at each N.
 pub fn n_jobs(base: &RunConfig, ns: &[u64]) -> Vec<(Protocol, RunConfig)> {
-    let mut jobs = Vec::new();
-    for &n in ns {
-        for p in Protocol::ALL {
-            jobs.push((
-                p,
-                RunConfig {
-                    n,
-                    scenario: Scenario::Honest,
-                    ..base.clone()
-                },
-            ));
-        }
-    }
-    jobs
+    ns.iter()
+        .flat_map(|&n| {
+            let c = RunConfig { n, ..base.clone() };
+            grid(&c, &Protocol::ALL, &[Scenario::Honest])
+        })
+        .collect()
 }
 
 /// K sweep: the baselines (SUPRA has no K: its runs do not depend on it), honest and every
 /// attack, at each K.
 pub fn k_jobs(base: &RunConfig, ks: &[u64]) -> Vec<(Protocol, RunConfig)> {
-    let mut jobs = Vec::new();
-    for &k in ks {
-        for p in [Protocol::Sdpp, Protocol::Ppsp] {
-            for s in Scenario::ALL {
-                jobs.push((
-                    p,
-                    RunConfig {
-                        k,
-                        scenario: s,
-                        ..base.clone()
-                    },
-                ));
-            }
-        }
-    }
-    jobs
+    ks.iter()
+        .flat_map(|&k| {
+            let c = RunConfig { k, ..base.clone() };
+            grid(&c, &[Protocol::Sdpp, Protocol::Ppsp], &Scenario::ALL)
+        })
+        .collect()
 }
