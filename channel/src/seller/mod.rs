@@ -881,20 +881,22 @@ impl Stream {
     }
 
     /// Drops messages no channel or offer can need any more (always keeps the last one).
+    ///
+    /// A channel needs every message from its verified ack on, up to what it is owed, even those
+    /// posted on-chain: the buyer may take them from the chain and ack them, and an ack is only
+    /// taken for a message whose digest the seller can check. (Dropping posted messages made the
+    /// seller ignore such acks, so the window stayed full for good: issue 17.) That is at most `W`
+    /// messages past the ack, plus the backlog that `max_backlog` bounds.
     fn prune(&mut self) {
         let mut keep_from = self.next_seq.saturating_sub(1);
         for o in self.offers.values() {
             keep_from = keep_from.min(o.offer.startSeq);
         }
         for c in self.channels.values() {
-            if c.phase == Phase::Settled {
+            if c.phase == Phase::Settled || c.owed_end.is_some_and(|end| end <= c.base_v()) {
                 continue;
             }
-            let mut s = c.base_v();
-            while s < keep_from && self.posts.get(&s).is_some_and(|p| p.confirmed) {
-                s += 1;
-            }
-            keep_from = keep_from.min(s);
+            keep_from = keep_from.min(c.base_v());
         }
         while self.log_base < keep_from && self.log.len() > 1 {
             self.log.pop_front();
