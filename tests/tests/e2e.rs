@@ -99,30 +99,9 @@ async fn mosquitto_clients_publish_and_subscribe_over_mqtt_3_and_5() {
     // mosquitto_sub prints nothing once subscribed: give it a moment, then check it is still up.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let mut publisher = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &a.mqtt.port().to_string(), "-q", "1", "-t", "sensors/lab/t", "-l"])
-        .stdin(Stdio::piped())
-        .spawn()
-        .expect("mosquitto_pub runs");
-    {
-        let stdin = publisher.stdin.as_mut().unwrap();
-        for i in 0..n {
-            stdin.write_all(&payload(i)).unwrap();
-            stdin.write_all(b"\n").unwrap();
-        }
-    }
-    drop(publisher.stdin.take());
-    assert!(publisher.wait().unwrap().success(), "mosquitto_pub succeeded");
-
+    mosquitto_publish(a.mqtt.port(), "sensors/lab/t", 0..n);
     for (name, child) in [("MQTT 3.1.1", sub3), ("MQTT 5", sub5)] {
-        let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
-        assert!(out.status.success(), "{name} subscriber: {}", String::from_utf8_lossy(&out.stderr));
-        let mut seen = BTreeMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
-            let (topic, body) = line.split_once(' ').expect("-v prints `topic payload`");
-            assert_eq!(topic, "market/sensors/lab/t");
-            *seen.entry(index_of(body.as_bytes()).expect("a reading")).or_insert(0) += 1;
-        }
+        let seen = mosquitto_received(name, child, "market/sensors/lab/t").await;
         assert_exactly_once(&seen, 0..n);
     }
     close_and_check_settlement(&b, n).await;
@@ -450,6 +429,20 @@ fn mosquitto_publish(port: u16, topic: &str, range: std::ops::Range<u64>) {
     assert!(publisher.wait().unwrap().success(), "mosquitto_pub succeeded");
 }
 
+/// Waits for a `mosquitto_sub -v -C N` to exit after its N messages; returns how many times each
+/// reading arrived, all on `topic`.
+async fn mosquitto_received(name: &str, child: std::process::Child, topic: &str) -> BTreeMap<u64, u32> {
+    let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "{name} subscriber: {}", String::from_utf8_lossy(&out.stderr));
+    let mut seen = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (t, body) = line.split_once(' ').expect("-v prints `topic payload`");
+        assert_eq!(t, topic);
+        *seen.entry(index_of(body.as_bytes()).expect("a reading")).or_insert(0) += 1;
+    }
+    seen
+}
+
 /// Issue 17, the stalled stream, as a user met it: W = 16, T_ack 8 s, Δ 2 s; ten messages
 /// delivered and acked; the buyer broker is frozen (`kill -STOP`) while twenty more are
 /// published, so A fills the window and posts those sixteen on-chain at T_off-ack; the buyer
@@ -505,14 +498,7 @@ async fn a_buyer_paused_past_t_off_ack_with_a_full_window_catches_up_and_the_str
     mosquitto_publish(a_port, "sensors/lab/t", 30..n);
     a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.acked == n).await;
 
-    let out = tokio::task::spawn_blocking(move || subscriber.wait_with_output()).await.unwrap().unwrap();
-    assert!(out.status.success(), "mosquitto_sub got {n} messages: {}", String::from_utf8_lossy(&out.stderr));
-    let mut seen = BTreeMap::new();
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let (topic, body) = line.split_once(' ').expect("-v prints `topic payload`");
-        assert_eq!(topic, "market/sensors/lab/t");
-        *seen.entry(index_of(body.as_bytes()).expect("a reading")).or_insert(0) += 1;
-    }
+    let seen = mosquitto_received("mosquitto_sub", subscriber, "market/sensors/lab/t").await;
     assert_exactly_once(&seen, 0..n);
     close_and_check_settlement(&b, n).await;
 }
