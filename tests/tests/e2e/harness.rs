@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use alloy::primitives::Address;
 use supra_broker::admin::{self, Answer, Request};
 use supra_broker::probe::{Publisher, Subscriber, free_port};
@@ -104,11 +106,13 @@ pub struct SellTerms {
     pub t_ack_secs: u32,
     pub t_closure_secs: u32,
     pub onchain_delay_secs: u32,
+    /// The seller claims once this much is unclaimed (0: every new ack batch; always at close).
+    pub claim_threshold_wei: u64,
 }
 
 impl Default for SellTerms {
     fn default() -> Self {
-        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2 }
+        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2, claim_threshold_wei: 0 }
     }
 }
 
@@ -136,10 +140,10 @@ impl BrokerProc {
         BrokerProc::spawn_with("seller", root, &key.0, key.1, |mqtt, v5, peer| {
             format!(
                 "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
-                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\nclaim_threshold_wei = {}\n\
                  [peer]\nlisten = \"{peer}\"\n{extra}\n\
                  [[sell]]\ntopic = \"sensors/#\"\nprice_wei = {PRICE_WEI}\nwindow = {}\nt_ack_secs = {}\nt_closure_secs = {}\n",
-                terms.onchain_delay_secs, terms.window, terms.t_ack_secs, terms.t_closure_secs
+                terms.onchain_delay_secs, terms.claim_threshold_wei, terms.window, terms.t_ack_secs, terms.t_closure_secs
             )
         })
     }
@@ -296,5 +300,79 @@ pub async fn collect(subscriber: &mut supra_broker::probe::Subscriber, seen: &mu
             let i = index_of(&r.payload).unwrap_or_else(|| panic!("unexpected payload on {}: {:?}", r.topic, r.payload));
             *seen.entry(i).or_insert(0) += 1;
         }
+    }
+}
+
+/// What a [`CuttableLink`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Open,
+    /// Drops every connection and refuses new ones.
+    Cut,
+    /// Keeps connections open but forwards nothing (a network that silently lost them).
+    Stalled,
+}
+
+/// A TCP proxy between two parties that the test can cut or stall.
+pub struct CuttableLink {
+    pub addr: std::net::SocketAddr,
+    mode: tokio::sync::watch::Sender<Mode>,
+}
+
+impl CuttableLink {
+    pub async fn to(target: std::net::SocketAddr) -> CuttableLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mode, watch) = tokio::sync::watch::channel(Mode::Open);
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else { return };
+                if *watch.borrow() != Mode::Open {
+                    continue; // dropped: refused while cut or stalled
+                }
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                let (w1, w2) = (watch.clone(), watch.clone());
+                let mut cut = watch.clone();
+                let pumps = async move {
+                    tokio::select! { _ = pump(ri, wo, w1) => {}, _ = pump(ro, wi, w2) => {} }
+                };
+                tokio::spawn(async move {
+                    tokio::select! { _ = pumps => {}, _ = cut.wait_for(|m| *m == Mode::Cut) => {} }
+                });
+            }
+        });
+        CuttableLink { addr, mode }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.set(if cut { Mode::Cut } else { Mode::Open });
+    }
+}
+
+/// Copies bytes one way while the link is open; holds them while it is stalled.
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mut mode: tokio::sync::watch::Receiver<Mode>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        if mode.wait_for(|m| *m != Mode::Stalled).await.is_err() {
+            return Ok(());
+        }
+        let n = tokio::select! {
+            n = from.read(&mut buf) => n?,
+            _ = mode.wait_for(|m| *m == Mode::Stalled) => continue,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if *mode.borrow() == Mode::Stalled {
+            // Bytes read just as the link stalled are lost, as on a dead network.
+            continue;
+        }
+        to.write_all(&buf[..n]).await?;
     }
 }

@@ -1,0 +1,294 @@
+//! The chain is not final: real Anvil reorganisations (`anvil_reorg`) at the dangerous moments of
+//! a channel, and a chain whose clock lags the brokers'. Two `supra` broker processes and real
+//! MQTT clients, as in `e2e.rs`, but on this binary's own Anvil (a reorganisation would disturb
+//! other tests' channels). Every scenario ends settled, with the seller paid exactly delivered x
+//! price and both brokers' view of the channel equal to the judge's.
+
+#[path = "e2e/harness.rs"]
+#[allow(dead_code)] // what the other end-to-end tests use
+mod harness;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use alloy::providers::Provider;
+use harness::*;
+use supra_broker::probe::Publisher;
+use supra_broker::status::ChannelRole;
+use supra_channel::types::ChannelId;
+use supra_judge::{ChannelStatus, Judge, JudgeEvent};
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// Publishes `range` at A with QoS 1 and waits for every PUBACK.
+async fn publish(publisher: &Publisher, range: std::ops::Range<u64>) {
+    let before = publisher.acked();
+    for i in range.clone() {
+        publisher.publish(&format!("sensors/room{}/t", i % 4), payload(i)).await.expect("publish");
+    }
+    publisher.wait_acked(before + range.end - range.start, SECS(30)).await.expect("pubacks");
+}
+
+fn assert_exactly_once(seen: &BTreeMap<u64, u32>, expected: std::ops::Range<u64>) {
+    let missing: Vec<u64> = expected.clone().filter(|i| !seen.contains_key(i)).collect();
+    let duplicated: Vec<(u64, u32)> = seen.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).collect();
+    assert!(missing.is_empty() && duplicated.is_empty(), "missing {missing:?}, duplicated {duplicated:?}");
+}
+
+/// Anvil RPC the judge client does not wrap (kept here so that these tests also build against
+/// a judge client without reorganisation helpers).
+async fn anvil(judge: &Judge, method: &'static str, params: impl serde::Serialize + Clone + Send + Sync + std::fmt::Debug + Unpin + 'static) {
+    let _: serde_json::Value = judge.provider().raw_request(method.into(), params).await.unwrap_or_else(|e| panic!("{method}: {e}"));
+}
+
+/// Replaces the blocks from `block` to the head with as many empty blocks: every transaction
+/// they held is gone from the chain.
+async fn reorg_from(judge: &Judge, block: u64) -> u64 {
+    let latest = judge.block_number().await.expect("block number");
+    let depth = latest + 1 - block;
+    anvil(judge, "anvil_reorg", (depth, Vec::<(serde_json::Value, u64)>::new())).await;
+    depth
+}
+
+/// Blocks of the judge events that `wanted` accepts, oldest first.
+async fn event_blocks(judge: &Judge, wanted: impl Fn(&JudgeEvent) -> bool) -> Vec<u64> {
+    let latest = judge.block_number().await.expect("block number");
+    judge.events(0, latest).await.expect("events").into_iter().filter(|e| wanted(&e.event)).map(|e| e.block).collect()
+}
+
+/// Block of the newest judge event that `wanted` accepts.
+async fn event_block(judge: &Judge, wanted: impl Fn(&JudgeEvent) -> bool) -> Option<u64> {
+    event_blocks(judge, wanted).await.last().copied()
+}
+
+/// Waits until the judge's record of `channel` satisfies `ready`; returns how long it took.
+async fn wait_chain(judge: &Judge, channel: ChannelId, within: Duration, what: &str, ready: impl Fn(&supra_judge::ChannelInfo) -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        let info = judge.channel(channel).await.expect("channel view");
+        if ready(&info) {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < within, "{what} not reached within {within:?}: {info:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The end of every scenario: the channel settles on the judge with the seller paid exactly
+/// `delivered` x price, and both brokers come to show the judge's view (settled, same claimed,
+/// the same messages acked).
+async fn settles_exactly(a: &BrokerProc, b: &BrokerProc, judge: &Judge, channel: ChannelId, delivered: u64) {
+    let info = wait_settled(judge, channel, SECS(90)).await;
+    assert_eq!(info.claimed, U256::from(delivered * PRICE_WEI), "seller paid delivered x price");
+    assert_eq!(info.acked.max(info.posted_claim), delivered, "the claims cover every delivered message");
+    let start = Instant::now();
+    loop {
+        let (sold, bought) = (a.channels().await, b.channels().await);
+        let seller = sold.iter().find(|l| l.role == ChannelRole::Seller && l.channel == channel);
+        let buyer = bought.iter().find(|l| l.role == ChannelRole::Buyer && l.channel == channel);
+        // A seller's engine forgets a channel once it has seen it settled.
+        let seller_agrees = seller.is_none_or(|l| l.phase == "settled" && l.claimed == info.claimed && l.acked == delivered);
+        let buyer_agrees = buyer.is_some_and(|l| l.phase == "settled" && l.acked == delivered);
+        if seller_agrees && buyer_agrees {
+            return;
+        }
+        assert!(start.elapsed() < SECS(20), "the brokers' view differs from the judge's {info:?}:\nseller {seller:?}\nbuyer {buyer:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A seller and a buyer trading on this binary's chain.
+struct Market {
+    _dir: TempDir,
+    judge: Judge,
+    a: BrokerProc,
+    b: BrokerProc,
+    subscriber: supra_broker::probe::Subscriber,
+    publisher: Publisher,
+    channel: ChannelId,
+    seen: BTreeMap<u64, u32>,
+}
+
+impl Market {
+    async fn open(name: &str, terms: SellTerms) -> Market {
+        let chain = chain().await;
+        let dir = TempDir::new(name);
+        let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
+        a.wait_ready(SECS(30)).await;
+        let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+        let (subscriber, publisher, channel) = trading(&a, &mut b).await;
+        let judge = chain.reader().await;
+        Market { _dir: dir, judge, a, b, subscriber, publisher, channel, seen: BTreeMap::new() }
+    }
+
+    /// Publishes `range` at A and waits until B's subscriber got all of it.
+    async fn stream(&mut self, range: std::ops::Range<u64>) {
+        publish(&self.publisher, range.clone()).await;
+        collect(&mut self.subscriber, &mut self.seen, range.end as usize, SECS(45)).await;
+    }
+
+    /// Nothing more arrives, and everything arrived once.
+    async fn delivered_exactly_once(&mut self, n: u64) {
+        collect(&mut self.subscriber, &mut self.seen, n as usize + 1, Duration::from_millis(500)).await;
+        assert_exactly_once(&self.seen, 0..n);
+    }
+
+    async fn claimed(&self) -> U256 {
+        self.judge.channel(self.channel).await.expect("channel view").claimed
+    }
+
+    /// `supra close` on the buyer, as an operator would.
+    fn close(&self) {
+        self.b.close(self.channel);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_tried_before_its_time_on_an_idle_chain_goes_through_when_the_chain_allows_it() {
+    let _serial = serial().await;
+    let mut m = Market::open("early-settle", SellTerms::default()).await;
+    m.stream(0..25).await;
+    m.a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 25).await;
+    wait_chain(&m.judge, m.channel, SECS(10), "claimed 25", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
+
+    // The chain's clock lags the brokers' by 30 s (skew, slow blocks): the buyer, going by its
+    // own clock, settles as soon as it sees the close request, long before the judge allows it.
+    let lag = 30;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    anvil(&m.judge, "evm_setTime", (now - lag,)).await;
+    m.close();
+    let refused = Instant::now();
+    while !m.b.log().contains("ClosureNotElapsed") {
+        assert!(refused.elapsed() < SECS(20), "the buyer tried to settle early:\n{}", m.b.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Nothing else happens on the chain from now on: it stays idle until the settle.
+    let took = wait_chain(&m.judge, m.channel, SECS(30), "settled", |i| i.status == ChannelStatus::Settled).await;
+    eprintln!("settled {took:?} after the early attempt was refused");
+    anvil(&m.judge, "evm_setTime", (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),)).await;
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
+    m.delivered_exactly_once(25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_reorganised_away_mid_stream_is_made_again() {
+    let _serial = serial().await;
+    let mut m = Market::open("reorg-claim", SellTerms::default()).await;
+    m.stream(0..20).await;
+    wait_chain(&m.judge, m.channel, SECS(20), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    let channel = m.channel;
+    let claim = event_block(&m.judge, |e| matches!(e, JudgeEvent::Claimed { channel: c, .. } if *c == channel)).await.expect("a claim");
+    let depth = reorg_from(&m.judge, claim).await;
+    assert!(m.claimed().await < U256::from(20 * PRICE_WEI), "the reorganisation ({depth} blocks) took the claim away");
+    // The seller notices and claims again, without any new ack.
+    let took = wait_chain(&m.judge, m.channel, SECS(20), "claimed 20 again", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    eprintln!("claim re-mined {took:?} after a {depth}-block reorganisation");
+    m.stream(20..25).await;
+    m.delivered_exactly_once(25).await;
+    m.close();
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_final_claim_at_close_reorganised_away_is_made_again() {
+    let _serial = serial().await;
+    // The seller claims only at close (a high threshold): the final claim is the only one.
+    let terms = SellTerms { claim_threshold_wei: 1_000_000 * PRICE_WEI, ..SellTerms::default() };
+    let mut m = Market::open("reorg-final-claim", terms).await;
+    m.stream(0..25).await;
+    m.a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 25).await;
+    assert_eq!(m.claimed().await, U256::ZERO, "nothing claimed before the close");
+    m.close();
+    wait_chain(&m.judge, m.channel, SECS(20), "final claim", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
+    let channel = m.channel;
+    let claim = event_block(&m.judge, |e| matches!(e, JudgeEvent::Claimed { channel: c, .. } if *c == channel)).await.expect("a claim");
+    let close = event_block(&m.judge, |e| matches!(e, JudgeEvent::CloseRequested { channel: c, .. } if *c == channel)).await.expect("a close");
+    // Two blocks or more: the final claim and the close request (and whatever came between).
+    let depth = reorg_from(&m.judge, claim.min(close)).await;
+    let info = m.judge.channel(m.channel).await.unwrap();
+    assert!(info.claimed < U256::from(25 * PRICE_WEI), "the reorganisation ({depth} blocks) took the final claim away: {info:?}");
+    let took = wait_chain(&m.judge, m.channel, SECS(20), "final claim again", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
+    eprintln!("final claim re-mined {took:?} after a {depth}-block reorganisation");
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
+    m.delivered_exactly_once(25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_close_request_reorganised_away_is_made_again() {
+    let _serial = serial().await;
+    let mut m = Market::open("reorg-close", SellTerms { t_closure_secs: 4, ..SellTerms::default() }).await;
+    m.stream(0..25).await;
+    wait_chain(&m.judge, m.channel, SECS(20), "claimed 25", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
+    m.close();
+    wait_chain(&m.judge, m.channel, SECS(20), "closing", |i| i.status == ChannelStatus::Closing).await;
+    let channel = m.channel;
+    let close = event_block(&m.judge, |e| matches!(e, JudgeEvent::CloseRequested { channel: c, .. } if *c == channel)).await.expect("a close");
+    let depth = reorg_from(&m.judge, close).await;
+    assert_eq!(m.judge.channel(m.channel).await.unwrap().status, ChannelStatus::Open, "the close request is gone");
+    let took = wait_chain(&m.judge, m.channel, SECS(20), "closing again", |i| i.status == ChannelStatus::Closing).await;
+    eprintln!("close request re-mined {took:?} after a {depth}-block reorganisation");
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
+    m.delivered_exactly_once(25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settle_reorganised_away_is_made_again() {
+    let _serial = serial().await;
+    let mut m = Market::open("reorg-settle", SellTerms::default()).await;
+    m.stream(0..25).await;
+    m.a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 25).await;
+    m.close();
+    wait_settled(&m.judge, m.channel, SECS(60)).await;
+    let channel = m.channel;
+    let settle = event_block(&m.judge, |e| matches!(e, JudgeEvent::Settled { channel: c, .. } if *c == channel)).await.expect("a settle");
+    let depth = reorg_from(&m.judge, settle).await;
+    assert_eq!(m.judge.channel(m.channel).await.unwrap().status, ChannelStatus::Closing, "the settle is gone");
+    let took = wait_chain(&m.judge, m.channel, SECS(30), "settled again", |i| i.status == ChannelStatus::Settled).await;
+    eprintln!("settle re-mined {took:?} after a {depth}-block reorganisation");
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
+    m.delivered_exactly_once(25).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_posting_the_buyer_delivered_reorganised_away_is_posted_again_and_not_delivered_twice() {
+    let _serial = serial().await;
+    // T_ack 6 s, Δ 2 s: an unacked message is posted 4 s after it was sent.
+    let terms = SellTerms { window: 32, t_ack_secs: 6, t_closure_secs: 3, onchain_delay_secs: 2, ..SellTerms::default() };
+    let chain = chain().await;
+    let dir = TempDir::new("reorg-post");
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
+    a.wait_ready(SECS(30)).await;
+    let link = CuttableLink::to(a.peer).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, link.addr, 1_000 * PRICE_WEI, 0);
+    let (subscriber, publisher, channel) = trading(&a, &mut b).await;
+    let judge = chain.reader().await;
+    let mut m = Market { _dir: dir, judge, a, b, subscriber, publisher, channel, seen: BTreeMap::new() };
+
+    m.stream(0..10).await;
+    // The link goes silent: A sends 10..20 into it, they stay unacked, A posts them, and they
+    // reach B only through the chain.
+    link.set(Mode::Stalled);
+    m.stream(10..20).await;
+    let seller = m.a.address;
+    let postings = event_blocks(&m.judge, |e| matches!(e, JudgeEvent::Posted { message, .. } if message.stream().seller() == seller && message.seq >= 10)).await;
+    // Every posting B delivered goes.
+    let first_post = *postings.first().expect("A posted what B could not ack");
+    let posted_before = posted_seqs(&m.judge, seller).await;
+    let depth = reorg_from(&m.judge, first_post).await;
+    assert!(posted_seqs(&m.judge, seller).await.len() < posted_before.len(), "the reorganisation ({depth} blocks) took postings away");
+    // A posts them again; B reads the chain again from before the reorganisation and must not
+    // hand the re-posted messages to its subscribers a second time.
+    let start = Instant::now();
+    while posted_seqs(&m.judge, seller).await.len() < posted_before.len() {
+        assert!(start.elapsed() < SECS(30), "A posted again what the reorganisation took away");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("postings re-mined {:?} after a {depth}-block reorganisation", start.elapsed());
+    m.delivered_exactly_once(20).await;
+    link.set(Mode::Open);
+    m.stream(20..30).await;
+    m.delivered_exactly_once(30).await;
+    m.close();
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 30).await;
+}
