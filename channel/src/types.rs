@@ -177,9 +177,11 @@ impl ChannelId {
     }
 }
 
+/// `0x` and all 64 hex digits, leading zeros included: one spelling everywhere (logs, `supra
+/// channels`, `supra close`), so that an id can be copied from any of them.
 impl core::fmt::Display for ChannelId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:#x}", self.0)
+        write!(f, "{}", B256::from(self.0.to_be_bytes::<32>()))
     }
 }
 

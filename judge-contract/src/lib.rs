@@ -88,7 +88,8 @@ pub struct TxPolicy {
     /// done (0: mined is done).
     pub confirmations: u64,
     /// A transaction still not mined after this long is replaced: same nonce, EIP-1559 fees raised
-    /// by `fee_bump_percent` (a dropped transaction is simply sent again this way).
+    /// by `fee_bump_percent`. One the node no longer knows (dropped from its pool) is replaced
+    /// at once.
     pub replace_after: Duration,
     /// Fee increase of each replacement, in percent (nodes require at least 10).
     pub fee_bump_percent: u64,
@@ -273,9 +274,9 @@ impl Judge {
     /// will see: on an idle chain the latest block can be long past, and a call that depends on
     /// time (`settle`, `resolve`) would be refused against it although it would pass when mined.
     /// A refusal at estimation sends nothing. A transaction that stays unmined for
-    /// [`TxPolicy::replace_after`] (dropped from the pool, or outbid by a fee spike) is replaced
-    /// under the same nonce with fees raised by [`TxPolicy::fee_bump_percent`]; whichever of the
-    /// versions is mined is the result. A transaction reorganised away before its confirmations
+    /// [`TxPolicy::replace_after`] (outbid by a fee spike), or that the node no longer knows
+    /// (dropped from its pool), is replaced under the same nonce with fees raised by
+    /// [`TxPolicy::fee_bump_percent`]; whichever of the versions is mined is the result. A transaction reorganised away before its confirmations
     /// is reported as an RPC error (transient): the caller sends the call again.
     async fn transact<D: alloy::contract::CallDecoder>(
         &self,
@@ -302,13 +303,22 @@ impl Judge {
                 Err(e) => tracing::debug!("replacement of nonce {nonce} not accepted: {e}"),
             }
             let replace_at = std::time::Instant::now() + self.policy.replace_after;
-            while std::time::Instant::now() < replace_at {
+            let mut dropped = false;
+            while std::time::Instant::now() < replace_at && !dropped {
                 for hash in &sent {
                     if let Some(receipt) = self.provider.get_transaction_receipt(*hash).await.map_err(rpc)? {
                         return self.confirmed(receipt).await;
                     }
                 }
-                tokio::time::sleep(self.policy.poll).await;
+                // Known to the node neither mined nor pending: dropped from the pool, or taken
+                // out of the chain by a reorganisation before we saw its receipt.
+                dropped = true;
+                for hash in &sent {
+                    dropped &= self.provider.get_transaction_by_hash(*hash).await.map_err(rpc)?.is_none();
+                }
+                if !dropped {
+                    tokio::time::sleep(self.policy.poll).await;
+                }
             }
             // Still not mined: if the nonce was used by none of our versions, someone else holding
             // this key took it; the caller sends the call again with a fresh nonce.
@@ -322,7 +332,8 @@ impl Judge {
             }
             let bump = |fee: u128| fee.saturating_mul(100 + u128::from(self.policy.fee_bump_percent)).div_ceil(100).max(fee + 1);
             (max_fee, tip) = (bump(max_fee), bump(tip));
-            tracing::warn!("transaction with nonce {nonce} not mined after {:?}: replacing it with max fee {max_fee} wei, tip {tip} wei", self.policy.replace_after);
+            let why = if dropped { "was dropped".to_owned() } else { format!("not mined after {:?}", self.policy.replace_after) };
+            tracing::warn!("transaction with nonce {nonce} {why}: replacing it with max fee {max_fee} wei, tip {tip} wei");
         }
     }
 

@@ -17,7 +17,7 @@ use harness::*;
 use supra_broker::probe::Publisher;
 use supra_broker::status::ChannelRole;
 use supra_channel::types::ChannelId;
-use supra_judge::{ChannelStatus, Judge, JudgeEvent};
+use supra_judge::{ChannelInfo, ChannelStatus, Judge, JudgeEvent};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
@@ -63,7 +63,7 @@ async fn event_block(judge: &Judge, wanted: impl Fn(&JudgeEvent) -> bool) -> Opt
 }
 
 /// Waits until the judge's record of `channel` satisfies `ready`; returns how long it took.
-async fn wait_chain(judge: &Judge, channel: ChannelId, within: Duration, what: &str, ready: impl Fn(&supra_judge::ChannelInfo) -> bool) -> Duration {
+async fn wait_chain(judge: &Judge, channel: ChannelId, within: Duration, what: &str, ready: impl Fn(&ChannelInfo) -> bool) -> Duration {
     let start = Instant::now();
     loop {
         let info = judge.channel(channel).await.expect("channel view");
@@ -112,14 +112,26 @@ struct Market {
 
 impl Market {
     async fn open(name: &str, terms: SellTerms) -> Market {
+        Market::start(name, terms, false).await.0
+    }
+
+    /// A market whose buyer reaches the seller through a proxy the test can cut or stall.
+    async fn open_through_proxy(name: &str, terms: SellTerms) -> (Market, CuttableLink) {
+        let (market, link) = Market::start(name, terms, true).await;
+        (market, link.expect("a proxy"))
+    }
+
+    async fn start(name: &str, terms: SellTerms, proxied: bool) -> (Market, Option<CuttableLink>) {
         let chain = chain().await;
         let dir = TempDir::new(name);
         let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
         a.wait_ready(SECS(30)).await;
-        let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+        let link = if proxied { Some(CuttableLink::to(a.peer).await) } else { None };
+        let endpoint = link.as_ref().map_or(a.peer, |l| l.addr);
+        let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, endpoint, 1_000 * PRICE_WEI, 0);
         let (subscriber, publisher, channel) = trading(&a, &mut b).await;
         let judge = chain.reader().await;
-        Market { _dir: dir, judge, a, b, subscriber, publisher, channel, seen: BTreeMap::new() }
+        (Market { _dir: dir, judge, a, b, subscriber, publisher, channel, seen: BTreeMap::new() }, link)
     }
 
     /// Publishes `range` at A and waits until B's subscriber got all of it.
@@ -136,6 +148,27 @@ impl Market {
 
     async fn claimed(&self) -> U256 {
         self.judge.channel(self.channel).await.expect("channel view").claimed
+    }
+
+    /// Block of the newest event of this channel that `wanted` accepts.
+    async fn newest(&self, what: &str, wanted: impl Fn(&JudgeEvent) -> bool) -> u64 {
+        let channel = self.channel;
+        let of_channel = |e: &JudgeEvent| match e {
+            JudgeEvent::Claimed { channel: c, .. } | JudgeEvent::CloseRequested { channel: c, .. } | JudgeEvent::Settled { channel: c, .. } => *c == channel,
+            _ => false,
+        };
+        event_block(&self.judge, |e| of_channel(e) && wanted(e)).await.unwrap_or_else(|| panic!("no {what} on the chain"))
+    }
+
+    /// Reorganises away every block from `block` to the head, checks that `undone` then holds
+    /// on the judge, and waits until `redone` holds again (the brokers made again what the
+    /// reorganisation removed); prints how long that took.
+    async fn reorganise_from(&self, block: u64, what: &str, undone: impl Fn(&ChannelInfo) -> bool, redone: impl Fn(&ChannelInfo) -> bool) {
+        let depth = reorg_from(&self.judge, block).await;
+        let info = self.judge.channel(self.channel).await.expect("channel view");
+        assert!(undone(&info), "the {depth}-block reorganisation took the {what} away: {info:?}");
+        let took = wait_chain(&self.judge, self.channel, SECS(30), &format!("{what} again"), redone).await;
+        eprintln!("{what} made again {took:?} after a {depth}-block reorganisation");
     }
 
     /// `supra close` on the buyer, as an operator would.
@@ -177,13 +210,10 @@ async fn a_claim_reorganised_away_mid_stream_is_made_again() {
     let mut m = Market::open("reorg-claim", SellTerms::default()).await;
     m.stream(0..20).await;
     wait_chain(&m.judge, m.channel, SECS(20), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
-    let channel = m.channel;
-    let claim = event_block(&m.judge, |e| matches!(e, JudgeEvent::Claimed { channel: c, .. } if *c == channel)).await.expect("a claim");
-    let depth = reorg_from(&m.judge, claim).await;
-    assert!(m.claimed().await < U256::from(20 * PRICE_WEI), "the reorganisation ({depth} blocks) took the claim away");
+    let claim = m.newest("claim", |e| matches!(e, JudgeEvent::Claimed { .. })).await;
     // The seller notices and claims again, without any new ack.
-    let took = wait_chain(&m.judge, m.channel, SECS(20), "claimed 20 again", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
-    eprintln!("claim re-mined {took:?} after a {depth}-block reorganisation");
+    let paid = U256::from(20 * PRICE_WEI);
+    m.reorganise_from(claim, "claim", |i| i.claimed < paid, |i| i.claimed == paid).await;
     m.stream(20..25).await;
     m.delivered_exactly_once(25).await;
     m.close();
@@ -201,15 +231,11 @@ async fn the_final_claim_at_close_reorganised_away_is_made_again() {
     assert_eq!(m.claimed().await, U256::ZERO, "nothing claimed before the close");
     m.close();
     wait_chain(&m.judge, m.channel, SECS(20), "final claim", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
-    let channel = m.channel;
-    let claim = event_block(&m.judge, |e| matches!(e, JudgeEvent::Claimed { channel: c, .. } if *c == channel)).await.expect("a claim");
-    let close = event_block(&m.judge, |e| matches!(e, JudgeEvent::CloseRequested { channel: c, .. } if *c == channel)).await.expect("a close");
+    let claim = m.newest("claim", |e| matches!(e, JudgeEvent::Claimed { .. })).await;
+    let close = m.newest("close request", |e| matches!(e, JudgeEvent::CloseRequested { .. })).await;
     // Two blocks or more: the final claim and the close request (and whatever came between).
-    let depth = reorg_from(&m.judge, claim.min(close)).await;
-    let info = m.judge.channel(m.channel).await.unwrap();
-    assert!(info.claimed < U256::from(25 * PRICE_WEI), "the reorganisation ({depth} blocks) took the final claim away: {info:?}");
-    let took = wait_chain(&m.judge, m.channel, SECS(20), "final claim again", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
-    eprintln!("final claim re-mined {took:?} after a {depth}-block reorganisation");
+    let paid = U256::from(25 * PRICE_WEI);
+    m.reorganise_from(claim.min(close), "final claim", |i| i.claimed < paid, |i| i.claimed == paid).await;
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
     m.delivered_exactly_once(25).await;
 }
@@ -222,12 +248,8 @@ async fn a_close_request_reorganised_away_is_made_again() {
     wait_chain(&m.judge, m.channel, SECS(20), "claimed 25", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
     m.close();
     wait_chain(&m.judge, m.channel, SECS(20), "closing", |i| i.status == ChannelStatus::Closing).await;
-    let channel = m.channel;
-    let close = event_block(&m.judge, |e| matches!(e, JudgeEvent::CloseRequested { channel: c, .. } if *c == channel)).await.expect("a close");
-    let depth = reorg_from(&m.judge, close).await;
-    assert_eq!(m.judge.channel(m.channel).await.unwrap().status, ChannelStatus::Open, "the close request is gone");
-    let took = wait_chain(&m.judge, m.channel, SECS(20), "closing again", |i| i.status == ChannelStatus::Closing).await;
-    eprintln!("close request re-mined {took:?} after a {depth}-block reorganisation");
+    let close = m.newest("close request", |e| matches!(e, JudgeEvent::CloseRequested { .. })).await;
+    m.reorganise_from(close, "close request", |i| i.status == ChannelStatus::Open, |i| i.status != ChannelStatus::Open).await;
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
     m.delivered_exactly_once(25).await;
 }
@@ -240,12 +262,8 @@ async fn a_settle_reorganised_away_is_made_again() {
     m.a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 25).await;
     m.close();
     wait_settled(&m.judge, m.channel, SECS(60)).await;
-    let channel = m.channel;
-    let settle = event_block(&m.judge, |e| matches!(e, JudgeEvent::Settled { channel: c, .. } if *c == channel)).await.expect("a settle");
-    let depth = reorg_from(&m.judge, settle).await;
-    assert_eq!(m.judge.channel(m.channel).await.unwrap().status, ChannelStatus::Closing, "the settle is gone");
-    let took = wait_chain(&m.judge, m.channel, SECS(30), "settled again", |i| i.status == ChannelStatus::Settled).await;
-    eprintln!("settle re-mined {took:?} after a {depth}-block reorganisation");
+    let settle = m.newest("settle", |e| matches!(e, JudgeEvent::Settled { .. })).await;
+    m.reorganise_from(settle, "settle", |i| i.status == ChannelStatus::Closing, |i| i.status == ChannelStatus::Settled).await;
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
     m.delivered_exactly_once(25).await;
 }
@@ -255,16 +273,7 @@ async fn a_posting_the_buyer_delivered_reorganised_away_is_posted_again_and_not_
     let _serial = serial().await;
     // T_ack 6 s, Δ 2 s: an unacked message is posted 4 s after it was sent.
     let terms = SellTerms { window: 32, t_ack_secs: 6, t_closure_secs: 3, onchain_delay_secs: 2, ..SellTerms::default() };
-    let chain = chain().await;
-    let dir = TempDir::new("reorg-post");
-    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
-    a.wait_ready(SECS(30)).await;
-    let link = CuttableLink::to(a.peer).await;
-    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, link.addr, 1_000 * PRICE_WEI, 0);
-    let (subscriber, publisher, channel) = trading(&a, &mut b).await;
-    let judge = chain.reader().await;
-    let mut m = Market { _dir: dir, judge, a, b, subscriber, publisher, channel, seen: BTreeMap::new() };
-
+    let (mut m, link) = Market::open_through_proxy("reorg-post", terms).await;
     m.stream(0..10).await;
     // The link goes silent: A sends 10..20 into it, they stay unacked, A posts them, and they
     // reach B only through the chain.
@@ -291,4 +300,39 @@ async fn a_posting_the_buyer_delivered_reorganised_away_is_posted_again_and_not_
     m.delivered_exactly_once(30).await;
     m.close();
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_claim_is_sent_again_with_higher_fees() {
+    let _serial = serial().await;
+    let terms = SellTerms { replace_after_secs: 2, ..SellTerms::default() };
+    let mut m = Market::open("dropped-claim", terms).await;
+    m.stream(0..10).await;
+    wait_chain(&m.judge, m.channel, SECS(20), "claimed 10", |i| i.claimed == U256::from(10 * PRICE_WEI)).await;
+
+    // Blocks stop coming: the next claim waits in the pool, and the pool loses it.
+    anvil(&m.judge, "evm_setAutomine", (false,)).await;
+    m.stream(10..20).await;
+    let seller = m.a.address;
+    let start = Instant::now();
+    let dropped = loop {
+        let pending: serde_json::Value = m.judge.provider().raw_request("txpool_content".into(), ()).await.expect("txpool_content");
+        let ours = pending["pending"].as_object().and_then(|by_sender| {
+            by_sender.iter().find(|(from, _)| from.eq_ignore_ascii_case(&seller.to_string())).map(|(_, txs)| txs.clone())
+        });
+        if let Some(hash) = ours.and_then(|txs| txs.as_object()?.values().next()?["hash"].as_str().map(str::to_owned)) {
+            break hash;
+        }
+        assert!(start.elapsed() < SECS(20), "A's claim reached the pool");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    anvil(&m.judge, "anvil_dropTransaction", (dropped.clone(),)).await;
+    anvil(&m.judge, "evm_setAutomine", (true,)).await;
+    // Nothing would ever mine the dropped claim: A must send it again (same nonce, higher fees).
+    let took = wait_chain(&m.judge, m.channel, SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    eprintln!("dropped claim replaced and mined {took:?} after it was dropped");
+    assert!(m.a.log().contains("replacing it"), "A replaced the dropped transaction:\n{}", m.a.log());
+    m.delivered_exactly_once(20).await;
+    m.close();
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 20).await;
 }

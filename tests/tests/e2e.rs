@@ -70,6 +70,10 @@ async fn messages_published_at_a_arrive_exactly_once_at_b_and_are_paid() {
 
     let seller_line = a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == n).await;
     assert_eq!(seller_line.cost, U256::from(n * PRICE_WEI), "ack cost = (n - startSeq + 1) x P");
+    // `supra channels --json` prints the id as `0x` and 64 hex digits, as the logs do.
+    let json = a.cli(&["channels", "--json"]);
+    assert!(json.contains(&format!("\"channel\": \"{}\"", seller_line.channel)), "{json}");
+    assert!(a.log().contains(&seller_line.channel.to_string()), "the logs print the id the same way");
     close_and_check_settlement(&b, n).await;
 }
 

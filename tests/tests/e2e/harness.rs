@@ -108,11 +108,13 @@ pub struct SellTerms {
     pub onchain_delay_secs: u32,
     /// The seller claims once this much is unclaimed (0: every new ack batch; always at close).
     pub claim_threshold_wei: u64,
+    /// The seller replaces a transaction not mined after this long.
+    pub replace_after_secs: u64,
 }
 
 impl Default for SellTerms {
     fn default() -> Self {
-        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2, claim_threshold_wei: 0 }
+        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2, claim_threshold_wei: 0, replace_after_secs: 30 }
     }
 }
 
@@ -140,10 +142,14 @@ impl BrokerProc {
         BrokerProc::spawn_with("seller", root, &key.0, key.1, |mqtt, v5, peer| {
             format!(
                 "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
-                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\nclaim_threshold_wei = {}\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\nclaim_threshold_wei = {}\n{}\
                  [peer]\nlisten = \"{peer}\"\n{extra}\n\
                  [[sell]]\ntopic = \"sensors/#\"\nprice_wei = {PRICE_WEI}\nwindow = {}\nt_ack_secs = {}\nt_closure_secs = {}\n",
-                terms.onchain_delay_secs, terms.claim_threshold_wei, terms.window, terms.t_ack_secs, terms.t_closure_secs
+                terms.onchain_delay_secs,
+                terms.claim_threshold_wei,
+                // Only when asked for: the key is newer than some brokers these tests also run.
+                if terms.replace_after_secs == 30 { String::new() } else { format!("replace_after_secs = {}\n", terms.replace_after_secs) },
+                terms.window, terms.t_ack_secs, terms.t_closure_secs
             )
         })
     }
@@ -228,15 +234,27 @@ impl BrokerProc {
         }
     }
 
-    /// `supra close` through the real command line.
+    /// `supra close` through the real command line, naming the channel by the short id that the
+    /// table of `supra channels` shows (what an operator copies).
     pub fn close(&self, channel: ChannelId) {
+        let table = self.cli(&["channels"]);
+        let short = supra_broker::status::short_id(channel);
+        assert!(table.contains(&short), "`supra channels` shows {short}:\n{table}");
+        let said = self.cli(&["close", &short]);
+        assert!(said.contains(&channel.to_string()), "supra close names the full id {channel}: {said}");
+    }
+
+    /// Runs `supra <command> --config <this broker's config> <args>` and returns its output.
+    pub fn cli(&self, command: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
-            .args(["close", "--config"])
+            .arg(command[0])
+            .arg("--config")
             .arg(&self.config)
-            .arg(format!("{channel}"))
+            .args(&command[1..])
             .output()
-            .expect("supra close runs");
-        assert!(out.status.success(), "supra close failed: {}", String::from_utf8_lossy(&out.stderr));
+            .expect("supra runs");
+        assert!(out.status.success(), "supra {command:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
