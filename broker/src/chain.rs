@@ -283,7 +283,6 @@ async fn release_due(judge: &Judge, waiting: &mut Vec<(Due, Job, Attempt)>, queu
 }
 
 /// Looks for mined transactions that a reorganisation removed and queues their jobs again.
-/// Cheap while the chain only grows: the including blocks are re-read only when the head moved.
 async fn check_reorgs(
     judge: &Judge,
     watched: &mut Vec<Watched>,
@@ -305,7 +304,17 @@ async fn check_reorgs(
     if *head == Some((latest, latest_hash)) {
         return;
     }
-    *head = Some((latest, latest_hash));
+    // Blocks up to the head seen last time are unchanged if that head still is in the chain:
+    // only transactions mined after it need a look (one RPC while the chain merely grows).
+    let unchanged_up_to = match *head {
+        Some((number, hash)) => match judge.block_hash(number).await {
+            Ok(now) if now == Some(hash) => Some(number),
+            Ok(_) => None,
+            Err(e) => return tracing::warn!("chain: {e}"),
+        },
+        None => None,
+    };
+    let mut complete = true;
     let mut canonical: std::collections::HashMap<u64, Option<alloy_primitives::B256>> = std::collections::HashMap::new();
     let mut gone = Vec::new();
     let mut i = 0;
@@ -315,11 +324,19 @@ async fn check_reorgs(
             watched.swap_remove(i);
             continue;
         }
+        if unchanged_up_to.is_some_and(|n| w.receipt.block <= n) {
+            i += 1;
+            continue;
+        }
         let hash = match canonical.get(&w.receipt.block) {
             Some(hash) => *hash,
             None => match judge.block_hash(w.receipt.block).await {
                 Ok(hash) => *canonical.entry(w.receipt.block).or_insert(hash),
-                Err(e) => return tracing::warn!("chain: {e}"),
+                Err(e) => {
+                    tracing::warn!("chain: {e}");
+                    complete = false;
+                    break;
+                }
             },
         };
         if hash == Some(w.receipt.block_hash) {
@@ -333,8 +350,16 @@ async fn check_reorgs(
                 i += 1;
             }
             Ok(None) => gone.push(watched.swap_remove(i)),
-            Err(e) => return tracing::warn!("chain: {e}"),
+            Err(e) => {
+                tracing::warn!("chain: {e}");
+                complete = false;
+                break;
+            }
         }
+    }
+    // Looked at everything: the next check may start from this head.
+    if complete {
+        *head = Some((latest, latest_hash));
     }
     // Oldest first, ahead of newer work: a re-run claim or posting is what the node counted on.
     gone.sort_by_key(|w| w.receipt.block);

@@ -476,6 +476,16 @@ mod tests {
     }
 
     #[test]
+    fn confirmations_default_by_chain_kind() {
+        let config = Config::parse(EXAMPLE, Path::new("/etc/supra")).expect("example parses");
+        assert_eq!(config.chain.confirmations, None, "the example leaves the default");
+        assert_eq!(default_confirmations(31337), 0, "Anvil");
+        assert_eq!(default_confirmations(1), 3, "Ethereum");
+        assert_eq!(default_confirmations(11155111), 3, "Sepolia");
+        assert_eq!(default_confirmations(8453), 1, "a rollup");
+    }
+
+    #[test]
     fn amounts_take_units() {
         assert_eq!(parse_wei("1000").unwrap(), U256::from(1000));
         assert_eq!(parse_wei("2 gwei").unwrap(), U256::from(2_000_000_000u64));
@@ -495,6 +505,8 @@ mod tests {
         let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n";
         assert!(error_of(&format!("{base}[chain]\nrpc = \"http://x\"\n")).contains("chain.judge"));
         assert!(error_of(&format!("{base}[chain]\nrpc = \"ftp://x\"\n")).contains("chain.rpc"));
+        assert!(error_of(&format!("{base}[chain]\nconfirmations = 64\n")).contains("chain.confirmations"));
+        assert!(error_of(&format!("{base}[chain]\nreplace_after_secs = 0\n")).contains("chain.replace_after_secs"));
         let sell = "[[sell]]\ntopic = \"a/#\"\nprice_wei = 1\n";
         assert!(error_of(&format!("{base}{sell}")).contains("peer.listen"));
         let with_peer = format!("{base}[peer]\nlisten = \"127.0.0.1:7700\"\n");

@@ -154,7 +154,10 @@ impl Market {
     async fn newest(&self, what: &str, wanted: impl Fn(&JudgeEvent) -> bool) -> u64 {
         let channel = self.channel;
         let of_channel = |e: &JudgeEvent| match e {
-            JudgeEvent::Claimed { channel: c, .. } | JudgeEvent::CloseRequested { channel: c, .. } | JudgeEvent::Settled { channel: c, .. } => *c == channel,
+            JudgeEvent::Claimed { channel: c, .. }
+            | JudgeEvent::CloseRequested { channel: c, .. }
+            | JudgeEvent::Settled { channel: c, .. }
+            | JudgeEvent::Accused { channel: c, .. } => *c == channel,
             _ => false,
         };
         event_block(&self.judge, |e| of_channel(e) && wanted(e)).await.unwrap_or_else(|| panic!("no {what} on the chain"))
@@ -335,4 +338,105 @@ async fn a_dropped_claim_is_sent_again_with_higher_fees() {
     m.delivered_exactly_once(20).await;
     m.close();
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 20).await;
+}
+
+/// A TCP proxy from a buyer to a seller that loses every `Data` frame of one message, however
+/// often the seller sends it again: the buyer sees a gap it can only get filled on-chain.
+struct LossyLink {
+    addr: std::net::SocketAddr,
+}
+
+impl LossyLink {
+    async fn to(seller: std::net::SocketAddr, lost_seq: u64) -> LossyLink {
+        use tokio::io::AsyncWriteExt;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            loop {
+                let Ok((buyer, _)) = listener.accept().await else { return };
+                let Ok(seller) = tokio::net::TcpStream::connect(seller).await else { continue };
+                let (mut from_buyer, mut to_buyer) = buyer.into_split();
+                let (mut from_seller, mut to_seller) = seller.into_split();
+                tokio::spawn(async move {
+                    let _ = tokio::io::copy(&mut from_buyer, &mut to_seller).await;
+                    let _ = to_seller.shutdown().await;
+                });
+                tokio::spawn(async move {
+                    let _ = forward_frames(&mut from_seller, &mut to_buyer, lost_seq).await;
+                    let _ = to_buyer.shutdown().await;
+                });
+            }
+        });
+        LossyLink { addr }
+    }
+}
+
+/// Copies link frames (`[u32 length][body]`) one by one, leaving out the `Data` frames of `lost_seq`.
+async fn forward_frames(from: &mut tokio::net::tcp::OwnedReadHalf, to: &mut tokio::net::tcp::OwnedWriteHalf, lost_seq: u64) -> std::io::Result<()> {
+    use supra_channel::wire::Frame;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let mut prefix = [0u8; 4];
+        from.read_exact(&mut prefix).await?;
+        let mut frame = prefix.to_vec();
+        frame.resize(4 + u32::from_be_bytes(prefix) as usize, 0);
+        from.read_exact(&mut frame[4..]).await?;
+        if matches!(Frame::decode(&frame), Ok(Frame::Data(data)) if data.message.seq == lost_seq) {
+            continue;
+        }
+        to.write_all(&frame).await?;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accusation_and_its_defence_reorganised_away_end_as_if_defended() {
+    let _serial = serial().await;
+    // T_ack 20 s, Δ 2 s: A would post a message still unacked 18 s after sending it, B accuses
+    // 20 s after it saw a later one, and A then has 20 s to defend.
+    let terms = SellTerms { window: 32, t_ack_secs: 20, t_closure_secs: 3, onchain_delay_secs: 2, ..SellTerms::default() };
+    let chain = chain().await;
+    let dir = TempDir::new("reorg-accusation");
+    let anvil_at: std::net::SocketAddr = chain.rpc().trim_start_matches("http://").parse().expect("anvil address");
+    let rpc = CuttableLink::to(anvil_at).await;
+    let mut a = BrokerProc::seller_via(&dir.0, chain, &format!("http://{}", rpc.addr), chain.fresh_key().await, terms, "");
+    a.wait_ready(SECS(30)).await;
+    // Message 5 never reaches B over the link.
+    let link = LossyLink::to(a.peer, 5).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, link.addr, 1_000 * PRICE_WEI, 0);
+    let (subscriber, publisher, channel) = trading(&a, &mut b).await;
+    let judge = chain.reader().await;
+    let mut m = Market { _dir: dir, judge, a, b, subscriber, publisher, channel, seen: BTreeMap::new() };
+
+    publish(&m.publisher, 0..10).await;
+    collect(&mut m.subscriber, &mut m.seen, 5, SECS(10)).await;
+    // A cannot reach its node when it should post message 5: B accuses.
+    rpc.set_cut(true);
+    wait_chain(&m.judge, m.channel, SECS(60), "an accusation", |i| i.dispute.is_some()).await;
+    // A's node is back: A posts message 5 and defends; B delivers the rest from the posting.
+    rpc.set_cut(false);
+    wait_chain(&m.judge, m.channel, SECS(40), "the defence", |i| i.dispute.is_none()).await;
+    collect(&mut m.subscriber, &mut m.seen, 10, SECS(20)).await;
+    m.delivered_exactly_once(10).await;
+    assert_eq!(m.judge.channel(m.channel).await.unwrap().status, ChannelStatus::Open, "the accusation was defended, not upheld");
+
+    // The accusation, the posting, the defence and what followed are reorganised away. Whichever
+    // of B's accusation and A's posting comes back first, nothing may be upheld.
+    let accused = m.newest("accusation", |e| matches!(e, JudgeEvent::Accused { .. })).await;
+    let stream = m.judge.channel(m.channel).await.unwrap().stream;
+    let depth = reorg_from(&m.judge, accused).await;
+    assert!(m.judge.posting(stream, 5).await.unwrap().is_none(), "the reorganisation ({depth} blocks) took the posting away");
+    let start = Instant::now();
+    loop {
+        let info = m.judge.channel(m.channel).await.unwrap();
+        assert_eq!(info.status, ChannelStatus::Open, "the accusation is never upheld: {info:?}");
+        if info.dispute.is_none() && m.judge.posting(stream, 5).await.unwrap().is_some() {
+            break;
+        }
+        assert!(start.elapsed() < SECS(40), "A posted message 5 again and no accusation stays open: {info:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    eprintln!("posting and defence made again {:?} after a {depth}-block reorganisation", start.elapsed());
+    m.delivered_exactly_once(10).await;
+    m.close();
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 10).await;
 }
