@@ -154,6 +154,7 @@ mod tests {
         let small = id("0abc");
         let padded = format!("0x{:0>64}", "abc");
         assert_eq!(small.to_string(), padded);
+        assert_eq!(format!("{small:?}"), format!("ChannelId({padded})"), "logged events name it the same way");
         let line = ChannelStatusLine {
             role: ChannelRole::Buyer,
             channel: small,

@@ -162,8 +162,16 @@ impl From<B256> for StreamId {
 }
 
 /// A channel identifier: `uint256(digest(offer))`, assigned by the judge at `open`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChannelId(pub U256);
+
+/// `ChannelId(0x…)` with the display form, so that logged events name channels as everything else
+/// does (not as a decimal number).
+impl core::fmt::Debug for ChannelId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ChannelId({self})")
+    }
+}
 
 impl ChannelId {
     /// The id of the channel opened with the offer whose EIP-712 digest is `offer_digest`.

@@ -150,6 +150,12 @@ impl Market {
         self.judge.channel(self.channel).await.expect("channel view").claimed
     }
 
+    /// Waits until the judge has paid the seller for `messages` messages.
+    async fn wait_claimed(&self, messages: u64) {
+        let paid = U256::from(messages * PRICE_WEI);
+        wait_chain(&self.judge, self.channel, SECS(20), &format!("claimed {messages}"), |i| i.claimed == paid).await;
+    }
+
     /// Block of the newest event of this channel that `wanted` accepts.
     async fn newest(&self, what: &str, wanted: impl Fn(&JudgeEvent) -> bool) -> u64 {
         let channel = self.channel;
@@ -186,7 +192,7 @@ async fn a_settle_tried_before_its_time_on_an_idle_chain_goes_through_when_the_c
     let mut m = Market::open("early-settle", SellTerms::default()).await;
     m.stream(0..25).await;
     m.a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 25).await;
-    wait_chain(&m.judge, m.channel, SECS(10), "claimed 25", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
+    m.wait_claimed(25).await;
 
     // The chain's clock lags the brokers' by 30 s (skew, slow blocks): the buyer, going by its
     // own clock, settles as soon as it sees the close request, long before the judge allows it.
@@ -212,7 +218,7 @@ async fn a_claim_reorganised_away_mid_stream_is_made_again() {
     let _serial = serial().await;
     let mut m = Market::open("reorg-claim", SellTerms::default()).await;
     m.stream(0..20).await;
-    wait_chain(&m.judge, m.channel, SECS(20), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    m.wait_claimed(20).await;
     let claim = m.newest("claim", |e| matches!(e, JudgeEvent::Claimed { .. })).await;
     // The seller notices and claims again, without any new ack.
     let paid = U256::from(20 * PRICE_WEI);
@@ -248,7 +254,7 @@ async fn a_close_request_reorganised_away_is_made_again() {
     let _serial = serial().await;
     let mut m = Market::open("reorg-close", SellTerms { t_closure_secs: 4, ..SellTerms::default() }).await;
     m.stream(0..25).await;
-    wait_chain(&m.judge, m.channel, SECS(20), "claimed 25", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
+    m.wait_claimed(25).await;
     m.close();
     wait_chain(&m.judge, m.channel, SECS(20), "closing", |i| i.status == ChannelStatus::Closing).await;
     let close = m.newest("close request", |e| matches!(e, JudgeEvent::CloseRequested { .. })).await;
@@ -308,10 +314,10 @@ async fn a_posting_the_buyer_delivered_reorganised_away_is_posted_again_and_not_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_claim_is_sent_again_with_higher_fees() {
     let _serial = serial().await;
-    let terms = SellTerms { replace_after_secs: 2, ..SellTerms::default() };
+    let terms = SellTerms { chain_extra: "replace_after_secs = 2", ..SellTerms::default() };
     let mut m = Market::open("dropped-claim", terms).await;
     m.stream(0..10).await;
-    wait_chain(&m.judge, m.channel, SECS(20), "claimed 10", |i| i.claimed == U256::from(10 * PRICE_WEI)).await;
+    m.wait_claimed(10).await;
 
     // Blocks stop coming: the next claim waits in the pool, and the pool loses it.
     anvil(&m.judge, "evm_setAutomine", (false,)).await;
@@ -439,4 +445,40 @@ async fn an_accusation_and_its_defence_reorganised_away_end_as_if_defended() {
     m.delivered_exactly_once(10).await;
     m.close();
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_confirmations_a_claim_reorganised_away_before_them_is_made_again() {
+    let _serial = serial().await;
+    let confirming = "confirmations = 2";
+    let chain = chain().await;
+    let judge = chain.reader().await;
+    // Blocks keep coming, as on a real chain (confirmations need blocks on top).
+    let miner = {
+        let judge = judge.clone();
+        tokio::spawn(async move {
+            loop {
+                anvil(&judge, "evm_mine", ()).await;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+            }
+        })
+    };
+    let dir = TempDir::new("confirmations");
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms { chain_extra: confirming, ..SellTerms::default() }, "");
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::buyer_with_chain(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0, confirming);
+    let (subscriber, publisher, channel) = trading(&a, &mut b).await;
+    let mut m = Market { _dir: dir, judge, a, b, subscriber, publisher, channel, seen: BTreeMap::new() };
+
+    m.stream(0..20).await;
+    m.wait_claimed(20).await;
+    // The claim is reorganised away at once, before the seller counts it as done.
+    let claim = m.newest("claim", |e| matches!(e, JudgeEvent::Claimed { .. })).await;
+    let paid = U256::from(20 * PRICE_WEI);
+    m.reorganise_from(claim, "unconfirmed claim", |i| i.claimed < paid, |i| i.claimed == paid).await;
+    m.stream(20..25).await;
+    m.delivered_exactly_once(25).await;
+    m.close();
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
+    miner.abort();
 }

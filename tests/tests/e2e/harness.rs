@@ -108,13 +108,13 @@ pub struct SellTerms {
     pub onchain_delay_secs: u32,
     /// The seller claims once this much is unclaimed (0: every new ack batch; always at close).
     pub claim_threshold_wei: u64,
-    /// The seller replaces a transaction not mined after this long.
-    pub replace_after_secs: u64,
+    /// More lines for the seller's `[chain]` section.
+    pub chain_extra: &'static str,
 }
 
 impl Default for SellTerms {
     fn default() -> Self {
-        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2, claim_threshold_wei: 0, replace_after_secs: 30 }
+        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2, claim_threshold_wei: 0, chain_extra: "" }
     }
 }
 
@@ -142,13 +142,12 @@ impl BrokerProc {
         BrokerProc::spawn_with("seller", root, &key.0, key.1, |mqtt, v5, peer| {
             format!(
                 "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
-                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\nclaim_threshold_wei = {}\n{}\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\nclaim_threshold_wei = {}\n{}\n\
                  [peer]\nlisten = \"{peer}\"\n{extra}\n\
                  [[sell]]\ntopic = \"sensors/#\"\nprice_wei = {PRICE_WEI}\nwindow = {}\nt_ack_secs = {}\nt_closure_secs = {}\n",
                 terms.onchain_delay_secs,
                 terms.claim_threshold_wei,
-                // Only when asked for: the key is newer than some brokers these tests also run.
-                if terms.replace_after_secs == 30 { String::new() } else { format!("replace_after_secs = {}\n", terms.replace_after_secs) },
+                terms.chain_extra,
                 terms.window, terms.t_ack_secs, terms.t_closure_secs
             )
         })
@@ -156,11 +155,26 @@ impl BrokerProc {
 
     /// A buyer of the seller's `sensors/#`, republished under `market/`, reaching it at `endpoint`.
     pub fn buyer(root: &Path, chain: &Chain, key: ([u8; 32], Address), seller: Address, endpoint: SocketAddr, deposit_wei: u64, hold_ms: u64) -> BrokerProc {
+        BrokerProc::buyer_with_chain(root, chain, key, seller, endpoint, deposit_wei, hold_ms, "")
+    }
+
+    /// A buyer with `chain_extra` (lines) added to its `[chain]` section.
+    #[allow(clippy::too_many_arguments)]
+    pub fn buyer_with_chain(
+        root: &Path,
+        chain: &Chain,
+        key: ([u8; 32], Address),
+        seller: Address,
+        endpoint: SocketAddr,
+        deposit_wei: u64,
+        hold_ms: u64,
+        chain_extra: &str,
+    ) -> BrokerProc {
         let (rpc, judge) = (chain.rpc().to_owned(), chain.judge);
         BrokerProc::spawn_with("buyer", root, &key.0, key.1, |mqtt, v5, _| {
             format!(
                 "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\nrestart_hold_ms = {hold_ms}\n\
-                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n{chain_extra}\n\
                  [[buy]]\nseller = \"{seller}\"\nendpoint = \"{endpoint}\"\ntopic = \"sensors/#\"\n\
                  deposit_wei = {deposit_wei}\nmax_price_wei = {PRICE_WEI}\nlocal_prefix = \"market/\"\n"
             )
