@@ -311,6 +311,61 @@ async fn a_posting_the_buyer_delivered_reorganised_away_is_posted_again_and_not_
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 30).await;
 }
 
+/// Waits until `sender` has a transaction in the node's pool and returns it (`txpool_content`).
+async fn pending_transaction_of(judge: &Judge, sender: alloy::primitives::Address) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let pool: serde_json::Value = judge.provider().raw_request("txpool_content".into(), ()).await.expect("txpool_content");
+        let ours = pool["pending"].as_object().and_then(|by_sender| {
+            by_sender.iter().find(|(from, _)| from.eq_ignore_ascii_case(&sender.to_string())).map(|(_, txs)| txs.clone())
+        });
+        if let Some(tx) = ours.and_then(|txs| txs.as_object()?.values().next().cloned()) {
+            return tx;
+        }
+        assert!(start.elapsed() < SECS(20), "{sender} has a transaction in the pool");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_outbid_by_a_fee_spike_is_replaced_with_higher_fees_until_mined() {
+    let _serial = serial().await;
+    let terms = SellTerms { chain_extra: "replace_after_secs = 1", ..SellTerms::default() };
+    let mut m = Market::open("fee-spike", terms).await;
+    m.stream(0..10).await;
+    m.wait_claimed(10).await;
+
+    // Blocks come on their own from now on, but the base fee of each spikes to three times what
+    // the seller's next claim offers.
+    anvil(&m.judge, "evm_setAutomine", (false,)).await;
+    m.stream(10..20).await;
+    let stuck = pending_transaction_of(&m.judge, m.a.address).await;
+    let offered = u128::from_str_radix(stuck["maxFeePerGas"].as_str().expect("an EIP-1559 fee").trim_start_matches("0x"), 16).expect("hex fee");
+    let spike = offered * 3;
+    let miner = {
+        let judge = m.judge.clone();
+        tokio::spawn(async move {
+            loop {
+                anvil(&judge, "anvil_setNextBlockBaseFeePerGas", (format!("{spike:#x}"),)).await;
+                anvil(&judge, "evm_mine", ()).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    // Anvil drops a transaction its block's base fee exceeds (other nodes keep it pending until
+    // `replace_after_secs`): either way A replaces it, each time offering 25 % more, and five
+    // replacements outbid the spike.
+    let took = wait_chain(&m.judge, m.channel, SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    miner.abort();
+    anvil(&m.judge, "evm_setAutomine", (true,)).await;
+    eprintln!("claim stuck under a fee spike of 3x its max fee mined {took:?} later");
+    let replacements = m.a.log().matches(": replacing it with max fee").count();
+    assert!(replacements >= 5, "A raised its fees step by step ({replacements} replacements):\n{}", m.a.log());
+    m.delivered_exactly_once(20).await;
+    m.close();
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 20).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_claim_is_sent_again_with_higher_fees() {
     let _serial = serial().await;
@@ -322,19 +377,8 @@ async fn a_dropped_claim_is_sent_again_with_higher_fees() {
     // Blocks stop coming: the next claim waits in the pool, and the pool loses it.
     anvil(&m.judge, "evm_setAutomine", (false,)).await;
     m.stream(10..20).await;
-    let seller = m.a.address;
-    let start = Instant::now();
-    let dropped = loop {
-        let pending: serde_json::Value = m.judge.provider().raw_request("txpool_content".into(), ()).await.expect("txpool_content");
-        let ours = pending["pending"].as_object().and_then(|by_sender| {
-            by_sender.iter().find(|(from, _)| from.eq_ignore_ascii_case(&seller.to_string())).map(|(_, txs)| txs.clone())
-        });
-        if let Some(hash) = ours.and_then(|txs| txs.as_object()?.values().next()?["hash"].as_str().map(str::to_owned)) {
-            break hash;
-        }
-        assert!(start.elapsed() < SECS(20), "A's claim reached the pool");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let dropped = pending_transaction_of(&m.judge, m.a.address).await;
+    let dropped = dropped["hash"].as_str().expect("a hash").to_owned();
     anvil(&m.judge, "anvil_dropTransaction", (dropped.clone(),)).await;
     anvil(&m.judge, "evm_setAutomine", (true,)).await;
     // Nothing would ever mine the dropped claim: A must send it again (same nonce, higher fees).
