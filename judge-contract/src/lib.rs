@@ -288,14 +288,26 @@ impl Judge {
         let gas = call.estimate_gas().await.map_err(JudgeError::from_contract)?;
         // Pending state can differ a little from the state the transaction meets: keep a margin.
         let request = call.into_transaction_request().with_from(self.from).with_gas_limit(gas.saturating_add(gas / 4));
-        let nonce = self.provider.get_transaction_count(self.from).pending().await.map_err(rpc)?;
+        // The next nonce the chain expects. Not the pool's view: a reorganisation can leave
+        // transactions of ours queued behind a gap there, and building on them would only
+        // lengthen the gap. A leftover of ours pending at this nonce is outbid below.
+        let nonce = self.provider.get_transaction_count(self.from).latest().await.map_err(rpc)?;
         let fees = self.provider.estimate_eip1559_fees().await.map_err(rpc)?;
         let (mut max_fee, mut tip) = (fees.max_fee_per_gas, fees.max_priority_fee_per_gas);
+        let bump = |fee: u128| fee.saturating_mul(100 + u128::from(self.policy.fee_bump_percent)).div_ceil(100).max(fee + 1);
         let mut sent: Vec<B256> = Vec::new();
+        let mut outbids = 0;
         loop {
             let attempt = request.clone().with_nonce(nonce).with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip);
             match self.provider.send_transaction(attempt).await {
                 Ok(pending) => sent.push(*pending.tx_hash()),
+                // Another transaction of ours waits in the pool with this nonce (left by an
+                // attempt given up earlier): offer more to replace it.
+                Err(e) if e.to_string().contains("underpriced") && outbids < 20 => {
+                    outbids += 1;
+                    (max_fee, tip) = (bump(max_fee), bump(tip));
+                    continue;
+                }
                 // The first version never reached the node: nothing is in flight, the caller retries.
                 Err(e) if sent.is_empty() => return Err(rpc(e)),
                 // A replacement refused (e.g. the first version was mined meanwhile): keep waiting
@@ -309,6 +321,12 @@ impl Judge {
                     if let Some(receipt) = self.provider.get_transaction_receipt(*hash).await.map_err(rpc)? {
                         return self.confirmed(receipt).await;
                     }
+                }
+                // Transactions of ours before this nonce are gone from the chain (a
+                // reorganisation took them): this one cannot be mined before they are. Give it
+                // up; the caller makes the call again with the nonce the chain expects.
+                if self.provider.get_transaction_count(self.from).latest().await.map_err(rpc)? < nonce {
+                    return Err(JudgeError::Rpc(format!("transactions of ours before nonce {nonce} were reorganised away")));
                 }
                 // Known to the node neither mined nor pending: dropped from the pool, or taken
                 // out of the chain by a reorganisation before we saw its receipt.
@@ -330,7 +348,6 @@ impl Judge {
                 }
                 return Err(JudgeError::Rpc(format!("nonce {nonce} was used by another transaction")));
             }
-            let bump = |fee: u128| fee.saturating_mul(100 + u128::from(self.policy.fee_bump_percent)).div_ceil(100).max(fee + 1);
             (max_fee, tip) = (bump(max_fee), bump(tip));
             let why = if dropped { "was dropped".to_owned() } else { format!("not mined after {:?}", self.policy.replace_after) };
             tracing::warn!("transaction with nonce {nonce} {why}: replacing it with max fee {max_fee} wei, tip {tip} wei");

@@ -311,6 +311,22 @@ async fn a_posting_the_buyer_delivered_reorganised_away_is_posted_again_and_not_
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 30).await;
 }
 
+/// Mines a block every `interval` (with `base_fee` wei as its base fee, if given) until aborted.
+/// A failed request is tried again at the next block: this stands for the chain, and a chain
+/// does not stop for a dropped connection.
+fn mine_blocks(judge: &Judge, interval: Duration, base_fee: Option<u128>) -> tokio::task::JoinHandle<()> {
+    let judge = judge.clone();
+    tokio::spawn(async move {
+        loop {
+            if let Some(fee) = base_fee {
+                let _: Result<serde_json::Value, _> = judge.provider().raw_request("anvil_setNextBlockBaseFeePerGas".into(), (format!("{fee:#x}"),)).await;
+            }
+            let _: Result<serde_json::Value, _> = judge.provider().raw_request("evm_mine".into(), ()).await;
+            tokio::time::sleep(interval).await;
+        }
+    })
+}
+
 /// Waits until `sender` has a transaction in the node's pool and returns it (`txpool_content`).
 async fn pending_transaction_of(judge: &Judge, sender: alloy::primitives::Address) -> serde_json::Value {
     let start = Instant::now();
@@ -327,31 +343,28 @@ async fn pending_transaction_of(judge: &Judge, sender: alloy::primitives::Addres
     }
 }
 
+/// A market whose seller (with `chain_extra` in its `[chain]`) got 10 messages paid, then, with
+/// blocks no longer mined on their own (the caller turns automine on again), has the claim for
+/// 10 more waiting in the pool.
+async fn claim_waiting_in_the_pool(name: &str, chain_extra: &'static str) -> (Market, serde_json::Value) {
+    let mut m = Market::open(name, SellTerms { chain_extra, ..SellTerms::default() }).await;
+    m.stream(0..10).await;
+    m.wait_claimed(10).await;
+    anvil(&m.judge, "evm_setAutomine", (false,)).await;
+    m.stream(10..20).await;
+    let claim = pending_transaction_of(&m.judge, m.a.address).await;
+    (m, claim)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_outbid_by_a_fee_spike_is_replaced_with_higher_fees_until_mined() {
     let _serial = serial().await;
-    let terms = SellTerms { chain_extra: "replace_after_secs = 1", ..SellTerms::default() };
-    let mut m = Market::open("fee-spike", terms).await;
-    m.stream(0..10).await;
-    m.wait_claimed(10).await;
-
+    let (mut m, stuck) = claim_waiting_in_the_pool("fee-spike", "replace_after_secs = 1").await;
     // Blocks come on their own from now on, but the base fee of each spikes to three times what
-    // the seller's next claim offers.
-    anvil(&m.judge, "evm_setAutomine", (false,)).await;
-    m.stream(10..20).await;
-    let stuck = pending_transaction_of(&m.judge, m.a.address).await;
+    // the seller's claim offers.
     let offered = u128::from_str_radix(stuck["maxFeePerGas"].as_str().expect("an EIP-1559 fee").trim_start_matches("0x"), 16).expect("hex fee");
     let spike = offered * 3;
-    let miner = {
-        let judge = m.judge.clone();
-        tokio::spawn(async move {
-            loop {
-                anvil(&judge, "anvil_setNextBlockBaseFeePerGas", (format!("{spike:#x}"),)).await;
-                anvil(&judge, "evm_mine", ()).await;
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-        })
-    };
+    let miner = mine_blocks(&m.judge, Duration::from_millis(250), Some(spike));
     // Anvil drops a transaction its block's base fee exceeds (other nodes keep it pending until
     // `replace_after_secs`): either way A replaces it, each time offering 25 % more, and five
     // replacements outbid the spike.
@@ -369,15 +382,8 @@ async fn a_claim_outbid_by_a_fee_spike_is_replaced_with_higher_fees_until_mined(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dropped_claim_is_sent_again_with_higher_fees() {
     let _serial = serial().await;
-    let terms = SellTerms { chain_extra: "replace_after_secs = 2", ..SellTerms::default() };
-    let mut m = Market::open("dropped-claim", terms).await;
-    m.stream(0..10).await;
-    m.wait_claimed(10).await;
-
-    // Blocks stop coming: the next claim waits in the pool, and the pool loses it.
-    anvil(&m.judge, "evm_setAutomine", (false,)).await;
-    m.stream(10..20).await;
-    let dropped = pending_transaction_of(&m.judge, m.a.address).await;
+    let (mut m, dropped) = claim_waiting_in_the_pool("dropped-claim", "replace_after_secs = 2").await;
+    // The pool loses the claim.
     let dropped = dropped["hash"].as_str().expect("a hash").to_owned();
     anvil(&m.judge, "anvil_dropTransaction", (dropped.clone(),)).await;
     anvil(&m.judge, "evm_setAutomine", (true,)).await;
@@ -385,6 +391,25 @@ async fn a_dropped_claim_is_sent_again_with_higher_fees() {
     let took = wait_chain(&m.judge, m.channel, SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
     eprintln!("dropped claim replaced and mined {took:?} after it was dropped");
     assert!(m.a.log().contains("replacing it"), "A replaced the dropped transaction:\n{}", m.a.log());
+    m.delivered_exactly_once(20).await;
+    m.close();
+    settles_exactly(&m.a, &m.b, &m.judge, m.channel, 20).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_waiting_behind_a_reorganised_away_one_is_sent_again_with_the_nonce_the_chain_expects() {
+    let _serial = serial().await;
+    let (mut m, _waiting) = claim_waiting_in_the_pool("nonce-gap", "").await;
+    // The chain loses the first claim while the second waits in the pool: the second's nonce
+    // now follows a gap and no block can take it.
+    let first = m.newest("claim", |e| matches!(e, JudgeEvent::Claimed { .. })).await;
+    let latest = m.judge.block_number().await.unwrap();
+    anvil(&m.judge, "anvil_rollback", (Some(latest + 1 - first),)).await;
+    assert_eq!(m.claimed().await, U256::ZERO, "the first claim is gone");
+    anvil(&m.judge, "evm_setAutomine", (true,)).await;
+    anvil(&m.judge, "evm_mine", ()).await;
+    let took = wait_chain(&m.judge, m.channel, SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    eprintln!("claims made again {took:?} after the gap appeared");
     m.delivered_exactly_once(20).await;
     m.close();
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 20).await;
@@ -498,15 +523,7 @@ async fn with_confirmations_a_claim_reorganised_away_before_them_is_made_again()
     let chain = chain().await;
     let judge = chain.reader().await;
     // Blocks keep coming, as on a real chain (confirmations need blocks on top).
-    let miner = {
-        let judge = judge.clone();
-        tokio::spawn(async move {
-            loop {
-                anvil(&judge, "evm_mine", ()).await;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-            }
-        })
-    };
+    let miner = mine_blocks(&judge, Duration::from_millis(300), None);
     let dir = TempDir::new("confirmations");
     let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms { chain_extra: confirming, ..SellTerms::default() }, "");
     a.wait_ready(SECS(30)).await;
