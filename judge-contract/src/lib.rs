@@ -167,10 +167,31 @@ fn describe_refusal(refusal: &SupraJudgeErrors) -> String {
     // `{:?}` of a generated error prints its name and named fields, e.g.
     // `NothingToClaim(NothingToClaim { channelId: .., seq: 3 })`; keep the inner part.
     let text = format!("{refusal:?}");
-    match text.split_once('(') {
+    let inner = match text.split_once('(') {
         Some((_, inner)) => inner.strip_suffix(')').unwrap_or(inner).to_owned(),
         None => text,
+    };
+    channel_ids_in_hex(&inner)
+}
+
+/// Writes the `channelId: <decimal>` fields of a refusal as channel ids are written everywhere
+/// else (`0x` and 64 hex digits), so that a log line can be matched with `supra channels`.
+fn channel_ids_in_hex(text: &str) -> String {
+    const FIELD: &str = "channelId: ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(FIELD) {
+        let (before, after) = rest.split_at(at + FIELD.len());
+        out.push_str(before);
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        match U256::from_str_radix(&after[..digits], 10) {
+            Ok(id) if digits > 0 => out.push_str(&ChannelId(id).to_string()),
+            _ => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// Converts between two `sol!` types with the same ABI layout (the engine's statement types and the
@@ -673,4 +694,17 @@ pub async fn transfer(rpc_url: &str, key: &B256, to: Address, amount: U256) -> R
     let pending = provider.send_transaction(tx).await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
     let receipt = pending.get_receipt().await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
     Ok(summary(&receipt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_channels_as_everything_else_does() {
+        let text = channel_ids_in_hex("NothingToClaim { channelId: 2748, seq: 9 }");
+        assert_eq!(text, format!("NothingToClaim {{ channelId: 0x{:0>64}, seq: 9 }}", "abc"));
+        assert_eq!(channel_ids_in_hex("ZeroAmount"), "ZeroAmount");
+        assert_eq!(channel_ids_in_hex("X { channelId: }"), "X { channelId: }");
+    }
 }
