@@ -138,6 +138,8 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
             onchain_delay_secs: 5,
             poll_interval_ms: 500,
             claim_threshold_wei: U256::from(10u64).pow(U256::from(15)),
+            confirmations: None,
+            replace_after_secs: 30,
         },
         peer: PeerConfig::default(),
         sell: Vec::new(),

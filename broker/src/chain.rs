@@ -2,12 +2,14 @@
 //!
 //! Every transaction goes through one worker task, in the order the node queued them (the
 //! engines emit chain actions in dependency order, e.g. `post` before `defend`), from the broker's
-//! one account. A transient failure (RPC outage, timeout) is retried with backoff until it goes
-//! through: no claim, posting or defence is dropped because the node was unreachable for a while.
-//! A refusal by the judge is final and reported back to the node.
+//! one account. The chain is not final: see [`worker`] for how a call is carried through
+//! outages, early refusals, dropped or stuck transactions and reorganisations until it is
+//! mined and confirmed or provably unnecessary. A refusal by the judge that no time or other
+//! transaction can change is final and reported back to the node.
 //!
-//! The watcher reads the judge's events block range by block range and hands them to the node,
-//! which persists the cursor once it has handled them.
+//! The watcher reads the judge's confirmed events block range by block range, rewinds past
+//! reorganisations ([`watch`]) and hands them to the node, which persists the cursor once it has
+//! handled them.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -81,7 +83,7 @@ pub enum Outcome {
 }
 
 /// A job for the worker and, later, its result.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Job {
     pub origin: Origin,
     pub call: Call,
@@ -94,58 +96,276 @@ pub struct JobResult {
     pub outcome: Result<Outcome, JudgeError>,
 }
 
-async fn execute(judge: &Judge, call: &Call) -> Result<Outcome, JudgeError> {
-    use Outcome::Mined;
+/// Makes the call; a transaction also returns its receipt (to watch for reorganisations).
+async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_judge::Receipt>), JudgeError> {
+    let mined = |r: supra_judge::Receipt| (Outcome::Mined(r), Some(r));
     Ok(match call {
-        Call::ReadChannel { channel } => Outcome::Channel(Box::new(judge.channel(*channel).await?)),
+        Call::ReadChannel { channel } => (Outcome::Channel(Box::new(judge.channel(*channel).await?)), None),
         Call::Open { offer, sig, deposit } => {
             // An offer starting at an already posted message would let the seller charge for
             // messages posted before the channel existed.
             if judge.posting(offer.stream(), offer.startSeq).await?.is_some() {
                 return Err(JudgeError::Refused(format!("offer starts at seq {}, which is already posted", offer.startSeq)));
             }
-            let (channel, _) = judge.open(offer, sig.as_bytes(), *deposit).await?;
-            Outcome::Opened(channel)
+            let (channel, receipt) = judge.open(offer, sig.as_bytes(), *deposit).await?;
+            (Outcome::Opened(channel), Some(receipt))
         }
-        Call::Post(m) => Mined(judge.post(&m.message, &m.payload, m.sig.as_bytes()).await?),
-        Call::Claim { ack, sig } => Mined(judge.claim(ack, sig.as_bytes()).await?),
-        Call::ClaimPosted { channel, upto } => Mined(judge.claim_posted(*channel, *upto).await?),
-        Call::ProveWrongCost { ack, sig } => Mined(judge.prove_wrong_cost(ack, sig.as_bytes()).await?),
-        Call::Defend { channel } => Mined(judge.defend(*channel).await?),
-        Call::DefendWithAck { ack, sig } => Mined(judge.defend_with_ack(ack, sig.as_bytes()).await?),
-        Call::RequestClose { channel } => Mined(judge.request_close(*channel).await?),
-        Call::Settle { channel } => Mined(judge.settle(*channel).await?),
-        Call::Accuse { channel, seen, sig, missing } => Mined(judge.accuse(*channel, seen, sig.as_bytes(), *missing).await?),
-        Call::Resolve { channel } => Mined(judge.resolve(*channel).await?),
+        Call::Post(m) => mined(judge.post(&m.message, &m.payload, m.sig.as_bytes()).await?),
+        Call::Claim { ack, sig } => mined(judge.claim(ack, sig.as_bytes()).await?),
+        Call::ClaimPosted { channel, upto } => mined(judge.claim_posted(*channel, *upto).await?),
+        Call::ProveWrongCost { ack, sig } => mined(judge.prove_wrong_cost(ack, sig.as_bytes()).await?),
+        Call::Defend { channel } => mined(judge.defend(*channel).await?),
+        Call::DefendWithAck { ack, sig } => mined(judge.defend_with_ack(ack, sig.as_bytes()).await?),
+        Call::RequestClose { channel } => mined(judge.request_close(*channel).await?),
+        Call::Settle { channel } => mined(judge.settle(*channel).await?),
+        Call::Accuse { channel, seen, sig, missing } => mined(judge.accuse(*channel, seen, sig.as_bytes(), *missing).await?),
+        Call::Resolve { channel } => mined(judge.resolve(*channel).await?),
         Call::ProveEquivocation { channel, a, sig_a, b, sig_b } => {
-            Mined(judge.prove_equivocation(*channel, (a, sig_a.as_bytes()), (b, sig_b.as_bytes())).await?)
+            mined(judge.prove_equivocation(*channel, (a, sig_a.as_bytes()), (b, sig_b.as_bytes())).await?)
         }
     })
 }
 
-/// Runs jobs one at a time, retrying transient failures with backoff (0.25 s to 15 s) until they
-/// go through or the judge refuses them.
-pub async fn worker(judge: Judge, mut jobs: mpsc::UnboundedReceiver<Job>, results: mpsc::UnboundedSender<JobResult>) {
-    while let Some(job) = jobs.recv().await {
-        let mut backoff = Duration::from_millis(250);
-        let outcome = loop {
-            match execute(&judge, &job.call).await {
-                Err(e) if e.is_transient() => {
-                    tracing::warn!("chain: {} failed ({e}); retrying in {backoff:?}", job.call.name());
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(15));
-                }
-                other => break other,
+/// How long a mined transaction is watched for a reorganisation that removes it, in blocks past
+/// its own. Deeper reorganisations than this are not expected on any chain a broker uses.
+pub const WATCH_DEPTH: u64 = 64;
+
+/// Back-off between attempts of a call that failed transiently (0.25 s doubling to 15 s).
+const FIRST_BACKOFF: Duration = Duration::from_millis(250);
+const MAX_BACKOFF: Duration = Duration::from_secs(15);
+/// Wait before retrying a call refused because of a state another transaction will change.
+const NOT_NOW_RETRY: Duration = Duration::from_secs(2);
+
+/// Why a job is (re)run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    /// Queued by the node.
+    First,
+    /// Its transaction was mined, then a reorganisation removed it: run again. The node already
+    /// acted on the first success, so only a failure is reported back.
+    Resubmission,
+}
+
+/// A job waiting for the chain: its time, or a state another transaction will change.
+#[derive(Debug)]
+enum Due {
+    /// When the pending block's timestamp reaches this (unix seconds).
+    ChainTime(u64),
+    /// After this instant (local back-off).
+    At(tokio::time::Instant),
+}
+
+/// A job whose transaction was mined, watched until it is [`WATCH_DEPTH`] blocks deep.
+#[derive(Debug)]
+struct Watched {
+    job: Job,
+    receipt: supra_judge::Receipt,
+}
+
+/// The transaction worker: runs the node's jobs one at a time, in order, from the broker's one
+/// account, until each is mined (and confirmed, see [`supra_judge::TxPolicy`]) or provably
+/// unnecessary:
+/// - a transient failure (RPC outage, timeout, a transaction reorganised away before its
+///   confirmations) is retried with back-off;
+/// - a refusal that depends on time (`ClosureNotElapsed`, `DeadlineNotPassed`) is set aside and
+///   run again when the chain's time (the pending block's timestamp) says it passes, and one that
+///   depends on another transaction (`AccusationOpen`) with back-off; the jobs behind it go on;
+/// - a mined transaction is watched for [`WATCH_DEPTH`] blocks: if a reorganisation removes it,
+///   the job runs again (a re-run that the judge now refuses, e.g. `NothingToClaim` after a
+///   later claim, was unnecessary);
+/// - any other refusal is final and reported to the node.
+pub async fn worker(judge: Judge, mut jobs: mpsc::UnboundedReceiver<Job>, results: mpsc::UnboundedSender<JobResult>, poll: Duration) {
+    let mut queue: std::collections::VecDeque<(Job, Attempt)> = std::collections::VecDeque::new();
+    let mut waiting: Vec<(Due, Job, Attempt)> = Vec::new();
+    let mut watched: Vec<Watched> = Vec::new();
+    let mut head: Option<(u64, alloy_primitives::B256)> = None;
+    let mut next_check = tokio::time::Instant::now();
+    loop {
+        while let Ok(job) = jobs.try_recv() {
+            queue.push_back((job, Attempt::First));
+        }
+        if tokio::time::Instant::now() >= next_check {
+            next_check = tokio::time::Instant::now() + poll;
+            release_due(&judge, &mut waiting, &mut queue).await;
+            check_reorgs(&judge, &mut watched, &mut head, &mut queue).await;
+        }
+        let Some((job, attempt)) = queue.pop_front() else {
+            let idle = waiting.is_empty() && watched.is_empty();
+            tokio::select! {
+                job = jobs.recv() => match job {
+                    Some(job) => queue.push_back((job, Attempt::First)),
+                    None => return,
+                },
+                _ = tokio::time::sleep_until(next_check), if !idle => {}
             }
+            continue;
         };
-        match &outcome {
-            Ok(Outcome::Mined(r)) => tracing::debug!("chain: {} mined in block {} ({} gas)", job.call.name(), r.block, r.gas_used),
-            Ok(_) => {}
-            Err(e) => tracing::warn!("chain: {} refused: {e}", job.call.name()),
+        match run(&judge, &job.call).await {
+            Err(JudgeError::TooEarly { until, refusal }) => {
+                tracing::info!("chain: {} too early ({refusal}); again at chain time {until}", job.call.name());
+                waiting.push((Due::ChainTime(until), job, attempt));
+            }
+            Err(JudgeError::NotNow(refusal)) => {
+                tracing::info!("chain: {} refused for now ({refusal}); again in {NOT_NOW_RETRY:?}", job.call.name());
+                waiting.push((Due::At(tokio::time::Instant::now() + NOT_NOW_RETRY), job, attempt));
+            }
+            outcome => {
+                let receipt = match &outcome {
+                    Ok((_, Some(receipt))) => Some(*receipt),
+                    _ => None,
+                };
+                let outcome = outcome.map(|(o, _)| o);
+                match (&outcome, receipt) {
+                    (Ok(_), Some(r)) => tracing::debug!("chain: {} mined in block {} ({} gas)", job.call.name(), r.block, r.gas_used),
+                    (Ok(_), None) => {}
+                    (Err(e), _) => tracing::warn!("chain: {} refused: {e}", job.call.name()),
+                }
+                if let Some(receipt) = receipt {
+                    watched.push(Watched { job: job.clone(), receipt });
+                }
+                let report = attempt == Attempt::First || outcome.is_err();
+                if report && results.send(JobResult { origin: job.origin, call: job.call, outcome }).is_err() {
+                    return;
+                }
+            }
         }
-        if results.send(JobResult { origin: job.origin, call: job.call, outcome }).is_err() {
-            return;
+    }
+}
+
+/// Runs a call, retrying transient failures with back-off until it goes through or the judge
+/// answers.
+async fn run(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_judge::Receipt>), JudgeError> {
+    let mut backoff = FIRST_BACKOFF;
+    loop {
+        match execute(judge, call).await {
+            Err(e) if e.is_transient() => {
+                tracing::warn!("chain: {} failed ({e}); retrying in {backoff:?}", call.name());
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+            }
+            other => return other,
         }
+    }
+}
+
+/// Moves the waiting jobs whose time has come back to the front of the queue, in the order they
+/// were set aside.
+async fn release_due(judge: &Judge, waiting: &mut Vec<(Due, Job, Attempt)>, queue: &mut std::collections::VecDeque<(Job, Attempt)>) {
+    if waiting.is_empty() {
+        return;
+    }
+    let chain_now = if waiting.iter().any(|(due, ..)| matches!(due, Due::ChainTime(_))) {
+        match judge.pending_timestamp().await {
+            Ok(t) => Some(t),
+            Err(e) => {
+                tracing::warn!("chain: reading the chain's time: {e}");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let now = tokio::time::Instant::now();
+    let mut due = Vec::new();
+    waiting.retain_mut(|(when, job, attempt)| {
+        let ready = match when {
+            Due::ChainTime(t) => chain_now.is_some_and(|c| c >= *t),
+            Due::At(at) => now >= *at,
+        };
+        if ready {
+            due.push((job.clone(), *attempt));
+        }
+        !ready
+    });
+    for entry in due.into_iter().rev() {
+        queue.push_front(entry);
+    }
+}
+
+/// Looks for mined transactions that a reorganisation removed and queues their jobs again.
+async fn check_reorgs(
+    judge: &Judge,
+    watched: &mut Vec<Watched>,
+    head: &mut Option<(u64, alloy_primitives::B256)>,
+    queue: &mut std::collections::VecDeque<(Job, Attempt)>,
+) {
+    if watched.is_empty() {
+        return;
+    }
+    let latest = match judge.block_number().await {
+        Ok(n) => n,
+        Err(e) => return tracing::warn!("chain: {e}"),
+    };
+    let latest_hash = match judge.block_hash(latest).await {
+        Ok(Some(h)) => h,
+        Ok(None) => return,
+        Err(e) => return tracing::warn!("chain: {e}"),
+    };
+    if *head == Some((latest, latest_hash)) {
+        return;
+    }
+    // Blocks up to the head seen last time are unchanged if that head still is in the chain:
+    // only transactions mined after it need a look (one RPC while the chain merely grows).
+    let unchanged_up_to = match *head {
+        Some((number, hash)) => match judge.block_hash(number).await {
+            Ok(now) if now == Some(hash) => Some(number),
+            Ok(_) => None,
+            Err(e) => return tracing::warn!("chain: {e}"),
+        },
+        None => None,
+    };
+    let mut complete = true;
+    let mut canonical: std::collections::HashMap<u64, Option<alloy_primitives::B256>> = std::collections::HashMap::new();
+    let mut gone = Vec::new();
+    let mut i = 0;
+    while i < watched.len() {
+        let w = &mut watched[i];
+        if latest >= w.receipt.block.saturating_add(WATCH_DEPTH) {
+            watched.swap_remove(i);
+            continue;
+        }
+        if unchanged_up_to.is_some_and(|n| w.receipt.block <= n) {
+            i += 1;
+            continue;
+        }
+        let hash = match canonical.get(&w.receipt.block) {
+            Some(hash) => *hash,
+            None => match judge.block_hash(w.receipt.block).await {
+                Ok(hash) => *canonical.entry(w.receipt.block).or_insert(hash),
+                Err(e) => {
+                    tracing::warn!("chain: {e}");
+                    complete = false;
+                    break;
+                }
+            },
+        };
+        if hash == Some(w.receipt.block_hash) {
+            i += 1;
+            continue;
+        }
+        // Its block is gone: was the transaction mined again elsewhere?
+        match judge.inclusion(&w.receipt).await {
+            Ok(Some(again)) => {
+                w.receipt = again;
+                i += 1;
+            }
+            Ok(None) => gone.push(watched.swap_remove(i)),
+            Err(e) => {
+                tracing::warn!("chain: {e}");
+                complete = false;
+                break;
+            }
+        }
+    }
+    // Looked at everything: the next check may start from this head.
+    if complete {
+        *head = Some((latest, latest_hash));
+    }
+    // Oldest first, ahead of newer work: a re-run claim or posting is what the node counted on.
+    gone.sort_by_key(|w| w.receipt.block);
+    for w in gone.into_iter().rev() {
+        tracing::warn!("chain: {} mined in block {} was reorganised away; sending it again", w.job.call.name(), w.receipt.block);
+        queue.push_front((w.job, Attempt::Resubmission));
     }
 }
 
@@ -156,28 +376,67 @@ pub struct EventBatch {
     pub to: u64,
 }
 
-/// Polls the judge's events every `interval` from block `from`, in ranges of at most 2,000 blocks.
-pub async fn watch(judge: Judge, mut from: u64, interval: Duration, out: mpsc::UnboundedSender<EventBatch>) {
+/// Polls the judge's events every `interval` from block `from`, in ranges of at most 2,000
+/// blocks, reading only blocks with `confirmations` blocks on top. It remembers the hash of the
+/// last block of each range (for [`WATCH_DEPTH`] blocks): when one changed, a reorganisation
+/// replaced it, and the watcher rewinds to the newest remembered block still in the chain and
+/// reads the events from there again. The node handles events idempotently (a posting read
+/// twice is a duplicate the buyer does not deliver again).
+pub async fn watch(judge: Judge, mut from: u64, interval: Duration, confirmations: u64, out: mpsc::UnboundedSender<EventBatch>) {
+    let mut read: std::collections::VecDeque<(u64, alloy_primitives::B256)> = std::collections::VecDeque::new();
     loop {
-        match judge.block_number().await {
-            Ok(latest) if latest >= from => {
-                let to = latest.min(from + 1_999);
-                match judge.events(from, to).await {
-                    Ok(events) => {
-                        if out.send(EventBatch { events, to }).is_err() {
-                            return;
-                        }
-                        from = to + 1;
-                        if to < latest {
-                            continue;
-                        }
-                    }
-                    Err(e) => tracing::warn!("chain: reading events {from}..={to}: {e}"),
+        match next_batch(&judge, &mut from, confirmations, &mut read).await {
+            Ok(Some((batch, more))) => {
+                if out.send(batch).is_err() {
+                    return;
+                }
+                if more {
+                    continue;
                 }
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!("chain: {e}"),
+            Ok(None) => {}
+            Err(e) => tracing::warn!("chain: reading events from block {from}: {e}"),
         }
         tokio::time::sleep(interval).await;
     }
+}
+
+/// Reads the next range of events, after rewinding past a reorganisation. `Some((batch, more))`:
+/// `more` when the range stopped short of the confirmed head.
+async fn next_batch(
+    judge: &Judge,
+    from: &mut u64,
+    confirmations: u64,
+    read: &mut std::collections::VecDeque<(u64, alloy_primitives::B256)>,
+) -> Result<Option<(EventBatch, bool)>, JudgeError> {
+    if let Some(&(block, hash)) = read.back()
+        && judge.block_hash(block).await? != Some(hash)
+    {
+        while let Some(&(block, hash)) = read.back() {
+            if judge.block_hash(block).await? == Some(hash) {
+                break;
+            }
+            read.pop_back();
+        }
+        let rewound = read.back().map_or_else(|| from.saturating_sub(WATCH_DEPTH), |(block, _)| block + 1);
+        tracing::warn!("chain: reorganisation below block {from}; reading events again from block {rewound}");
+        *from = rewound;
+    }
+    let Some(head) = judge.block_number().await?.checked_sub(confirmations) else { return Ok(None) };
+    if head < *from {
+        return Ok(None);
+    }
+    let to = head.min(*from + 1_999);
+    let before = judge.block_hash(to).await?;
+    let events = judge.events(*from, to).await?;
+    let Some(hash) = judge.block_hash(to).await?.filter(|after| Some(*after) == before) else {
+        // The chain changed under the read: read again.
+        return Ok(None);
+    };
+    read.push_back((to, hash));
+    while read.front().is_some_and(|(block, _)| block + WATCH_DEPTH < to) {
+        read.pop_front();
+    }
+    *from = to + 1;
+    Ok(Some((EventBatch { events, to }, to < head)))
 }

@@ -3,9 +3,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alloy_primitives::{B256, U256};
+use alloy_primitives::B256;
 use clap::{Parser, Subcommand};
-use supra_channel::types::ChannelId;
 
 use crate::admin::{Answer, Request};
 use crate::config::Config;
@@ -66,7 +65,8 @@ enum Commands {
         /// The running broker's configuration.
         #[arg(long, short)]
         config: PathBuf,
-        /// The channel id (0x…, as `supra channels --json` prints it).
+        /// The channel id as `supra channels` prints it: the full `0x…` id (from `--json` or the
+        /// logs), or the table's short id (`0x1b79b39f…`) if no other channel starts the same way.
         channel: String,
     },
     /// Run the demo: a private Anvil with the judge, two brokers, a publisher and a subscriber.
@@ -80,12 +80,6 @@ fn init_logging(default: &str) {
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
-}
-
-fn parse_channel(text: &str) -> Result<ChannelId, String> {
-    let text = text.trim();
-    let parsed = if let Some(hex) = text.strip_prefix("0x") { U256::from_str_radix(hex, 16) } else { U256::from_str_radix(text, 10) };
-    parsed.map(ChannelId).map_err(|_| format!("`{text}` is not a channel id"))
 }
 
 fn fail(message: impl std::fmt::Display) -> ExitCode {
@@ -181,11 +175,17 @@ pub fn main() -> ExitCode {
                 Ok(config) => config,
                 Err(e) => return fail(e),
             };
-            let channel = match parse_channel(&channel) {
-                Ok(channel) => channel,
-                Err(e) => return fail(e),
-            };
             runtime().block_on(async move {
+                let known = match crate::admin::ask(&config.data_dir, &Request::Channels).await {
+                    Ok(Answer::Channels(lines)) => lines.into_iter().map(|l| l.channel).collect::<Vec<_>>(),
+                    Ok(Answer::Error(e)) => return fail(e),
+                    Ok(other) => return fail(format!("unexpected answer {other:?}")),
+                    Err(e) => return fail(e),
+                };
+                let channel = match status::resolve_channel(&channel, &known) {
+                    Ok(channel) => channel,
+                    Err(e) => return fail(e),
+                };
                 match crate::admin::ask(&config.data_dir, &Request::Close { channel }).await {
                     Ok(Answer::Closing) => {
                         println!("closing {channel}: stopped off-chain; the broker claims and settles after T_closure");

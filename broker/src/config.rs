@@ -72,6 +72,22 @@ pub struct ChainConfig {
     pub poll_interval_ms: u64,
     /// The seller claims acked payments once this much is unclaimed (and always on close).
     pub claim_threshold_wei: U256,
+    /// Blocks on top of a transaction's (or an event's) block before it counts as done; `None`:
+    /// the default of the chain kind ([`default_confirmations`]).
+    pub confirmations: Option<u64>,
+    /// A transaction not mined after this long is replaced with higher EIP-1559 fees.
+    pub replace_after_secs: u64,
+}
+
+/// Confirmations by chain kind: none on development chains (Anvil, Hardhat: nothing reorganises
+/// them unless asked), 3 on Ethereum and its test networks (reorganisations of one or two blocks
+/// happen), 1 elsewhere (rollups' sequencers reorganise rarely and shallowly).
+pub fn default_confirmations(chain_id: u64) -> u64 {
+    match chain_id {
+        31337 | 1337 => 0,
+        1 | 11155111 | 17000 | 560048 => 3,
+        _ => 1,
+    }
 }
 
 /// The peer listener buyers connect to (only needed to sell).
@@ -170,6 +186,10 @@ struct RawChain {
     poll_interval_ms: u64,
     #[serde(default)]
     claim_threshold_wei: Option<Amount>,
+    #[serde(default)]
+    confirmations: Option<u64>,
+    #[serde(default = "default_replace_after")]
+    replace_after_secs: u64,
 }
 
 impl Default for RawChain {
@@ -180,6 +200,8 @@ impl Default for RawChain {
             onchain_delay_secs: default_onchain_delay(),
             poll_interval_ms: default_poll_interval(),
             claim_threshold_wei: None,
+            confirmations: None,
+            replace_after_secs: default_replace_after(),
         }
     }
 }
@@ -192,6 +214,9 @@ fn default_onchain_delay() -> u32 {
 }
 fn default_poll_interval() -> u64 {
     500
+}
+fn default_replace_after() -> u64 {
+    30
 }
 
 #[derive(Debug, Deserialize)]
@@ -332,6 +357,12 @@ impl Config {
         if raw.chain.poll_interval_ms == 0 {
             return Err(invalid("chain.poll_interval_ms", "must be positive"));
         }
+        if raw.chain.replace_after_secs == 0 {
+            return Err(invalid("chain.replace_after_secs", "must be positive"));
+        }
+        if raw.chain.confirmations.is_some_and(|c| c >= crate::chain::WATCH_DEPTH) {
+            return Err(invalid("chain.confirmations", format!("must be below {}", crate::chain::WATCH_DEPTH)));
+        }
 
         let allow = raw
             .peer
@@ -420,6 +451,8 @@ impl Config {
                 onchain_delay_secs: raw.chain.onchain_delay_secs,
                 poll_interval_ms: raw.chain.poll_interval_ms,
                 claim_threshold_wei: raw.chain.claim_threshold_wei.map_or(U256::ZERO, |a| a.0),
+                confirmations: raw.chain.confirmations,
+                replace_after_secs: raw.chain.replace_after_secs,
             },
             peer: PeerConfig { listen: raw.peer.listen, allow, idle_close_secs: raw.peer.idle_close_secs },
             sell,
@@ -443,6 +476,16 @@ mod tests {
     }
 
     #[test]
+    fn confirmations_default_by_chain_kind() {
+        let config = Config::parse(EXAMPLE, Path::new("/etc/supra")).expect("example parses");
+        assert_eq!(config.chain.confirmations, None, "the example leaves the default");
+        assert_eq!(default_confirmations(31337), 0, "Anvil");
+        assert_eq!(default_confirmations(1), 3, "Ethereum");
+        assert_eq!(default_confirmations(11155111), 3, "Sepolia");
+        assert_eq!(default_confirmations(8453), 1, "a rollup");
+    }
+
+    #[test]
     fn amounts_take_units() {
         assert_eq!(parse_wei("1000").unwrap(), U256::from(1000));
         assert_eq!(parse_wei("2 gwei").unwrap(), U256::from(2_000_000_000u64));
@@ -462,6 +505,8 @@ mod tests {
         let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n";
         assert!(error_of(&format!("{base}[chain]\nrpc = \"http://x\"\n")).contains("chain.judge"));
         assert!(error_of(&format!("{base}[chain]\nrpc = \"ftp://x\"\n")).contains("chain.rpc"));
+        assert!(error_of(&format!("{base}[chain]\nconfirmations = 64\n")).contains("chain.confirmations"));
+        assert!(error_of(&format!("{base}[chain]\nreplace_after_secs = 0\n")).contains("chain.replace_after_secs"));
         let sell = "[[sell]]\ntopic = \"a/#\"\nprice_wei = 1\n";
         assert!(error_of(&format!("{base}{sell}")).contains("peer.listen"));
         let with_peer = format!("{base}[peer]\nlisten = \"127.0.0.1:7700\"\n");

@@ -58,6 +58,8 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
             onchain_delay_secs: 3,
             poll_interval_ms: 200,
             claim_threshold_wei: U256::ZERO,
+            confirmations: None,
+            replace_after_secs: 30,
         },
         peer: PeerConfig::default(),
         sell: Vec::new(),

@@ -93,6 +93,10 @@ impl Broker {
         };
         let judge = Judge::connect(&rpc, &secret, judge_address).await.map_err(|e| StartError::Chain(e.to_string()))?;
         let domain = judge.domain();
+        let confirmations = config.chain.confirmations.unwrap_or_else(|| config::default_confirmations(domain.chain_id()));
+        let poll = Duration::from_millis(config.chain.poll_interval_ms);
+        let policy = supra_judge::TxPolicy { confirmations, replace_after: Duration::from_secs(config.chain.replace_after_secs), ..judge.policy() };
+        let judge = judge.with_policy(policy);
 
         let genesis = judge.genesis_hash().await.map_err(|e| StartError::Chain(e.to_string()))?;
         let store_path = config.data_dir.join("supra.redb");
@@ -123,13 +127,15 @@ impl Broker {
 
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (results_tx, results_rx) = mpsc::unbounded_channel();
-        tokio::spawn(chain::worker(judge.clone(), jobs_rx, results_tx));
+        tokio::spawn(chain::worker(judge.clone(), jobs_rx, results_tx, poll));
+        // After a restart, blocks read just before the stop are read again: a reorganisation may
+        // have replaced them meanwhile, and the node handles events idempotently.
         let from = match store.chain_cursor()? {
-            Some(block) => block + 1,
+            Some(block) => (block + 1).saturating_sub(confirmations.max(1)),
             None => judge.block_number().await.map_err(|e| StartError::Chain(e.to_string()))?,
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        tokio::spawn(chain::watch(judge.clone(), from, Duration::from_millis(config.chain.poll_interval_ms), events_tx));
+        tokio::spawn(chain::watch(judge.clone(), from, poll, confirmations, events_tx));
 
         let mut node = Node::restore(&config, key.clone(), domain, store, mqtt, jobs_tx).map_err(StartError::Restore)?;
         let (commands_tx, commands_rx) = mpsc::channel(64);

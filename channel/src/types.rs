@@ -162,8 +162,16 @@ impl From<B256> for StreamId {
 }
 
 /// A channel identifier: `uint256(digest(offer))`, assigned by the judge at `open`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ChannelId(pub U256);
+
+/// `ChannelId(0x…)` with the display form, so that logged events name channels as everything else
+/// does (not as a decimal number).
+impl core::fmt::Debug for ChannelId {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "ChannelId({self})")
+    }
+}
 
 impl ChannelId {
     /// The id of the channel opened with the offer whose EIP-712 digest is `offer_digest`.
@@ -177,9 +185,11 @@ impl ChannelId {
     }
 }
 
+/// `0x` and all 64 hex digits, leading zeros included: one spelling everywhere (logs, `supra
+/// channels`, `supra close`), so that an id can be copied from any of them.
 impl core::fmt::Display for ChannelId {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        write!(f, "{:#x}", self.0)
+        write!(f, "{}", B256::from(self.0.to_be_bytes::<32>()))
     }
 }
 

@@ -71,12 +71,36 @@ pub struct ChannelInfo {
     pub dispute: Option<(u64, u64)>,
 }
 
-/// What a mined transaction cost.
+/// Where a transaction was mined and what it cost.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Receipt {
     pub tx_hash: B256,
     pub block: u64,
+    /// Hash of the including block: tells a reorganised-away inclusion from a canonical one.
+    pub block_hash: B256,
     pub gas_used: u64,
+}
+
+/// How this client sends transactions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxPolicy {
+    /// Blocks that must be built on top of the including block before a transaction counts as
+    /// done (0: mined is done).
+    pub confirmations: u64,
+    /// A transaction still not mined after this long is replaced: same nonce, EIP-1559 fees raised
+    /// by `fee_bump_percent`. One the node no longer knows (dropped from its pool) is replaced
+    /// at once.
+    pub replace_after: Duration,
+    /// Fee increase of each replacement, in percent (nodes require at least 10).
+    pub fee_bump_percent: u64,
+    /// How often receipts and confirmations are polled.
+    pub poll: Duration,
+}
+
+impl Default for TxPolicy {
+    fn default() -> Self {
+        TxPolicy { confirmations: 0, replace_after: Duration::from_secs(30), fee_bump_percent: 25, poll: Duration::from_millis(250) }
+    }
 }
 
 /// A failed judge call.
@@ -88,6 +112,14 @@ pub enum JudgeError {
     /// The transaction was mined but reverted without a decodable reason.
     #[error("transaction {0} reverted")]
     Reverted(B256),
+    /// The judge refused the call only because it came too early: it will pass once the chain's
+    /// time (block timestamp) reaches `until` (unix seconds).
+    #[error("judge refused for now: {refusal} (passes at chain time {until})")]
+    TooEarly { until: u64, refusal: String },
+    /// The judge refused the call because of a state another call will change (an accusation is
+    /// open): retrying later may succeed.
+    #[error("judge refused for now: {0}")]
+    NotNow(String),
     /// The node could not be reached or answered with a transport error; retrying may succeed.
     #[error("chain RPC: {0}")]
     Rpc(String),
@@ -102,9 +134,26 @@ impl JudgeError {
         matches!(self, JudgeError::Rpc(_))
     }
 
+    /// The refusal's name (`"NothingToClaim"` for `NothingToClaim { .. }`), for any refusal.
+    pub fn refusal_name(&self) -> Option<&str> {
+        let text = match self {
+            JudgeError::Refused(text) | JudgeError::NotNow(text) | JudgeError::TooEarly { refusal: text, .. } => text,
+            _ => return None,
+        };
+        text.split([' ', '(', '{']).next()
+    }
+
     fn from_contract(error: alloy::contract::Error) -> JudgeError {
         if let Some(refusal) = error.as_decoded_interface_error::<SupraJudgeErrors>() {
-            return JudgeError::Refused(describe_refusal(&refusal));
+            let text = describe_refusal(&refusal);
+            let narrow = |v: U256| u64::try_from(v).unwrap_or(u64::MAX);
+            return match refusal {
+                SupraJudgeErrors::ClosureNotElapsed(e) => JudgeError::TooEarly { until: narrow(e.settleAfter), refusal: text },
+                // `resolve` needs `block.timestamp > deadline`.
+                SupraJudgeErrors::DeadlineNotPassed(e) => JudgeError::TooEarly { until: narrow(e.deadline).saturating_add(1), refusal: text },
+                SupraJudgeErrors::AccusationOpen(_) => JudgeError::NotNow(text),
+                _ => JudgeError::Refused(text),
+            };
         }
         match error {
             alloy::contract::Error::TransportError(e) if e.as_error_resp().is_none() => JudgeError::Rpc(e.to_string()),
@@ -118,10 +167,31 @@ fn describe_refusal(refusal: &SupraJudgeErrors) -> String {
     // `{:?}` of a generated error prints its name and named fields, e.g.
     // `NothingToClaim(NothingToClaim { channelId: .., seq: 3 })`; keep the inner part.
     let text = format!("{refusal:?}");
-    match text.split_once('(') {
+    let inner = match text.split_once('(') {
         Some((_, inner)) => inner.strip_suffix(')').unwrap_or(inner).to_owned(),
         None => text,
+    };
+    channel_ids_in_hex(&inner)
+}
+
+/// Writes the `channelId: <decimal>` fields of a refusal as channel ids are written everywhere
+/// else (`0x` and 64 hex digits), so that a log line can be matched with `supra channels`.
+fn channel_ids_in_hex(text: &str) -> String {
+    const FIELD: &str = "channelId: ";
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find(FIELD) {
+        let (before, after) = rest.split_at(at + FIELD.len());
+        out.push_str(before);
+        let digits = after.find(|c: char| !c.is_ascii_digit()).unwrap_or(after.len());
+        match U256::from_str_radix(&after[..digits], 10) {
+            Ok(id) if digits > 0 => out.push_str(&ChannelId(id).to_string()),
+            _ => out.push_str(&after[..digits]),
+        }
+        rest = &after[digits..];
     }
+    out.push_str(rest);
+    out
 }
 
 /// Converts between two `sol!` types with the same ABI layout (the engine's statement types and the
@@ -137,6 +207,7 @@ pub struct Judge {
     provider: DynProvider,
     from: Address,
     domain: Domain,
+    policy: TxPolicy,
 }
 
 impl std::fmt::Debug for Judge {
@@ -145,7 +216,7 @@ impl std::fmt::Debug for Judge {
     }
 }
 
-fn provider_for(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), JudgeError> {
+fn provider_for(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address, TxPolicy), JudgeError> {
     let signer = PrivateKeySigner::from_bytes(key).map_err(|e| JudgeError::Other(format!("bad key: {e}")))?;
     let from = signer.address();
     let url: alloy::transports::http::reqwest::Url = rpc_url.parse().map_err(|e| JudgeError::Other(format!("bad RPC URL `{rpc_url}`: {e}")))?;
@@ -159,33 +230,21 @@ fn provider_for(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address), Jud
         .fetch_chain_id()
         .wallet(EthereumWallet::from(signer))
         .connect_http(url);
+    let mut policy = TxPolicy::default();
     if local {
         // A local node (Anvil) mines at once: look for receipts every 20 ms rather than alloy's
         // 250 ms, which would make every transaction of a broker take a quarter second.
         provider.client().set_poll_interval(Duration::from_millis(20));
+        policy.poll = Duration::from_millis(20);
     }
-    Ok((DynProvider::new(provider), from))
-}
-
-async fn receipt_of(
-    pending: Result<alloy::providers::PendingTransactionBuilder<alloy::network::Ethereum>, alloy::contract::Error>,
-) -> Result<TransactionReceipt, JudgeError> {
-    let pending = pending.map_err(JudgeError::from_contract)?;
-    let receipt = pending
-        .with_timeout(Some(Duration::from_secs(60)))
-        .get_receipt()
-        .await
-        .map_err(|e| JudgeError::Rpc(e.to_string()))?;
-    if !receipt.status() {
-        return Err(JudgeError::Reverted(receipt.transaction_hash));
-    }
-    Ok(receipt)
+    Ok((DynProvider::new(provider), from, policy))
 }
 
 fn summary(receipt: &TransactionReceipt) -> Receipt {
     Receipt {
         tx_hash: receipt.transaction_hash,
         block: receipt.block_number.unwrap_or_default(),
+        block_hash: receipt.block_hash.unwrap_or_default(),
         gas_used: receipt.gas_used,
     }
 }
@@ -193,19 +252,19 @@ fn summary(receipt: &TransactionReceipt) -> Receipt {
 impl Judge {
     /// Deploys a new judge from the committed artifact with `key` and connects to it.
     pub async fn deploy(rpc_url: &str, key: &B256) -> Result<Judge, JudgeError> {
-        let (provider, from) = provider_for(rpc_url, key)?;
+        let (provider, from, policy) = provider_for(rpc_url, key)?;
         let contract = SupraJudge::deploy(provider.clone()).await.map_err(JudgeError::from_contract)?;
-        Judge::with_contract(contract, provider, from).await
+        Ok(Judge::with_contract(contract, provider, from).await?.with_policy(policy))
     }
 
     /// Connects to the judge at `judge`, checking that code is deployed there.
     pub async fn connect(rpc_url: &str, key: &B256, judge: Address) -> Result<Judge, JudgeError> {
-        let (provider, from) = provider_for(rpc_url, key)?;
+        let (provider, from, policy) = provider_for(rpc_url, key)?;
         let code = provider.get_code_at(judge).await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
         if code.is_empty() {
             return Err(JudgeError::Other(format!("no contract at {judge} on {rpc_url}")));
         }
-        Judge::with_contract(SupraJudge::new(judge, provider.clone()), provider, from).await
+        Ok(Judge::with_contract(SupraJudge::new(judge, provider.clone()), provider, from).await?.with_policy(policy))
     }
 
     async fn with_contract(
@@ -215,7 +274,153 @@ impl Judge {
     ) -> Result<Judge, JudgeError> {
         let chain_id = provider.get_chain_id().await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
         let domain = Domain::new(chain_id, *contract.address());
-        Ok(Judge { contract, provider, from, domain })
+        Ok(Judge { contract, provider, from, domain, policy: TxPolicy::default() })
+    }
+
+    /// This client with another transaction policy (confirmations, replacement of stuck
+    /// transactions).
+    pub fn with_policy(mut self, policy: TxPolicy) -> Judge {
+        self.policy = policy;
+        self
+    }
+
+    /// How this client sends transactions.
+    pub fn policy(&self) -> TxPolicy {
+        self.policy
+    }
+
+    /// Sends a judge call from this client's account and waits until it is mined and confirmed.
+    ///
+    /// Gas is estimated against the *pending* block, whose timestamp is the one the transaction
+    /// will see: on an idle chain the latest block can be long past, and a call that depends on
+    /// time (`settle`, `resolve`) would be refused against it although it would pass when mined.
+    /// A refusal at estimation sends nothing. A transaction that stays unmined for
+    /// [`TxPolicy::replace_after`] (outbid by a fee spike), or that the node no longer knows
+    /// (dropped from its pool), is replaced under the same nonce with fees raised by
+    /// [`TxPolicy::fee_bump_percent`]; whichever of the versions is mined is the result. A transaction reorganised away before its confirmations
+    /// is reported as an RPC error (transient): the caller sends the call again.
+    async fn transact<D: alloy::contract::CallDecoder>(
+        &self,
+        call: alloy::contract::CallBuilder<&DynProvider, D>,
+    ) -> Result<Receipt, JudgeError> {
+        use alloy::network::TransactionBuilder;
+        let rpc = |e: alloy::transports::TransportError| JudgeError::Rpc(e.to_string());
+        let call = call.block(alloy::eips::BlockId::pending());
+        let gas = call.estimate_gas().await.map_err(JudgeError::from_contract)?;
+        // Pending state can differ a little from the state the transaction meets: keep a margin.
+        let request = call.into_transaction_request().with_from(self.from).with_gas_limit(gas.saturating_add(gas / 4));
+        // The next nonce the chain expects. Not the pool's view: a reorganisation can leave
+        // transactions of ours queued behind a gap there, and building on them would only
+        // lengthen the gap. A leftover of ours pending at this nonce is outbid below.
+        let nonce = self.provider.get_transaction_count(self.from).latest().await.map_err(rpc)?;
+        let fees = self.provider.estimate_eip1559_fees().await.map_err(rpc)?;
+        let (mut max_fee, mut tip) = (fees.max_fee_per_gas, fees.max_priority_fee_per_gas);
+        let bump = |fee: u128| fee.saturating_mul(100 + u128::from(self.policy.fee_bump_percent)).div_ceil(100).max(fee + 1);
+        let mut sent: Vec<B256> = Vec::new();
+        let mut outbids = 0;
+        loop {
+            let attempt = request.clone().with_nonce(nonce).with_max_fee_per_gas(max_fee).with_max_priority_fee_per_gas(tip);
+            match self.provider.send_transaction(attempt).await {
+                Ok(pending) => sent.push(*pending.tx_hash()),
+                // Another transaction of ours waits in the pool with this nonce (left by an
+                // attempt given up earlier): offer more to replace it.
+                Err(e) if e.to_string().contains("underpriced") && outbids < 20 => {
+                    outbids += 1;
+                    (max_fee, tip) = (bump(max_fee), bump(tip));
+                    continue;
+                }
+                // The first version never reached the node: nothing is in flight, the caller retries.
+                Err(e) if sent.is_empty() => return Err(rpc(e)),
+                // A replacement refused (e.g. the first version was mined meanwhile): keep waiting
+                // for the versions already sent.
+                Err(e) => tracing::debug!("replacement of nonce {nonce} not accepted: {e}"),
+            }
+            let replace_at = std::time::Instant::now() + self.policy.replace_after;
+            let mut dropped = false;
+            while std::time::Instant::now() < replace_at && !dropped {
+                for hash in &sent {
+                    if let Some(receipt) = self.provider.get_transaction_receipt(*hash).await.map_err(rpc)? {
+                        return self.confirmed(receipt).await;
+                    }
+                }
+                // Transactions of ours before this nonce are gone from the chain (a
+                // reorganisation took them): this one cannot be mined before they are. Give it
+                // up; the caller makes the call again with the nonce the chain expects.
+                if self.provider.get_transaction_count(self.from).latest().await.map_err(rpc)? < nonce {
+                    return Err(JudgeError::Rpc(format!("transactions of ours before nonce {nonce} were reorganised away")));
+                }
+                // Known to the node neither mined nor pending: dropped from the pool, or taken
+                // out of the chain by a reorganisation before we saw its receipt.
+                dropped = true;
+                for hash in &sent {
+                    dropped &= self.provider.get_transaction_by_hash(*hash).await.map_err(rpc)?.is_none();
+                }
+                if !dropped {
+                    tokio::time::sleep(self.policy.poll).await;
+                }
+            }
+            // Still not mined: if the nonce was used by none of our versions, someone else holding
+            // this key took it; the caller sends the call again with a fresh nonce.
+            if self.provider.get_transaction_count(self.from).latest().await.map_err(rpc)? > nonce {
+                for hash in &sent {
+                    if let Some(receipt) = self.provider.get_transaction_receipt(*hash).await.map_err(rpc)? {
+                        return self.confirmed(receipt).await;
+                    }
+                }
+                return Err(JudgeError::Rpc(format!("nonce {nonce} was used by another transaction")));
+            }
+            (max_fee, tip) = (bump(max_fee), bump(tip));
+            let why = if dropped { "was dropped".to_owned() } else { format!("not mined after {:?}", self.policy.replace_after) };
+            tracing::warn!("transaction with nonce {nonce} {why}: replacing it with max fee {max_fee} wei, tip {tip} wei");
+        }
+    }
+
+    /// Waits for `receipt`'s confirmations, checks it is still in the chain, and sums it up.
+    async fn confirmed(&self, receipt: TransactionReceipt) -> Result<Receipt, JudgeError> {
+        if !receipt.status() {
+            return Err(JudgeError::Reverted(receipt.transaction_hash));
+        }
+        let mined = summary(&receipt);
+        if self.policy.confirmations == 0 {
+            return Ok(mined);
+        }
+        loop {
+            if self.block_number().await? >= mined.block.saturating_add(self.policy.confirmations) {
+                break;
+            }
+            tokio::time::sleep(self.policy.poll).await;
+        }
+        match self.inclusion(&mined).await? {
+            Some(now) => Ok(now),
+            None => Err(JudgeError::Rpc(format!("transaction {} was reorganised away before its confirmations", mined.tx_hash))),
+        }
+    }
+
+    /// Where the transaction of `mined` is included now: `None` if a reorganisation removed it
+    /// (it may come back later), else its current receipt (maybe in another block than before).
+    pub async fn inclusion(&self, mined: &Receipt) -> Result<Option<Receipt>, JudgeError> {
+        let receipt = self.provider.get_transaction_receipt(mined.tx_hash).await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
+        Ok(receipt.filter(|r| r.block_hash.is_some()).map(|r| summary(&r)))
+    }
+
+    /// Hash of block `number` of the current chain, `None` past the head.
+    pub async fn block_hash(&self, number: u64) -> Result<Option<B256>, JudgeError> {
+        let block = self
+            .provider
+            .get_block_by_number(alloy::eips::BlockNumberOrTag::Number(number))
+            .await
+            .map_err(|e| JudgeError::Rpc(e.to_string()))?;
+        Ok(block.map(|b| b.header.hash))
+    }
+
+    /// The chain's time for the next transaction: the pending block's timestamp where the node
+    /// serves one, else the latest block's.
+    pub async fn pending_timestamp(&self) -> Result<u64, JudgeError> {
+        let pending = self.provider.get_block_by_number(alloy::eips::BlockNumberOrTag::Pending).await;
+        match pending {
+            Ok(Some(block)) => Ok(block.header.timestamp),
+            _ => self.block_timestamp().await,
+        }
     }
 
     /// The judge's address.
@@ -275,14 +480,14 @@ impl Judge {
     /// Opens a channel with the seller's offer, locking `deposit`. Returns the channel id.
     pub async fn open(&self, offer: &Offer, seller_sig: &[u8], deposit: U256) -> Result<(ChannelId, Receipt), JudgeError> {
         let call = self.contract.open(convert(offer), Bytes::copy_from_slice(seller_sig)).value(deposit);
-        let receipt = receipt_of(call.send().await).await?;
-        Ok((ChannelId::from_offer_digest(self.domain.digest(offer)), summary(&receipt)))
+        let receipt = self.transact(call).await?;
+        Ok((ChannelId::from_offer_digest(self.domain.digest(offer)), receipt))
     }
 
     /// Adds `amount` to an open channel's deposit.
     pub async fn top_up(&self, channel: ChannelId, amount: U256) -> Result<Receipt, JudgeError> {
         let call = self.contract.topUp(channel.as_u256()).value(amount);
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Posts a signed stream message and its sealed payload on-chain.
@@ -292,31 +497,31 @@ impl Judge {
             Bytes::copy_from_slice(payload),
             Bytes::copy_from_slice(seller_sig),
         );
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Claims the payment due for the buyer's cumulative ack.
     pub async fn claim(&self, ack: &Ack, buyer_sig: &[u8]) -> Result<Receipt, JudgeError> {
         let call = self.contract.claim(convert(ack), Bytes::copy_from_slice(buyer_sig));
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Records the seller's claim for posted messages up to `upto_seq` (paid at settle).
     pub async fn claim_posted(&self, channel: ChannelId, upto_seq: u64) -> Result<Receipt, JudgeError> {
         let call = self.contract.claimPosted(channel.as_u256(), upto_seq);
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Starts closing a channel (buyer or seller).
     pub async fn request_close(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
         let call = self.contract.requestClose(channel.as_u256());
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Settles a closing channel after T_closure.
     pub async fn settle(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
         let call = self.contract.settle(channel.as_u256());
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     // ---- disputes and proofs ----
@@ -324,31 +529,31 @@ impl Judge {
     /// Accuses the seller of not delivering `missing_seq`, shown by the later signed message `seen`.
     pub async fn accuse(&self, channel: ChannelId, seen: &Message, seller_sig: &[u8], missing_seq: u64) -> Result<Receipt, JudgeError> {
         let call = self.contract.accuse(channel.as_u256(), convert(seen), Bytes::copy_from_slice(seller_sig), missing_seq);
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Answers an accusation by the missing message's on-chain posting.
     pub async fn defend(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
         let call = self.contract.defend(channel.as_u256());
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Answers an accusation with a buyer ack covering the missing message.
     pub async fn defend_with_ack(&self, ack: &Ack, buyer_sig: &[u8]) -> Result<Receipt, JudgeError> {
         let call = self.contract.defendWithAck(convert(ack), Bytes::copy_from_slice(buyer_sig));
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Upholds an accusation left unanswered past its deadline (refunds the buyer).
     pub async fn resolve(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
         let call = self.contract.resolve(channel.as_u256());
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Proves a buyer-signed ack with a wrong cost (the seller takes the rest of the deposit).
     pub async fn prove_wrong_cost(&self, ack: &Ack, buyer_sig: &[u8]) -> Result<Receipt, JudgeError> {
         let call = self.contract.proveWrongCost(convert(ack), Bytes::copy_from_slice(buyer_sig));
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     /// Proves the seller's equivocation with two conflicting signed messages (the buyer takes the rest).
@@ -365,7 +570,7 @@ impl Judge {
             convert(b.0),
             Bytes::copy_from_slice(b.1),
         );
-        Ok(summary(&receipt_of(call.send().await).await?))
+        self.transact(call).await
     }
 
     // ---- views ----
@@ -446,11 +651,37 @@ impl Judge {
             .raw_request("evm_increaseTime".into(), (secs,))
             .await
             .map_err(|e| JudgeError::Rpc(e.to_string()))?;
-        let _: serde_json::Value = self
-            .provider
-            .raw_request("evm_mine".into(), ())
-            .await
-            .map_err(|e| JudgeError::Rpc(e.to_string()))?;
+        self.mine().await
+    }
+
+    /// Mines one block (Anvil/Hardhat RPC).
+    pub async fn mine(&self) -> Result<(), JudgeError> {
+        self.dev_request("evm_mine", ()).await
+    }
+
+    /// Sets the chain's clock to `unix_secs` for the next blocks (Anvil's `evm_setTime`; it may go
+    /// back, e.g. to put the chain behind the brokers' clocks).
+    pub async fn set_time(&self, unix_secs: u64) -> Result<(), JudgeError> {
+        self.dev_request("evm_setTime", (unix_secs,)).await
+    }
+
+    /// Replaces the last `depth` blocks with as many empty ones (Anvil's `anvil_reorg`): the
+    /// transactions they held are gone from the chain.
+    pub async fn reorg(&self, depth: u64) -> Result<(), JudgeError> {
+        self.dev_request("anvil_reorg", (depth, Vec::<(serde_json::Value, u64)>::new())).await
+    }
+
+    /// Removes the last `depth` blocks (Anvil's `anvil_rollback`).
+    pub async fn rollback(&self, depth: u64) -> Result<(), JudgeError> {
+        self.dev_request("anvil_rollback", (Some(depth),)).await
+    }
+
+    async fn dev_request<P: serde::Serialize + Clone + Send + Sync + std::fmt::Debug + Unpin + 'static>(
+        &self,
+        method: &'static str,
+        params: P,
+    ) -> Result<(), JudgeError> {
+        let _: serde_json::Value = self.provider.raw_request(method.into(), params).await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
         Ok(())
     }
 }
@@ -458,9 +689,22 @@ impl Judge {
 /// Sends `amount` wei from `key`'s account to `to` (funding broker keys on a devnet).
 pub async fn transfer(rpc_url: &str, key: &B256, to: Address, amount: U256) -> Result<Receipt, JudgeError> {
     use alloy::network::TransactionBuilder;
-    let (provider, _) = provider_for(rpc_url, key)?;
+    let (provider, _, _) = provider_for(rpc_url, key)?;
     let tx = alloy::rpc::types::TransactionRequest::default().with_to(to).with_value(amount);
     let pending = provider.send_transaction(tx).await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
     let receipt = pending.get_receipt().await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
     Ok(summary(&receipt))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_name_channels_as_everything_else_does() {
+        let text = channel_ids_in_hex("NothingToClaim { channelId: 2748, seq: 9 }");
+        assert_eq!(text, format!("NothingToClaim {{ channelId: 0x{:0>64}, seq: 9 }}", "abc"));
+        assert_eq!(channel_ids_in_hex("ZeroAmount"), "ZeroAmount");
+        assert_eq!(channel_ids_in_hex("X { channelId: }"), "X { channelId: }");
+    }
 }

@@ -135,8 +135,13 @@ async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
 
     // Close, let T_closure pass on Anvil's clock, settle: the buyer gets the rest.
     buyer.request_close(channel).await.expect("close");
+    let closing = buyer.channel(channel).await.unwrap();
+    // Refused for now, with the chain time at which it passes (so a broker can try again then).
     let early = buyer.settle(channel).await.unwrap_err();
-    assert!(matches!(&early, JudgeError::Refused(r) if r.contains("ClosureNotElapsed")), "{early}");
+    let settle_after = closing.close_requested_at + u64::from(closing.t_closure);
+    assert!(matches!(&early, JudgeError::TooEarly { until, refusal } if *until == settle_after && refusal.contains("ClosureNotElapsed")), "{early}");
+    assert_eq!(early.refusal_name(), Some("ClosureNotElapsed"));
+    assert!(!early.is_transient());
     buyer.increase_time(61).await.unwrap();
     let buyer_before = buyer.balance(buyer_key.address()).await.unwrap();
     let settled = seller.settle(channel).await.expect("settle");

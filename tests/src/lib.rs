@@ -247,10 +247,7 @@ pub async fn payouts(judge: &Judge, channel: ChannelId, from: u64) -> (U256, U25
 
 /// The error name of a judge refusal (`"NothingToClaim"` for `Refused("NothingToClaim { .. }")`).
 pub fn refusal(result: &Result<impl Sized, JudgeError>) -> Option<String> {
-    match result {
-        Err(JudgeError::Refused(text)) => Some(text.split([' ', '(', '{']).next().unwrap_or_default().to_owned()),
-        _ => None,
-    }
+    result.as_ref().err().and_then(JudgeError::refusal_name).map(str::to_owned)
 }
 
 // ---- properties ---------------------------------------------------------------------------------

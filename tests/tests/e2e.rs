@@ -70,6 +70,10 @@ async fn messages_published_at_a_arrive_exactly_once_at_b_and_are_paid() {
 
     let seller_line = a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == n).await;
     assert_eq!(seller_line.cost, U256::from(n * PRICE_WEI), "ack cost = (n - startSeq + 1) x P");
+    // `supra channels --json` prints the id as `0x` and 64 hex digits, as the logs do.
+    let json = a.cli(&["channels", "--json"]);
+    assert!(json.contains(&format!("\"channel\": \"{}\"", seller_line.channel)), "{json}");
+    assert!(a.log().contains(&seller_line.channel.to_string()), "the logs print the id the same way");
     close_and_check_settlement(&b, n).await;
 }
 
@@ -107,80 +111,6 @@ async fn mosquitto_clients_publish_and_subscribe_over_mqtt_3_and_5() {
     close_and_check_settlement(&b, n).await;
 }
 
-/// What a [`CuttableLink`] does with traffic.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Mode {
-    Open,
-    /// Drops every connection and refuses new ones.
-    Cut,
-    /// Keeps connections open but forwards nothing (a network that silently lost them).
-    Stalled,
-}
-
-/// A TCP proxy between two parties that the test can cut or stall.
-struct CuttableLink {
-    addr: std::net::SocketAddr,
-    mode: tokio::sync::watch::Sender<Mode>,
-}
-
-impl CuttableLink {
-    async fn to(target: std::net::SocketAddr) -> CuttableLink {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let (mode, watch) = tokio::sync::watch::channel(Mode::Open);
-        tokio::spawn(async move {
-            loop {
-                let Ok((inbound, _)) = listener.accept().await else { return };
-                if *watch.borrow() != Mode::Open {
-                    continue; // dropped: refused while cut or stalled
-                }
-                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { continue };
-                let (ri, wi) = inbound.into_split();
-                let (ro, wo) = outbound.into_split();
-                let (w1, w2) = (watch.clone(), watch.clone());
-                let mut cut = watch.clone();
-                let pumps = async move {
-                    tokio::select! { _ = pump(ri, wo, w1) => {}, _ = pump(ro, wi, w2) => {} }
-                };
-                tokio::spawn(async move {
-                    tokio::select! { _ = pumps => {}, _ = cut.wait_for(|m| *m == Mode::Cut) => {} }
-                });
-            }
-        });
-        CuttableLink { addr, mode }
-    }
-
-    fn set(&self, mode: Mode) {
-        self.mode.send_replace(mode);
-    }
-
-    fn set_cut(&self, cut: bool) {
-        self.set(if cut { Mode::Cut } else { Mode::Open });
-    }
-}
-
-/// Copies bytes one way while the link is open; holds them while it is stalled.
-async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mut mode: tokio::sync::watch::Receiver<Mode>) -> std::io::Result<()> {
-    let mut buf = vec![0u8; 65536];
-    loop {
-        if mode.wait_for(|m| *m != Mode::Stalled).await.is_err() {
-            return Ok(());
-        }
-        let n = tokio::select! {
-            n = from.read(&mut buf) => n?,
-            _ = mode.wait_for(|m| *m == Mode::Stalled) => continue,
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        if *mode.borrow() == Mode::Stalled {
-            // Bytes read just as the link stalled are lost, as on a dead network.
-            continue;
-        }
-        to.write_all(&buf[..n]).await?;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_link_cut_falls_back_to_the_chain_and_loses_nothing() {
     let _serial = serial().await;
@@ -188,7 +118,7 @@ async fn a_link_cut_falls_back_to_the_chain_and_loses_nothing() {
     let judge = chain.reader().await;
     let dir = TempDir::new("linkcut");
     // T_ack 6 s, Δ 2 s: an unacked message is posted 4 s after it was first sent.
-    let terms = SellTerms { window: 32, t_ack_secs: 6, t_closure_secs: 3, onchain_delay_secs: 2 };
+    let terms = SellTerms { window: 32, t_ack_secs: 6, t_closure_secs: 3, onchain_delay_secs: 2, ..SellTerms::default() };
     let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
     a.wait_ready(SECS(30)).await;
     let link = CuttableLink::to(a.peer).await;
@@ -262,7 +192,7 @@ async fn a_buyer_that_vanishes_still_pays_for_everything_it_was_sent() {
     let judge = chain.reader().await;
     let dir = TempDir::new("vanish");
     // Unacked messages are posted 4 s after they were sent; a buyer away for 3 s is closed on.
-    let terms = SellTerms { window: 16, t_ack_secs: 6, t_closure_secs: 3, onchain_delay_secs: 2 };
+    let terms = SellTerms { window: 16, t_ack_secs: 6, t_closure_secs: 3, onchain_delay_secs: 2, ..SellTerms::default() };
     let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "idle_close_secs = 3");
     a.wait_ready(SECS(30)).await;
     let link = CuttableLink::to(a.peer).await;

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
 use alloy::primitives::Address;
 use supra_broker::admin::{self, Answer, Request};
 use supra_broker::probe::{Publisher, Subscriber, free_port};
@@ -104,11 +106,15 @@ pub struct SellTerms {
     pub t_ack_secs: u32,
     pub t_closure_secs: u32,
     pub onchain_delay_secs: u32,
+    /// The seller claims once this much is unclaimed (0: every new ack batch; always at close).
+    pub claim_threshold_wei: u64,
+    /// More lines for the seller's `[chain]` section.
+    pub chain_extra: &'static str,
 }
 
 impl Default for SellTerms {
     fn default() -> Self {
-        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2 }
+        SellTerms { window: 64, t_ack_secs: 60, t_closure_secs: 3, onchain_delay_secs: 2, claim_threshold_wei: 0, chain_extra: "" }
     }
 }
 
@@ -136,21 +142,39 @@ impl BrokerProc {
         BrokerProc::spawn_with("seller", root, &key.0, key.1, |mqtt, v5, peer| {
             format!(
                 "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
-                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = {}\npoll_interval_ms = 100\nclaim_threshold_wei = {}\n{}\n\
                  [peer]\nlisten = \"{peer}\"\n{extra}\n\
                  [[sell]]\ntopic = \"sensors/#\"\nprice_wei = {PRICE_WEI}\nwindow = {}\nt_ack_secs = {}\nt_closure_secs = {}\n",
-                terms.onchain_delay_secs, terms.window, terms.t_ack_secs, terms.t_closure_secs
+                terms.onchain_delay_secs,
+                terms.claim_threshold_wei,
+                terms.chain_extra,
+                terms.window, terms.t_ack_secs, terms.t_closure_secs
             )
         })
     }
 
     /// A buyer of the seller's `sensors/#`, republished under `market/`, reaching it at `endpoint`.
     pub fn buyer(root: &Path, chain: &Chain, key: ([u8; 32], Address), seller: Address, endpoint: SocketAddr, deposit_wei: u64, hold_ms: u64) -> BrokerProc {
+        BrokerProc::buyer_with_chain(root, chain, key, seller, endpoint, deposit_wei, hold_ms, "")
+    }
+
+    /// A buyer with `chain_extra` (lines) added to its `[chain]` section.
+    #[allow(clippy::too_many_arguments)]
+    pub fn buyer_with_chain(
+        root: &Path,
+        chain: &Chain,
+        key: ([u8; 32], Address),
+        seller: Address,
+        endpoint: SocketAddr,
+        deposit_wei: u64,
+        hold_ms: u64,
+        chain_extra: &str,
+    ) -> BrokerProc {
         let (rpc, judge) = (chain.rpc().to_owned(), chain.judge);
         BrokerProc::spawn_with("buyer", root, &key.0, key.1, |mqtt, v5, _| {
             format!(
                 "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\nrestart_hold_ms = {hold_ms}\n\
-                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n{chain_extra}\n\
                  [[buy]]\nseller = \"{seller}\"\nendpoint = \"{endpoint}\"\ntopic = \"sensors/#\"\n\
                  deposit_wei = {deposit_wei}\nmax_price_wei = {PRICE_WEI}\nlocal_prefix = \"market/\"\n"
             )
@@ -233,15 +257,27 @@ impl BrokerProc {
         }
     }
 
-    /// `supra close` through the real command line.
+    /// `supra close` through the real command line, naming the channel by the short id that the
+    /// table of `supra channels` shows (what an operator copies).
     pub fn close(&self, channel: ChannelId) {
+        let table = self.cli(&["channels"]);
+        let short = supra_broker::status::short_id(channel);
+        assert!(table.contains(&short), "`supra channels` shows {short}:\n{table}");
+        let said = self.cli(&["close", &short]);
+        assert!(said.contains(&channel.to_string()), "supra close names the full id {channel}: {said}");
+    }
+
+    /// Runs `supra <command> --config <this broker's config> <args>` and returns its output.
+    pub fn cli(&self, command: &[&str]) -> String {
         let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
-            .args(["close", "--config"])
+            .arg(command[0])
+            .arg("--config")
             .arg(&self.config)
-            .arg(format!("{channel}"))
+            .args(&command[1..])
             .output()
-            .expect("supra close runs");
-        assert!(out.status.success(), "supra close failed: {}", String::from_utf8_lossy(&out.stderr));
+            .expect("supra runs");
+        assert!(out.status.success(), "supra {command:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -305,5 +341,79 @@ pub async fn collect(subscriber: &mut supra_broker::probe::Subscriber, seen: &mu
             let i = index_of(&r.payload).unwrap_or_else(|| panic!("unexpected payload on {}: {:?}", r.topic, r.payload));
             *seen.entry(i).or_insert(0) += 1;
         }
+    }
+}
+
+/// What a [`CuttableLink`] does with traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Open,
+    /// Drops every connection and refuses new ones.
+    Cut,
+    /// Keeps connections open but forwards nothing (a network that silently lost them).
+    Stalled,
+}
+
+/// A TCP proxy between two parties that the test can cut or stall.
+pub struct CuttableLink {
+    pub addr: std::net::SocketAddr,
+    mode: tokio::sync::watch::Sender<Mode>,
+}
+
+impl CuttableLink {
+    pub async fn to(target: std::net::SocketAddr) -> CuttableLink {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (mode, watch) = tokio::sync::watch::channel(Mode::Open);
+        tokio::spawn(async move {
+            loop {
+                let Ok((inbound, _)) = listener.accept().await else { return };
+                if *watch.borrow() != Mode::Open {
+                    continue; // dropped: refused while cut or stalled
+                }
+                let Ok(outbound) = tokio::net::TcpStream::connect(target).await else { continue };
+                let (ri, wi) = inbound.into_split();
+                let (ro, wo) = outbound.into_split();
+                let (w1, w2) = (watch.clone(), watch.clone());
+                let mut cut = watch.clone();
+                let pumps = async move {
+                    tokio::select! { _ = pump(ri, wo, w1) => {}, _ = pump(ro, wi, w2) => {} }
+                };
+                tokio::spawn(async move {
+                    tokio::select! { _ = pumps => {}, _ = cut.wait_for(|m| *m == Mode::Cut) => {} }
+                });
+            }
+        });
+        CuttableLink { addr, mode }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.mode.send_replace(mode);
+    }
+
+    pub fn set_cut(&self, cut: bool) {
+        self.set(if cut { Mode::Cut } else { Mode::Open });
+    }
+}
+
+/// Copies bytes one way while the link is open; holds them while it is stalled.
+async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, mut mode: tokio::sync::watch::Receiver<Mode>) -> std::io::Result<()> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        if mode.wait_for(|m| *m != Mode::Stalled).await.is_err() {
+            return Ok(());
+        }
+        let n = tokio::select! {
+            n = from.read(&mut buf) => n?,
+            _ = mode.wait_for(|m| *m == Mode::Stalled) => continue,
+        };
+        if n == 0 {
+            return Ok(());
+        }
+        if *mode.borrow() == Mode::Stalled {
+            // Bytes read just as the link stalled are lost, as on a dead network.
+            continue;
+        }
+        to.write_all(&buf[..n]).await?;
     }
 }

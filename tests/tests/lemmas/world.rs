@@ -777,7 +777,7 @@ impl World {
         self.trace(|| format!("tx {who}.{what} -> {:?}", r.as_ref().err()));
         match r {
             Ok(_) => {}
-            Err(JudgeError::Refused(_)) => self
+            Err(e) if e.refusal_name().is_some() => self
                 .out
                 .refused
                 .push((format!("{who}.{what}"), refusal(r).unwrap_or_default())),
