@@ -386,7 +386,7 @@ async fn a_buyer_paused_past_t_off_ack_with_a_full_window_catches_up_and_the_str
     let chain = chain().await;
     let judge = chain.reader().await;
     let dir = TempDir::new("pause");
-    let terms = SellTerms { window: 16, t_ack_secs: 8, t_closure_secs: 10, onchain_delay_secs: 2 };
+    let terms = SellTerms { window: 16, t_ack_secs: 8, t_closure_secs: 10, onchain_delay_secs: 2, ..SellTerms::default() };
     let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
     a.wait_ready(SECS(30)).await;
     let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
