@@ -207,9 +207,10 @@ interface ISupraJudge is IERC5267 {
     error ClaimOutOfWindow(uint64 uptoSeq, uint256 lowest, uint256 highest);
     /// @notice Message `seq` of `streamId` is not posted.
     error NotPosted(bytes32 streamId, uint64 seq);
-    /// @notice Message `seq` was posted (mined) at `postedAt`, after `limit` = close request + T_ack: a
-    ///         Closing channel is not owed messages posted later than that.
-    error PostedAfterClose(uint64 seq, uint64 postedAt, uint256 limit);
+    /// @notice A Closing channel is not owed posted message `seq`: either its posting was mined at `time`,
+    ///         after `limit` = close request + T_ack (block times), or the seller stamped it `time` (seconds),
+    ///         after `limit` = the close request.
+    error PostedAfterClose(uint64 seq, uint64 time, uint256 limit);
     /// @notice The channel can be settled from `settleAfter`; it is now `time`.
     error ClosureNotElapsed(uint256 settleAfter, uint256 time);
     /// @notice An accusation about `missingSeq` is open: answer or resolve it first.
@@ -284,8 +285,9 @@ interface ISupraJudge is IERC5267 {
     /// @dev Caller must be the seller; channel Open or Closing; `acked < uptoSeq - startSeq + 1 <= acked +
     ///      window`; it must go beyond any claim already recorded and not past the seller's recorded Stop
     ///      ({PastSellerStop}); every seq not yet checked by an earlier record must be posted and, when
-    ///      Closing, mined no later than `closeRequestedAt + tAck` (block time of the posting, never a
-    ///      seller-signed timestamp). Emits {PostedClaimRecorded}.
+    ///      Closing, mined no later than `closeRequestedAt + tAck` (block time of the posting: back-dating a
+    ///      signed timestamp gains nothing) and not stamped by the seller after `closeRequestedAt`.
+    ///      Emits {PostedClaimRecorded}.
     /// @param channelId The channel.
     /// @param uptoSeq Last posted seq claimed.
     function claimPosted(uint256 channelId, uint64 uptoSeq) external;

@@ -17,6 +17,7 @@ import {
     PHASE_OPEN,
     PHASE_CLOSING,
     PHASE_SETTLED,
+    MASK_32,
     MASK_40
 } from "./ChannelRecord.sol";
 
@@ -58,7 +59,8 @@ contract SupraJudge is ISupraJudge, EIP712 {
     uint256 public constant MAX_PRICE = (1 << 72) - 1;
 
     mapping(uint256 channelId => ChannelRecord) private _channels;
-    /// @dev bytes24 digest prefix (high) ‖ uint64 block timestamp of the post (low); zero = not posted.
+    /// @dev bytes24 digest prefix (high) ‖ uint32 message timestamp in seconds (clamped) ‖ uint32 block timestamp of
+    ///      the post (low; good until 2106); zero = not posted.
     mapping(bytes32 streamId => mapping(uint64 seq => bytes32)) private _postings;
     mapping(address account => uint256) private _owed;
 
@@ -146,7 +148,9 @@ contract SupraJudge is ISupraJudge, EIP712 {
         if (stored != 0 && bytes24(stored) == bytes24(digest)) return; // the same message again
         _checkSigner(digest, sellerSig, _seller(streamId));
         if (stored != 0) revert ConflictingPost(streamId, seq, bytes24(stored), digest);
-        _postings[streamId][seq] = bytes32(bytes24(digest)) | bytes32(block.timestamp);
+        uint256 signedSecs = m.timestamp / 1000;
+        if (signedSecs > MASK_32) signedSecs = MASK_32;
+        _postings[streamId][seq] = bytes32(bytes24(digest)) | bytes32((signedSecs << 32) | (block.timestamp & MASK_32));
         emit Posted(streamId, seq, digest, m.timestamp, m.prev, payload, sellerSig);
     }
 
@@ -187,14 +191,17 @@ contract SupraJudge is ISupraJudge, EIP712 {
         // Seqs up to max(acked, recorded) are covered by a claimed ack or were checked by an earlier record
         // (made while Open, hence posted before the close, or while Closing, hence checked against it).
         // A Closing channel is owed what was in flight at the close: posted (mined) within T_ack of it.
-        uint256 limit =
-            progress.phase() == PHASE_CLOSING ? progress.closeRequestedAt() + terms.tAck() : type(uint256).max;
+        uint256 closeAt = progress.phase() == PHASE_CLOSING ? progress.closeRequestedAt() : type(uint256).max;
+        uint256 limit = progress.phase() == PHASE_CLOSING ? closeAt + terms.tAck() : type(uint256).max;
         mapping(uint64 => bytes32) storage postings = _postings[streamId];
         for (uint256 seq = startSeq + (acked > recorded ? acked : recorded); seq <= uptoSeq; ++seq) {
             bytes32 p = postings[uint64(seq)];
             if (p == 0) revert NotPosted(streamId, uint64(seq));
             uint64 postedAt = _postedAt(p);
             if (postedAt > limit) revert PostedAfterClose(uint64(seq), postedAt, limit);
+            // Also refused: a message the seller itself stamped after the close (never sent before it).
+            uint64 signedSecs = _signedSecs(p);
+            if (signedSecs > closeAt) revert PostedAfterClose(uint64(seq), signedSecs, closeAt);
         }
 
         c.pending = pending.withPostedClaim(count);
@@ -517,7 +524,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
     /// @inheritdoc ISupraJudge
     function posting(bytes32 streamId, uint64 seq) external view returns (bytes24 digestPrefix, uint64 postedAt) {
         bytes32 p = _postings[streamId][seq];
-        return (bytes24(p), uint64(uint256(p)));
+        return (bytes24(p), _postedAt(p));
     }
 
     /// @inheritdoc ISupraJudge
@@ -573,9 +580,14 @@ contract SupraJudge is ISupraJudge, EIP712 {
         return pending.disputeSeq();
     }
 
-    /// @dev Block time of a posting (its low 64 bits).
+    /// @dev Block time of a posting (its low 32 bits).
     function _postedAt(bytes32 p) private pure returns (uint64) {
-        return uint64(uint256(p));
+        return uint64(uint32(uint256(p)));
+    }
+
+    /// @dev The posted message's own timestamp, in seconds (bits 32..63 of a posting).
+    function _signedSecs(bytes32 p) private pure returns (uint64) {
+        return uint64(uint32(uint256(p) >> 32));
     }
 
     /// @dev Messages the channel is owed, counted from startSeq: the window after the last claimed ack, what

@@ -357,6 +357,20 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         assertEq(seller.balance, sellerBefore, "nothing paid for the late posts");
     }
 
+    /// A message the seller stamped after the close is not owed either, however fast it is posted.
+    function test_claimPosted_messageStampedAfterTheCloseIsRefused() public {
+        claimAck(id, o, 9);
+        vm.prank(buyer);
+        judge.requestClose(id);
+        uint256 closeAt = block.timestamp;
+        vm.warp(closeAt + 1);
+        (Message memory m, bytes memory payload) = freshMessage(10);
+        judge.post(m, payload, msgSig(m));
+        vm.prank(seller);
+        vm.expectRevert(abi.encodeWithSelector(ISupraJudge.PostedAfterClose.selector, 10, closeAt + 1, closeAt));
+        judge.claimPosted(id, 10);
+    }
+
     /// In-flight messages posted within T_ack of the close are still owed and paid.
     function test_claimPosted_postingWithinTAckOfTheCloseIsPaid() public {
         claimAck(id, o, 9);
