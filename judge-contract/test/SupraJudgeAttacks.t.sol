@@ -324,6 +324,68 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         assertStatus(id, ISupraJudge.Status.Settled, "settled");
     }
 
+    /// The owed range, fuzzed: an accusation is accepted exactly below
+    /// startSeq + min(acked + W, F / P, sellerStopCount).
+    function testFuzz_accuse_onlyOwedSeqs(uint8 acked, uint8 extraMessages, uint8 stopSeq, bool withStop, uint8 missing)
+        public
+    {
+        uint64 start = 2;
+        Offer memory fo = makeOffer(start);
+        uint256 deposit = (WINDOW + uint256(extraMessages % 16)) * PRICE;
+        uint256 fid = openWith(fo, deposit);
+        uint256 ackedCount = acked % 12;
+        if (ackedCount > 0) {
+            Ack memory a = makeAck(fid, start + uint64(ackedCount) - 1, ackedCount * PRICE);
+            judge.claim(a, ackSig(a));
+        }
+        uint256 stopCount = type(uint256).max;
+        if (withStop) {
+            Stop memory st = stopOf(fid, uint64(stopSeq % 24));
+            judge.submitStop(st, stopSig(st));
+            stopCount = st.seq >= start ? st.seq - start + 1 : 0;
+        }
+        uint256 owedCount = ackedCount + WINDOW;
+        if (deposit / PRICE < owedCount) owedCount = deposit / PRICE;
+        if (stopCount < owedCount) owedCount = stopCount;
+        uint64 missingSeq = start + uint64(ackedCount) + uint64(missing % 24);
+        ensureChain(60);
+        bytes memory sig = msgSig(chain[50]);
+        vm.prank(buyer);
+        if (missingSeq - start >= owedCount) {
+            vm.expectRevert(abi.encodeWithSelector(ISupraJudge.NotOwed.selector, missingSeq, start + owedCount));
+        }
+        judge.accuse(fid, chain[50], sig, missingSeq);
+    }
+
+    /// The posting limit, fuzzed: `defend` (landing whenever) and `resolve` accept a posting exactly when
+    /// it was mined by min(max(seen timestamp, openedAt, extendedAt), accusation) + T_ack.
+    function testFuzz_defend_postingCountsExactlyUntilPostBy(uint16 extendAfter, uint16 accuseAfter, uint16 postAfter)
+        public
+    {
+        uint256 t0 = block.timestamp; // seen message (chain[5]) stamped t0, channel opened at t0
+        uint256 extendedAt = t0 + extendAfter % 500;
+        vm.warp(extendedAt);
+        claimAck(id, o, 1);
+        uint256 accusedAt = extendedAt + accuseAfter % 500;
+        vm.warp(accusedAt);
+        accuse(5, 3);
+        uint256 postBy = extendedAt + T_ACK; // anchor = extendedAt <= accusedAt
+        assertEq(judge.channelTiming(id).disputePostBy, postBy, "postBy");
+        uint256 postedAt = accusedAt + postAfter % (2 * uint256(T_ACK));
+        vm.warp(postedAt);
+        postSeq(3);
+        vm.warp(accusedAt + T_ACK + 1); // past the answer deadline: resolve decides
+        uint256 buyerBefore = buyer.balance;
+        judge.resolve(id);
+        if (postedAt <= postBy) {
+            assertStatus(id, ISupraJudge.Status.Open, "in time: answered");
+            assertEq(buyer.balance, buyerBefore, "no refund");
+        } else {
+            assertStatus(id, ISupraJudge.Status.Settled, "late: upheld");
+            assertEq(buyer.balance - buyerBefore, DEPOSIT - 2 * PRICE, "F - R refunded");
+        }
+    }
+
     // --------------------------------------------------------------------------------------------
     // 2. Lemma 3: posted-after-close on block time; the seller's Stop as evidence, with its penalty
     // --------------------------------------------------------------------------------------------
