@@ -18,7 +18,8 @@ interface ISupraJudge is IERC5267 {
     // ------------------------------------------------------------------------------------------------
 
     /// @notice Life cycle of a channel: None → Open → Closing → Settled (Open/Closing → Settled directly
-    ///         when an accusation is upheld or a misbehaviour is proven). A channel record is never deleted.
+    ///         when an accusation is upheld, a misbehaviour is proven, or both sides close cooperatively).
+    ///         A channel record is never deleted.
     enum Status {
         None,
         Open,
