@@ -229,6 +229,64 @@ async fn a_stop_bounds_the_channel_and_a_cooperative_close_settles_at_once() {
     drop(p.devnet);
 }
 
+/// T_ack on block time, on a real chain: the posting mined in time answers the accusation even though
+/// the separate `defend` lands after the deadline; a posting mined after the limit does not.
+#[tokio::test]
+async fn a_posting_in_time_answers_even_when_defend_lands_late() {
+    let p = parties().await;
+    let (seller_key, seller) = &p.seller;
+    let (buyer_key, buyer) = &p.buyer;
+    let domain = seller.domain();
+    let now = seller.block_timestamp().await.unwrap();
+    let o = offer(seller_key.address(), buyer_key.address(), now + 600, 3);
+    let deposit = U256::from(10 * WINDOW * PRICE);
+    let (channel, _) = buyer.open(&o, seller_key.sign(&domain.digest(&o)).as_bytes(), deposit).await.expect("open");
+
+    // Messages 0..=3 signed now; the buyer misses 1 and 2 and holds 3.
+    let mut prev = B256::ZERO;
+    let mut chain = Vec::new();
+    for seq in 0..4 {
+        let payload = format!("sealed {seq}").into_bytes();
+        let mut m = message(o.stream(), seq, prev, &payload);
+        m.timestamp = now * 1000;
+        prev = domain.digest(&m);
+        let sig = seller_key.sign(&prev);
+        chain.push((m, payload, sig));
+    }
+    let (seen, _, seen_sig) = &chain[3];
+    buyer.accuse(channel, seen, seen_sig.as_bytes(), 1).await.expect("accuse");
+    let timing = buyer.channel_timing(channel).await.unwrap();
+    let post_by = timing.dispute_post_by.expect("open accusation");
+    let (_, deadline) = buyer.channel(channel).await.unwrap().dispute.expect("open accusation");
+    assert!(post_by <= deadline);
+
+    // Mined at the posting limit; the defence is sent after the answer deadline.
+    let at = seller.block_timestamp().await.unwrap();
+    if post_by > at + 1 {
+        seller.increase_time(post_by - at - 1).await.unwrap();
+    }
+    let (m1, payload1, sig1) = &chain[1];
+    let posted = seller.post(m1, payload1, sig1.as_bytes()).await.expect("post");
+    let (_, posted_at) = seller.posting(o.stream(), 1).await.unwrap().expect("posted");
+    assert!(posted_at <= post_by, "mined in time: {posted_at} <= {post_by} (block {})", posted.block);
+    seller.increase_time(deadline + 5 - posted_at).await.unwrap();
+    let late_call = buyer.resolve(channel).await.expect("resolve honours the posting");
+    let events = buyer.events(late_call.block, late_call.block).await.unwrap();
+    assert!(events.iter().any(|e| e.event == JudgeEvent::Defended { channel, missing_seq: 1 }), "{events:?}");
+    assert_eq!(buyer.channel(channel).await.unwrap().status, ChannelStatus::Open);
+
+    // Message 2 is then posted far too late: a new accusation about it is upheld.
+    let (m2, payload2, sig2) = &chain[2];
+    seller.post(m2, payload2, sig2.as_bytes()).await.expect("late post");
+    buyer.accuse(channel, seen, seen_sig.as_bytes(), 2).await.expect("a late posting does not shield the seller");
+    let refused = seller.defend(channel).await.unwrap_err();
+    assert!(matches!(&refused, JudgeError::Refused(r) if r.contains("DeadlinePassed")), "{refused}");
+    buyer.increase_time(u64::from(o.tAck) + 1).await.unwrap();
+    buyer.resolve(channel).await.expect("upheld");
+    assert_eq!(buyer.channel(channel).await.unwrap().status, ChannelStatus::Settled);
+    drop(p.devnet);
+}
+
 async fn gas_price(judge: &Judge, tx: B256) -> u128 {
     use alloy::providers::Provider;
     let receipt = judge.provider().get_transaction_receipt(tx).await.unwrap().unwrap();
