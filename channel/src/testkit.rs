@@ -145,6 +145,19 @@ pub struct SimConfig {
     pub buyer_crash_permille: u32,
     /// Simulated start time (unix ms).
     pub start_ms: UnixMs,
+    /// Buyer pauses (a stopped process: `kill -STOP`).
+    pub pauses: PauseConfig,
+}
+
+/// Buyer pauses: the buyer's process is frozen while its link stays up. Frames sent to it wait
+/// in the connection and chain events in its watcher; it sends nothing and runs no timer until
+/// it resumes, then takes everything in order.
+#[derive(Clone, Debug, Default)]
+pub struct PauseConfig {
+    /// Per-mille chance, per simulated event, that some buyer pauses.
+    pub permille: u32,
+    /// Pause duration range.
+    pub ms: (u64, u64),
 }
 
 impl Default for SimConfig {
@@ -178,6 +191,7 @@ impl Default for SimConfig {
             seller_crash_permille: 0,
             buyer_crash_permille: 0,
             start_ms: 1_700_000_000_000,
+            pauses: PauseConfig::default(),
         }
     }
 }
@@ -218,6 +232,8 @@ pub struct Observations {
     pub outbox: Vec<Vec<(u64, Vec<u8>)>>,
     /// Events reported by the engines.
     pub undecryptable: u64,
+    /// Buyer pauses.
+    pub pauses: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -236,6 +252,38 @@ enum Tx {
     Resolve(usize),
     RequestClose(ChannelId),
     Settle(ChannelId),
+}
+
+/// A judge event as a buyer broker's chain watcher hands it to the buyer's engine (a harness
+/// holds them back while the buyer is paused).
+#[derive(Clone, Debug)]
+pub enum ChainEvent {
+    /// A message of the stream posted on-chain.
+    Posted(Message, Signature, Vec<u8>),
+    /// An accusation opened on the channel, with its deadline (seconds).
+    AccusationOpened(u64),
+    /// The accusation was defended or resolved.
+    AccusationClosed,
+    /// `requestClose` mined at this chain time (seconds).
+    CloseRequested(u64),
+    /// The channel is settled.
+    Settled,
+}
+
+impl ChainEvent {
+    /// Hands the event to `chan` at `now`.
+    pub fn apply(self, chan: &mut BuyerChannel, now: UnixMs) {
+        match self {
+            ChainEvent::Posted(m, sig, payload) => {
+                // A posting the engine refuses (another stream's, say) changes nothing.
+                let _ = chan.on_posted(now, m, sig, payload);
+            }
+            ChainEvent::AccusationOpened(deadline) => chan.on_accusation_opened(now, deadline),
+            ChainEvent::AccusationClosed => chan.on_accusation_closed(now),
+            ChainEvent::CloseRequested(at) => chan.on_close_requested(now, at),
+            ChainEvent::Settled => chan.on_settled(now),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -259,6 +307,10 @@ pub struct SimBuyer {
     link_up: bool,
     link_epoch: u64,
     down_until: Option<UnixMs>,
+    /// Frozen until then (see [`PauseConfig`]).
+    paused_until: Option<UnixMs>,
+    /// Chain events seen while paused, in order.
+    chain_backlog: Vec<ChainEvent>,
 }
 
 /// The harness.
@@ -315,6 +367,8 @@ impl Sim {
                 link_up: true,
                 link_epoch: 0,
                 down_until: None,
+                paused_until: None,
+                chain_backlog: Vec::new(),
             })
             .collect();
         let obs = Observations {
@@ -402,10 +456,12 @@ impl Sim {
         self.cfg.link.flap_permille = 0;
         self.cfg.seller_crash_permille = 0;
         self.cfg.buyer_crash_permille = 0;
+        self.cfg.pauses.permille = 0;
         let now = self.now;
-        for i in 0..self.buyers.len() {
-            if !self.buyers[i].link_up {
-                self.buyers[i].down_until = Some(now);
+        for b in &mut self.buyers {
+            if !b.link_up {
+                // A frozen buyer reconnects when it runs again.
+                b.down_until = Some(b.paused_until.unwrap_or(now).max(now));
             }
         }
     }
@@ -439,6 +495,8 @@ impl Sim {
         for b in &self.buyers {
             match &b.chan {
                 None => at(b.join_at),
+                // A frozen buyer runs no timer (its resumption is an event of its own).
+                Some(_) if b.paused_until.is_some() => {}
                 Some(c) => {
                     if let Some(t) = c.poll_timeout() {
                         at(t);
@@ -446,6 +504,9 @@ impl Sim {
                 }
             }
             if let Some(t) = b.down_until {
+                at(t);
+            }
+            if let Some(t) = b.paused_until {
                 at(t);
             }
         }
@@ -462,9 +523,23 @@ impl Sim {
                 self.join(i);
             }
         }
+        // Resumptions: the buyer's watcher catches up with the chain.
+        for i in 0..self.buyers.len() {
+            if self.buyers[i].paused_until.is_some_and(|t| t <= now) {
+                self.buyers[i].paused_until = None;
+                for ev in std::mem::take(&mut self.buyers[i].chain_backlog) {
+                    self.chain_event(i, ev);
+                }
+            }
+        }
         // Link recoveries.
         for i in 0..self.buyers.len() {
             if self.buyers[i].down_until.is_some_and(|t| t <= now) {
+                if let Some(t) = self.buyers[i].paused_until {
+                    // A frozen process reconnects once it runs again.
+                    self.buyers[i].down_until = Some(t);
+                    continue;
+                }
                 self.buyers[i].down_until = None;
                 self.buyers[i].link_up = true;
                 let peer = self.buyers[i].key.address();
@@ -515,6 +590,9 @@ impl Sim {
             self.flush_seller();
         }
         for i in 0..self.buyers.len() {
+            if self.buyers[i].paused_until.is_some() {
+                continue;
+            }
             if let Some(c) = self.buyers[i].chan.as_mut()
                 && c.poll_timeout().is_some_and(|t| t <= now)
             {
@@ -589,6 +667,14 @@ impl Sim {
                 self.flush_seller();
             }
         }
+        if self.rng.chance(self.cfg.pauses.permille) && !self.buyers.is_empty() {
+            let i = self.rng.below(self.buyers.len() as u64) as usize;
+            if self.buyers[i].paused_until.is_none() {
+                let (lo, hi) = self.cfg.pauses.ms;
+                self.buyers[i].paused_until = Some(now + self.rng.range(lo, hi));
+                self.obs.pauses += 1;
+            }
+        }
         // Crashes between events; crashes in the middle of an action batch happen in the
         // flush functions.
         if self.rng.chance(self.cfg.seller_crash_permille / 2) {
@@ -652,7 +738,7 @@ impl Sim {
     /// Crashes buyer `i` and restores it from its store.
     pub fn crash_buyer(&mut self, i: usize) {
         let now = self.now;
-        if self.buyers[i].chan.is_none() {
+        if self.buyers[i].chan.is_none() || self.buyers[i].paused_until.is_some() {
             return;
         }
         self.obs.crashes += 1;
@@ -736,6 +822,13 @@ impl Sim {
             }
             Dest::Buyer(i) => {
                 if self.buyers[i].link_epoch != epoch || !self.buyers[i].link_up {
+                    return;
+                }
+                if let Some(t) = self.buyers[i].paused_until {
+                    // Waits in the connection until the buyer reads again.
+                    let id = self.id();
+                    self.packets
+                        .insert((t, id), (dest, epoch, FrameBytes::from(bytes.to_vec())));
                     return;
                 }
                 if let Frame::Data(d) = &frame {
@@ -859,10 +952,7 @@ impl Sim {
             return;
         };
         self.seller.on_accusation_closed(now, id);
-        if let Some(c) = self.buyers[d.buyer].chan.as_mut() {
-            c.on_accusation_closed(now);
-        }
-        self.flush_buyer(d.buyer);
+        self.chain_event(d.buyer, ChainEvent::AccusationClosed);
     }
 
     fn flush_buyer(&mut self, i: usize) {
@@ -941,10 +1031,10 @@ impl Sim {
                         self.obs.posted_at.insert(m.seq, now);
                         self.seller.on_posted(now, m.seq);
                         for i in 0..self.buyers.len() {
-                            if let Some(c) = self.buyers[i].chan.as_mut() {
-                                let _ = c.on_posted(now, m.clone(), sig, payload.clone());
-                            }
-                            self.flush_buyer(i);
+                            self.chain_event(
+                                i,
+                                ChainEvent::Posted(m.clone(), sig, payload.clone()),
+                            );
                         }
                         // Defended disputes.
                         let defended: Vec<ChannelId> = self
@@ -972,10 +1062,7 @@ impl Sim {
             Tx::Accuse(i, missing) => {
                 let Some(id) = self.channel_of(i) else { return };
                 if self.posted.contains_key(&missing) || self.disputes.contains_key(&id) {
-                    if let Some(c) = self.buyers[i].chan.as_mut() {
-                        c.on_accusation_closed(now);
-                    }
-                    self.flush_buyer(i);
+                    self.chain_event(i, ChainEvent::AccusationClosed);
                     return;
                 }
                 self.obs.accusations += 1;
@@ -990,10 +1077,7 @@ impl Sim {
                 );
                 self.seller.on_accused(now, id, missing);
                 self.flush_seller();
-                if let Some(c) = self.buyers[i].chan.as_mut() {
-                    c.on_accusation_opened(now, deadline / 1000);
-                }
-                self.flush_buyer(i);
+                self.chain_event(i, ChainEvent::AccusationOpened(deadline / 1000));
             }
             Tx::Defend(id) => {
                 if let Some(d) = self.disputes.get(&id)
@@ -1019,32 +1103,36 @@ impl Sim {
                     self.obs.upheld += 1;
                     self.disputes.remove(&id);
                 }
-                if let Some(c) = self.buyers[i].chan.as_mut() {
-                    c.on_accusation_closed(now);
-                }
-                self.flush_buyer(i);
+                self.chain_event(i, ChainEvent::AccusationClosed);
             }
             Tx::RequestClose(id) => {
                 self.seller.on_close_requested(now, id, now / 1000);
                 self.flush_seller();
                 if let Some(i) = self.buyer_of(id) {
-                    if let Some(c) = self.buyers[i].chan.as_mut() {
-                        c.on_close_requested(now, now / 1000);
-                    }
-                    self.flush_buyer(i);
+                    self.chain_event(i, ChainEvent::CloseRequested(now / 1000));
                 }
             }
             Tx::Settle(id) => {
                 self.seller.on_settled(now, id);
                 self.flush_seller();
                 if let Some(i) = self.buyer_of(id) {
-                    if let Some(c) = self.buyers[i].chan.as_mut() {
-                        c.on_settled(now);
-                    }
-                    self.flush_buyer(i);
+                    self.chain_event(i, ChainEvent::Settled);
                 }
             }
         }
+    }
+
+    /// Hands a judge event to buyer `i`'s engine, or holds it while the buyer is paused.
+    fn chain_event(&mut self, i: usize, ev: ChainEvent) {
+        if self.buyers[i].paused_until.is_some() {
+            self.buyers[i].chain_backlog.push(ev);
+            return;
+        }
+        let now = self.now;
+        if let Some(c) = self.buyers[i].chan.as_mut() {
+            ev.apply(c, now);
+        }
+        self.flush_buyer(i);
     }
 
     fn observe(&mut self) {

@@ -166,6 +166,26 @@ impl Pair {
         self.seller_frames();
     }
 
+    /// Buyer and seller exchange frames over a perfect link until neither has anything to say.
+    fn deliver_to_seller_and_back(&mut self) {
+        for _ in 0..100 {
+            let to_seller = self.buyer_frames();
+            for f in &to_seller {
+                self.seller
+                    .handle_frame(self.now, self.bkey.address(), f.clone())
+                    .unwrap();
+            }
+            let to_buyer = self.seller_frames();
+            for f in &to_buyer {
+                self.buyer.handle_frame(self.now, f.clone()).unwrap();
+            }
+            if to_seller.is_empty() && to_buyer.is_empty() {
+                return;
+            }
+        }
+        panic!("the engines never stop talking");
+    }
+
     /// Moves time on by `ms`, firing both engines' timers at every due instant; seller frames are
     /// lost (the buyer's link is gone), buyer frames too.
     fn advance(&mut self, ms: u64) {
@@ -260,9 +280,7 @@ fn messages_in_flight_at_the_buyers_stop_are_delivered_and_paid() {
     assert_eq!(p.seller.best_acked_seq(&p.id), Some(2));
     p.buyer.stop(p.now).unwrap();
     for f in p.buyer_frames() {
-        p.seller
-            .handle_frame(p.now, p.bkey.address(), f)
-            .unwrap();
+        p.seller.handle_frame(p.now, p.bkey.address(), f).unwrap();
     }
     let answer = p.seller_frames();
     assert!(
@@ -274,7 +292,9 @@ fn messages_in_flight_at_the_buyers_stop_are_delivered_and_paid() {
     }
     // The retransmission (within a few timer rounds) reaches the buyer: it delivers and acks them.
     for _ in 0..5 {
-        let Some(t) = p.seller.poll_timeout() else { break };
+        let Some(t) = p.seller.poll_timeout() else {
+            break;
+        };
         p.now = p.now.max(t);
         p.seller.handle_timeout(p.now);
         for f in p.seller_frames() {
@@ -411,7 +431,11 @@ fn postings_arriving_one_by_one_make_one_claim() {
     assert_eq!(p.claims_posted(), vec![10]);
     p.advance(T_CLOSURE_MS);
     assert_eq!(p.claims_posted(), vec![10]);
-    assert_eq!(p.posts(), Vec::<u64>::new(), "all posted before their deadline");
+    assert_eq!(
+        p.posts(),
+        Vec::<u64>::new(),
+        "all posted before their deadline"
+    );
 }
 
 /// Engine note 5. With a posted claim to collect, the seller settles once `T_closure` is over;
@@ -484,4 +508,69 @@ fn stop_completed_is_emitted_once_per_channel() {
             .iter()
             .any(|a| matches!(a, SellerAction::RequestClose { .. }))
     );
+}
+
+/// Issue 17, the stalled stream. W = 16, ten messages delivered and acked; then the buyer is
+/// paused (its link stays silent) while twenty more are published. The seller sends 10..=25,
+/// the window is full, and at `T_off-ack` it posts all sixteen. The buyer wakes up, takes them
+/// from the chain and acks 25. Before the fix the seller had already dropped the posted
+/// messages from memory and ignored an ack for a message it no longer held ("older than
+/// anything held"): its view stayed at 9, the window stayed full of messages the buyer had long
+/// acknowledged, and 26..=29 were never sent, whatever was published later.
+#[test]
+fn an_ack_for_posted_messages_reopens_the_window() {
+    for link_cut in [false, true] {
+        let mut p = Pair::new(16);
+        for _ in 0..10 {
+            p.publish(true);
+        }
+        assert_eq!(p.seller.best_acked_seq(&p.id), Some(9));
+        // Paused buyer: frames to and from it are lost.
+        for _ in 0..20 {
+            p.publish(false);
+        }
+        if link_cut {
+            p.seller.link_down(p.now, p.bkey.address());
+        }
+        p.advance(8_000);
+        assert_eq!(p.posts(), (10..26).collect::<Vec<_>>());
+        let posted: Vec<_> = (10..26)
+            .map(|s| p.seller.message(s).unwrap().clone())
+            .collect();
+        for m in &posted {
+            p.seller.on_posted(p.now, m.message.seq);
+        }
+        // The seller's timers run on (it prunes what no channel needs from memory).
+        p.advance(1_000);
+        // The buyer wakes up and reads the postings from the chain.
+        for m in &posted {
+            p.buyer
+                .on_posted(p.now, m.message.clone(), m.sig, m.payload.clone())
+                .unwrap();
+        }
+        assert_eq!(p.buyer.next_seq(), 26);
+        if link_cut {
+            p.seller.link_up(p.now, p.bkey.address());
+            p.buyer.link_up(p.now).unwrap();
+        }
+        // Its ack (and on a new link, its Resume) reach the seller, and the data frames that
+        // follow reach the buyer, until nothing moves.
+        for _ in 0..10 {
+            p.deliver_to_seller_and_back();
+            p.now += 100;
+            p.seller.handle_timeout(p.now);
+            p.buyer.handle_timeout(p.now).unwrap();
+        }
+        // The seller took the ack for the posted messages, and sent the rest.
+        assert_eq!(p.buyer.next_seq(), 30, "link cut: {link_cut}");
+        assert_eq!(
+            p.seller.best_acked_seq(&p.id),
+            Some(29),
+            "link cut: {link_cut}"
+        );
+        // And the stream goes on.
+        p.publish(true);
+        assert_eq!(p.buyer.next_seq(), 31);
+        assert_eq!(p.seller.best_acked_seq(&p.id), Some(30));
+    }
 }

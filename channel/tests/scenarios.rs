@@ -168,6 +168,7 @@ fn lost_ack_with_full_window_after_restarts() {
         seller_crash_permille: 4,
         buyer_crash_permille: 2,
         start_ms: 1_700_000_000_000,
+        pauses: Default::default(),
     };
     let mut sim = run(cfg);
     sim.run_for(30_000);

@@ -79,7 +79,7 @@ struct Opts {
     /// SDPP invoice period / PPSP chunk size K.
     #[arg(short = 'k', long = "k", global = true, default_value_t = 100)]
     k: u64,
-    /// Scenario of `run`: honest, withhold, leave, drop, overclaim.
+    /// Scenario of `run`: honest, withhold, leave, drop, overclaim; or, SUPRA only, pause.
     #[arg(long, global = true, default_value = "honest")]
     scenario: Scenario,
     /// Where the misbehaviour starts, in messages (default N/2).
@@ -225,6 +225,12 @@ fn main() -> anyhow::Result<()> {
             protocol,
             crypto_cost,
         } => {
+            if protocol != Protocol::Supra && Scenario::SUPRA_ONLY.contains(&base.scenario) {
+                bail!(
+                    "scenario {} exercises SUPRA's on-chain fallback: run it with --protocol supra",
+                    base.scenario
+                );
+            }
             let r = sweep::run_one(protocol, &base);
             println!("{}", sweep::format_runs(std::slice::from_ref(&r)));
             println!("calls: {}", r.ledger.summary());

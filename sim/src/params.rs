@@ -68,6 +68,11 @@ pub enum Scenario {
     /// claim beyond the window, then up to `W` messages posted after the buyer's stop and
     /// claimed; SDPP: invoices batches twice and ahead of delivery; PPSP: same as `Drop`).
     Overclaim,
+    /// Both honest, but the buyer's broker freezes (`kill -STOP`) three times for `T_ack`,
+    /// longer than `T_off-ack`, the first time at message `malice_at`, then every `N/8`: the
+    /// seller fills its window, posts it on-chain, and the buyer takes it from the chain when
+    /// it wakes up. Nothing may stall: every message published is delivered and paid.
+    Pause,
 }
 
 impl Scenario {
@@ -80,6 +85,9 @@ impl Scenario {
         Scenario::Overclaim,
     ];
 
+    /// Scenarios about SUPRA's own mechanics (not in Table I, and not run for the baselines).
+    pub const SUPRA_ONLY: [Scenario; 1] = [Scenario::Pause];
+
     /// Short name used in tables and CSV files.
     pub fn name(self) -> &'static str {
         match self {
@@ -88,6 +96,7 @@ impl Scenario {
             Scenario::Leave => "leave",
             Scenario::Drop => "drop",
             Scenario::Overclaim => "overclaim",
+            Scenario::Pause => "pause",
         }
     }
 
@@ -96,7 +105,7 @@ impl Scenario {
     pub fn honest_seller(self) -> bool {
         matches!(
             self,
-            Scenario::Honest | Scenario::Withhold | Scenario::Leave
+            Scenario::Honest | Scenario::Withhold | Scenario::Leave | Scenario::Pause
         )
     }
 
@@ -105,7 +114,7 @@ impl Scenario {
     pub fn honest_buyer(self) -> bool {
         matches!(
             self,
-            Scenario::Honest | Scenario::Drop | Scenario::Overclaim
+            Scenario::Honest | Scenario::Drop | Scenario::Overclaim | Scenario::Pause
         )
     }
 }
@@ -121,9 +130,10 @@ impl FromStr for Scenario {
     fn from_str(s: &str) -> Result<Self, String> {
         Scenario::ALL
             .into_iter()
+            .chain(Scenario::SUPRA_ONLY)
             .find(|x| x.name() == s)
             .ok_or_else(|| {
-                format!("unknown scenario {s:?} (honest, withhold, leave, drop, overclaim)")
+                format!("unknown scenario {s:?} (honest, withhold, leave, drop, overclaim, pause)")
             })
     }
 }

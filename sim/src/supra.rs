@@ -24,7 +24,7 @@ use std::time::Instant;
 
 use alloy_primitives::{Address, B256, U256};
 use supra_channel::seller::{SellerConfig, SignedMessage, Terms};
-use supra_channel::testkit::{Rng, fast_test_key, test_key};
+use supra_channel::testkit::{ChainEvent, Rng, fast_test_key, test_key};
 use supra_channel::{
     Ack, BuyerAction, BuyerChannel, BuyerConfig, BuyerEvent, ChannelId, Domain, Frame, FrameBytes,
     Keypair, Message, Offer, SellerAction, SellerEvent, Signature, Stream, StreamId, ack_cost,
@@ -108,6 +108,19 @@ struct World {
     buyer_stats: (u64, u64),
     events: BTreeMap<String, u64>,
     trace: bool,
+    /// `Pause`: the buyer's broker is frozen until then.
+    paused_until: Option<u64>,
+    /// `Pause`: delivered counts at which the buyer freezes, soonest last.
+    pause_at: Vec<u64>,
+    /// Frames that reached the frozen buyer's connection, and judge events its watcher will
+    /// read when it wakes up, in order.
+    held_frames: Vec<FrameBytes>,
+    held_chain: Vec<ChainEvent>,
+    /// The link came back while the buyer was frozen: it reconnects when it wakes up.
+    relink_on_resume: bool,
+    /// `Overclaim`: the cheating seller's broker keeps its own copy of the recent signed
+    /// messages (the honest engine forgets what no channel is owed any more).
+    recent_signed: BTreeMap<u64, Arc<SignedMessage>>,
 }
 
 fn tx_name(tx: &Tx) -> String {
@@ -218,6 +231,12 @@ impl World {
             buyer_stats: (0, 0),
             events: BTreeMap::new(),
             trace: std::env::var_os("SUPRA_SIM_TRACE").is_some(),
+            paused_until: None,
+            pause_at: Vec::new(),
+            held_frames: Vec::new(),
+            held_chain: Vec::new(),
+            relink_on_resume: false,
+            recent_signed: BTreeMap::new(),
             cfg,
         }
     }
@@ -256,6 +275,14 @@ impl World {
                 self.leave_at = Some((m / every).max(1) * every);
             }
             Scenario::Drop => self.dropped_seq = Some(self.start_seq + m),
+            Scenario::Pause => {
+                let n = self.cfg.n;
+                self.pause_at = [m, m + n / 8, m + n / 4]
+                    .into_iter()
+                    .filter(|d| *d < n)
+                    .rev()
+                    .collect();
+            }
             _ => {}
         }
         self.submit(
@@ -280,8 +307,12 @@ impl World {
             at(x);
         }
         if !self.buyer_gone
+            && self.paused_until.is_none()
             && let Some(x) = self.buyer.as_ref().and_then(BuyerChannel::poll_timeout)
         {
+            at(x);
+        }
+        if let Some(x) = self.paused_until {
             at(x);
         }
         if let Some(x) = self.idle_check_at() {
@@ -313,6 +344,9 @@ impl World {
 
     fn step(&mut self) {
         let now = self.now;
+        if self.paused_until.is_some_and(|t| t <= now) {
+            self.resume();
+        }
         // Link transitions.
         if self.chan.is_some() && !self.buyer_gone {
             let up = self.link.up_at(now);
@@ -322,7 +356,9 @@ impl World {
                 if up {
                     self.seller.link_up(now, peer);
                     self.flush_seller();
-                    if let Some(b) = self.buyer.as_mut() {
+                    if self.paused_until.is_some() {
+                        self.relink_on_resume = true;
+                    } else if let Some(b) = self.buyer.as_mut() {
                         let _ = b.link_up(now);
                     }
                     self.flush_buyer();
@@ -350,6 +386,7 @@ impl World {
             self.flush_seller();
         }
         if !self.buyer_gone
+            && self.paused_until.is_none()
             && let Some(b) = self.buyer.as_mut()
             && b.poll_timeout().is_some_and(|t| t <= now)
         {
@@ -371,6 +408,13 @@ impl World {
             Ok(s) => {
                 debug_assert_eq!(s, seq);
                 self.pub_times.push(now);
+                if self.cfg.scenario == Scenario::Overclaim
+                    && let Some(m) = self.seller.message(s)
+                {
+                    self.recent_signed.insert(s, m.clone());
+                    let keep_from = s.saturating_sub(4 * self.cfg.window);
+                    self.recent_signed = self.recent_signed.split_off(&keep_from);
+                }
             }
             Err(e) => self.note(format!("publish failed: {e}")),
         }
@@ -581,7 +625,47 @@ impl World {
                 self.note("buyer starts withholding acks");
             }
             Scenario::Leave if Some(self.delivered) == self.leave_at => self.leave(),
+            Scenario::Pause if self.pause_at.last() == Some(&self.delivered) => {
+                self.pause_at.pop();
+                self.paused_until = Some(self.now + u64::from(self.cfg.t_ack_secs) * 1000);
+                self.note("buyer broker paused for T_ack");
+            }
             _ => {}
+        }
+    }
+
+    /// The frozen buyer's broker runs again: its watcher reads the judge events it missed, its
+    /// connection the frames that waited there.
+    fn resume(&mut self) {
+        self.paused_until = None;
+        let now = self.now;
+        for ev in std::mem::take(&mut self.held_chain) {
+            self.buyer_chain(ev);
+        }
+        if std::mem::take(&mut self.relink_on_resume)
+            && let Some(b) = self.buyer.as_mut()
+        {
+            let _ = b.link_up(now);
+            self.flush_buyer();
+        }
+        for frame in std::mem::take(&mut self.held_frames) {
+            self.deliver_frame(Dir::ToBuyer, &frame);
+        }
+    }
+
+    /// Hands a judge event to the buyer's engine (held while its broker is frozen).
+    fn buyer_chain(&mut self, ev: ChainEvent) {
+        if self.buyer_gone {
+            return;
+        }
+        if self.paused_until.is_some() {
+            self.held_chain.push(ev);
+            return;
+        }
+        let now = self.now;
+        if let Some(b) = self.buyer.as_mut() {
+            ev.apply(b, now);
+            self.flush_buyer();
         }
     }
 
@@ -616,6 +700,10 @@ impl World {
         match dir {
             Dir::ToBuyer => {
                 if self.buyer_gone {
+                    return;
+                }
+                if self.paused_until.is_some() {
+                    self.held_frames.push(FrameBytes::from(bytes));
                     return;
                 }
                 if let Some(b) = self.buyer.as_mut() {
@@ -712,12 +800,11 @@ impl World {
                 self.posted += 1;
                 self.seller.on_posted(now, m.message.seq);
                 self.flush_seller();
-                if !self.buyer_gone
-                    && let Some(b) = self.buyer.as_mut()
-                {
-                    let _ = b.on_posted(now, m.message.clone(), m.sig, m.payload.clone());
-                    self.flush_buyer();
-                }
+                self.buyer_chain(ChainEvent::Posted(
+                    m.message.clone(),
+                    m.sig,
+                    m.payload.clone(),
+                ));
             }
             (Tx::Post(m), Err(_)) if engine => {
                 self.seller.on_post_failed(now, m.message.seq);
@@ -735,12 +822,7 @@ impl World {
                 self.closing = true;
                 self.seller.on_close_requested(now, id, at_secs);
                 self.flush_seller();
-                if !self.buyer_gone
-                    && let Some(b) = self.buyer.as_mut()
-                {
-                    b.on_close_requested(now, at_secs);
-                    self.flush_buyer();
-                }
+                self.buyer_chain(ChainEvent::CloseRequested(at_secs));
                 // The stream carries on for W more messages, then this run stops publishing.
                 self.publish_until = self
                     .publish_until
@@ -765,10 +847,7 @@ impl World {
                 self.accusations += 1;
                 self.seller.on_accused(now, id, missing);
                 self.flush_seller();
-                if let Some(b) = self.buyer.as_mut() {
-                    b.on_accusation_opened(now, deadline);
-                    self.flush_buyer();
-                }
+                self.buyer_chain(ChainEvent::AccusationOpened(deadline));
                 if self.dropped_seq == Some(missing) {
                     // The cheating seller cashes in what the buyer acked before the gap.
                     if let Some(v) = self.seller.verified_ack(&id).cloned() {
@@ -776,23 +855,14 @@ impl World {
                     }
                 }
             }
-            (Tx::Accuse(..), Err(_)) => {
-                if let Some(b) = self.buyer.as_mut() {
-                    b.on_accusation_closed(now);
-                    self.flush_buyer();
-                }
+            (Tx::Accuse(..), Err(_)) | (Tx::Resolve(_), Err(_)) => {
+                self.buyer_chain(ChainEvent::AccusationClosed);
             }
             (Tx::Defend(id), Ok(Outcome::Defended { .. })) => self.defended(id),
             (Tx::DefendWithAck(a, _), Ok(Outcome::Defended { total, .. })) => {
                 let id = ChannelId(a.channelId);
                 self.seller.on_claimed(now, id, total);
                 self.defended(id);
-            }
-            (Tx::Resolve(_), Err(_)) => {
-                if let Some(b) = self.buyer.as_mut() {
-                    b.on_accusation_closed(now);
-                    self.flush_buyer();
-                }
             }
             _ => {}
         }
@@ -835,10 +905,7 @@ impl World {
     fn defended(&mut self, id: ChannelId) {
         self.seller.on_accusation_closed(self.now, id);
         self.flush_seller();
-        if let Some(b) = self.buyer.as_mut() {
-            b.on_accusation_closed(self.now);
-            self.flush_buyer();
-        }
+        self.buyer_chain(ChainEvent::AccusationClosed);
     }
 
     fn settled_now(&mut self, id: ChannelId) {
@@ -846,13 +913,8 @@ impl World {
         self.next_publish = None;
         self.seller.on_settled(self.now, id);
         self.flush_seller();
-        if !self.buyer_gone
-            && let Some(b) = self.buyer.as_mut()
-        {
-            b.on_accusation_closed(self.now);
-            b.on_settled(self.now);
-            self.flush_buyer();
-        }
+        self.buyer_chain(ChainEvent::AccusationClosed);
+        self.buyer_chain(ChainEvent::Settled);
     }
 
     /// A seller that tries to be paid for more than it delivered, once the close is requested:
@@ -887,7 +949,7 @@ impl World {
         // 2. Post what follows the last ack (stamped before the close) ...
         let mut last = None;
         for s in acked_upto + 1..=acked_upto + window {
-            match self.seller.message(s) {
+            match self.recent_signed.get(&s) {
                 Some(m) if m.message.timestamp <= close_secs * 1000 => {
                     let m = m.clone();
                     self.submit(Origin::Broker, Tx::Post(m));

@@ -341,3 +341,30 @@ fn honest_buyer_pays_nothing_past_its_stop_when_the_stream_goes_on() {
         assert_eq!(r.ledger.count(Call::Settle), 1, "{}", describe(&r));
     }
 }
+
+/// Issue 17, liveness after the on-chain fallback: the buyer's broker freezes three times for
+/// `T_ack` (longer than `T_off-ack`) with the window full; the seller posts the window each
+/// time, and the buyer takes it from the chain when it wakes up. Every published message is
+/// delivered and paid, with and without loss. Before the fix the stream stalled at the first
+/// pause (the seller ignored the buyer's ack for messages it had posted): 1 062 of 2 000
+/// delivered, then the seller's broker stopped the idle channel.
+#[test]
+fn supra_stream_survives_buyer_pauses_past_t_off_ack() {
+    for loss in [0.0, 0.05] {
+        let r = run_one(Protocol::Supra, &cfg(2_000, loss, Scenario::Pause));
+        let d = describe(&r);
+        assert_eq!(r.published, 2_000, "{d}");
+        assert_eq!(r.delivered, r.published, "{d}");
+        assert_eq!(r.paid, r.delivered, "{d}");
+        assert!(r.posted >= 32, "every pause makes the seller post its window: {d}");
+        assert_eq!(r.upheld, 0, "{d}");
+        assert!(
+            r.notes.iter().any(|n| n == "buyer broker paused for T_ack x3"),
+            "{d}"
+        );
+        assert!(
+            !r.notes.iter().any(|n| n.contains("stopped an idle channel")),
+            "{d}"
+        );
+    }
+}

@@ -431,3 +431,88 @@ async fn a_broken_config_is_refused_with_the_key_it_concerns() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot read config"));
 }
+
+/// `mosquitto_pub -q 1` publishes `range` at `port` (one connection, every PUBACK awaited).
+fn mosquitto_publish(port: u16, topic: &str, range: std::ops::Range<u64>) {
+    let mut publisher = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-q", "1", "-t", topic, "-l"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_pub runs");
+    {
+        let stdin = publisher.stdin.as_mut().unwrap();
+        for i in range {
+            stdin.write_all(&payload(i)).unwrap();
+            stdin.write_all(b"\n").unwrap();
+        }
+    }
+    drop(publisher.stdin.take());
+    assert!(publisher.wait().unwrap().success(), "mosquitto_pub succeeded");
+}
+
+/// Issue 17, the stalled stream, as a user met it: W = 16, T_ack 8 s, Δ 2 s; ten messages
+/// delivered and acked; the buyer broker is frozen (`kill -STOP`) while twenty more are
+/// published, so A fills the window and posts those sixteen on-chain at T_off-ack; the buyer
+/// resumes, takes them from the chain and acks them. A must take that ack (before the fix it
+/// ignored it, its view stayed at 10 and the window full for good), send the four it held
+/// back, and go on with what is published later. Every message arrives once; settlement =
+/// delivered x price.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_paused_past_t_off_ack_with_a_full_window_catches_up_and_the_stream_goes_on() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let judge = chain.reader().await;
+    let dir = TempDir::new("pause");
+    let terms = SellTerms { window: 16, t_ack_secs: 8, t_closure_secs: 10, onchain_delay_secs: 2 };
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+    let n = 32u64;
+    let subscriber = Command::new("mosquitto_sub")
+        .args(["-h", "127.0.0.1", "-p", &b.mqtt.port().to_string(), "-q", "1", "-t", "market/#", "-v", "-C", &n.to_string(), "-W", "180"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("mosquitto_sub runs");
+    // mosquitto_sub prints nothing once subscribed: wait for B to count its subscription.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let a_port = a.mqtt.port();
+    let posted_before = posted_seqs(&judge, a.address).await.len();
+
+    mosquitto_publish(a_port, "sensors/lab/t", 0..10);
+    a.wait_channel(ChannelRole::Seller, SECS(20), |l| l.acked == 10).await;
+
+    b.freeze(true);
+    let frozen_at = tokio::time::Instant::now();
+    mosquitto_publish(a_port, "sensors/lab/t", 10..30);
+    // A sends the sixteen the window allows and, unacked, posts them at T_off-ack (6 s).
+    let deadline = std::time::Instant::now() + SECS(60);
+    while posted_seqs(&judge, a.address).await.len() - posted_before < 16 {
+        assert!(std::time::Instant::now() < deadline, "A posted its full window while B was frozen:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let line = a.wait_channel(ChannelRole::Seller, SECS(5), |_| true).await;
+    assert_eq!((line.messages, line.acked), (26, 10), "window full, nothing acked since the pause");
+    // The pause itself lasts 25 s, as in the report (the input of the scenario, not a wait for
+    // an outcome): long past T_ack, the seller has long settled its view of the postings.
+    tokio::time::sleep_until(frozen_at + SECS(25)).await;
+    b.freeze(false);
+
+    // B takes the postings from the chain and acks them; A takes that ack and sends the rest.
+    a.wait_channel(ChannelRole::Seller, SECS(60), |l| l.acked == 30).await;
+    mosquitto_publish(a_port, "sensors/lab/t", 30..n);
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.acked == n).await;
+
+    let out = tokio::task::spawn_blocking(move || subscriber.wait_with_output()).await.unwrap().unwrap();
+    assert!(out.status.success(), "mosquitto_sub got {n} messages: {}", String::from_utf8_lossy(&out.stderr));
+    let mut seen = BTreeMap::new();
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let (topic, body) = line.split_once(' ').expect("-v prints `topic payload`");
+        assert_eq!(topic, "market/sensors/lab/t");
+        *seen.entry(index_of(body.as_bytes()).expect("a reading")).or_insert(0) += 1;
+    }
+    assert_exactly_once(&seen, 0..n);
+    close_and_check_settlement(&b, n).await;
+}

@@ -180,6 +180,15 @@ impl BrokerProc {
         }
     }
 
+    /// Freezes (`SIGSTOP`) or resumes (`SIGCONT`) the process, as `kill -STOP` / `kill -CONT`:
+    /// its sockets stay open while it runs nothing.
+    pub fn freeze(&self, frozen: bool) {
+        let pid = self.child.as_ref().expect("running").id().to_string();
+        let sig = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([sig, &pid]).status().expect("kill runs");
+        assert!(status.success(), "kill {sig} {pid}");
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
     }

@@ -1,0 +1,194 @@
+//! Per-channel state of a seller stream: the go-back-N sender, what is owed, the stop.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use alloy_primitives::{Address, U256};
+
+use crate::sign::{PublicKey, Signature};
+use crate::types::{ChannelId, Offer, Stop, UnixMs};
+
+use super::*;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Phase {
+    Open,
+    /// Stopped off-chain: nothing sent at or after `stop_end`.
+    Stopping {
+        by_seller: bool,
+    },
+    /// `requestClose` happened on-chain.
+    Closing {
+        at_secs: u64,
+    },
+    Settled,
+}
+
+/// A posting of one message, requested or confirmed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Posting {
+    pub(super) confirmed: bool,
+    pub(super) timestamp: UnixMs,
+}
+
+/// A pending offer (not opened yet).
+#[derive(Clone, Debug)]
+pub(super) struct PendingOffer {
+    pub(super) offer: Offer,
+    pub(super) sig: Signature,
+    pub(super) buyer_key: PublicKey,
+}
+
+/// A channel's stop, as persisted.
+#[derive(Debug, Clone)]
+pub(super) struct StopRec {
+    pub(super) stop: Stop,
+    pub(super) sig: Signature,
+    pub(super) by_seller: bool,
+    /// What the channel is owed from then on (see `Channel::owed_end`).
+    pub(super) owed_end: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(super) struct Channel {
+    pub(super) id: ChannelId,
+    pub(super) offer: Offer,
+    pub(super) offer_sig: Signature,
+    pub(super) stop_rec: Option<StopRec>,
+    pub(super) buyer: Address,
+    pub(super) buyer_key: PublicKey,
+    pub(super) start: u64,
+    pub(super) window: u64,
+    pub(super) price: U256,
+    pub(super) t_ack_ms: u64,
+    pub(super) t_closure_ms: u64,
+    pub(super) deposit: U256,
+    pub(super) phase: Phase,
+    /// Exclusive end of what may be sent (from a Stop / close).
+    pub(super) stop_end: Option<u64>,
+    /// Exclusive end of what this channel is owed, hence of what may be posted for it or claimed
+    /// with `claimPosted`: at a stop (either side's), everything sent by then (the buyer may hold
+    /// it, whatever its `Stop` says); at the close, what was stamped before it. Only ever lowered.
+    pub(super) owed_end: Option<u64>,
+    /// `StopCompleted` was emitted (once per channel and engine run).
+    pub(super) stop_done: bool,
+    /// The last call for `claimPosted` while closing (see `claim_posted_last_call`); `None` once
+    /// handled.
+    pub(super) claim_posted_call: Option<UnixMs>,
+    pub(super) verified: Option<SignedAck>,
+    pub(super) pending: Option<(SignedAck, UnixMs)>,
+    /// `R` as confirmed by the judge.
+    pub(super) claimed: U256,
+    /// Highest ack cost submitted in a claim.
+    pub(super) claim_submitted: U256,
+    pub(super) posted_claim: Option<u64>,
+    pub(super) link_up: bool,
+    pub(super) next_send: u64,
+    /// First transmission time of seqs `[sent_base, sent_base + sent_at.len())`.
+    pub(super) sent_base: u64,
+    pub(super) sent_at: VecDeque<UnixMs>,
+    pub(super) rto_at: Option<UnixMs>,
+    pub(super) settle_at: Option<UnixMs>,
+    pub(super) accused: Option<u64>,
+}
+
+impl Channel {
+    pub(super) fn base_v(&self) -> u64 {
+        self.verified
+            .as_ref()
+            .map_or(self.start, |a| a.ack.seq.saturating_add(1))
+    }
+    pub(super) fn base_hint(&self) -> u64 {
+        let p = self
+            .pending
+            .as_ref()
+            .map_or(self.start, |(a, _)| a.ack.seq.saturating_add(1));
+        self.base_v().max(p)
+    }
+    pub(super) fn best_seq(&self) -> Option<u64> {
+        let v = self.verified.as_ref().map(|a| a.ack.seq);
+        let p = self.pending.as_ref().map(|(a, _)| a.ack.seq);
+        v.max(p)
+    }
+    pub(super) fn high_sent(&self) -> u64 {
+        self.sent_base + self.sent_at.len() as u64
+    }
+    pub(super) fn t_off_ack(&self, delta: u64) -> u64 {
+        self.t_ack_ms.saturating_sub(delta)
+    }
+    pub(super) fn sending(&self) -> bool {
+        matches!(
+            self.phase,
+            Phase::Open | Phase::Stopping { .. } | Phase::Closing { .. }
+        )
+    }
+}
+
+/// Lowers what `c` owes (`owed_end`) and sends (`stop_end`) to `end`, and forgets the first-send
+/// times of the messages at or after it: they will be neither retransmitted nor posted for `c`.
+pub(super) fn cap_owed(c: &mut Channel, end: u64) {
+    c.owed_end = Some(c.owed_end.map_or(end, |e| e.min(end)));
+    c.stop_end = Some(c.stop_end.map_or(end, |e| e.min(end)));
+    while c.high_sent() > end && !c.sent_at.is_empty() {
+        c.sent_at.pop_back();
+    }
+}
+
+/// Keeps the retransmission timer armed exactly while something sent is unacked.
+pub(super) fn arm_rto(c: &mut Channel, now: UnixMs, rto: u64) {
+    if c.link_up && c.sending() && c.base_hint() < c.high_sent() {
+        if c.rto_at.is_none() {
+            c.rto_at = Some(now.saturating_add(rto));
+        }
+    } else {
+        c.rto_at = None;
+    }
+}
+
+/// Queues the frames the link and the window allow on `c`. Returns `true` if the window is full
+/// while an unverified ack is pending (verifying it may free the window).
+pub(super) fn send_window(
+    c: &mut Channel,
+    log: &VecDeque<Arc<SignedMessage>>,
+    log_base: u64,
+    head: u64,
+    now: UnixMs,
+    actions: &mut VecDeque<SellerAction>,
+    stats: &mut SellerStats,
+) -> bool {
+    if !c.link_up || !c.sending() {
+        return false;
+    }
+    let limit = c.stop_end.map_or(head, |e| e.min(head));
+    let window_end = c.base_v().saturating_add(c.window);
+    while c.next_send < limit {
+        if c.next_send >= window_end {
+            return c.pending.is_some();
+        }
+        let seq = c.next_send;
+        let m = seq
+            .checked_sub(log_base)
+            .and_then(|i| usize::try_from(i).ok())
+            .and_then(|i| log.get(i));
+        let Some(m) = m else {
+            // Not held (pruned): nothing sensible to send; skip ahead.
+            c.next_send = seq.saturating_add(1);
+            continue;
+        };
+        if seq >= c.high_sent() {
+            if c.sent_at.is_empty() {
+                c.sent_base = seq;
+            }
+            c.sent_at.push_back(now);
+        } else {
+            stats.retransmits += 1;
+        }
+        c.next_send = seq + 1;
+        stats.frames_sent += 1;
+        actions.push_back(SellerAction::Send {
+            peer: c.buyer,
+            frame: m.frame.clone(),
+        });
+    }
+    false
+}
