@@ -662,6 +662,12 @@ impl Node {
     fn on_buyer_result(&mut self, id: ChannelId, call: Call, outcome: Result<Outcome, supra_judge::JudgeError>, now: UnixMs) {
         let Some(b) = self.bought.get_mut(&id) else { return };
         match (call, outcome) {
+            // A revert is the judge's final word (`NotOwed`, `ClosureElapsed`, ...): never
+            // retried; a transport failure is.
+            (Call::Accuse { .. }, Err(supra_judge::JudgeError::Refused(why))) => {
+                tracing::info!("channel {id}: the judge refused our accusation: {why}");
+                b.engine.on_accusation_refused(now);
+            }
             (Call::Accuse { .. }, Err(_)) => b.engine.on_accusation_closed(now),
             (Call::ReadChannel { .. }, Ok(Outcome::Channel(info))) => {
                 match info.status {
@@ -671,6 +677,9 @@ impl Node {
                 }
                 if let Some((_, deadline)) = info.dispute {
                     b.engine.on_accusation_opened(now, deadline);
+                }
+                if let Some(covered) = info.acked.checked_sub(1) {
+                    b.engine.on_claimed(now, info.start_seq.saturating_add(covered));
                 }
             }
             _ => {}
@@ -695,9 +704,12 @@ impl Node {
                         }
                     }
                 }
-                JudgeEvent::Claimed { channel, claimed, .. } => {
+                JudgeEvent::Claimed { channel, seq, claimed, .. } => {
                     if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
                         s.engine.on_claimed(now, channel, claimed);
+                    }
+                    if let Some(b) = self.bought.get_mut(&channel) {
+                        b.engine.on_claimed(now, seq);
                     }
                 }
                 JudgeEvent::CloseRequested { channel, settle_after, .. } => {
@@ -914,6 +926,7 @@ impl Node {
                     link.tx.send(frame);
                 }
             }
+            BuyerAction::Claim { ack, sig, .. } => self.job(origin, Call::Claim { ack, sig }),
             BuyerAction::Accuse { channel, seen, sig, missing } => self.job(origin, Call::Accuse { channel, seen, sig, missing }),
             BuyerAction::Resolve { channel } => self.job(origin, Call::Resolve { channel }),
             BuyerAction::ProveEquivocation { channel, a, sig_a, b, sig_b } => {

@@ -103,8 +103,21 @@ pub enum BuyerAction {
         /// Opened payload.
         payload: Vec<u8>,
     },
-    /// Call `judge.accuse(channel, seen, sig, missing)`; report `on_accusation_opened` (or
-    /// `on_accusation_closed` if it reverts).
+    /// Call `judge.claim(ack, sig)` with the buyer's own latest ack. Queued right before an
+    /// `Accuse` when the judge's `acked` lags behind it: the judge only takes accusations below
+    /// `acked + W`, and a claim pays the seller nothing the buyer does not owe anyway. Report the
+    /// `Claimed` event with `on_claimed`; a refusal needs no report (the accusation follows).
+    Claim {
+        /// Channel.
+        channel: ChannelId,
+        /// The buyer's latest ack.
+        ack: Ack,
+        /// Its signature.
+        sig: Signature,
+    },
+    /// Call `judge.accuse(channel, seen, sig, missing)`; report `on_accusation_opened`, or
+    /// `on_accusation_refused` if the judge refuses it (a revert), or `on_accusation_closed` if
+    /// the transaction failed otherwise (it is retried).
     Accuse {
         /// Channel.
         channel: ChannelId,
@@ -255,6 +268,11 @@ pub struct BuyerChannel {
     ack_due: Option<UnixMs>,
     gap: Option<Seen>,
     accused: Option<u64>,
+    /// The last missing seq the judge refused an accusation for: never accused again.
+    refused: Option<u64>,
+    /// Exclusive end of what the judge's claimed acks cover (`startSeq + acked`), from
+    /// `Claimed` events (not persisted: at worst the buyer claims its ack once more).
+    chain_acked_end: u64,
     resolve_at: Option<UnixMs>,
     /// Exclusive end of what is accepted (from a Stop).
     stop_end: Option<u64>,
@@ -391,6 +409,7 @@ impl BuyerChannel {
         let window = offer.window.max(1);
         let ack_every = cfg.ack_every.clamp(1, (window / 2).max(1));
         let capacity = cfg.reorder_capacity.max(window);
+        let start_seq = offer.startSeq;
         Ok(Self {
             stream: offer.stream(),
             start: offer.startSeq,
@@ -418,6 +437,8 @@ impl BuyerChannel {
             ack_due: None,
             gap: None,
             accused: None,
+            refused: None,
+            chain_acked_end: start_seq,
             resolve_at: None,
             stop_end: None,
             seller_stopped: false,
@@ -981,6 +1002,15 @@ impl BuyerChannel {
             self.accused = Some(missing);
             self.actions
                 .push_back(BuyerAction::Persist(BuyerRecord::Accused { missing }));
+            if let Some((ack, sig, _)) = &self.last_ack
+                && ack.seq >= self.chain_acked_end
+            {
+                self.actions.push_back(BuyerAction::Claim {
+                    channel: self.id,
+                    ack: ack.clone(),
+                    sig: *sig,
+                });
+            }
             self.actions.push_back(BuyerAction::Accuse {
                 channel: self.id,
                 seen: g.message,
@@ -1023,18 +1053,30 @@ impl BuyerChannel {
     }
 
     fn accuse_at(&self) -> Option<UnixMs> {
-        if self.accused.is_some() || self.phase == Phase::Settled {
+        if self.accused.is_some() || self.phase == Phase::Settled || self.refused == Some(self.next)
+        {
             return None;
         }
         let g = self.gap.as_ref()?;
         if g.message.seq <= self.next || self.stop_end.is_some_and(|e| self.next >= e) {
             return None;
         }
-        Some(
-            g.seen_at
-                .max(g.message.timestamp)
-                .saturating_add(self.t_ack_ms),
-        )
+        let at = g
+            .seen_at
+            .max(g.message.timestamp)
+            .saturating_add(self.t_ack_ms);
+        if let Some(close) = self.close_at_secs {
+            // The judge takes accusations on a Closing channel only before close + T_closure
+            // (`ClosureElapsed`); one mined later would be refused.
+            let last = close
+                .saturating_mul(1000)
+                .saturating_add(self.t_closure_ms)
+                .saturating_sub(self.cfg.chain_grace_ms);
+            if at >= last {
+                return None;
+            }
+        }
+        Some(at)
     }
 
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has something to do.
@@ -1070,6 +1112,27 @@ impl BuyerChannel {
             self.actions
                 .push_back(BuyerAction::Persist(BuyerRecord::AccusationCleared));
         }
+    }
+
+    /// The judge refused the open accusation (it reverted: `NotOwed`, `ClosureElapsed`, ...): a
+    /// refusal is final, the buyer does not accuse for that seq again.
+    pub fn on_accusation_refused(&mut self, now: UnixMs) {
+        self.tick(now);
+        if let Some(missing) = self.accused.take() {
+            self.resolve_at = None;
+            self.refused = Some(missing);
+            self.actions
+                .push_back(BuyerAction::Persist(BuyerRecord::AccusationRefused {
+                    missing,
+                }));
+        }
+    }
+
+    /// A `Claimed` event of this channel: the judge's claimed acks now cover `seq` (whoever
+    /// claimed it, the seller or the buyer itself).
+    pub fn on_claimed(&mut self, now: UnixMs, seq: u64) {
+        self.tick(now);
+        self.chain_acked_end = self.chain_acked_end.max(seq.saturating_add(1));
     }
 
     /// `requestClose` was mined at `at_secs` (chain time): settle after `T_closure` (see
@@ -1124,6 +1187,9 @@ impl BuyerChannel {
                 seq: end.saturating_sub(1),
                 by_buyer: !self.seller_stopped,
             });
+        }
+        if let Some(missing) = self.refused {
+            out.push(BuyerRecord::AccusationRefused { missing });
         }
         if let Some(m) = self.accused {
             out.push(BuyerRecord::Accused { missing: m });
@@ -1188,6 +1254,10 @@ impl BuyerChannel {
                 }
                 BuyerRecord::Accused { missing } => b.accused = Some(missing),
                 BuyerRecord::AccusationCleared => b.accused = None,
+                BuyerRecord::AccusationRefused { missing } => {
+                    b.accused = None;
+                    b.refused = Some(missing);
+                }
                 BuyerRecord::CloseRequested { at_secs } => {
                     b.phase = Phase::Closing;
                     b.close_at_secs = Some(at_secs);

@@ -176,6 +176,12 @@ pub enum BuyerRecord {
     },
     /// The channel is settled.
     Settled,
+    /// The judge refused the accusation for `missing` for good (e.g. `NotOwed`,
+    /// `ClosureElapsed`): the buyer does not accuse for it again.
+    AccusationRefused {
+        /// The missing seq.
+        missing: u64,
+    },
 }
 
 mod opt_b256 {

@@ -37,6 +37,10 @@ struct Pair {
 
 impl Pair {
     fn new(window: u64, scfg: SellerConfig, bcfg: BuyerConfig) -> Self {
+        Self::with_deposit(window, scfg, bcfg, U256::from(10_000u64))
+    }
+
+    fn with_deposit(window: u64, scfg: SellerConfig, bcfg: BuyerConfig, deposit: U256) -> Self {
         let skey = test_key("s", 1);
         let bkey = test_key("b", 1);
         let sid = StreamId::new(skey.address(), 7).unwrap();
@@ -45,7 +49,7 @@ impl Pair {
         let buyer =
             BuyerChannel::new(domain(), bkey.clone(), offer.clone(), sig, bcfg, T0).unwrap();
         let id = buyer.id();
-        seller.open_channel(T0, id, U256::from(10_000u64)).unwrap();
+        seller.open_channel(T0, id, deposit).unwrap();
         let mut p = Self {
             seller,
             buyer,
@@ -116,6 +120,28 @@ impl Pair {
 
 fn payload(i: u64) -> Vec<u8> {
     format!("payload {i}").into_bytes()
+}
+
+/// Issue 10, first must-deliver: with F = 8·P the seller used to deliver all 40 messages (the
+/// last ack carried 40·P, so 32 delivered messages could never be paid). It sends nothing whose
+/// cost exceeds the channel's deposit: the buyer gets 8 and owes exactly F.
+#[test]
+fn seller_never_sends_a_message_the_deposit_does_not_cover() {
+    let bcfg = BuyerConfig {
+        ack_every: 1,
+        ..Default::default()
+    };
+    let mut p = Pair::with_deposit(16, SellerConfig::default(), bcfg, U256::from(80u64));
+    for i in 0..40 {
+        p.now += 1;
+        p.seller.publish(p.now, &payload(i)).unwrap();
+        p.exchange();
+    }
+    p.advance(100);
+    p.exchange();
+    assert_eq!(p.delivered.len(), 8, "F = 8·P covers 8 messages");
+    let (ack, _) = p.buyer.last_ack().unwrap();
+    assert_eq!(ack.cost, U256::from(80u64), "everything delivered is paid by the deposit");
 }
 
 #[test]
@@ -337,12 +363,19 @@ fn accusation_defences() {
         p.seller.publish(T0, &payload(i)).unwrap();
     }
     p.seller_out();
-    // Not acked: post then defend.
+    // Not acked: post, then defend once the posting is mined (a `defend` before it would be
+    // refused: the judge looks at the posting's block time, not at when `defend` lands).
     p.seller.on_accused(T0, id, 1);
     p.seller_out();
-    let n = p.other.len();
-    assert!(matches!(&p.other[n - 2], SellerAction::Post(m) if m.message.seq == 1));
-    assert!(matches!(&p.other[n - 1], SellerAction::Defend { .. }));
+    assert!(matches!(p.other.last(), Some(SellerAction::Post(m)) if m.message.seq == 1));
+    assert!(
+        !p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::Defend { .. }))
+    );
+    p.seller.on_posted(T0 + 1_000, 1);
+    p.seller_out();
+    assert!(matches!(p.other.last(), Some(SellerAction::Defend { channel }) if *channel == id));
     // Acked: defend with the ack.
     let m2 = p.seller.message(2).unwrap().clone();
     let ack = Ack {
@@ -403,6 +436,93 @@ fn buyer_accuses_after_t_ack_then_resolves() {
         p.bother
             .iter()
             .any(|a| matches!(a, BuyerAction::Resolve { .. }))
+    );
+}
+
+/// The judge takes accusations only below `acked + W` of its own `acked`: a buyer whose latest
+/// ack was never claimed submits it first (a `Claim` right before the `Accuse`), and not when the
+/// judge already has it.
+#[test]
+fn buyer_claims_its_own_ack_before_accusing_when_the_judge_lags() {
+    let lose_one_of_three = |p: &mut Pair| {
+        for i in 0..3 {
+            p.seller.publish(T0, &payload(i)).unwrap();
+        }
+        for (k, f) in p.seller_out().into_iter().enumerate() {
+            if k != 1 {
+                p.buyer.handle_frame(T0 + 5, f).unwrap();
+            }
+        }
+        p.buyer.handle_timeout(T0 + 5 + 5_000).unwrap(); // the delayed ack for 0
+        p.buyer_out();
+    };
+    let chain_calls = |p: &Pair| -> Vec<&'static str> {
+        p.bother
+            .iter()
+            .filter_map(|a| match a {
+                BuyerAction::Claim { ack, .. } if ack.seq == 0 => Some("claim 0"),
+                BuyerAction::Claim { .. } => Some("claim ?"),
+                BuyerAction::Accuse { missing: 1, .. } => Some("accuse 1"),
+                BuyerAction::Accuse { .. } => Some("accuse ?"),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    lose_one_of_three(&mut p);
+    p.buyer.handle_timeout(T0 + 5 + 10_000).unwrap();
+    p.buyer_out();
+    assert_eq!(chain_calls(&p), ["claim 0", "accuse 1"]);
+
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    lose_one_of_three(&mut p);
+    p.buyer.on_claimed(T0 + 6_000, 0); // the seller claimed it
+    p.buyer.handle_timeout(T0 + 5 + 10_000).unwrap();
+    p.buyer_out();
+    assert_eq!(chain_calls(&p), ["accuse 1"]);
+}
+
+/// A refused accusation (`NotOwed`, `ClosureElapsed`) is final: the buyer does not accuse for that
+/// seq again, also after a restart; before, it retried at every timeout, forever.
+#[test]
+fn buyer_takes_a_refused_accusation_as_final() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    for i in 0..3 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+    }
+    for (k, f) in p.seller_out().into_iter().enumerate() {
+        if k != 1 {
+            p.buyer.handle_frame(T0 + 5, f).unwrap();
+        }
+    }
+    let t = T0 + 5 + 10_000;
+    p.buyer.handle_timeout(t).unwrap();
+    p.buyer_out();
+    let accusations = |p: &Pair| {
+        p.bother
+            .iter()
+            .filter(|a| matches!(a, BuyerAction::Accuse { .. }))
+            .count()
+    };
+    assert_eq!(accusations(&p), 1);
+    p.buyer.on_accusation_refused(t + 100);
+    assert_eq!(p.buyer.accused(), None);
+    p.buyer.handle_timeout(t + 120_000).unwrap();
+    p.buyer_out();
+    assert_eq!(accusations(&p), 1, "no second accusation for a refused seq");
+    let restored = BuyerChannel::restore(
+        domain(),
+        p.bkey.clone(),
+        BuyerConfig::default(),
+        p.buyer.snapshot(),
+        t + 130_000,
+    )
+    .unwrap();
+    assert_eq!(restored.accused(), None);
+    assert!(
+        restored
+            .snapshot()
+            .contains(&BuyerRecord::AccusationRefused { missing: 1 })
     );
 }
 
