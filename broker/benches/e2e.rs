@@ -165,6 +165,7 @@ async fn supra(n: u64) -> Figures {
         deposit_wei: price * U256::from(10 * (n + LATENCY_MESSAGES) + window),
         max_price_wei: price,
         local_prefix: "in/".into(),
+        top_up: None,
     });
     for (config, secret) in [(&a, &seller_secret), (&b, &buyer_secret)] {
         std::fs::create_dir_all(config.key_file.parent().unwrap()).unwrap();

@@ -26,6 +26,8 @@ pub enum Call {
     ReadChannel { channel: ChannelId },
     /// The buyer's open, after checking that the offer's first message is not already posted.
     Open { offer: Offer, sig: Signature, deposit: U256 },
+    /// The buyer adds to its deposit.
+    TopUp { channel: ChannelId, amount: U256 },
     Post(Arc<SignedMessage>),
     Claim { ack: Ack, sig: Signature },
     ClaimPosted { channel: ChannelId, upto: u64 },
@@ -44,6 +46,7 @@ impl Call {
         match self {
             Call::ReadChannel { .. } => "read channel",
             Call::Open { .. } => "open",
+            Call::TopUp { .. } => "topUp",
             Call::Post(_) => "post",
             Call::Claim { .. } => "claim",
             Call::ClaimPosted { .. } => "claimPosted",
@@ -107,6 +110,7 @@ async fn execute(judge: &Judge, call: &Call) -> Result<Outcome, JudgeError> {
             let (channel, _) = judge.open(offer, sig.as_bytes(), *deposit).await?;
             Outcome::Opened(channel)
         }
+        Call::TopUp { channel, amount } => Mined(judge.top_up(*channel, *amount).await?),
         Call::Post(m) => Mined(judge.post(&m.message, &m.payload, m.sig.as_bytes()).await?),
         Call::Claim { ack, sig } => Mined(judge.claim(ack, sig.as_bytes()).await?),
         Call::ClaimPosted { channel, upto } => Mined(judge.claim_posted(*channel, *upto).await?),

@@ -12,6 +12,7 @@ use alloy_primitives::{Address, U256};
 use serde::Deserialize;
 
 use crate::topics::{check_filter, overlap};
+use supra_channel::buyer::TopUpPolicy;
 
 /// A validated broker configuration.
 #[derive(Debug, Clone)]
@@ -114,6 +115,9 @@ pub struct BuyConfig {
     pub deposit_wei: U256,
     pub max_price_wei: U256,
     pub local_prefix: String,
+    /// Tops the deposit up ahead of exhaustion (`None`: never; the stream stops when the
+    /// deposit is used up, and nothing delivered goes unpaid).
+    pub top_up: Option<TopUpPolicy>,
 }
 
 /// A configuration mistake, naming the key it concerns.
@@ -242,6 +246,15 @@ struct RawBuy {
     deposit_wei: Amount,
     max_price_wei: Amount,
     local_prefix: String,
+    /// Messages' worth added by each top-up; setting it turns top-ups on.
+    #[serde(default)]
+    top_up_messages: Option<u64>,
+    /// Top up when the deposit pays for at most this many more messages.
+    #[serde(default)]
+    top_up_below_messages: Option<u64>,
+    /// The deposit never grows past this.
+    #[serde(default)]
+    max_deposit_wei: Option<Amount>,
 }
 
 /// An amount of wei as written in the config: an integer, or a string with an optional unit
@@ -390,7 +403,22 @@ impl Config {
             if b.deposit_wei.0.is_zero() {
                 return Err(invalid(key("deposit_wei"), "must be positive"));
             }
+            let top_up = match (b.top_up_messages, b.top_up_below_messages, b.max_deposit_wei) {
+                (None, None, None) => None,
+                (Some(messages), below, Some(max)) => {
+                    if messages == 0 {
+                        return Err(invalid(key("top_up_messages"), "must be positive"));
+                    }
+                    if max.0 < b.deposit_wei.0 {
+                        return Err(invalid(key("max_deposit_wei"), "must be at least deposit_wei"));
+                    }
+                    Some(TopUpPolicy { below_messages: below.unwrap_or(messages / 2), messages, max_deposit: max.0 })
+                }
+                (None, _, _) => return Err(invalid(key("top_up_messages"), "needed to top up (with max_deposit_wei)")),
+                (Some(_), _, None) => return Err(invalid(key("max_deposit_wei"), "needed to top up: the ceiling of the deposit")),
+            };
             buy.push(BuyConfig {
+                top_up,
                 seller: parse_address(&key("seller"), &b.seller)?,
                 endpoint: b.endpoint,
                 topic: b.topic,
@@ -475,5 +503,23 @@ mod tests {
              endpoint = \"x:1\"\ntopic = \"w/#\"\ndeposit_wei = 9\nmax_price_wei = 1\nlocal_prefix = \"market/\"\n"
         );
         assert!(error_of(&resale).contains("buy[0].local_prefix"));
+    }
+
+    #[test]
+    fn top_ups_are_configured_per_buy_with_a_ceiling() {
+        let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n[[buy]]\nseller = \"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"\n\
+                    endpoint = \"x:1\"\ntopic = \"w/#\"\ndeposit_wei = 100\nmax_price_wei = 1\nlocal_prefix = \"in/\"\n";
+        let config = Config::parse(base, Path::new(".")).unwrap();
+        assert_eq!(config.buy[0].top_up, None, "off unless asked for");
+        let on = format!("{base}top_up_messages = 50\ntop_up_below_messages = 10\nmax_deposit_wei = \"1000\"\n");
+        let config = Config::parse(&on, Path::new(".")).unwrap();
+        assert_eq!(
+            config.buy[0].top_up,
+            Some(TopUpPolicy { below_messages: 10, messages: 50, max_deposit: U256::from(1000) })
+        );
+        assert!(error_of(&format!("{base}top_up_messages = 50\n")).contains("buy[0].max_deposit_wei"));
+        assert!(error_of(&format!("{base}max_deposit_wei = 1000\n")).contains("buy[0].top_up_messages"));
+        assert!(error_of(&format!("{base}top_up_messages = 5\nmax_deposit_wei = 99\n")).contains("buy[0].max_deposit_wei"));
+        assert!(error_of(&format!("{base}top_up_messages = 0\nmax_deposit_wei = 1000\n")).contains("buy[0].top_up_messages"));
     }
 }

@@ -107,6 +107,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         deposit_wei: deposit,
         max_price_wei: U256::from(options.price_wei),
         local_prefix: "market/".into(),
+        // The deposit covers the whole demo.
+        top_up: None,
     });
     for (config, secret) in [(&seller, &seller_secret), (&buyer, &buyer_secret)] {
         std::fs::create_dir_all(config.data_dir.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;

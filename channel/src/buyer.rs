@@ -43,6 +43,20 @@ pub struct BuyerConfig {
     /// seller this much longer, and settles only if the channel is still not settled then. It
     /// should exceed the time the seller's `settle` needs to be mined and seen.
     pub settle_wait_ms: u64,
+    /// Tops the deposit up ahead of exhaustion (the seller sends nothing the deposit does not
+    /// pay for); `None`: never, the stream stops when the deposit is used up.
+    pub top_up: Option<TopUpPolicy>,
+}
+
+/// When and how much a buyer tops up its channel's deposit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopUpPolicy {
+    /// Top up once the deposit pays for at most this many messages after those delivered.
+    pub below_messages: u64,
+    /// Each top-up adds this many messages' worth (`price * messages`).
+    pub messages: u64,
+    /// The deposit never exceeds this (wei); a top-up is cut to fit.
+    pub max_deposit: U256,
 }
 
 impl Default for BuyerConfig {
@@ -55,6 +69,7 @@ impl Default for BuyerConfig {
             equivocation_memory: 256,
             chain_grace_ms: 2_000,
             settle_wait_ms: 60_000,
+            top_up: None,
         }
     }
 }
@@ -102,6 +117,14 @@ pub enum BuyerAction {
         seq: u64,
         /// Opened payload.
         payload: Vec<u8>,
+    },
+    /// Call `judge.topUp(channel)` with `amount` wei; report the new deposit with `on_deposit`
+    /// (from the `ToppedUp` event), or `on_top_up_failed`.
+    TopUp {
+        /// Channel.
+        channel: ChannelId,
+        /// Wei to add.
+        amount: U256,
     },
     /// Call `judge.claim(ack, sig)` with the buyer's own latest ack. Queued right before an
     /// `Accuse` when the judge's `acked` lags behind it: the judge only takes accusations below
@@ -273,6 +296,10 @@ pub struct BuyerChannel {
     /// Exclusive end of what the judge's claimed acks cover (`startSeq + acked`), from
     /// `Claimed` events (not persisted: at worst the buyer claims its ack once more).
     chain_acked_end: u64,
+    /// The channel's deposit as last reported (`on_deposit`; zero: unknown, no top-up).
+    deposit: U256,
+    /// A `TopUp` is out and not yet seen on-chain.
+    top_up_pending: bool,
     resolve_at: Option<UnixMs>,
     /// Exclusive end of what is accepted (from a Stop).
     stop_end: Option<u64>,
@@ -439,6 +466,8 @@ impl BuyerChannel {
             accused: None,
             refused: None,
             chain_acked_end: start_seq,
+            deposit: U256::ZERO,
+            top_up_pending: false,
             resolve_at: None,
             stop_end: None,
             seller_stopped: false,
@@ -897,7 +926,35 @@ impl BuyerChannel {
         self.last_ack_sent_at = self.now;
         self.acked_next = self.next;
         self.ack_due = None;
+        self.maybe_top_up();
         Ok(())
+    }
+
+    /// Queues a `TopUp` when the deposit pays for at most `below_messages` more messages than
+    /// were delivered (see [`TopUpPolicy`]), one at a time, never past `max_deposit`.
+    fn maybe_top_up(&mut self) {
+        let Some(policy) = &self.cfg.top_up else {
+            return;
+        };
+        if self.top_up_pending || self.deposit.is_zero() || self.phase != Phase::Open {
+            return;
+        }
+        let price = self.offer.price;
+        let covered = self.deposit.checked_div(price).unwrap_or_default();
+        let delivered = U256::from(self.next.saturating_sub(self.start));
+        if covered.saturating_sub(delivered) > U256::from(policy.below_messages) {
+            return;
+        }
+        let room = policy.max_deposit.saturating_sub(self.deposit);
+        let amount = price.saturating_mul(U256::from(policy.messages)).min(room);
+        if amount.is_zero() {
+            return;
+        }
+        self.top_up_pending = true;
+        self.actions.push_back(BuyerAction::TopUp {
+            channel: self.id,
+            amount,
+        });
     }
 
     fn handle_stop(&mut self, now: UnixMs, stop: Stop, sig: Signature) -> Result<(), BuyerError> {
@@ -1126,6 +1183,23 @@ impl BuyerChannel {
                     missing,
                 }));
         }
+    }
+
+    /// The channel's deposit on-chain: what the buyer locked at `open`, then each `ToppedUp`
+    /// event's new total (or the judge's `channel()` view after a restart).
+    pub fn on_deposit(&mut self, now: UnixMs, deposit: U256) {
+        self.tick(now);
+        if deposit > self.deposit {
+            self.deposit = deposit;
+            self.top_up_pending = false;
+        }
+        self.maybe_top_up();
+    }
+
+    /// A `TopUp` transaction failed: the next ack may try again.
+    pub fn on_top_up_failed(&mut self, now: UnixMs) {
+        self.tick(now);
+        self.top_up_pending = false;
     }
 
     /// A `Claimed` event of this channel: the judge's claimed acks now cover `seq` (whoever

@@ -1,6 +1,7 @@
 //! Direct tests of the seller and buyer engines (no harness).
 
 use alloy_primitives::{U256, keccak256};
+use supra_channel::buyer::TopUpPolicy;
 use supra_channel::records::{BuyerRecord, SellerRecord};
 use supra_channel::seal::{EpochKey, Opener, SealError};
 use supra_channel::seller::{SellerConfig, Terms};
@@ -141,7 +142,83 @@ fn seller_never_sends_a_message_the_deposit_does_not_cover() {
     p.exchange();
     assert_eq!(p.delivered.len(), 8, "F = 8·P covers 8 messages");
     let (ack, _) = p.buyer.last_ack().unwrap();
-    assert_eq!(ack.cost, U256::from(80u64), "everything delivered is paid by the deposit");
+    assert_eq!(
+        ack.cost,
+        U256::from(80u64),
+        "everything delivered is paid by the deposit"
+    );
+}
+
+/// The seller resumes when it sees a top-up on-chain, up to what the new deposit pays for, and
+/// keeps the new deposit across a restart; the buyer's engine asks for the top-up itself, ahead
+/// of exhaustion, never past its ceiling.
+#[test]
+fn a_top_up_resumes_the_stream_and_the_buyer_asks_for_it_ahead_of_exhaustion() {
+    let bcfg = BuyerConfig {
+        ack_every: 1,
+        top_up: Some(TopUpPolicy {
+            below_messages: 2,
+            messages: 6,
+            max_deposit: U256::from(200u64),
+        }),
+        ..Default::default()
+    };
+    let mut p = Pair::with_deposit(16, SellerConfig::default(), bcfg, U256::from(80u64));
+    p.buyer.on_deposit(p.now, U256::from(80u64));
+    let top_ups = |p: &Pair| -> Vec<U256> {
+        p.bother
+            .iter()
+            .filter_map(|a| match a {
+                BuyerAction::TopUp { amount, .. } => Some(*amount),
+                _ => None,
+            })
+            .collect()
+    };
+    for i in 0..40 {
+        p.now += 1;
+        p.seller.publish(p.now, &payload(i)).unwrap();
+        p.exchange();
+    }
+    assert_eq!(p.delivered.len(), 8);
+    assert_eq!(
+        top_ups(&p),
+        [U256::from(60u64)],
+        "one top-up, when 2 messages were left"
+    );
+    // Mined: the ToppedUp event reaches both engines.
+    let id = p.buyer.id();
+    p.seller.on_topped_up(p.now, id, U256::from(140u64));
+    p.buyer.on_deposit(p.now, U256::from(140u64));
+    p.exchange();
+    assert_eq!(
+        p.delivered.len(),
+        14,
+        "the seller resumed up to the new deposit"
+    );
+    // The next top-up is cut to the ceiling (200 - 140 = 60), and nothing more after it.
+    assert_eq!(top_ups(&p), [U256::from(60u64), U256::from(60u64)]);
+    p.seller.on_topped_up(p.now, id, U256::from(200u64));
+    p.buyer.on_deposit(p.now, U256::from(200u64));
+    p.exchange();
+    assert_eq!(p.delivered.len(), 20);
+    assert_eq!(top_ups(&p).len(), 2, "the ceiling is reached");
+    let (ack, _) = p.buyer.last_ack().unwrap();
+    assert_eq!(ack.cost, U256::from(200u64));
+    // A restarted seller knows the topped-up deposit.
+    let restored = Stream::restore(
+        domain(),
+        test_key("s", 1),
+        p.seller.id(),
+        terms(16),
+        SellerConfig::default(),
+        p.store.clone(),
+        p.now,
+    )
+    .unwrap();
+    assert!(restored.snapshot().contains(&SellerRecord::Opened {
+        channel_id: id,
+        deposit: U256::from(200u64)
+    }));
 }
 
 #[test]
@@ -190,13 +267,15 @@ fn window_is_never_exceeded_without_acks() {
 
 #[test]
 fn acks_are_verified_lazily() {
-    let mut p = Pair::new(
+    // The deposit pays for all 2000 messages (the seller sends nothing it does not cover).
+    let mut p = Pair::with_deposit(
         256,
         SellerConfig::default(),
         BuyerConfig {
             ack_every: 16,
             ..Default::default()
         },
+        U256::from(10u64 * 2000),
     );
     for i in 0..2000 {
         p.seller.publish(T0, &payload(i)).unwrap();

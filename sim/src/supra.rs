@@ -557,6 +557,8 @@ impl World {
                         self.link.send(self.now, Dir::ToSeller, frame);
                     }
                     BuyerAction::Deliver { seq, payload } => self.on_deliver(seq, &payload),
+                    // The simulated buyer deposits enough for its whole run.
+                    BuyerAction::TopUp { .. } => {}
                     BuyerAction::Claim { ack, sig, .. } => {
                         self.buyer_tx(Tx::Claim(Box::new(ack), sig))
                     }

@@ -216,6 +216,25 @@ impl Stream {
         }
     }
 
+    /// The buyer topped up `channel` (a `ToppedUp` event): its deposit is now `deposit`. Sending
+    /// resumes up to what the new deposit pays for.
+    pub fn on_topped_up(&mut self, now: UnixMs, channel: ChannelId, deposit: U256) {
+        self.tick(now);
+        let Some(c) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if deposit <= c.deposit {
+            return;
+        }
+        c.deposit = deposit;
+        self.actions
+            .push_back(SellerAction::Persist(SellerRecord::ToppedUp {
+                channel_id: channel,
+                deposit,
+            }));
+        self.pump(channel);
+    }
+
     /// A `Claim` action failed: the ack may be claimed again.
     pub fn on_claim_failed(&mut self, now: UnixMs, channel: ChannelId) {
         self.tick(now);

@@ -128,6 +128,8 @@ pub struct Outcome {
     /// Seqs of the stream posted on-chain.
     pub posted: BTreeSet<u64>,
     pub accusations: u32,
+    /// `topUp` calls the buyer's engine asked for.
+    pub top_ups: u32,
     pub defended: u32,
     pub upheld: u32,
     /// Defences the seller sent ("defend", "defendWithAck").
@@ -249,6 +251,7 @@ impl World {
             now,
         )
         .expect("the buyer accepts the offer");
+        chan.on_deposit(now, deposit);
         let _ = chan.drain_actions().count(); // persist + `Opened`: the seller is told below
         // The seller's broker checked the channel on-chain: status Open, its terms, the deposit.
         let info = seller.judge.channel(id).await.expect("channel view");
@@ -650,6 +653,13 @@ impl World {
                 let at = self.link_delay();
                 self.to_seller.insert(at, frame);
             }
+            BuyerAction::TopUp { amount, .. } => {
+                self.out.top_ups += 1;
+                let r = self.buyer_tx("topUp", async |j: &Judge| j.top_up(id, amount).await).await;
+                if r.is_err() {
+                    self.chan.on_top_up_failed(self.now);
+                }
+            }
             BuyerAction::Claim { ack, sig, .. } => {
                 let _ = self
                     .buyer_tx("claim", async |j: &Judge| j.claim(&ack, sig.as_bytes()).await)
@@ -860,6 +870,14 @@ impl World {
                     }
                 }
             }
+            JudgeEvent::ToppedUp { channel, deposit, .. } if channel == id => {
+                // What both sides settle against from now on.
+                self.deposit = deposit;
+                self.stream.on_topped_up(now, id, deposit);
+                if alive {
+                    self.chan.on_deposit(now, deposit);
+                }
+            }
             JudgeEvent::Claimed { channel, seq, claimed, .. } if channel == id => {
                 self.stream.on_claimed(now, id, claimed);
                 if alive {
@@ -921,6 +939,11 @@ impl World {
             }
             _ => {}
         }
+    }
+
+    /// Messages the stream published during the run.
+    pub fn published(&self) -> usize {
+        self.published
     }
 
     /// Messages delivered to the buyer: accepted over the link or posted on-chain.
