@@ -37,7 +37,8 @@ pub struct MqttConfig {
     /// Optional MQTT 5 listener.
     #[serde(default)]
     pub listen_v5: Option<SocketAddr>,
-    /// Largest accepted publish payload, in bytes.
+    /// Largest accepted publish payload, in bytes. A broker that sells may not accept more than
+    /// [`MAX_SOLD_PAYLOAD_BYTES`]: a bigger message, once sealed, could not be posted on-chain.
     #[serde(default = "default_max_payload")]
     pub max_payload_size: usize,
     /// After a restart with bought channels, deliveries wait this long so that local subscribers
@@ -46,8 +47,16 @@ pub struct MqttConfig {
     pub restart_hold_ms: u64,
 }
 
+/// Room kept in a sealed payload for the envelope (version, epoch, grant count, ephemeral key,
+/// AEAD tag: 60 bytes) and the key grants of a new epoch (68 bytes per buyer: 59 buyers).
+pub const SEAL_ROOM_BYTES: usize = 4 * 1024;
+
+/// Largest plaintext a seller sells: sealed, it fits the judge's `MAX_PAYLOAD_BYTES` (96 KiB), so
+/// every sold message can be posted as a fallback or a defence (issue 10, point 8).
+pub const MAX_SOLD_PAYLOAD_BYTES: usize = supra_judge::MAX_PAYLOAD_BYTES - SEAL_ROOM_BYTES;
+
 fn default_max_payload() -> usize {
-    256 * 1024
+    MAX_SOLD_PAYLOAD_BYTES
 }
 fn default_restart_hold() -> u64 {
     2_000
@@ -383,6 +392,16 @@ impl Config {
                 t_closure_secs: s.t_closure_secs,
             });
         }
+        if !sell.is_empty() && raw.mqtt.max_payload_size > MAX_SOLD_PAYLOAD_BYTES {
+            return Err(invalid(
+                "mqtt.max_payload_size",
+                format!(
+                    "at most {MAX_SOLD_PAYLOAD_BYTES} bytes on a broker that sells: a bigger message, once sealed, exceeds \
+                     the judge's {} bytes and could be neither posted on-chain nor used as a defence",
+                    supra_judge::MAX_PAYLOAD_BYTES
+                ),
+            ));
+        }
         if !sell.is_empty() && raw.peer.listen.is_none() {
             return Err(invalid("peer.listen", "required to sell: buyers connect there"));
         }
@@ -503,6 +522,20 @@ mod tests {
              endpoint = \"x:1\"\ntopic = \"w/#\"\ndeposit_wei = 9\nmax_price_wei = 1\nlocal_prefix = \"market/\"\n"
         );
         assert!(error_of(&resale).contains("buy[0].local_prefix"));
+    }
+
+    #[test]
+    fn a_seller_accepts_no_payload_it_could_not_post() {
+        let peer = "[peer]\nlisten = \"127.0.0.1:7700\"\n[[sell]]\ntopic = \"a/#\"\nprice_wei = 1\n";
+        let config = Config::parse(&format!("[mqtt]\nlisten = \"127.0.0.1:1883\"\n{peer}"), Path::new(".")).unwrap();
+        assert_eq!(config.mqtt.max_payload_size, MAX_SOLD_PAYLOAD_BYTES, "the default fits a post");
+        let big = format!("[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_payload_size = 262144\n{peer}");
+        assert!(error_of(&big).contains("mqtt.max_payload_size"));
+        let fits = format!("[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_payload_size = {MAX_SOLD_PAYLOAD_BYTES}\n{peer}");
+        assert!(Config::parse(&fits, Path::new(".")).is_ok());
+        // A broker that only buys takes what its local clients publish.
+        let buyer_only = "[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_payload_size = 262144\n";
+        assert!(Config::parse(buyer_only, Path::new(".")).is_ok());
     }
 
     #[test]

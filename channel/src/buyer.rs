@@ -369,6 +369,11 @@ fn check_offer_terms(offer: &Offer, me: Address) -> Result<(), BuyerError> {
             "price, window, tAck and tClosure must be positive",
         ));
     }
+    if !crate::types::terms_within_judge_bounds(offer.price, offer.tAck, offer.tClosure) {
+        return Err(BuyerError::InvalidOffer(
+            "tAck, tClosure or price beyond the judge's bounds",
+        ));
+    }
     offer
         .price
         .checked_mul(U256::from(offer.window))

@@ -221,6 +221,51 @@ fn a_top_up_resumes_the_stream_and_the_buyer_asks_for_it_ahead_of_exhaustion() {
     }));
 }
 
+/// Issue 10, point 5: an offer with `tClosure = 2^32 - 1` would lock the buyer's deposit for
+/// ~136 years. Terms beyond the judge's bounds are refused by the seller's engine and by the
+/// buyer's offer check (the judge refuses them too, `TermsTooLong`).
+#[test]
+fn terms_beyond_the_judge_bounds_are_refused_on_both_sides() {
+    use supra_channel::types::{MAX_PRICE_WEI, MAX_T_ACK_SECS, MAX_T_CLOSURE_SECS};
+    let skey = test_key("s", 1);
+    let sid = StreamId::new(skey.address(), 7).unwrap();
+    for (t_ack_secs, t_closure_secs, price) in [
+        (MAX_T_ACK_SECS + 1, 60, U256::from(10u64)),
+        (10, MAX_T_CLOSURE_SECS + 1, U256::from(10u64)),
+        (10, u32::MAX, U256::from(10u64)),
+        (10, 60, U256::from(MAX_PRICE_WEI) + U256::from(1u64)),
+    ] {
+        let terms = Terms {
+            price,
+            t_ack_secs,
+            t_closure_secs,
+            ..terms(8)
+        };
+        assert!(
+            Stream::new(domain(), skey.clone(), sid, terms, SellerConfig::default()).is_err(),
+            "the seller's engine refuses {t_ack_secs} / {t_closure_secs} / {price}"
+        );
+    }
+    let bkey = test_key("b", 1);
+    let mut seller = Stream::new(
+        domain(),
+        skey.clone(),
+        sid,
+        terms(8),
+        SellerConfig::default(),
+    )
+    .unwrap();
+    let (offer, sig) = seller.make_offer(T0, *bkey.public(), "t").unwrap();
+    assert!(check_offer(&domain(), &offer, &sig, bkey.address()).is_ok());
+    let mut greedy = offer.clone();
+    greedy.tClosure = u32::MAX;
+    let greedy_sig = skey.sign(&domain().digest(&greedy));
+    assert!(matches!(
+        check_offer(&domain(), &greedy, &greedy_sig, bkey.address()),
+        Err(BuyerError::InvalidOffer(_))
+    ));
+}
+
 #[test]
 fn delivers_in_order_and_acks_with_right_cost() {
     let mut p = Pair::new(
