@@ -132,7 +132,7 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
     Config {
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.key"),
-        mqtt: MqttConfig { listen: free_port().unwrap(), listen_v5: None, max_payload_size: 1 << 20, restart_hold_ms: 0 },
+        mqtt: MqttConfig { listen: free_port().unwrap(), listen_v5: None, max_payload_size: supra_broker::config::MAX_SOLD_PAYLOAD_BYTES, restart_hold_ms: 0 },
         chain: ChainConfig {
             endpoint: ChainEndpoint::Rpc { url: rpc.into(), judge },
             onchain_delay_secs: 5,
@@ -167,6 +167,7 @@ async fn supra(n: u64) -> Figures {
         deposit_wei: price * U256::from(10 * (n + LATENCY_MESSAGES) + window),
         max_price_wei: price,
         local_prefix: "in/".into(),
+        top_up: None,
     });
     for (config, secret) in [(&a, &seller_secret), (&b, &buyer_secret)] {
         std::fs::create_dir_all(config.key_file.parent().unwrap()).unwrap();

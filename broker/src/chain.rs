@@ -28,6 +28,8 @@ pub enum Call {
     ReadChannel { channel: ChannelId },
     /// The buyer's open, after checking that the offer's first message is not already posted.
     Open { offer: Offer, sig: Signature, deposit: U256 },
+    /// The buyer adds to its deposit.
+    TopUp { channel: ChannelId, amount: U256 },
     Post(Arc<SignedMessage>),
     Claim { ack: Ack, sig: Signature },
     ClaimPosted { channel: ChannelId, upto: u64 },
@@ -46,6 +48,7 @@ impl Call {
         match self {
             Call::ReadChannel { .. } => "read channel",
             Call::Open { .. } => "open",
+            Call::TopUp { .. } => "topUp",
             Call::Post(_) => "post",
             Call::Claim { .. } => "claim",
             Call::ClaimPosted { .. } => "claimPosted",
@@ -110,6 +113,7 @@ async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_ju
             let (channel, receipt) = judge.open(offer, sig.as_bytes(), *deposit).await?;
             (Outcome::Opened(channel), Some(receipt))
         }
+        Call::TopUp { channel, amount } => mined(judge.top_up(*channel, *amount).await?),
         Call::Post(m) => mined(judge.post(&m.message, &m.payload, m.sig.as_bytes()).await?),
         Call::Claim { ack, sig } => mined(judge.claim(ack, sig.as_bytes()).await?),
         Call::ClaimPosted { channel, upto } => mined(judge.claim_posted(*channel, *upto).await?),

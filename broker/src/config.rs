@@ -12,6 +12,7 @@ use alloy_primitives::{Address, U256};
 use serde::Deserialize;
 
 use crate::topics::{check_filter, overlap};
+use supra_channel::buyer::TopUpPolicy;
 
 /// A validated broker configuration.
 #[derive(Debug, Clone)]
@@ -36,7 +37,8 @@ pub struct MqttConfig {
     /// Optional MQTT 5 listener.
     #[serde(default)]
     pub listen_v5: Option<SocketAddr>,
-    /// Largest accepted publish payload, in bytes.
+    /// Largest accepted publish payload, in bytes. A broker that sells may not accept more than
+    /// [`MAX_SOLD_PAYLOAD_BYTES`]: a bigger message, once sealed, could not be posted on-chain.
     #[serde(default = "default_max_payload")]
     pub max_payload_size: usize,
     /// After a restart with bought channels, deliveries wait this long so that local subscribers
@@ -45,8 +47,16 @@ pub struct MqttConfig {
     pub restart_hold_ms: u64,
 }
 
+/// Room kept in a sealed payload for the envelope (version, epoch, grant count, ephemeral key,
+/// AEAD tag: 60 bytes) and the key grants of a new epoch (68 bytes per buyer: 59 buyers).
+pub const SEAL_ROOM_BYTES: usize = 4 * 1024;
+
+/// Largest plaintext a seller sells: sealed, it fits the judge's `MAX_PAYLOAD_BYTES` (96 KiB), so
+/// every sold message can be posted as a fallback or a defence (issue 10, point 8).
+pub const MAX_SOLD_PAYLOAD_BYTES: usize = supra_judge::MAX_PAYLOAD_BYTES - SEAL_ROOM_BYTES;
+
 fn default_max_payload() -> usize {
-    256 * 1024
+    MAX_SOLD_PAYLOAD_BYTES
 }
 fn default_restart_hold() -> u64 {
     2_000
@@ -130,6 +140,9 @@ pub struct BuyConfig {
     pub deposit_wei: U256,
     pub max_price_wei: U256,
     pub local_prefix: String,
+    /// Tops the deposit up ahead of exhaustion (`None`: never; the stream stops when the
+    /// deposit is used up, and nothing delivered goes unpaid).
+    pub top_up: Option<TopUpPolicy>,
 }
 
 /// A configuration mistake, naming the key it concerns.
@@ -267,6 +280,15 @@ struct RawBuy {
     deposit_wei: Amount,
     max_price_wei: Amount,
     local_prefix: String,
+    /// Messages' worth added by each top-up; setting it turns top-ups on.
+    #[serde(default)]
+    top_up_messages: Option<u64>,
+    /// Top up when the deposit pays for at most this many more messages.
+    #[serde(default)]
+    top_up_below_messages: Option<u64>,
+    /// The deposit never grows past this.
+    #[serde(default)]
+    max_deposit_wei: Option<Amount>,
 }
 
 /// An amount of wei as written in the config: an integer, or a string with an optional unit
@@ -401,6 +423,16 @@ impl Config {
                 t_closure_secs: s.t_closure_secs,
             });
         }
+        if !sell.is_empty() && raw.mqtt.max_payload_size > MAX_SOLD_PAYLOAD_BYTES {
+            return Err(invalid(
+                "mqtt.max_payload_size",
+                format!(
+                    "at most {MAX_SOLD_PAYLOAD_BYTES} bytes on a broker that sells: a bigger message, once sealed, exceeds \
+                     the judge's {} bytes and could be neither posted on-chain nor used as a defence",
+                    supra_judge::MAX_PAYLOAD_BYTES
+                ),
+            ));
+        }
         if !sell.is_empty() && raw.peer.listen.is_none() {
             return Err(invalid("peer.listen", "required to sell: buyers connect there"));
         }
@@ -421,7 +453,22 @@ impl Config {
             if b.deposit_wei.0.is_zero() {
                 return Err(invalid(key("deposit_wei"), "must be positive"));
             }
+            let top_up = match (b.top_up_messages, b.top_up_below_messages, b.max_deposit_wei) {
+                (None, None, None) => None,
+                (Some(messages), below, Some(max)) => {
+                    if messages == 0 {
+                        return Err(invalid(key("top_up_messages"), "must be positive"));
+                    }
+                    if max.0 < b.deposit_wei.0 {
+                        return Err(invalid(key("max_deposit_wei"), "must be at least deposit_wei"));
+                    }
+                    Some(TopUpPolicy { below_messages: below.unwrap_or(messages / 2), messages, max_deposit: max.0 })
+                }
+                (None, _, _) => return Err(invalid(key("top_up_messages"), "needed to top up (with max_deposit_wei)")),
+                (Some(_), _, None) => return Err(invalid(key("max_deposit_wei"), "needed to top up: the ceiling of the deposit")),
+            };
             buy.push(BuyConfig {
+                top_up,
                 seller: parse_address(&key("seller"), &b.seller)?,
                 endpoint: b.endpoint,
                 topic: b.topic,
@@ -520,5 +567,37 @@ mod tests {
              endpoint = \"x:1\"\ntopic = \"w/#\"\ndeposit_wei = 9\nmax_price_wei = 1\nlocal_prefix = \"market/\"\n"
         );
         assert!(error_of(&resale).contains("buy[0].local_prefix"));
+    }
+
+    #[test]
+    fn a_seller_accepts_no_payload_it_could_not_post() {
+        let peer = "[peer]\nlisten = \"127.0.0.1:7700\"\n[[sell]]\ntopic = \"a/#\"\nprice_wei = 1\n";
+        let config = Config::parse(&format!("[mqtt]\nlisten = \"127.0.0.1:1883\"\n{peer}"), Path::new(".")).unwrap();
+        assert_eq!(config.mqtt.max_payload_size, MAX_SOLD_PAYLOAD_BYTES, "the default fits a post");
+        let big = format!("[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_payload_size = 262144\n{peer}");
+        assert!(error_of(&big).contains("mqtt.max_payload_size"));
+        let fits = format!("[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_payload_size = {MAX_SOLD_PAYLOAD_BYTES}\n{peer}");
+        assert!(Config::parse(&fits, Path::new(".")).is_ok());
+        // A broker that only buys takes what its local clients publish.
+        let buyer_only = "[mqtt]\nlisten = \"127.0.0.1:1883\"\nmax_payload_size = 262144\n";
+        assert!(Config::parse(buyer_only, Path::new(".")).is_ok());
+    }
+
+    #[test]
+    fn top_ups_are_configured_per_buy_with_a_ceiling() {
+        let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n[[buy]]\nseller = \"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"\n\
+                    endpoint = \"x:1\"\ntopic = \"w/#\"\ndeposit_wei = 100\nmax_price_wei = 1\nlocal_prefix = \"in/\"\n";
+        let config = Config::parse(base, Path::new(".")).unwrap();
+        assert_eq!(config.buy[0].top_up, None, "off unless asked for");
+        let on = format!("{base}top_up_messages = 50\ntop_up_below_messages = 10\nmax_deposit_wei = \"1000\"\n");
+        let config = Config::parse(&on, Path::new(".")).unwrap();
+        assert_eq!(
+            config.buy[0].top_up,
+            Some(TopUpPolicy { below_messages: 10, messages: 50, max_deposit: U256::from(1000) })
+        );
+        assert!(error_of(&format!("{base}top_up_messages = 50\n")).contains("buy[0].max_deposit_wei"));
+        assert!(error_of(&format!("{base}max_deposit_wei = 1000\n")).contains("buy[0].top_up_messages"));
+        assert!(error_of(&format!("{base}top_up_messages = 5\nmax_deposit_wei = 99\n")).contains("buy[0].max_deposit_wei"));
+        assert!(error_of(&format!("{base}top_up_messages = 0\nmax_deposit_wei = 1000\n")).contains("buy[0].top_up_messages"));
     }
 }

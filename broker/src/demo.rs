@@ -52,7 +52,7 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
     Ok(Config {
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.key"),
-        mqtt: MqttConfig { listen: free_port().map_err(|e| e.to_string())?, listen_v5: None, max_payload_size: 1 << 20, restart_hold_ms: 0 },
+        mqtt: MqttConfig { listen: free_port().map_err(|e| e.to_string())?, listen_v5: None, max_payload_size: crate::config::MAX_SOLD_PAYLOAD_BYTES, restart_hold_ms: 0 },
         chain: ChainConfig {
             endpoint: ChainEndpoint::Rpc { url: rpc.to_owned(), judge },
             onchain_delay_secs: 3,
@@ -109,6 +109,8 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         deposit_wei: deposit,
         max_price_wei: U256::from(options.price_wei),
         local_prefix: "market/".into(),
+        // The deposit covers the whole demo.
+        top_up: None,
     });
     for (config, secret) in [(&seller, &seller_secret), (&buyer, &buyer_secret)] {
         std::fs::create_dir_all(config.data_dir.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;

@@ -32,6 +32,30 @@ use crate::config::{ChainEndpoint, Config};
 use crate::node::{Command, Node, NodeIo};
 use crate::peer::LinkContext;
 
+/// The judge at the configured address must enforce the bounds this broker was built for (the
+/// sold payload cap relies on its `MAX_PAYLOAD_BYTES`), and every sold stream's terms must be
+/// within them (the judge would refuse to open its channels).
+pub fn check_judge_limits(limits: &supra_judge::JudgeLimits, sell: &[config::SellConfig]) -> Result<(), String> {
+    let built_for = supra_judge::JudgeLimits {
+        max_payload_bytes: supra_judge::MAX_PAYLOAD_BYTES,
+        max_t_ack_secs: supra_judge::MAX_T_ACK_SECS,
+        max_t_closure_secs: supra_judge::MAX_T_CLOSURE_SECS,
+        max_price_wei: supra_judge::MAX_PRICE_WEI,
+    };
+    if *limits != built_for {
+        return Err(format!("the judge's limits {limits:?} are not the ones this broker was built for ({built_for:?}): another judge version?"));
+    }
+    for s in sell {
+        if s.t_ack_secs > limits.max_t_ack_secs || s.t_closure_secs > limits.max_t_closure_secs || s.price_wei > U256::from(limits.max_price_wei) {
+            return Err(format!(
+                "sold stream `{}`: its terms exceed the judge's bounds (t_ack_secs <= {}, t_closure_secs <= {}, price_wei <= {})",
+                s.topic, limits.max_t_ack_secs, limits.max_t_closure_secs, limits.max_price_wei
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Why a broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -92,6 +116,8 @@ impl Broker {
             ChainEndpoint::Rpc { url, judge } => (url.clone(), *judge, None),
         };
         let judge = Judge::connect(&rpc, &secret, judge_address).await.map_err(|e| StartError::Chain(e.to_string()))?;
+        let limits = judge.limits().await.map_err(|e| StartError::Chain(format!("cannot read the judge's limits: {e}")))?;
+        check_judge_limits(&limits, &config.sell).map_err(StartError::Chain)?;
         let domain = judge.domain();
         let confirmations = config.chain.confirmations.unwrap_or_else(|| config::default_confirmations(domain.chain_id()));
         let poll = Duration::from_millis(config.chain.poll_interval_ms);
@@ -164,5 +190,33 @@ impl Broker {
         let node = tokio::spawn(node.run(io));
         tracing::info!("broker {} up: MQTT on {}", key.address(), config.mqtt.listen);
         Ok(Broker { address: key.address(), judge, commands: commands_tx, node, devnet })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sold(t_ack_secs: u32) -> config::SellConfig {
+        config::SellConfig { topic: "a/#".into(), price_wei: U256::from(1), window: 8, t_ack_secs, t_closure_secs: 60 }
+    }
+
+    #[test]
+    fn a_judge_with_other_limits_or_terms_beyond_them_stop_the_start() {
+        let built_for = supra_judge::JudgeLimits {
+            max_payload_bytes: supra_judge::MAX_PAYLOAD_BYTES,
+            max_t_ack_secs: supra_judge::MAX_T_ACK_SECS,
+            max_t_closure_secs: supra_judge::MAX_T_CLOSURE_SECS,
+            max_price_wei: supra_judge::MAX_PRICE_WEI,
+        };
+        assert_eq!(check_judge_limits(&built_for, &[sold(30)]), Ok(()));
+        let older = supra_judge::JudgeLimits { max_payload_bytes: 256 * 1024, ..built_for };
+        assert!(check_judge_limits(&older, &[]).unwrap_err().contains("another judge version"));
+        let too_long = check_judge_limits(&built_for, &[sold(supra_judge::MAX_T_ACK_SECS + 1)]).unwrap_err();
+        assert!(too_long.contains("`a/#`") && too_long.contains("t_ack_secs"), "{too_long}");
+        // The engines' own copies of the bounds (they do not depend on the judge crate).
+        assert_eq!(supra_channel::types::MAX_T_ACK_SECS, supra_judge::MAX_T_ACK_SECS);
+        assert_eq!(supra_channel::types::MAX_T_CLOSURE_SECS, supra_judge::MAX_T_CLOSURE_SECS);
+        assert_eq!(supra_channel::types::MAX_PRICE_WEI, supra_judge::MAX_PRICE_WEI);
     }
 }

@@ -173,7 +173,9 @@ impl Node {
         let mut buys: Vec<Buy> = config.buy.iter().map(|cfg| Buy { cfg: cfg.clone(), state: BuyState::Idle { retry_at: 0 } }).collect();
         let mut bought = BTreeMap::new();
         for stored in store.buyer_channels().map_err(|e| e.to_string())? {
-            let engine = BuyerChannel::restore(domain, (*me).clone(), buyer_cfg.clone(), stored.records, now)
+            let top_up = buys.iter().find(|b| b.cfg.topic == stored.topic).and_then(|b| b.cfg.top_up.clone());
+            let cfg = BuyerConfig { top_up, ..buyer_cfg.clone() };
+            let engine = BuyerChannel::restore(domain, (*me).clone(), cfg, stored.records, now)
                 .map_err(|e| format!("channel {}: {e}", stored.id))?;
             let buy = buys.iter().position(|b| b.cfg.seller == engine.seller() && b.cfg.topic == stored.topic);
             if let Some(i) = buy {
@@ -624,8 +626,12 @@ impl Node {
                 return;
             }
         };
-        match BuyerChannel::new(self.domain, (*self.me).clone(), offer, sig, self.buyer_cfg.clone(), now) {
-            Ok(engine) => {
+        let cfg = BuyerConfig { top_up: self.buys[i].cfg.top_up.clone(), ..self.buyer_cfg.clone() };
+        let deposit = self.buys[i].cfg.deposit_wei;
+        match BuyerChannel::new(self.domain, (*self.me).clone(), offer, sig, cfg, now) {
+            Ok(mut engine) => {
+                // What it locked at `open`; `ToppedUp` events raise it.
+                engine.on_deposit(now, deposit);
                 tracing::info!("bought `{topic}` from {} on channel {id}", self.buys[i].cfg.seller);
                 self.bought.insert(id, Bought { index, buy: Some(i), engine });
                 self.buys[i].state = BuyState::Open(id);
@@ -654,6 +660,7 @@ impl Node {
                 if info.claimed > U256::ZERO {
                     s.engine.on_claimed(now, channel, info.claimed);
                 }
+                s.engine.on_topped_up(now, channel, info.deposit);
             }
             _ => {}
         }
@@ -662,7 +669,17 @@ impl Node {
     fn on_buyer_result(&mut self, id: ChannelId, call: Call, outcome: Result<Outcome, supra_judge::JudgeError>, now: UnixMs) {
         let Some(b) = self.bought.get_mut(&id) else { return };
         match (call, outcome) {
+            // A revert is the judge's final word (`NotOwed`, `ClosureElapsed`, ...): never
+            // retried; a transport failure is.
+            (Call::Accuse { .. }, Err(supra_judge::JudgeError::Refused(why))) => {
+                tracing::info!("channel {id}: the judge refused our accusation: {why}");
+                b.engine.on_accusation_refused(now);
+            }
             (Call::Accuse { .. }, Err(_)) => b.engine.on_accusation_closed(now),
+            (Call::TopUp { .. }, Err(e)) => {
+                tracing::warn!("channel {id}: top-up failed: {e}");
+                b.engine.on_top_up_failed(now);
+            }
             (Call::ReadChannel { .. }, Ok(Outcome::Channel(info))) => {
                 match info.status {
                     ChannelStatus::Settled => b.engine.on_settled(now),
@@ -672,6 +689,10 @@ impl Node {
                 if let Some((_, deadline)) = info.dispute {
                     b.engine.on_accusation_opened(now, deadline);
                 }
+                if let Some(covered) = info.acked.checked_sub(1) {
+                    b.engine.on_claimed(now, info.start_seq.saturating_add(covered));
+                }
+                b.engine.on_deposit(now, info.deposit);
             }
             _ => {}
         }
@@ -695,9 +716,21 @@ impl Node {
                         }
                     }
                 }
-                JudgeEvent::Claimed { channel, claimed, .. } => {
+                JudgeEvent::ToppedUp { channel, deposit, .. } => {
+                    // The seller resumes up to what the new deposit pays for.
+                    if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                        s.engine.on_topped_up(now, channel, deposit);
+                    }
+                    if let Some(b) = self.bought.get_mut(&channel) {
+                        b.engine.on_deposit(now, deposit);
+                    }
+                }
+                JudgeEvent::Claimed { channel, seq, claimed, .. } => {
                     if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
                         s.engine.on_claimed(now, channel, claimed);
+                    }
+                    if let Some(b) = self.bought.get_mut(&channel) {
+                        b.engine.on_claimed(now, seq);
                     }
                 }
                 JudgeEvent::CloseRequested { channel, settle_after, .. } => {
@@ -914,6 +947,8 @@ impl Node {
                     link.tx.send(frame);
                 }
             }
+            BuyerAction::Claim { ack, sig, .. } => self.job(origin, Call::Claim { ack, sig }),
+            BuyerAction::TopUp { channel, amount } => self.job(origin, Call::TopUp { channel, amount }),
             BuyerAction::Accuse { channel, seen, sig, missing } => self.job(origin, Call::Accuse { channel, seen, sig, missing }),
             BuyerAction::Resolve { channel } => self.job(origin, Call::Resolve { channel }),
             BuyerAction::ProveEquivocation { channel, a, sig_a, b, sig_b } => {

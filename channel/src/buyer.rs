@@ -43,6 +43,20 @@ pub struct BuyerConfig {
     /// seller this much longer, and settles only if the channel is still not settled then. It
     /// should exceed the time the seller's `settle` needs to be mined and seen.
     pub settle_wait_ms: u64,
+    /// Tops the deposit up ahead of exhaustion (the seller sends nothing the deposit does not
+    /// pay for); `None`: never, the stream stops when the deposit is used up.
+    pub top_up: Option<TopUpPolicy>,
+}
+
+/// When and how much a buyer tops up its channel's deposit.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TopUpPolicy {
+    /// Top up once the deposit pays for at most this many messages after those delivered.
+    pub below_messages: u64,
+    /// Each top-up adds this many messages' worth (`price * messages`).
+    pub messages: u64,
+    /// The deposit never exceeds this (wei); a top-up is cut to fit.
+    pub max_deposit: U256,
 }
 
 impl Default for BuyerConfig {
@@ -55,6 +69,7 @@ impl Default for BuyerConfig {
             equivocation_memory: 256,
             chain_grace_ms: 2_000,
             settle_wait_ms: 60_000,
+            top_up: None,
         }
     }
 }
@@ -103,8 +118,29 @@ pub enum BuyerAction {
         /// Opened payload.
         payload: Vec<u8>,
     },
-    /// Call `judge.accuse(channel, seen, sig, missing)`; report `on_accusation_opened` (or
-    /// `on_accusation_closed` if it reverts).
+    /// Call `judge.topUp(channel)` with `amount` wei; report the new deposit with `on_deposit`
+    /// (from the `ToppedUp` event), or `on_top_up_failed`.
+    TopUp {
+        /// Channel.
+        channel: ChannelId,
+        /// Wei to add.
+        amount: U256,
+    },
+    /// Call `judge.claim(ack, sig)` with the buyer's own latest ack. Queued right before an
+    /// `Accuse` when the judge's `acked` lags behind it: the judge only takes accusations below
+    /// `acked + W`, and a claim pays the seller nothing the buyer does not owe anyway. Report the
+    /// `Claimed` event with `on_claimed`; a refusal needs no report (the accusation follows).
+    Claim {
+        /// Channel.
+        channel: ChannelId,
+        /// The buyer's latest ack.
+        ack: Ack,
+        /// Its signature.
+        sig: Signature,
+    },
+    /// Call `judge.accuse(channel, seen, sig, missing)`; report `on_accusation_opened`, or
+    /// `on_accusation_refused` if the judge refuses it (a revert), or `on_accusation_closed` if
+    /// the transaction failed otherwise (it is retried).
     Accuse {
         /// Channel.
         channel: ChannelId,
@@ -255,6 +291,15 @@ pub struct BuyerChannel {
     ack_due: Option<UnixMs>,
     gap: Option<Seen>,
     accused: Option<u64>,
+    /// The last missing seq the judge refused an accusation for: never accused again.
+    refused: Option<u64>,
+    /// Exclusive end of what the judge's claimed acks cover (`startSeq + acked`), from
+    /// `Claimed` events (not persisted: at worst the buyer claims its ack once more).
+    chain_acked_end: u64,
+    /// The channel's deposit as last reported (`on_deposit`; zero: unknown, no top-up).
+    deposit: U256,
+    /// A `TopUp` is out and not yet seen on-chain.
+    top_up_pending: bool,
     resolve_at: Option<UnixMs>,
     /// Exclusive end of what is accepted (from a Stop).
     stop_end: Option<u64>,
@@ -324,6 +369,11 @@ fn check_offer_terms(offer: &Offer, me: Address) -> Result<(), BuyerError> {
             "price, window, tAck and tClosure must be positive",
         ));
     }
+    if !crate::types::terms_within_judge_bounds(offer.price, offer.tAck, offer.tClosure) {
+        return Err(BuyerError::InvalidOffer(
+            "tAck, tClosure or price beyond the judge's bounds",
+        ));
+    }
     offer
         .price
         .checked_mul(U256::from(offer.window))
@@ -391,6 +441,7 @@ impl BuyerChannel {
         let window = offer.window.max(1);
         let ack_every = cfg.ack_every.clamp(1, (window / 2).max(1));
         let capacity = cfg.reorder_capacity.max(window);
+        let start_seq = offer.startSeq;
         Ok(Self {
             stream: offer.stream(),
             start: offer.startSeq,
@@ -418,6 +469,10 @@ impl BuyerChannel {
             ack_due: None,
             gap: None,
             accused: None,
+            refused: None,
+            chain_acked_end: start_seq,
+            deposit: U256::ZERO,
+            top_up_pending: false,
             resolve_at: None,
             stop_end: None,
             seller_stopped: false,
@@ -876,7 +931,35 @@ impl BuyerChannel {
         self.last_ack_sent_at = self.now;
         self.acked_next = self.next;
         self.ack_due = None;
+        self.maybe_top_up();
         Ok(())
+    }
+
+    /// Queues a `TopUp` when the deposit pays for at most `below_messages` more messages than
+    /// were delivered (see [`TopUpPolicy`]), one at a time, never past `max_deposit`.
+    fn maybe_top_up(&mut self) {
+        let Some(policy) = &self.cfg.top_up else {
+            return;
+        };
+        if self.top_up_pending || self.deposit.is_zero() || self.phase != Phase::Open {
+            return;
+        }
+        let price = self.offer.price;
+        let covered = self.deposit.checked_div(price).unwrap_or_default();
+        let delivered = U256::from(self.next.saturating_sub(self.start));
+        if covered.saturating_sub(delivered) > U256::from(policy.below_messages) {
+            return;
+        }
+        let room = policy.max_deposit.saturating_sub(self.deposit);
+        let amount = price.saturating_mul(U256::from(policy.messages)).min(room);
+        if amount.is_zero() {
+            return;
+        }
+        self.top_up_pending = true;
+        self.actions.push_back(BuyerAction::TopUp {
+            channel: self.id,
+            amount,
+        });
     }
 
     fn handle_stop(&mut self, now: UnixMs, stop: Stop, sig: Signature) -> Result<(), BuyerError> {
@@ -981,6 +1064,15 @@ impl BuyerChannel {
             self.accused = Some(missing);
             self.actions
                 .push_back(BuyerAction::Persist(BuyerRecord::Accused { missing }));
+            if let Some((ack, sig, _)) = &self.last_ack
+                && ack.seq >= self.chain_acked_end
+            {
+                self.actions.push_back(BuyerAction::Claim {
+                    channel: self.id,
+                    ack: ack.clone(),
+                    sig: *sig,
+                });
+            }
             self.actions.push_back(BuyerAction::Accuse {
                 channel: self.id,
                 seen: g.message,
@@ -1023,18 +1115,30 @@ impl BuyerChannel {
     }
 
     fn accuse_at(&self) -> Option<UnixMs> {
-        if self.accused.is_some() || self.phase == Phase::Settled {
+        if self.accused.is_some() || self.phase == Phase::Settled || self.refused == Some(self.next)
+        {
             return None;
         }
         let g = self.gap.as_ref()?;
         if g.message.seq <= self.next || self.stop_end.is_some_and(|e| self.next >= e) {
             return None;
         }
-        Some(
-            g.seen_at
-                .max(g.message.timestamp)
-                .saturating_add(self.t_ack_ms),
-        )
+        let at = g
+            .seen_at
+            .max(g.message.timestamp)
+            .saturating_add(self.t_ack_ms);
+        if let Some(close) = self.close_at_secs {
+            // The judge takes accusations on a Closing channel only before close + T_closure
+            // (`ClosureElapsed`); one mined later would be refused.
+            let last = close
+                .saturating_mul(1000)
+                .saturating_add(self.t_closure_ms)
+                .saturating_sub(self.cfg.chain_grace_ms);
+            if at >= last {
+                return None;
+            }
+        }
+        Some(at)
     }
 
     /// The earliest time at which [`handle_timeout`](Self::handle_timeout) has something to do.
@@ -1070,6 +1174,44 @@ impl BuyerChannel {
             self.actions
                 .push_back(BuyerAction::Persist(BuyerRecord::AccusationCleared));
         }
+    }
+
+    /// The judge refused the open accusation (it reverted: `NotOwed`, `ClosureElapsed`, ...): a
+    /// refusal is final, the buyer does not accuse for that seq again.
+    pub fn on_accusation_refused(&mut self, now: UnixMs) {
+        self.tick(now);
+        if let Some(missing) = self.accused.take() {
+            self.resolve_at = None;
+            self.refused = Some(missing);
+            self.actions
+                .push_back(BuyerAction::Persist(BuyerRecord::AccusationRefused {
+                    missing,
+                }));
+        }
+    }
+
+    /// The channel's deposit on-chain: what the buyer locked at `open`, then each `ToppedUp`
+    /// event's new total (or the judge's `channel()` view after a restart).
+    pub fn on_deposit(&mut self, now: UnixMs, deposit: U256) {
+        self.tick(now);
+        if deposit > self.deposit {
+            self.deposit = deposit;
+            self.top_up_pending = false;
+        }
+        self.maybe_top_up();
+    }
+
+    /// A `TopUp` transaction failed: the next ack may try again.
+    pub fn on_top_up_failed(&mut self, now: UnixMs) {
+        self.tick(now);
+        self.top_up_pending = false;
+    }
+
+    /// A `Claimed` event of this channel: the judge's claimed acks now cover `seq` (whoever
+    /// claimed it, the seller or the buyer itself).
+    pub fn on_claimed(&mut self, now: UnixMs, seq: u64) {
+        self.tick(now);
+        self.chain_acked_end = self.chain_acked_end.max(seq.saturating_add(1));
     }
 
     /// `requestClose` was mined at `at_secs` (chain time): settle after `T_closure` (see
@@ -1124,6 +1266,9 @@ impl BuyerChannel {
                 seq: end.saturating_sub(1),
                 by_buyer: !self.seller_stopped,
             });
+        }
+        if let Some(missing) = self.refused {
+            out.push(BuyerRecord::AccusationRefused { missing });
         }
         if let Some(m) = self.accused {
             out.push(BuyerRecord::Accused { missing: m });
@@ -1188,6 +1333,10 @@ impl BuyerChannel {
                 }
                 BuyerRecord::Accused { missing } => b.accused = Some(missing),
                 BuyerRecord::AccusationCleared => b.accused = None,
+                BuyerRecord::AccusationRefused { missing } => {
+                    b.accused = None;
+                    b.refused = Some(missing);
+                }
                 BuyerRecord::CloseRequested { at_secs } => {
                     b.phase = Phase::Closing;
                     b.close_at_secs = Some(at_secs);

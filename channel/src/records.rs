@@ -125,6 +125,14 @@ pub enum SellerRecord {
         /// Channel.
         channel_id: ChannelId,
     },
+    /// The buyer topped up the channel (a `ToppedUp` event): its deposit is now `deposit`.
+    ToppedUp {
+        /// Channel.
+        channel_id: ChannelId,
+        /// The new deposit `F`.
+        #[serde(with = "adapters::u256")]
+        deposit: U256,
+    },
 }
 
 /// What a [`BuyerChannel`](crate::buyer::BuyerChannel) needs to survive a restart.
@@ -176,6 +184,12 @@ pub enum BuyerRecord {
     },
     /// The channel is settled.
     Settled,
+    /// The judge refused the accusation for `missing` for good (e.g. `NotOwed`,
+    /// `ClosureElapsed`): the buyer does not accuse for it again.
+    AccusationRefused {
+        /// The missing seq.
+        missing: u64,
+    },
 }
 
 mod opt_b256 {

@@ -264,6 +264,10 @@ pub enum ChainEvent {
     AccusationOpened(u64),
     /// The accusation was defended or resolved.
     AccusationClosed,
+    /// The judge refused the accusation (final).
+    AccusationRefused,
+    /// A claim covering this seq was mined on the channel (the seller's or the buyer's own).
+    Claimed(u64),
     /// `requestClose` mined at this chain time (seconds).
     CloseRequested(u64),
     /// The channel is settled.
@@ -280,6 +284,8 @@ impl ChainEvent {
             }
             ChainEvent::AccusationOpened(deadline) => chan.on_accusation_opened(now, deadline),
             ChainEvent::AccusationClosed => chan.on_accusation_closed(now),
+            ChainEvent::AccusationRefused => chan.on_accusation_refused(now),
+            ChainEvent::Claimed(seq) => chan.on_claimed(now, seq),
             ChainEvent::CloseRequested(at) => chan.on_close_requested(now, at),
             ChainEvent::Settled => chan.on_settled(now),
         }
@@ -646,7 +652,10 @@ impl Sim {
             return;
         };
         let id = c.id();
-        let deposit = c.offer().price * U256::from(c.offer().window) * U256::from(4u64);
+        // Enough for the whole run: the seller sends nothing its deposit does not pay for, and
+        // these runs are about links, crashes and pauses, not about top-ups.
+        let covered = self.cfg.messages.saturating_add(c.offer().window) * 4;
+        let deposit = c.offer().price * U256::from(covered);
         if self.seller.open_channel(self.now, id, deposit).is_ok() {
             self.flush_seller();
         }
@@ -980,7 +989,15 @@ impl Sim {
                     self.buyers[i].store.push(r.clone());
                 }
                 BuyerAction::Send(f) => self.send(Dest::Seller(i), f.clone()),
-                BuyerAction::Deliver { .. } => {}
+                // The testkit's buyers deposit enough for their whole run.
+                BuyerAction::Deliver { .. } | BuyerAction::TopUp { .. } => {}
+                BuyerAction::Claim { ack, .. } => {
+                    let tid = self.id();
+                    self.txs.insert(
+                        (self.now + self.cfg.chain_delay_ms, tid),
+                        Tx::Claim(ack.clone()),
+                    );
+                }
                 BuyerAction::Accuse { missing, .. } => {
                     let tid = self.id();
                     self.txs.insert(
@@ -1054,10 +1071,14 @@ impl Sim {
                 if ack.cost > r {
                     self.claimed.insert(id, ack.cost);
                     self.seller.on_claimed(now, id, ack.cost);
+                    self.flush_seller();
+                    if let Some(i) = self.buyer_of(id) {
+                        self.chain_event(i, ChainEvent::Claimed(ack.seq));
+                    }
                 } else {
                     self.seller.on_claim_failed(now, id);
+                    self.flush_seller();
                 }
-                self.flush_seller();
             }
             Tx::Accuse(i, missing) => {
                 let Some(id) = self.channel_of(i) else { return };

@@ -198,6 +198,22 @@ pub fn channel_id_of(offer_digest: B256) -> ChannelId {
     ChannelId::from_offer_digest(offer_digest)
 }
 
+/// Largest `tAck` (seconds) the judge opens a channel with (`SupraJudge.MAX_T_ACK`, one day).
+pub const MAX_T_ACK_SECS: u32 = 86_400;
+/// Largest `tClosure` (seconds) the judge opens a channel with (`SupraJudge.MAX_T_CLOSURE`, seven
+/// days): a close locks a deposit for at most this plus one `tAck`.
+pub const MAX_T_CLOSURE_SECS: u32 = 604_800;
+/// Largest price per message (wei) the judge opens a channel with (`SupraJudge.MAX_PRICE`).
+pub const MAX_PRICE_WEI: u128 = (1u128 << 72) - 1;
+
+/// Whether terms are within the judge's bounds (`TermsTooLong`, price packing): an offer outside
+/// them cannot open a channel, and a buyer must not accept one (issue 10, point 5).
+pub fn terms_within_judge_bounds(price: U256, t_ack_secs: u32, t_closure_secs: u32) -> bool {
+    t_ack_secs <= MAX_T_ACK_SECS
+        && t_closure_secs <= MAX_T_CLOSURE_SECS
+        && price <= U256::from(MAX_PRICE_WEI)
+}
+
 /// The only correct cumulative cost of an ack for `seq` on a channel starting at `start_seq` with
 /// price `price`: `(seq - start_seq + 1) * price`. `None` if `seq < start_seq` or on overflow.
 pub fn ack_cost(start_seq: u64, seq: u64, price: U256) -> Option<U256> {

@@ -1,6 +1,7 @@
 //! Direct tests of the seller and buyer engines (no harness).
 
 use alloy_primitives::{U256, keccak256};
+use supra_channel::buyer::TopUpPolicy;
 use supra_channel::records::{BuyerRecord, SellerRecord};
 use supra_channel::seal::{EpochKey, Opener, SealError};
 use supra_channel::seller::{SellerConfig, Terms};
@@ -37,6 +38,10 @@ struct Pair {
 
 impl Pair {
     fn new(window: u64, scfg: SellerConfig, bcfg: BuyerConfig) -> Self {
+        Self::with_deposit(window, scfg, bcfg, U256::from(10_000u64))
+    }
+
+    fn with_deposit(window: u64, scfg: SellerConfig, bcfg: BuyerConfig, deposit: U256) -> Self {
         let skey = test_key("s", 1);
         let bkey = test_key("b", 1);
         let sid = StreamId::new(skey.address(), 7).unwrap();
@@ -45,7 +50,7 @@ impl Pair {
         let buyer =
             BuyerChannel::new(domain(), bkey.clone(), offer.clone(), sig, bcfg, T0).unwrap();
         let id = buyer.id();
-        seller.open_channel(T0, id, U256::from(10_000u64)).unwrap();
+        seller.open_channel(T0, id, deposit).unwrap();
         let mut p = Self {
             seller,
             buyer,
@@ -118,6 +123,149 @@ fn payload(i: u64) -> Vec<u8> {
     format!("payload {i}").into_bytes()
 }
 
+/// Issue 10, first must-deliver: with F = 8·P the seller used to deliver all 40 messages (the
+/// last ack carried 40·P, so 32 delivered messages could never be paid). It sends nothing whose
+/// cost exceeds the channel's deposit: the buyer gets 8 and owes exactly F.
+#[test]
+fn seller_never_sends_a_message_the_deposit_does_not_cover() {
+    let bcfg = BuyerConfig {
+        ack_every: 1,
+        ..Default::default()
+    };
+    let mut p = Pair::with_deposit(16, SellerConfig::default(), bcfg, U256::from(80u64));
+    for i in 0..40 {
+        p.now += 1;
+        p.seller.publish(p.now, &payload(i)).unwrap();
+        p.exchange();
+    }
+    p.advance(100);
+    p.exchange();
+    assert_eq!(p.delivered.len(), 8, "F = 8·P covers 8 messages");
+    let (ack, _) = p.buyer.last_ack().unwrap();
+    assert_eq!(
+        ack.cost,
+        U256::from(80u64),
+        "everything delivered is paid by the deposit"
+    );
+}
+
+/// The seller resumes when it sees a top-up on-chain, up to what the new deposit pays for, and
+/// keeps the new deposit across a restart; the buyer's engine asks for the top-up itself, ahead
+/// of exhaustion, never past its ceiling.
+#[test]
+fn a_top_up_resumes_the_stream_and_the_buyer_asks_for_it_ahead_of_exhaustion() {
+    let bcfg = BuyerConfig {
+        ack_every: 1,
+        top_up: Some(TopUpPolicy {
+            below_messages: 2,
+            messages: 6,
+            max_deposit: U256::from(200u64),
+        }),
+        ..Default::default()
+    };
+    let mut p = Pair::with_deposit(16, SellerConfig::default(), bcfg, U256::from(80u64));
+    p.buyer.on_deposit(p.now, U256::from(80u64));
+    let top_ups = |p: &Pair| -> Vec<U256> {
+        p.bother
+            .iter()
+            .filter_map(|a| match a {
+                BuyerAction::TopUp { amount, .. } => Some(*amount),
+                _ => None,
+            })
+            .collect()
+    };
+    for i in 0..40 {
+        p.now += 1;
+        p.seller.publish(p.now, &payload(i)).unwrap();
+        p.exchange();
+    }
+    assert_eq!(p.delivered.len(), 8);
+    assert_eq!(
+        top_ups(&p),
+        [U256::from(60u64)],
+        "one top-up, when 2 messages were left"
+    );
+    // Mined: the ToppedUp event reaches both engines.
+    let id = p.buyer.id();
+    p.seller.on_topped_up(p.now, id, U256::from(140u64));
+    p.buyer.on_deposit(p.now, U256::from(140u64));
+    p.exchange();
+    assert_eq!(
+        p.delivered.len(),
+        14,
+        "the seller resumed up to the new deposit"
+    );
+    // The next top-up is cut to the ceiling (200 - 140 = 60), and nothing more after it.
+    assert_eq!(top_ups(&p), [U256::from(60u64), U256::from(60u64)]);
+    p.seller.on_topped_up(p.now, id, U256::from(200u64));
+    p.buyer.on_deposit(p.now, U256::from(200u64));
+    p.exchange();
+    assert_eq!(p.delivered.len(), 20);
+    assert_eq!(top_ups(&p).len(), 2, "the ceiling is reached");
+    let (ack, _) = p.buyer.last_ack().unwrap();
+    assert_eq!(ack.cost, U256::from(200u64));
+    // A restarted seller knows the topped-up deposit.
+    let restored = Stream::restore(
+        domain(),
+        test_key("s", 1),
+        p.seller.id(),
+        terms(16),
+        SellerConfig::default(),
+        p.store.clone(),
+        p.now,
+    )
+    .unwrap();
+    assert!(restored.snapshot().contains(&SellerRecord::Opened {
+        channel_id: id,
+        deposit: U256::from(200u64)
+    }));
+}
+
+/// Issue 10, point 5: an offer with `tClosure = 2^32 - 1` would lock the buyer's deposit for
+/// ~136 years. Terms beyond the judge's bounds are refused by the seller's engine and by the
+/// buyer's offer check (the judge refuses them too, `TermsTooLong`).
+#[test]
+fn terms_beyond_the_judge_bounds_are_refused_on_both_sides() {
+    use supra_channel::types::{MAX_PRICE_WEI, MAX_T_ACK_SECS, MAX_T_CLOSURE_SECS};
+    let skey = test_key("s", 1);
+    let sid = StreamId::new(skey.address(), 7).unwrap();
+    for (t_ack_secs, t_closure_secs, price) in [
+        (MAX_T_ACK_SECS + 1, 60, U256::from(10u64)),
+        (10, MAX_T_CLOSURE_SECS + 1, U256::from(10u64)),
+        (10, u32::MAX, U256::from(10u64)),
+        (10, 60, U256::from(MAX_PRICE_WEI) + U256::from(1u64)),
+    ] {
+        let terms = Terms {
+            price,
+            t_ack_secs,
+            t_closure_secs,
+            ..terms(8)
+        };
+        assert!(
+            Stream::new(domain(), skey.clone(), sid, terms, SellerConfig::default()).is_err(),
+            "the seller's engine refuses {t_ack_secs} / {t_closure_secs} / {price}"
+        );
+    }
+    let bkey = test_key("b", 1);
+    let mut seller = Stream::new(
+        domain(),
+        skey.clone(),
+        sid,
+        terms(8),
+        SellerConfig::default(),
+    )
+    .unwrap();
+    let (offer, sig) = seller.make_offer(T0, *bkey.public(), "t").unwrap();
+    assert!(check_offer(&domain(), &offer, &sig, bkey.address()).is_ok());
+    let mut greedy = offer.clone();
+    greedy.tClosure = u32::MAX;
+    let greedy_sig = skey.sign(&domain().digest(&greedy));
+    assert!(matches!(
+        check_offer(&domain(), &greedy, &greedy_sig, bkey.address()),
+        Err(BuyerError::InvalidOffer(_))
+    ));
+}
+
 #[test]
 fn delivers_in_order_and_acks_with_right_cost() {
     let mut p = Pair::new(
@@ -164,13 +312,15 @@ fn window_is_never_exceeded_without_acks() {
 
 #[test]
 fn acks_are_verified_lazily() {
-    let mut p = Pair::new(
+    // The deposit pays for all 2000 messages (the seller sends nothing it does not cover).
+    let mut p = Pair::with_deposit(
         256,
         SellerConfig::default(),
         BuyerConfig {
             ack_every: 16,
             ..Default::default()
         },
+        U256::from(10u64 * 2000),
     );
     for i in 0..2000 {
         p.seller.publish(T0, &payload(i)).unwrap();
@@ -337,12 +487,19 @@ fn accusation_defences() {
         p.seller.publish(T0, &payload(i)).unwrap();
     }
     p.seller_out();
-    // Not acked: post then defend.
+    // Not acked: post, then defend once the posting is mined (a `defend` before it would be
+    // refused: the judge looks at the posting's block time, not at when `defend` lands).
     p.seller.on_accused(T0, id, 1);
     p.seller_out();
-    let n = p.other.len();
-    assert!(matches!(&p.other[n - 2], SellerAction::Post(m) if m.message.seq == 1));
-    assert!(matches!(&p.other[n - 1], SellerAction::Defend { .. }));
+    assert!(matches!(p.other.last(), Some(SellerAction::Post(m)) if m.message.seq == 1));
+    assert!(
+        !p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::Defend { .. }))
+    );
+    p.seller.on_posted(T0 + 1_000, 1);
+    p.seller_out();
+    assert!(matches!(p.other.last(), Some(SellerAction::Defend { channel }) if *channel == id));
     // Acked: defend with the ack.
     let m2 = p.seller.message(2).unwrap().clone();
     let ack = Ack {
@@ -403,6 +560,93 @@ fn buyer_accuses_after_t_ack_then_resolves() {
         p.bother
             .iter()
             .any(|a| matches!(a, BuyerAction::Resolve { .. }))
+    );
+}
+
+/// The judge takes accusations only below `acked + W` of its own `acked`: a buyer whose latest
+/// ack was never claimed submits it first (a `Claim` right before the `Accuse`), and not when the
+/// judge already has it.
+#[test]
+fn buyer_claims_its_own_ack_before_accusing_when_the_judge_lags() {
+    let lose_one_of_three = |p: &mut Pair| {
+        for i in 0..3 {
+            p.seller.publish(T0, &payload(i)).unwrap();
+        }
+        for (k, f) in p.seller_out().into_iter().enumerate() {
+            if k != 1 {
+                p.buyer.handle_frame(T0 + 5, f).unwrap();
+            }
+        }
+        p.buyer.handle_timeout(T0 + 5 + 5_000).unwrap(); // the delayed ack for 0
+        p.buyer_out();
+    };
+    let chain_calls = |p: &Pair| -> Vec<&'static str> {
+        p.bother
+            .iter()
+            .filter_map(|a| match a {
+                BuyerAction::Claim { ack, .. } if ack.seq == 0 => Some("claim 0"),
+                BuyerAction::Claim { .. } => Some("claim ?"),
+                BuyerAction::Accuse { missing: 1, .. } => Some("accuse 1"),
+                BuyerAction::Accuse { .. } => Some("accuse ?"),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    lose_one_of_three(&mut p);
+    p.buyer.handle_timeout(T0 + 5 + 10_000).unwrap();
+    p.buyer_out();
+    assert_eq!(chain_calls(&p), ["claim 0", "accuse 1"]);
+
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    lose_one_of_three(&mut p);
+    p.buyer.on_claimed(T0 + 6_000, 0); // the seller claimed it
+    p.buyer.handle_timeout(T0 + 5 + 10_000).unwrap();
+    p.buyer_out();
+    assert_eq!(chain_calls(&p), ["accuse 1"]);
+}
+
+/// A refused accusation (`NotOwed`, `ClosureElapsed`) is final: the buyer does not accuse for that
+/// seq again, also after a restart; before, it retried at every timeout, forever.
+#[test]
+fn buyer_takes_a_refused_accusation_as_final() {
+    let mut p = Pair::new(8, SellerConfig::default(), BuyerConfig::default());
+    for i in 0..3 {
+        p.seller.publish(T0, &payload(i)).unwrap();
+    }
+    for (k, f) in p.seller_out().into_iter().enumerate() {
+        if k != 1 {
+            p.buyer.handle_frame(T0 + 5, f).unwrap();
+        }
+    }
+    let t = T0 + 5 + 10_000;
+    p.buyer.handle_timeout(t).unwrap();
+    p.buyer_out();
+    let accusations = |p: &Pair| {
+        p.bother
+            .iter()
+            .filter(|a| matches!(a, BuyerAction::Accuse { .. }))
+            .count()
+    };
+    assert_eq!(accusations(&p), 1);
+    p.buyer.on_accusation_refused(t + 100);
+    assert_eq!(p.buyer.accused(), None);
+    p.buyer.handle_timeout(t + 120_000).unwrap();
+    p.buyer_out();
+    assert_eq!(accusations(&p), 1, "no second accusation for a refused seq");
+    let restored = BuyerChannel::restore(
+        domain(),
+        p.bkey.clone(),
+        BuyerConfig::default(),
+        p.buyer.snapshot(),
+        t + 130_000,
+    )
+    .unwrap();
+    assert_eq!(restored.accused(), None);
+    assert!(
+        restored
+            .snapshot()
+            .contains(&BuyerRecord::AccusationRefused { missing: 1 })
     );
 }
 

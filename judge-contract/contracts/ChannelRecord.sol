@@ -8,18 +8,24 @@ pragma solidity ^0.8.24;
 //   streamId  0..255    stream id (the seller is its high 20 bytes)                 written by open
 //   Account   0..159    buyer                                                       written by open
 //             160..255  deposit F (wei, uint96)
-//   Terms     0..95     price P (wei, uint96)                                       written by open
-//             96..127   window W (uint32)
-//             128..191  startSeq (uint64)
-//             192..223  tAck (seconds, uint32)
-//             224..255  tClosure (seconds, uint32)
+//   Terms     0..71     price P (wei, uint72: MAX_PRICE)                            written by open
+//             72..103   window W (uint32)
+//             104..167  startSeq (uint64)
+//             168..191  tAck (seconds, uint24: MAX_T_ACK < 2^24)
+//             192..215  tClosure (seconds, uint24: MAX_T_CLOSURE < 2^24)
+//             216..255  openedAt (seconds, uint40)
 //   Progress  0..95     claimed R (wei, uint96)                                     zero at open
 //             96..167   acked: messages covered by the highest claimed ack (uint72)
 //             168..207  closeRequestedAt (seconds, uint40)
 //             208..215  phase: 0 Open, 1 Closing, 2 Settled
+//             216..255  extendedAt (seconds, uint40): last claim raising acked, or top-up
 //   Pending   0..71     postedClaim: messages covered by the recorded posted claim  zero at open
 //             72..135   disputeSeq (uint64)
 //             136..175  disputeDeadline (seconds, uint40; 0 = no accusation open)
+//             176..215  disputePostBy (seconds, uint40): a posting answers if mined by then
+//             216..255  sellerStop: 0 = none, else 1 + messages the seller's lowest Stop leaves owed
+//                       (counted from startSeq; clamped to 2^40 - 2, i.e. a Stop more than ~10^12
+//                       messages after startSeq bounds as if it were there)
 //
 // `open` writes only the first three words (a fresh storage word costs 22.1k gas); what `open` would
 // set to zero lives in Progress and Pending. No buyer means no channel (status None). Counts are uint72
@@ -44,6 +50,7 @@ uint256 constant PHASE_OPEN = 0;
 uint256 constant PHASE_CLOSING = 1;
 uint256 constant PHASE_SETTLED = 2;
 
+uint256 constant MASK_24 = (1 << 24) - 1;
 uint256 constant MASK_32 = (1 << 32) - 1;
 uint256 constant MASK_40 = (1 << 40) - 1;
 uint256 constant MASK_64 = (1 << 64) - 1;
@@ -75,32 +82,44 @@ library AccountLib {
 }
 
 library TermsLib {
-    function pack(uint256 price_, uint256 window_, uint256 startSeq_, uint256 tAck_, uint256 tClosure_)
-        internal
-        pure
-        returns (Terms)
-    {
-        return Terms.wrap(price_ | (window_ << 96) | (startSeq_ << 128) | (tAck_ << 192) | (tClosure_ << 224));
+    /// @dev `price_ < 2^72`, `window_ < 2^32`, `startSeq_ < 2^64`, `tAck_`, `tClosure_ < 2^24` (checked by
+    ///      `open`); `openedAt_` is a block timestamp (masked to 40 bits).
+    function pack(
+        uint256 price_,
+        uint256 window_,
+        uint256 startSeq_,
+        uint256 tAck_,
+        uint256 tClosure_,
+        uint256 openedAt_
+    ) internal pure returns (Terms) {
+        return Terms.wrap(
+            price_ | (window_ << 72) | (startSeq_ << 104) | (tAck_ << 168) | (tClosure_ << 192)
+                | ((openedAt_ & MASK_40) << 216)
+        );
     }
 
     function price(Terms t) internal pure returns (uint256) {
-        return Terms.unwrap(t) & MASK_96;
+        return Terms.unwrap(t) & MASK_72;
     }
 
     function window(Terms t) internal pure returns (uint256) {
-        return (Terms.unwrap(t) >> 96) & MASK_32;
+        return (Terms.unwrap(t) >> 72) & MASK_32;
     }
 
     function startSeq(Terms t) internal pure returns (uint64) {
-        return uint64(Terms.unwrap(t) >> 128);
+        return uint64(Terms.unwrap(t) >> 104);
     }
 
     function tAck(Terms t) internal pure returns (uint256) {
-        return (Terms.unwrap(t) >> 192) & MASK_32;
+        return (Terms.unwrap(t) >> 168) & MASK_24;
     }
 
     function tClosure(Terms t) internal pure returns (uint256) {
-        return Terms.unwrap(t) >> 224;
+        return (Terms.unwrap(t) >> 192) & MASK_24;
+    }
+
+    function openedAt(Terms t) internal pure returns (uint256) {
+        return Terms.unwrap(t) >> 216;
     }
 }
 
@@ -118,7 +137,16 @@ library ProgressLib {
     }
 
     function phase(Progress p) internal pure returns (uint256) {
-        return Progress.unwrap(p) >> 208;
+        return (Progress.unwrap(p) >> 208) & 0xff;
+    }
+
+    function extendedAt(Progress p) internal pure returns (uint256) {
+        return Progress.unwrap(p) >> 216;
+    }
+
+    /// @dev `time` is a block timestamp (masked to 40 bits).
+    function withExtendedAt(Progress p, uint256 time) internal pure returns (Progress) {
+        return Progress.wrap((Progress.unwrap(p) & ~(MASK_40 << 216)) | ((time & MASK_40) << 216));
     }
 
     /// @dev `claimed_ <= deposit <= type(uint96).max`.
@@ -135,7 +163,8 @@ library ProgressLib {
     ///      masked so that it can never spill into the phase).
     function closing(Progress p, uint256 time) internal pure returns (Progress) {
         return Progress.wrap(
-            (Progress.unwrap(p) & (MASK_96 | (MASK_72 << 96))) | ((time & MASK_40) << 168) | (PHASE_CLOSING << 208)
+            (Progress.unwrap(p) & (MASK_96 | (MASK_72 << 96) | (MASK_40 << 216))) | ((time & MASK_40) << 168)
+                | (PHASE_CLOSING << 208)
         );
     }
 
@@ -162,12 +191,30 @@ library PendingLib {
         return Pending.wrap((Pending.unwrap(p) & ~MASK_72) | postedClaim_);
     }
 
-    /// @dev `deadline` is a block timestamp plus a uint32 (< 2^40 for millennia; masked all the same).
-    function withDispute(Pending p, uint64 seq, uint256 deadline) internal pure returns (Pending) {
-        return Pending.wrap((Pending.unwrap(p) & MASK_72) | (uint256(seq) << 72) | ((deadline & MASK_40) << 136));
+    function disputePostBy(Pending p) internal pure returns (uint256) {
+        return (Pending.unwrap(p) >> 176) & MASK_40;
+    }
+
+    /// @dev 0: no seller Stop recorded; else 1 + the messages it leaves owed (clamped).
+    function sellerStop(Pending p) internal pure returns (uint256) {
+        return Pending.unwrap(p) >> 216;
+    }
+
+    /// @dev `deadline` and `postBy` are block timestamps plus a uint24 (< 2^40 for millennia; masked all
+    ///      the same).
+    function withDispute(Pending p, uint64 seq, uint256 deadline, uint256 postBy) internal pure returns (Pending) {
+        return Pending.wrap(
+            (Pending.unwrap(p) & (MASK_72 | (MASK_40 << 216))) | (uint256(seq) << 72) | ((deadline & MASK_40) << 136)
+                | ((postBy & MASK_40) << 176)
+        );
     }
 
     function withoutDispute(Pending p) internal pure returns (Pending) {
-        return Pending.wrap(Pending.unwrap(p) & MASK_72);
+        return Pending.wrap(Pending.unwrap(p) & (MASK_72 | (MASK_40 << 216)));
+    }
+
+    /// @dev `stop` < 2^40 (callers clamp).
+    function withSellerStop(Pending p, uint256 stop) internal pure returns (Pending) {
+        return Pending.wrap((Pending.unwrap(p) & ~(MASK_40 << 216)) | (stop << 216));
     }
 }

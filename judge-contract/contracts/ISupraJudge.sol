@@ -18,7 +18,8 @@ interface ISupraJudge is IERC5267 {
     // ------------------------------------------------------------------------------------------------
 
     /// @notice Life cycle of a channel: None → Open → Closing → Settled (Open/Closing → Settled directly
-    ///         when an accusation is upheld or a misbehaviour is proven). A channel record is never deleted.
+    ///         when an accusation is upheld, a misbehaviour is proven, or both sides close cooperatively).
+    ///         A channel record is never deleted.
     enum Status {
         None,
         Open,
@@ -58,6 +59,23 @@ interface ISupraJudge is IERC5267 {
         uint64 disputeSeq;
         /// Last second at which the open accusation can be answered; 0: no accusation open.
         uint64 disputeDeadline;
+    }
+
+    /// @notice The times and bounds behind the judge's deadlines, as returned by {channelTiming}.
+    struct ChannelTiming {
+        /// `block.timestamp` of `open`.
+        uint64 openedAt;
+        /// `block.timestamp` of the last call that extended what the channel is owed: a claim that raised
+        /// `acked` (the window moves) or a top-up (the deposit covers more); 0: none yet.
+        uint64 extendedAt;
+        /// Open accusation: a posting of the missing message answers it only if mined at or before this
+        /// time (unix seconds); meaningful only when `disputeDeadline != 0`.
+        uint64 disputePostBy;
+        /// True once a seller-signed {Stop} of the channel was recorded ({submitStop}).
+        bool sellerStopped;
+        /// With `sellerStopped`: the messages the seller's lowest recorded Stop leaves owed, counted from
+        /// `startSeq` (`stop.seq - startSeq + 1`, 0 if the Stop is before `startSeq`).
+        uint256 sellerStopCount;
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -113,6 +131,15 @@ interface ISupraJudge is IERC5267 {
     ///         (`toSeller` excludes what earlier claims paid). Seller total = `claimed`, buyer = deposit - claimed.
     event Settled(uint256 indexed channelId, uint256 toSeller, uint256 toBuyer);
 
+    /// @notice A seller-signed Stop of the channel at `seq` was recorded. The lowest Stop recorded leaves
+    ///         `stopCount` messages owed (counted from `startSeq`): the seller owes, and may claim, nothing after.
+    event StopRecorded(uint256 indexed channelId, uint64 seq, uint256 stopCount);
+    /// @notice The seller's Stop at `seq` (lowest recorded: `stopCount` messages owed) is below its recorded
+    ///         posted claim of `postedClaim` messages: it claimed messages it was not owed. The buyer takes
+    ///         the rest of the deposit (see {Settled}).
+    event StopViolationProven(uint256 indexed channelId, uint64 seq, uint256 postedClaim, uint256 stopCount);
+    /// @notice Both sides agreed on the final state (buyer ack and seller Stop at `seq`); settled at once.
+    event ClosedCooperatively(uint256 indexed channelId, uint64 seq);
     /// @notice A push payment to `to` failed; `amount` was credited to it instead (see {withdraw}).
     event PayoutDeferred(address indexed to, uint256 amount);
 
@@ -135,6 +162,20 @@ interface ISupraJudge is IERC5267 {
     error SellerMismatch(address seller, bytes32 streamId);
     /// @notice The offer has a zero price, window, T_ack or T_closure.
     error InvalidTerms(uint256 price, uint64 window, uint32 tAck, uint32 tClosure);
+    /// @notice The offer's T_ack or T_closure is above the judge's maximum ({MAX_T_ACK}, {MAX_T_CLOSURE}).
+    error TermsTooLong(uint32 tAck, uint32 tClosure, uint32 maxTAck, uint32 maxTClosure);
+    /// @notice A posted payload of `length` bytes is above {MAX_PAYLOAD_BYTES} (`max`).
+    error PayloadTooLarge(uint256 length, uint256 max);
+    /// @notice The channel is not owed `missingSeq`: it is at or after `owedEnd`, the first seq past the
+    ///         window after the last claimed ack, past what the deposit covers, and past the seller's Stop.
+    error NotOwed(uint64 missingSeq, uint256 owedEnd);
+    /// @notice An accusation on a Closing channel must be made before it can be settled (`settleAfter`).
+    error ClosureElapsed(uint256 settleAfter, uint256 time);
+    /// @notice A posted claim up to `uptoSeq` goes past the seller's recorded Stop, which leaves `stopCount`
+    ///         messages owed.
+    error PastSellerStop(uint64 uptoSeq, uint256 stopCount);
+    /// @notice A cooperative close needs the buyer's ack and the seller's Stop of one channel at one seq.
+    error StopMismatch(uint256 ackChannelId, uint64 ackSeq, uint256 stopChannelId, uint64 stopSeq);
     /// @notice The offer's window does not fit the judge's storage (at most `max`).
     error WindowTooLarge(uint64 window, uint64 max);
     /// @notice A price or a deposit does not fit the judge's uint96 storage (at most `max`).
@@ -167,8 +208,10 @@ interface ISupraJudge is IERC5267 {
     error ClaimOutOfWindow(uint64 uptoSeq, uint256 lowest, uint256 highest);
     /// @notice Message `seq` of `streamId` is not posted.
     error NotPosted(bytes32 streamId, uint64 seq);
-    /// @notice Posted message `seq` is timestamped `timestamp` (ms), after the close request (`closeMs`).
-    error PostedAfterClose(uint64 seq, uint64 timestamp, uint256 closeMs);
+    /// @notice A Closing channel is not owed posted message `seq`: either its posting was mined at `time`,
+    ///         after `limit` = close request + T_ack (block times), or the seller stamped it `time` (seconds),
+    ///         after `limit` = the close request.
+    error PostedAfterClose(uint64 seq, uint64 time, uint256 limit);
     /// @notice The channel can be settled from `settleAfter`; it is now `time`.
     error ClosureNotElapsed(uint256 settleAfter, uint256 time);
     /// @notice An accusation about `missingSeq` is open: answer or resolve it first.
@@ -204,22 +247,24 @@ interface ISupraJudge is IERC5267 {
     /// @notice Opens the channel defined by the seller's offer, locking `msg.value` as its deposit F.
     /// @dev Caller must be `o.buyer`; `block.timestamp <= o.validUntil`; `o.seller` must be the high 20
     ///      bytes of `o.streamId` and have signed the offer; price, window, T_ack and T_closure must be
-    ///      non-zero; `price <= type(uint96).max`, `window <= type(uint32).max` (storage packing);
-    ///      `price * window <= msg.value <= type(uint96).max`. Emits {ChannelOpened}.
+    ///      non-zero; `tAck <= MAX_T_ACK`, `tClosure <= MAX_T_CLOSURE` ({TermsTooLong}); `price <=
+    ///      MAX_PRICE`, `window <= type(uint32).max` (storage packing); `price * window <= msg.value <=
+    ///      type(uint96).max`. Records `openedAt = block.timestamp`. Emits {ChannelOpened}.
     /// @param o The seller's offer.
     /// @param sellerSig The seller's EIP-712 signature of `o`.
     /// @return channelId `uint256(hashOffer(o))`; an offer opens at most one channel.
     function open(Offer calldata o, bytes calldata sellerSig) external payable returns (uint256 channelId);
 
     /// @notice Adds `msg.value` to the deposit of an Open channel. Caller must be the buyer.
-    /// @dev Emits {ToppedUp}. Reverts {ZeroAmount} on zero, {AmountTooLarge} beyond uint96.
+    /// @dev Sets `extendedAt = block.timestamp` (the channel may be owed more messages from now on). Emits {ToppedUp}. Reverts {ZeroAmount} on zero, {AmountTooLarge} beyond uint96.
     /// @param channelId The channel.
     function topUp(uint256 channelId) external payable;
 
     /// @notice Posts message `m` of a stream on-chain with its sealed payload, as a delivery of last resort.
     /// @dev Anyone may submit it; it must be signed by the stream's seller and `keccak256(payload)` must be
-    ///      `m.payloadHash`. The first posting of `(streamId, seq)` is stored as one slot (digest prefix +
-    ///      message timestamp) and emits {Posted}; posting the same message again is a no-op; a different
+    ///      `m.payloadHash`; `payload.length <= MAX_PAYLOAD_BYTES` ({PayloadTooLarge}: a bigger transaction
+    ///      would not be relayed by common tx pools). The first posting of `(streamId, seq)` is stored as one
+    ///      slot (digest prefix + `block.timestamp`, the posting's time) and emits {Posted}; posting the same message again is a no-op; a different
     ///      message for a posted seq reverts {ConflictingPost}. One posting serves every channel of the stream.
     /// @param m The message.
     /// @param payload Its sealed payload.
@@ -239,9 +284,11 @@ interface ISupraJudge is IERC5267 {
     /// @notice Records the seller's claim for the messages posted on-chain after the last claimed ack, up to
     ///         `uptoSeq` (at most `window` of them). It is paid at {settle}, i.e. only after T_closure.
     /// @dev Caller must be the seller; channel Open or Closing; `acked < uptoSeq - startSeq + 1 <= acked +
-    ///      window`; it must go beyond any claim already recorded; every seq not yet checked by an earlier
-    ///      record must be posted and, when Closing, timestamped no later than the close request
-    ///      (`closeRequestedAt * 1000` ms). Emits {PostedClaimRecorded}.
+    ///      window`; it must go beyond any claim already recorded and not past the seller's recorded Stop
+    ///      ({PastSellerStop}); every seq not yet checked by an earlier record must be posted and, when
+    ///      Closing, mined no later than `closeRequestedAt + tAck` (block time of the posting: back-dating a
+    ///      signed timestamp gains nothing) and not stamped by the seller after `closeRequestedAt`.
+    ///      Emits {PostedClaimRecorded}.
     /// @param channelId The channel.
     /// @param uptoSeq Last posted seq claimed.
     function claimPosted(uint256 channelId, uint64 uptoSeq) external;
@@ -264,17 +311,26 @@ interface ISupraJudge is IERC5267 {
 
     /// @notice The buyer accuses the seller of not delivering `missingSeq`, shown by a later seller-signed
     ///         message `seen`. The seller has T_ack to answer ({defend}, {defendWithAck}), else {resolve}.
-    /// @dev Caller must be the buyer; channel Open or Closing; no accusation open; `seen` on the channel's
-    ///      stream and signed by the seller; `startSeq + acked <= missingSeq < seen.seq`; `missingSeq` not
-    ///      posted. Deadline = `block.timestamp + tAck` (inclusive). Emits {Accused}.
+    /// @dev Caller must be the buyer; channel Open or Closing, and when Closing before `closeRequestedAt +
+    ///      tClosure` ({ClosureElapsed}); no accusation open; `seen` on the channel's stream and signed by
+    ///      the seller; `startSeq + acked <= missingSeq < seen.seq`; `missingSeq` owed ({NotOwed}): below
+    ///      `startSeq + min(acked + window, deposit / price, sellerStopCount)`.
+    ///      Posting limit `postBy = min(anchor, block.timestamp) + tAck`, with `anchor = max(seen.timestamp
+    ///      / 1000, openedAt, extendedAt)`: the honest seller has every owed message before `seen` acked or
+    ///      posted by then. `missingSeq` must not be posted by `postBy` ({AlreadyPosted}); a posting mined
+    ///      later does not answer (the seller delivered late). Answer deadline = `block.timestamp + tAck`
+    ///      (inclusive). Emits {Accused}.
     /// @param channelId The channel.
     /// @param seen A message after the missing one.
     /// @param sellerSig The seller's signature of `seen`.
     /// @param missingSeq The seq the buyer did not receive.
     function accuse(uint256 channelId, Message calldata seen, bytes calldata sellerSig, uint64 missingSeq) external;
 
-    /// @notice Answers the open accusation by its on-chain posting: the missing message is posted.
-    /// @dev Anyone may call it, until the deadline (inclusive). Emits {Defended}.
+    /// @notice Answers the open accusation by its on-chain posting: the missing message was posted (mined)
+    ///         by the accusation's posting limit `postBy`.
+    /// @dev Anyone may call it, at any time until the accusation is resolved: what counts is the posting's
+    ///      block time, not this call's (a posting mined in time whose `defend` lands later still answers).
+    ///      Reverts {NotPosted} when not posted, {DeadlinePassed} when posted after `postBy`. Emits {Defended}.
     /// @param channelId The channel.
     function defend(uint256 channelId) external;
 
@@ -287,8 +343,11 @@ interface ISupraJudge is IERC5267 {
     function defendWithAck(Ack calldata a, bytes calldata buyerSig) external;
 
     /// @notice Upholds an accusation left unanswered past its deadline: the buyer is refunded `F - R`
-    ///         and the channel is Settled (a recorded posted claim is forfeited).
-    /// @dev Anyone may call it. Emits {AccusationUpheld} and {Settled}.
+    ///         and the channel is Settled (a recorded posted claim is forfeited). If the missing message was
+    ///         posted by the accusation's `postBy` (its `defend` did not land in time), the accusation is
+    ///         answered instead: cleared, {Defended}, nothing paid.
+    /// @dev Anyone may call it, once `block.timestamp > deadline`. Emits {AccusationUpheld} and {Settled},
+    ///      or {Defended}.
     /// @param channelId The channel.
     function resolve(uint256 channelId) external;
 
@@ -317,6 +376,32 @@ interface ISupraJudge is IERC5267 {
         Message calldata b,
         bytes calldata sigB
     ) external;
+
+    /// @notice Records the seller's signed Stop of a channel (it sends, and is owed, nothing after `s.seq`)
+    ///         and draws its consequences. Anyone may submit it (the buyer, to bound the seller; the seller, to
+    ///         answer an accusation beyond its Stop).
+    /// @dev Channel (`s.channelId`) Open or Closing; `s` signed by the seller. The recorded bound is the lowest
+    ///      Stop submitted. Then: if the recorded posted claim goes past the Stop, the seller claimed messages
+    ///      it was not owed: the buyer takes `F - R`, Settled ({StopViolationProven}, {Settled}); else, if an
+    ///      accusation is open about a seq after the Stop and its deadline has not passed, it is answered
+    ///      ({Defended}). Emits {StopRecorded} (unless the channel was settled by the proof). Later
+    ///      accusations and posted claims past the Stop are refused ({NotOwed}, {PastSellerStop}).
+    /// @param s The seller's Stop; `s.channelId` selects the channel.
+    /// @param sellerSig The seller's EIP-712 signature of `s`.
+    function submitStop(Stop calldata s, bytes calldata sellerSig) external;
+
+    /// @notice Settles at once when both sides agree on the final state: the buyer's ack and the seller's
+    ///         Stop at the same seq. The seller gets `min(cost - R, F - R)` (when positive), the buyer the rest.
+    /// @dev Anyone may call it; channel Open or Closing; `a` valid as for {claim}; `s.channelId ==
+    ///      a.channelId`, `s.seq == a.seq` ({StopMismatch}), `s` signed by the seller. A recorded posted
+    ///      claim is not paid (the seller's Stop at the acked seq says it is owed nothing more); an open
+    ///      accusation is cleared. Emits {ClosedCooperatively}, {Settled}.
+    /// @param a The buyer's final ack.
+    /// @param buyerSig The buyer's signature of `a`.
+    /// @param s The seller's Stop at `a.seq`.
+    /// @param sellerSig The seller's signature of `s`.
+    function closeCooperatively(Ack calldata a, bytes calldata buyerSig, Stop calldata s, bytes calldata sellerSig)
+        external;
 
     /// @notice Withdraws the caller's deferred payouts (payments whose push failed, see {PayoutDeferred}).
     /// @dev Pull fallback of the judge's push payments: forwards all gas; reverts {TransferFailed} on failure.
@@ -358,13 +443,37 @@ interface ISupraJudge is IERC5267 {
     /// @return The record, see {ChannelInfo}.
     function channel(uint256 channelId) external view returns (ChannelInfo memory);
 
-    /// @notice The posting of `(streamId, seq)`: the first 24 bytes of its digest and its message timestamp
-    ///         (ms). Both zero when not posted.
+    /// @notice The posting of `(streamId, seq)`: the first 24 bytes of its digest and the block time at which
+    ///         it was posted (unix seconds, the posting's time for every deadline). Both zero when not posted.
     /// @param streamId The stream.
     /// @param seq The message's sequence number.
     /// @return digestPrefix The first 24 bytes of the posted message's EIP-712 digest.
-    /// @return timestamp The posted message's timestamp (unix ms).
-    function posting(bytes32 streamId, uint64 seq) external view returns (bytes24 digestPrefix, uint64 timestamp);
+    /// @return postedAt `block.timestamp` of the `post` that stored it (unix seconds).
+    function posting(bytes32 streamId, uint64 seq) external view returns (bytes24 digestPrefix, uint64 postedAt);
+
+    /// @notice The times and bounds behind a channel's deadlines (zeroes for an unknown id).
+    /// @param channelId The channel.
+    /// @return See {ChannelTiming}.
+    function channelTiming(uint256 channelId) external view returns (ChannelTiming memory);
+
+    /// @notice Largest sealed payload {post} accepts, in bytes (98 304 = 96 KiB): with the message, the
+    ///         signature and the ABI encoding, a `post` transaction stays below the 128 KiB that common
+    ///         transaction pools accept. A seller must not sell messages whose sealed payload is larger.
+    /// @return 98 304.
+    function MAX_PAYLOAD_BYTES() external view returns (uint256);
+
+    /// @notice Largest T_ack {open} accepts, in seconds (86 400: one day).
+    /// @return 86 400.
+    function MAX_T_ACK() external view returns (uint32);
+
+    /// @notice Largest T_closure {open} accepts, in seconds (604 800: seven days; the longest a close can
+    ///         keep a deposit locked, besides one T_ack for an accusation made just before settling).
+    /// @return 604 800.
+    function MAX_T_CLOSURE() external view returns (uint32);
+
+    /// @notice Largest price per message {open} accepts, in wei (2^72 - 1, about 4 722 ether; storage packing).
+    /// @return 2^72 - 1.
+    function MAX_PRICE() external view returns (uint256);
 
     /// @notice Gas forwarded with each pushed payment (besides the 2300 stipend of a value transfer); a payee
     ///         needing more is credited instead (see {PayoutDeferred}, {withdraw}).

@@ -16,7 +16,9 @@ import {
     Pending,
     PHASE_OPEN,
     PHASE_CLOSING,
-    PHASE_SETTLED
+    PHASE_SETTLED,
+    MASK_32,
+    MASK_40
 } from "./ChannelRecord.sol";
 
 /// @title SupraJudge
@@ -29,7 +31,13 @@ import {
 ///      are uint96 (79 billion ether), checked on entry; the window is uint32.
 ///      A posting is one word per `(streamId, seq)`: the first 24 bytes of the message digest (enough to tell
 ///      a repeat from a conflicting post; every proof recomputes full digests from signed messages) and the
-///      message timestamp in ms, which {claimPosted} compares with the close request.
+///      block time of the `post` (seconds): a posting's time is when it was mined, never a timestamp the
+///      seller signs, and every deadline about postings ({claimPosted} after a close, {accuse}, {defend},
+///      {resolve}) compares that block time.
+///
+///      Time. Besides postings, the judge records when a channel was opened (`openedAt`) and when what it
+///      is owed last grew (`extendedAt`: a claim raising `acked`, or a top-up). An accusation's posting
+///      limit runs from the latest of those and the seen message's timestamp, capped at the accusation.
 ///
 ///      Payments. Every transfer is the last step of a call, after all its state changes
 ///      (checks-effects-interactions): a payee that re-enters sees the final state, and no function uses a
@@ -41,9 +49,18 @@ import {
 contract SupraJudge is ISupraJudge, EIP712 {
     /// @inheritdoc ISupraJudge
     uint256 public constant PAYOUT_GAS = 50_000;
+    /// @inheritdoc ISupraJudge
+    uint256 public constant MAX_PAYLOAD_BYTES = 98_304;
+    /// @inheritdoc ISupraJudge
+    uint32 public constant MAX_T_ACK = 1 days;
+    /// @inheritdoc ISupraJudge
+    uint32 public constant MAX_T_CLOSURE = 7 days;
+    /// @inheritdoc ISupraJudge
+    uint256 public constant MAX_PRICE = (1 << 72) - 1;
 
     mapping(uint256 channelId => ChannelRecord) private _channels;
-    /// @dev bytes24 digest prefix (high) ‖ uint64 message timestamp in ms (low); zero = not posted.
+    /// @dev bytes24 digest prefix (high) ‖ uint32 message timestamp in seconds (clamped) ‖ uint32 block timestamp of
+    ///      the post (low; good until 2106); zero = not posted.
     mapping(bytes32 streamId => mapping(uint64 seq => bytes32)) private _postings;
     mapping(address account => uint256) private _owed;
 
@@ -84,7 +101,10 @@ contract SupraJudge is ISupraJudge, EIP712 {
         if (price == 0 || window == 0 || tAck == 0 || tClosure == 0) {
             revert InvalidTerms(price, uint64(window), uint32(tAck), uint32(tClosure));
         }
-        if (price > type(uint96).max) revert AmountTooLarge(price, type(uint96).max);
+        if (tAck > MAX_T_ACK || tClosure > MAX_T_CLOSURE) {
+            revert TermsTooLong(uint32(tAck), uint32(tClosure), MAX_T_ACK, MAX_T_CLOSURE);
+        }
+        if (price > MAX_PRICE) revert AmountTooLarge(price, MAX_PRICE);
         if (window > type(uint32).max) revert WindowTooLarge(uint64(window), type(uint32).max);
         if (msg.value < price * window) revert DepositTooSmall(msg.value, price * window);
         if (msg.value > type(uint96).max) revert AmountTooLarge(msg.value, type(uint96).max);
@@ -95,7 +115,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
         if (c.account.buyer() != address(0)) revert ChannelExists(channelId);
         c.streamId = streamId;
         c.account = AccountLib.pack(msg.sender, msg.value);
-        c.terms = TermsLib.pack(price, window, startSeq, tAck, tClosure);
+        c.terms = TermsLib.pack(price, window, startSeq, tAck, tClosure, block.timestamp);
         emit ChannelOpened(channelId, streamId, msg.sender, msg.value);
     }
 
@@ -112,11 +132,13 @@ contract SupraJudge is ISupraJudge, EIP712 {
         uint256 deposit = account.deposit() + msg.value;
         if (deposit > type(uint96).max) revert AmountTooLarge(deposit, type(uint96).max);
         c.account = account.withDeposit(deposit);
+        c.progress = progress.withExtendedAt(block.timestamp);
         emit ToppedUp(channelId, msg.value, deposit);
     }
 
     /// @inheritdoc ISupraJudge
     function post(Message calldata m, bytes calldata payload, bytes calldata sellerSig) external {
+        if (payload.length > MAX_PAYLOAD_BYTES) revert PayloadTooLarge(payload.length, MAX_PAYLOAD_BYTES);
         bytes32 payloadHash = keccak256(payload);
         if (payloadHash != m.payloadHash) revert PayloadMismatch(m.payloadHash, payloadHash);
         bytes32 digest = _hashTypedDataV4(SupraHashing.hash(m));
@@ -126,7 +148,9 @@ contract SupraJudge is ISupraJudge, EIP712 {
         if (stored != 0 && bytes24(stored) == bytes24(digest)) return; // the same message again
         _checkSigner(digest, sellerSig, _seller(streamId));
         if (stored != 0) revert ConflictingPost(streamId, seq, bytes24(stored), digest);
-        _postings[streamId][seq] = bytes32(bytes24(digest)) | bytes32(uint256(m.timestamp));
+        uint256 signedSecs = m.timestamp / 1000;
+        if (signedSecs > MASK_32) signedSecs = MASK_32;
+        _postings[streamId][seq] = bytes32(bytes24(digest)) | bytes32((signedSecs << 32) | (block.timestamp & MASK_32));
         emit Posted(streamId, seq, digest, m.timestamp, m.prev, payload, sellerSig);
     }
 
@@ -161,16 +185,23 @@ contract SupraJudge is ISupraJudge, EIP712 {
         Pending pending = c.pending;
         uint256 recorded = pending.postedClaim();
         if (count <= recorded) revert NothingToClaim(channelId, uptoSeq);
+        uint256 stop = pending.sellerStop();
+        if (stop != 0 && count >= stop) revert PastSellerStop(uptoSeq, stop - 1);
 
         // Seqs up to max(acked, recorded) are covered by a claimed ack or were checked by an earlier record
         // (made while Open, hence posted before the close, or while Closing, hence checked against it).
-        uint256 closeMs = progress.phase() == PHASE_CLOSING ? progress.closeRequestedAt() * 1000 : type(uint256).max;
+        // A Closing channel is owed what was in flight at the close: posted (mined) within T_ack of it.
+        uint256 closeAt = progress.phase() == PHASE_CLOSING ? progress.closeRequestedAt() : type(uint256).max;
+        uint256 limit = progress.phase() == PHASE_CLOSING ? closeAt + terms.tAck() : type(uint256).max;
         mapping(uint64 => bytes32) storage postings = _postings[streamId];
         for (uint256 seq = startSeq + (acked > recorded ? acked : recorded); seq <= uptoSeq; ++seq) {
             bytes32 p = postings[uint64(seq)];
             if (p == 0) revert NotPosted(streamId, uint64(seq));
-            uint64 timestamp = uint64(uint256(p));
-            if (timestamp > closeMs) revert PostedAfterClose(uint64(seq), timestamp, closeMs);
+            uint64 postedAt = _postedAt(p);
+            if (postedAt > limit) revert PostedAfterClose(uint64(seq), postedAt, limit);
+            // Also refused: a message the seller itself stamped after the close (never sent before it).
+            uint64 signedSecs = _signedSecs(p);
+            if (signedSecs > closeAt) revert PostedAfterClose(uint64(seq), signedSecs, closeAt);
         }
 
         c.pending = pending.withPostedClaim(count);
@@ -226,18 +257,32 @@ contract SupraJudge is ISupraJudge, EIP712 {
     function accuse(uint256 channelId, Message calldata seen, bytes calldata sellerSig, uint64 missingSeq) external {
         (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
         if (msg.sender != account.buyer()) revert NotBuyer(msg.sender, account.buyer());
+        Terms terms = c.terms;
+        if (progress.phase() == PHASE_CLOSING) {
+            // Bounded delay: settle waits for at most one T_ack past T_closure.
+            uint256 settleAfter = progress.closeRequestedAt() + terms.tClosure();
+            if (block.timestamp >= settleAfter) revert ClosureElapsed(settleAfter, block.timestamp);
+        }
         Pending pending = c.pending;
         if (pending.disputeDeadline() != 0) revert AccusationOpen(channelId, pending.disputeSeq());
         bytes32 streamId = c.streamId;
         if (seen.streamId != streamId) revert WrongStream(streamId, seen.streamId);
         _checkSigner(_hashTypedDataV4(SupraHashing.hash(seen)), sellerSig, _seller(streamId));
-        Terms terms = c.terms;
-        uint256 lowest = terms.startSeq() + progress.acked();
-        if (missingSeq < lowest || missingSeq >= seen.seq) revert MissingSeqOutOfRange(missingSeq, lowest, seen.seq);
-        if (_postings[streamId][missingSeq] != 0) revert AlreadyPosted(streamId, missingSeq);
+        uint256 startSeq = terms.startSeq();
+        uint256 acked = progress.acked();
+        if (missingSeq < startSeq + acked || missingSeq >= seen.seq) {
+            revert MissingSeqOutOfRange(missingSeq, startSeq + acked, seen.seq);
+        }
+        uint256 owedCount = _owedCount(terms, acked, account.deposit(), pending);
+        if (missingSeq - startSeq >= owedCount) revert NotOwed(missingSeq, startSeq + owedCount);
 
-        uint256 deadline = block.timestamp + terms.tAck();
-        c.pending = pending.withDispute(missingSeq, deadline);
+        uint256 tAck = terms.tAck();
+        uint256 postBy = _anchor(seen.timestamp / 1000, terms.openedAt(), progress.extendedAt()) + tAck;
+        bytes32 p = _postings[streamId][missingSeq];
+        if (p != 0 && _postedAt(p) <= postBy) revert AlreadyPosted(streamId, missingSeq);
+
+        uint256 deadline = block.timestamp + tAck;
+        c.pending = pending.withDispute(missingSeq, deadline, postBy);
         emit Accused(channelId, missingSeq, seen.seq, deadline);
     }
 
@@ -245,9 +290,13 @@ contract SupraJudge is ISupraJudge, EIP712 {
     function defend(uint256 channelId) external {
         (ChannelRecord storage c,,) = _live(channelId);
         Pending pending = c.pending;
-        uint64 missingSeq = _answerable(channelId, pending);
+        if (pending.disputeDeadline() == 0) revert NoAccusation(channelId);
+        uint64 missingSeq = pending.disputeSeq();
         bytes32 streamId = c.streamId;
-        if (_postings[streamId][missingSeq] == 0) revert NotPosted(streamId, missingSeq);
+        bytes32 p = _postings[streamId][missingSeq];
+        if (p == 0) revert NotPosted(streamId, missingSeq);
+        uint256 postBy = pending.disputePostBy();
+        if (_postedAt(p) > postBy) revert DeadlinePassed(postBy, _postedAt(p));
         c.pending = pending.withoutDispute();
         emit Defended(channelId, missingSeq);
     }
@@ -279,11 +328,19 @@ contract SupraJudge is ISupraJudge, EIP712 {
         uint256 deadline = pending.disputeDeadline();
         if (deadline == 0) revert NoAccusation(channelId);
         if (block.timestamp <= deadline) revert DeadlineNotPassed(deadline, block.timestamp);
+        uint64 missingSeq = pending.disputeSeq();
+        bytes32 p = _postings[c.streamId][missingSeq];
+        if (p != 0 && _postedAt(p) <= pending.disputePostBy()) {
+            // Posted in time; its `defend` did not land before the deadline: the accusation is answered.
+            c.pending = pending.withoutDispute();
+            emit Defended(channelId, missingSeq);
+            return;
+        }
         uint256 refund = account.deposit() - progress.claimed();
 
         c.pending = pending.withoutDispute();
         c.progress = progress.settled();
-        emit AccusationUpheld(channelId, pending.disputeSeq());
+        emit AccusationUpheld(channelId, missingSeq);
         emit Settled(channelId, 0, refund);
         _pay(account.buyer(), refund);
     }
@@ -337,6 +394,64 @@ contract SupraJudge is ISupraJudge, EIP712 {
         emit EquivocationProven(channelId, a.seq, b.seq, digestA, digestB);
         emit Settled(channelId, 0, refund);
         _pay(account.buyer(), refund);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function submitStop(Stop calldata s, bytes calldata sellerSig) external {
+        uint256 channelId = s.channelId;
+        (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
+        _checkSigner(_hashTypedDataV4(SupraHashing.hash(s)), sellerSig, _seller(c.streamId));
+        uint64 startSeq = c.terms.startSeq();
+        uint256 count = s.seq >= startSeq ? uint256(s.seq) - startSeq + 1 : 0;
+        if (count > MASK_40 - 2) count = MASK_40 - 2;
+        Pending pending = c.pending;
+        uint256 stop = pending.sellerStop();
+        if (stop == 0 || count + 1 < stop) stop = count + 1;
+        uint256 stopCount = stop - 1;
+        pending = pending.withSellerStop(stop);
+
+        uint256 postedClaim = pending.postedClaim();
+        if (postedClaim > stopCount) {
+            // The seller claimed posted messages past its own Stop: Lemma 3's penalty.
+            uint256 refund = account.deposit() - progress.claimed();
+            c.pending = pending.withoutDispute();
+            c.progress = progress.settled();
+            emit StopViolationProven(channelId, s.seq, postedClaim, stopCount);
+            emit Settled(channelId, 0, refund);
+            _pay(account.buyer(), refund);
+            return;
+        }
+        uint256 deadline = pending.disputeDeadline();
+        if (deadline != 0 && block.timestamp <= deadline && pending.disputeSeq() - startSeq >= stopCount) {
+            // The accused seq is after the seller's Stop: it was not owed.
+            emit Defended(channelId, pending.disputeSeq());
+            pending = pending.withoutDispute();
+        }
+        c.pending = pending;
+        emit StopRecorded(channelId, s.seq, stopCount);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function closeCooperatively(Ack calldata a, bytes calldata buyerSig, Stop calldata s, bytes calldata sellerSig)
+        external
+    {
+        uint256 channelId = a.channelId;
+        (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
+        Terms terms = c.terms;
+        uint256 count = _checkAck(a, buyerSig, account.buyer(), terms);
+        if (s.channelId != channelId || s.seq != a.seq) revert StopMismatch(channelId, a.seq, s.channelId, s.seq);
+        address seller = _seller(c.streamId);
+        _checkSigner(_hashTypedDataV4(SupraHashing.hash(s)), sellerSig, seller);
+        uint256 deposit = account.deposit();
+        (Progress next, uint256 toSeller) = _applyAck(progress, deposit, count * terms.price(), count);
+        uint256 toBuyer = deposit - next.claimed();
+
+        c.progress = next.settled();
+        _clearDispute(c);
+        emit ClosedCooperatively(channelId, a.seq);
+        emit Settled(channelId, toSeller, toBuyer);
+        if (toSeller != 0) _pay(seller, toSeller);
+        _pay(account.buyer(), toBuyer);
     }
 
     /// @inheritdoc ISupraJudge
@@ -407,9 +522,21 @@ contract SupraJudge is ISupraJudge, EIP712 {
     }
 
     /// @inheritdoc ISupraJudge
-    function posting(bytes32 streamId, uint64 seq) external view returns (bytes24 digestPrefix, uint64 timestamp) {
+    function posting(bytes32 streamId, uint64 seq) external view returns (bytes24 digestPrefix, uint64 postedAt) {
         bytes32 p = _postings[streamId][seq];
-        return (bytes24(p), uint64(uint256(p)));
+        return (bytes24(p), _postedAt(p));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function channelTiming(uint256 channelId) external view returns (ChannelTiming memory t) {
+        ChannelRecord storage c = _channels[channelId];
+        Pending pending = c.pending;
+        t.openedAt = uint64(c.terms.openedAt());
+        t.extendedAt = uint64(c.progress.extendedAt());
+        t.disputePostBy = uint64(pending.disputePostBy());
+        uint256 stop = pending.sellerStop();
+        t.sellerStopped = stop != 0;
+        t.sellerStopCount = stop == 0 ? 0 : stop - 1;
     }
 
     /// @inheritdoc ISupraJudge
@@ -453,6 +580,39 @@ contract SupraJudge is ISupraJudge, EIP712 {
         return pending.disputeSeq();
     }
 
+    /// @dev Block time of a posting (its low 32 bits).
+    function _postedAt(bytes32 p) private pure returns (uint64) {
+        return uint64(uint32(uint256(p)));
+    }
+
+    /// @dev The posted message's own timestamp, in seconds (bits 32..63 of a posting).
+    function _signedSecs(bytes32 p) private pure returns (uint64) {
+        return uint64(uint32(uint256(p) >> 32));
+    }
+
+    /// @dev Messages the channel is owed, counted from startSeq: the window after the last claimed ack, what
+    ///      the deposit covers, and no further than the seller's recorded Stop.
+    function _owedCount(Terms terms, uint256 acked, uint256 deposit, Pending pending)
+        private
+        pure
+        returns (uint256 owedCount)
+    {
+        owedCount = acked + terms.window();
+        uint256 covered = deposit / terms.price();
+        if (covered < owedCount) owedCount = covered;
+        uint256 stop = pending.sellerStop();
+        if (stop != 0 && stop - 1 < owedCount) owedCount = stop - 1;
+    }
+
+    /// @dev The anchor of an accusation's posting limit: the latest of the seen message's time (s), the
+    ///      channel's opening and its last extension; never after the accusation itself.
+    function _anchor(uint256 seenSecs, uint256 openedAt, uint256 extendedAt) private view returns (uint256 anchor) {
+        anchor = seenSecs;
+        if (openedAt > anchor) anchor = openedAt;
+        if (extendedAt > anchor) anchor = extendedAt;
+        if (block.timestamp < anchor) anchor = block.timestamp;
+    }
+
     function _clearDispute(ChannelRecord storage c) private {
         Pending pending = c.pending;
         if (pending.disputeDeadline() != 0) c.pending = pending.withoutDispute();
@@ -474,10 +634,11 @@ contract SupraJudge is ISupraJudge, EIP712 {
     }
 
     /// @dev Effects of a valid ack covering `count` messages at `cost`: pays `min(cost - R, F - R)` (0 when
-    ///      the ack is not ahead of R) and raises `acked`. R stays <= F <= type(uint96).max.
+    ///      the ack is not ahead of R) and raises `acked` (then `extendedAt` = now: the window moved).
+    ///      R stays <= F <= type(uint96).max.
     function _applyAck(Progress progress, uint256 deposit, uint256 cost, uint256 count)
         private
-        pure
+        view
         returns (Progress next, uint256 paid)
     {
         next = progress;
@@ -486,7 +647,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
             paid = _min(cost - claimed, deposit - claimed);
             next = next.withClaimed(claimed + paid);
         }
-        if (count > progress.acked()) next = next.withAcked(count);
+        if (count > progress.acked()) next = next.withAcked(count).withExtendedAt(block.timestamp);
     }
 
     /// @dev Reverts unless `sig` is a valid low-s 65-byte signature of `digest` by `expected`.

@@ -25,6 +25,12 @@ pub enum JudgeEvent {
     WrongCostProven { channel: ChannelId, seq: u64, cost: U256 },
     EquivocationProven { channel: ChannelId, seq_a: u64, seq_b: u64 },
     Settled { channel: ChannelId, to_seller: U256, to_buyer: U256 },
+    /// A seller-signed Stop at `seq` was recorded; the lowest recorded leaves `stop_count` messages owed.
+    StopRecorded { channel: ChannelId, seq: u64, stop_count: u64 },
+    /// The seller's Stop at `seq` is below its recorded posted claim: the buyer took the rest (see `Settled`).
+    StopViolationProven { channel: ChannelId, seq: u64, posted_claim: u64, stop_count: u64 },
+    /// Settled at once on the buyer's final ack and the seller's Stop at `seq` (see `Settled`).
+    ClosedCooperatively { channel: ChannelId, seq: u64 },
     PayoutDeferred { to: Address, amount: U256 },
     Withdrawn { to: Address, amount: U256 },
 }
@@ -82,6 +88,14 @@ fn translate(event: SupraJudgeEvents) -> Option<JudgeEvent> {
         E::WrongCostProven(e) => JudgeEvent::WrongCostProven { channel: ChannelId(e.channelId), seq: e.seq, cost: e.cost },
         E::EquivocationProven(e) => JudgeEvent::EquivocationProven { channel: ChannelId(e.channelId), seq_a: e.seqA, seq_b: e.seqB },
         E::Settled(e) => JudgeEvent::Settled { channel: ChannelId(e.channelId), to_seller: e.toSeller, to_buyer: e.toBuyer },
+        E::StopRecorded(e) => JudgeEvent::StopRecorded { channel: ChannelId(e.channelId), seq: e.seq, stop_count: narrow(e.stopCount) },
+        E::StopViolationProven(e) => JudgeEvent::StopViolationProven {
+            channel: ChannelId(e.channelId),
+            seq: e.seq,
+            posted_claim: narrow(e.postedClaim),
+            stop_count: narrow(e.stopCount),
+        },
+        E::ClosedCooperatively(e) => JudgeEvent::ClosedCooperatively { channel: ChannelId(e.channelId), seq: e.seq },
         E::PayoutDeferred(e) => JudgeEvent::PayoutDeferred { to: e.to, amount: e.amount },
         E::Withdrawn(e) => JudgeEvent::Withdrawn { to: e.to, amount: e.amount },
         // EIP712DomainChanged and any later addition: nothing a broker acts on.

@@ -35,6 +35,40 @@ pub mod bindings {
 
 use bindings::SupraJudge::{self, SupraJudgeErrors, SupraJudgeInstance};
 
+/// Largest sealed payload the judge's `post` accepts, in bytes (`SupraJudge.MAX_PAYLOAD_BYTES`): a bigger
+/// `post` transaction would exceed the 128 KiB that common transaction pools relay, so such a message could
+/// be neither posted as a fallback nor used as a defence. A seller must not sell (seal) bigger payloads.
+/// [`Judge::limits`] reads the deployed judge's values; a test checks they equal these constants.
+pub const MAX_PAYLOAD_BYTES: usize = 98_304;
+/// Largest `tAck` (seconds) an offer may carry (`SupraJudge.MAX_T_ACK`, one day).
+pub const MAX_T_ACK_SECS: u32 = 86_400;
+/// Largest `tClosure` (seconds) an offer may carry (`SupraJudge.MAX_T_CLOSURE`, seven days).
+pub const MAX_T_CLOSURE_SECS: u32 = 604_800;
+/// Largest price per message (wei) an offer may carry (`SupraJudge.MAX_PRICE`, 2^72 - 1).
+pub const MAX_PRICE_WEI: u128 = (1u128 << 72) - 1;
+
+/// The judge's bounds, as read from a deployment ([`Judge::limits`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JudgeLimits {
+    pub max_payload_bytes: usize,
+    pub max_t_ack_secs: u32,
+    pub max_t_closure_secs: u32,
+    pub max_price_wei: u128,
+}
+
+/// The times and bounds behind a channel's deadlines (see `ISupraJudge.ChannelTiming`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChannelTiming {
+    /// Block time (unix seconds) of `open`.
+    pub opened_at: u64,
+    /// Block time of the last claim that raised `acked`, or of the last top-up; 0: none.
+    pub extended_at: u64,
+    /// Open accusation: a posting of the missing message answers it only if mined by then (unix seconds).
+    pub dispute_post_by: Option<u64>,
+    /// With a seller Stop recorded: the messages it leaves owed, counted from `startSeq`.
+    pub seller_stop_count: Option<u64>,
+}
+
 /// Status of a channel on the judge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChannelStatus {
@@ -544,7 +578,32 @@ impl Judge {
         self.transact(call).await
     }
 
-    /// Upholds an accusation left unanswered past its deadline (refunds the buyer).
+    /// Records the seller's signed Stop of a channel (bounds accusations and posted claims; answers an
+    /// accusation past it; punishes a posted claim already recorded past it).
+    pub async fn submit_stop(&self, stop: &Stop, seller_sig: &[u8]) -> Result<Receipt, JudgeError> {
+        let call = self.contract.submitStop(convert(stop), Bytes::copy_from_slice(seller_sig));
+        self.transact(call).await
+    }
+
+    /// Settles at once with the buyer's final ack and the seller's Stop at the same seq.
+    pub async fn close_cooperatively(
+        &self,
+        ack: &Ack,
+        buyer_sig: &[u8],
+        stop: &Stop,
+        seller_sig: &[u8],
+    ) -> Result<Receipt, JudgeError> {
+        let call = self.contract.closeCooperatively(
+            convert(ack),
+            Bytes::copy_from_slice(buyer_sig),
+            convert(stop),
+            Bytes::copy_from_slice(seller_sig),
+        );
+        self.transact(call).await
+    }
+
+    /// Upholds an accusation left unanswered past its deadline (refunds the buyer). If the missing
+    /// message was posted by the accusation's posting limit, the judge answers the accusation instead.
     pub async fn resolve(&self, channel: ChannelId) -> Result<Receipt, JudgeError> {
         let call = self.contract.resolve(channel.as_u256());
         self.transact(call).await
@@ -604,10 +663,40 @@ impl Judge {
         })
     }
 
-    /// Whether `(stream, seq)` is posted: its digest prefix and message timestamp (ms).
+    /// The times and bounds behind a channel's deadlines.
+    pub async fn channel_timing(&self, channel: ChannelId) -> Result<ChannelTiming, JudgeError> {
+        let (info, t) = tokio::try_join!(
+            async { self.contract.channel(channel.as_u256()).call().await.map_err(JudgeError::from_contract) },
+            async { self.contract.channelTiming(channel.as_u256()).call().await.map_err(JudgeError::from_contract) },
+        )?;
+        Ok(ChannelTiming {
+            opened_at: t.openedAt,
+            extended_at: t.extendedAt,
+            dispute_post_by: (info.disputeDeadline != 0).then_some(t.disputePostBy),
+            seller_stop_count: t.sellerStopped.then(|| u64::try_from(t.sellerStopCount).unwrap_or(u64::MAX)),
+        })
+    }
+
+    /// The deployed judge's bounds (payload size, terms, price).
+    pub async fn limits(&self) -> Result<JudgeLimits, JudgeError> {
+        let c = &self.contract;
+        let payload = c.MAX_PAYLOAD_BYTES().call().await.map_err(JudgeError::from_contract)?;
+        let t_ack = c.MAX_T_ACK().call().await.map_err(JudgeError::from_contract)?;
+        let t_closure = c.MAX_T_CLOSURE().call().await.map_err(JudgeError::from_contract)?;
+        let price = c.MAX_PRICE().call().await.map_err(JudgeError::from_contract)?;
+        Ok(JudgeLimits {
+            max_payload_bytes: usize::try_from(payload).unwrap_or(usize::MAX),
+            max_t_ack_secs: t_ack,
+            max_t_closure_secs: t_closure,
+            max_price_wei: u128::try_from(price).unwrap_or(u128::MAX),
+        })
+    }
+
+    /// Whether `(stream, seq)` is posted: its digest prefix and the block time (unix seconds) of the
+    /// `post` that stored it (the posting's time for every deadline).
     pub async fn posting(&self, stream: StreamId, seq: u64) -> Result<Option<([u8; 24], u64)>, JudgeError> {
         let posting = self.contract.posting(stream.as_b256(), seq).call().await.map_err(JudgeError::from_contract)?;
-        Ok((posting.timestamp != 0 || !posting.digestPrefix.is_zero()).then_some((posting.digestPrefix.0, posting.timestamp)))
+        Ok((posting.postedAt != 0 || !posting.digestPrefix.is_zero()).then_some((posting.digestPrefix.0, posting.postedAt)))
     }
 
     /// The judge's own EIP-712 digest of an offer.

@@ -13,18 +13,19 @@ contract SupraJudgeClaimTest is SupraTestBase {
     // post
     // --------------------------------------------------------------------------------------------
 
-    function test_post_storesDigestPrefixAndTimestamp() public {
+    function test_post_storesDigestPrefixAndBlockTime() public {
         ensureChain(2);
         Message memory m = chain[2];
         bytes memory sig = msgSig(m);
         bytes32 digest = judge.hashMessage(m);
         vm.expectEmit(address(judge));
         emit ISupraJudge.Posted(streamId, 2, digest, m.timestamp, m.prev, payloads[2], sig);
+        vm.warp(block.timestamp + 7); // the posting's time is its block time, not the signed timestamp
         vm.prank(other); // anyone may submit a seller-signed message
         judge.post(m, payloads[2], sig);
         (bytes24 prefix, uint64 ts) = judge.posting(streamId, 2);
         assertEq(bytes32(prefix), bytes32(bytes24(digest)), "digest prefix");
-        assertEq(ts, m.timestamp, "timestamp");
+        assertEq(ts, block.timestamp, "postedAt");
         (prefix, ts) = judge.posting(streamId, 1);
         assertEq(bytes32(prefix), bytes32(0), "seq 1 not posted");
     }
@@ -271,7 +272,7 @@ contract SupraJudgeClaimTest is SupraTestBase {
         uint256 deposit,
         uint64 window
     ) public {
-        price = bound(price, 1, 1e24);
+        price = bound(price, 1, (uint256(1) << 72) - 1);
         window = uint64(bound(window, 1, 1000));
         startSeq = uint64(bound(startSeq, 0, type(uint64).max - 1));
         seq = uint64(bound(seq, startSeq, type(uint64).max));
@@ -450,22 +451,22 @@ contract SupraJudgeClaimTest is SupraTestBase {
         assertEq(judge.channel(id).postedClaim, 6, "postedClaim");
     }
 
-    function test_claimPosted_rejectsMessagesTimestampedAfterTheClose() public {
+    function test_claimPosted_rejectsPostingsMinedLaterThanTAckAfterTheClose() public {
         (uint256 id,) = openDefault(0);
-        ensureChain(1); // seqs 0, 1 timestamped now
+        ensureChain(3); // all timestamped before the close
         postSeq(0);
-        postSeq(1);
         vm.warp(block.timestamp + 10);
         vm.prank(buyer);
         judge.requestClose(id);
-        vm.warp(block.timestamp + 1);
-        ensureChain(2); // seq 2 timestamped after the close request
-        postSeq(2);
+        uint256 limit = judge.channel(id).closeRequestedAt + T_ACK;
+        vm.warp(limit);
+        postSeq(1); // in flight at the close, posted within T_ack: owed
+        vm.warp(limit + 1);
+        postSeq(2); // mined one second too late, whatever its signed timestamp says
         vm.startPrank(seller);
-        uint256 closeMs = judge.channel(id).closeRequestedAt * uint256(1000);
-        vm.expectRevert(abi.encodeWithSelector(ISupraJudge.PostedAfterClose.selector, 2, chain[2].timestamp, closeMs));
+        vm.expectRevert(abi.encodeWithSelector(ISupraJudge.PostedAfterClose.selector, 2, limit + 1, limit));
         judge.claimPosted(id, 2);
-        judge.claimPosted(id, 1); // messages before the close are fine during T_closure
+        judge.claimPosted(id, 1);
         vm.stopPrank();
     }
 

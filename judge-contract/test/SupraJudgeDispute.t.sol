@@ -288,7 +288,8 @@ contract SupraJudgeDisputeTest is SupraTestBase {
         vm.warp(block.timestamp + T_CLOSURE);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.AccusationOpen.selector, id, 3));
         judge.settle(id);
-        // Defended late in T_closure? No: the deadline passed long ago, so it can only be resolved.
+        // Defended late in T_closure? No: a posting mined after the posting limit does not answer.
+        postSeq(3);
         vm.expectPartialRevert(ISupraJudge.DeadlinePassed.selector);
         judge.defend(id);
         judge.resolve(id);

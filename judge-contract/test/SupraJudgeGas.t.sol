@@ -1,25 +1,52 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {Offer, Message, Ack} from "../contracts/SupraTypes.sol";
-import {vm} from "./utils/Vm.sol";
+import {Offer, Message, Ack, Stop} from "../contracts/SupraTypes.sol";
+import {vm, Vm} from "./utils/Vm.sol";
 import {SupraTestBase} from "./utils/SupraTestBase.sol";
 
-/// @dev One realistic call per judge function, for the gas table of the README:
-///      `forge test --match-contract SupraJudgeGasTest --gas-report`. The report runs each call as its
-///      own transaction (21000 base + calldata + cold accounts and storage), like a real chain.
-///      Budgets (docs/PROTOCOL.md): open <= 100k, claim <= 70k, post of a 256-byte payload <= 70k,
-///      settle <= 60k; each budgeted function appears here only in its worst realistic case (fresh
-///      channel, first claim of a channel, fresh posting of 256 bytes, settle paying both sides), so the
-///      report's max column is the figure to compare. Each call is made by the party that benefits
-///      (the seller claims, the buyer settles), whose account is then warm as the transaction's sender.
+/// @dev Gas budgets, enforced: each test makes one realistic call per judge function and FAILS when the
+///      call's transaction gas exceeds its budget. `isolate = true` (inline config below) runs every
+///      top-level call as its own transaction, so `vm.lastCallGas().gasTotalUsed` is what a chain charges:
+///      21000 base + calldata + cold accounts and storage + execution - refunds (the figures equal the
+///      `--gas-report` table of the README). Budgets (docs/PROTOCOL.md): open <= 100k, claim <= 70k, post of
+///      a 256-byte payload <= 70k, settle <= 60k, and one per other function (BUDGET_* below). Each budgeted
+///      function is measured in its worst realistic case (fresh channel, first claim of a channel, fresh
+///      posting, settle paying both sides). Each call is made by the party that benefits (the seller claims,
+///      the buyer settles), whose account is then warm as the transaction's sender.
+/// forge-config: default.isolate = true
 contract SupraJudgeGasTest is SupraTestBase {
+    uint256 internal constant BUDGET_OPEN = 100_000;
+    uint256 internal constant BUDGET_TOP_UP = 55_000;
+    uint256 internal constant BUDGET_CLAIM = 70_000;
+    uint256 internal constant BUDGET_POST_256 = 70_000;
+    uint256 internal constant BUDGET_CLAIM_POSTED_2 = 70_000;
+    uint256 internal constant BUDGET_REQUEST_CLOSE = 35_000;
+    uint256 internal constant BUDGET_SETTLE = 60_000;
+    uint256 internal constant BUDGET_ACCUSE = 70_000;
+    uint256 internal constant BUDGET_DEFEND = 35_000;
+    uint256 internal constant BUDGET_DEFEND_WITH_ACK = 75_000;
+    uint256 internal constant BUDGET_RESOLVE = 65_000;
+    uint256 internal constant BUDGET_PROVE_WRONG_COST = 75_000;
+    uint256 internal constant BUDGET_PROVE_EQUIVOCATION = 85_000;
+    uint256 internal constant BUDGET_SUBMIT_STOP = 65_000;
+    uint256 internal constant BUDGET_CLOSE_COOPERATIVELY = 90_000;
+
     uint256 internal id;
     Offer internal o;
+
+    event GasUsed(string what, uint256 gas, uint256 budget);
 
     function setUp() public override {
         super.setUp();
         ensureChain(20);
+    }
+
+    /// @dev Fails the test when the last call's transaction gas exceeds `budget`.
+    function within(string memory what, uint256 budget) internal {
+        uint256 used = vm.lastCallGas().gasTotalUsed;
+        emit GasUsed(what, used, budget);
+        assertLe(used, budget, what);
     }
 
     function claimAsSeller(uint64 seq) internal returns (Ack memory a) {
@@ -29,25 +56,34 @@ contract SupraJudgeGasTest is SupraTestBase {
         judge.claim(a, sig);
     }
 
+    function stopOf(uint64 seq) internal view returns (Stop memory s, bytes memory sig) {
+        s = Stop({channelId: id, seq: seq, timestamp: uint64(block.timestamp) * 1000});
+        sig = sign(SELLER_PK, judge.hashStop(s));
+    }
+
     function test_gas_open() public {
         (id, o) = openDefault(0);
+        within("open", BUDGET_OPEN);
     }
 
     function test_gas_topUp() public {
         (id, o) = openDefault(0);
         vm.prank(buyer);
         judge.topUp{value: PRICE}(id);
+        within("topUp (first write of the progress word)", BUDGET_TOP_UP);
     }
 
     function test_gas_claim_firstOfTheChannel() public {
         (id, o) = openDefault(0);
         claimAsSeller(3);
+        within("claim (first of the channel)", BUDGET_CLAIM);
     }
 
     function test_gas_claim_next() public {
         (id, o) = openDefault(0);
         claimAsSeller(3);
         claimAsSeller(7);
+        within("claim (next)", BUDGET_CLAIM);
     }
 
     function test_gas_post256() public {
@@ -62,6 +98,7 @@ contract SupraJudgeGasTest is SupraTestBase {
         bytes memory sig = msgSig(m);
         vm.prank(seller);
         judge.post(m, payload, sig);
+        within("post 256 B", BUDGET_POST_256);
     }
 
     function test_gas_claimPosted_requestClose_settle() public {
@@ -71,11 +108,14 @@ contract SupraJudgeGasTest is SupraTestBase {
         postSeq(5);
         vm.prank(seller);
         judge.claimPosted(id, 5);
+        within("claimPosted (2 postings)", BUDGET_CLAIM_POSTED_2);
         vm.prank(buyer);
         judge.requestClose(id);
+        within("requestClose", BUDGET_REQUEST_CLOSE);
         vm.warp(block.timestamp + T_CLOSURE);
         vm.prank(buyer);
         judge.settle(id); // pays the seller's posted claim and refunds the buyer
+        within("settle (pays both sides)", BUDGET_SETTLE);
     }
 
     function test_gas_accuse_defend() public {
@@ -83,9 +123,11 @@ contract SupraJudgeGasTest is SupraTestBase {
         bytes memory sig = msgSig(chain[5]);
         vm.prank(buyer);
         judge.accuse(id, chain[5], sig, 3);
+        within("accuse", BUDGET_ACCUSE);
         postSeq(3);
         vm.prank(seller);
         judge.defend(id);
+        within("defend", BUDGET_DEFEND);
     }
 
     function test_gas_accuse_defendWithAck() public {
@@ -97,6 +139,7 @@ contract SupraJudgeGasTest is SupraTestBase {
         bytes memory ackSignature = ackSig(a);
         vm.prank(seller);
         judge.defendWithAck(a, ackSignature);
+        within("defendWithAck", BUDGET_DEFEND_WITH_ACK);
     }
 
     function test_gas_accuse_resolve() public {
@@ -107,6 +150,19 @@ contract SupraJudgeGasTest is SupraTestBase {
         vm.warp(block.timestamp + T_ACK + 1);
         vm.prank(buyer);
         judge.resolve(id);
+        within("resolve (refund)", BUDGET_RESOLVE);
+    }
+
+    function test_gas_resolve_postedInTime() public {
+        (id, o) = openDefault(0);
+        bytes memory sig = msgSig(chain[5]);
+        vm.prank(buyer);
+        judge.accuse(id, chain[5], sig, 3);
+        postSeq(3);
+        vm.warp(block.timestamp + T_ACK + 1);
+        vm.prank(seller);
+        judge.resolve(id);
+        within("resolve (answered by an in-time posting)", BUDGET_RESOLVE);
     }
 
     function test_gas_proveWrongCost() public {
@@ -115,6 +171,7 @@ contract SupraJudgeGasTest is SupraTestBase {
         bytes memory sig = ackSig(a);
         vm.prank(seller);
         judge.proveWrongCost(a, sig);
+        within("proveWrongCost", BUDGET_PROVE_WRONG_COST);
     }
 
     function test_gas_proveEquivocation() public {
@@ -125,5 +182,60 @@ contract SupraJudgeGasTest is SupraTestBase {
         bytes memory sigB = msgSig(twin);
         vm.prank(buyer);
         judge.proveEquivocation(id, chain[4], sigA, twin, sigB);
+        within("proveEquivocation", BUDGET_PROVE_EQUIVOCATION);
+    }
+
+    function test_gas_submitStop_record() public {
+        (id, o) = openDefault(0);
+        (Stop memory s, bytes memory sig) = stopOf(9);
+        vm.prank(buyer);
+        judge.submitStop(s, sig);
+        within("submitStop (record)", BUDGET_SUBMIT_STOP);
+    }
+
+    function test_gas_submitStop_answersAnAccusation() public {
+        (id, o) = openDefault(0);
+        bytes memory mSig = msgSig(chain[7]);
+        vm.prank(buyer);
+        judge.accuse(id, chain[7], mSig, 6);
+        (Stop memory s, bytes memory sig) = stopOf(5);
+        vm.prank(seller);
+        judge.submitStop(s, sig);
+        within("submitStop (answers an accusation)", BUDGET_SUBMIT_STOP);
+    }
+
+    function test_gas_submitStop_penalty() public {
+        (id, o) = openDefault(0);
+        claimAsSeller(3);
+        postSeq(4);
+        postSeq(5);
+        postSeq(6);
+        vm.prank(seller);
+        judge.claimPosted(id, 6);
+        (Stop memory s, bytes memory sig) = stopOf(5);
+        vm.prank(buyer);
+        judge.submitStop(s, sig);
+        within("submitStop (penalty)", BUDGET_SUBMIT_STOP);
+    }
+
+    function test_gas_closeCooperatively() public {
+        (id, o) = openDefault(0);
+        claimAsSeller(3);
+        Ack memory a = makeAck(id, 9, costOf(o, 9));
+        bytes memory aSig = ackSig(a);
+        (Stop memory s, bytes memory sSig) = stopOf(9);
+        vm.prank(buyer);
+        judge.closeCooperatively(a, aSig, s, sSig);
+        within("closeCooperatively (pays both sides)", BUDGET_CLOSE_COOPERATIVELY);
+    }
+
+    function test_gas_closeCooperatively_firstWriteOfTheChannel() public {
+        (id, o) = openDefault(0);
+        Ack memory a = makeAck(id, 9, costOf(o, 9));
+        bytes memory aSig = ackSig(a);
+        (Stop memory s, bytes memory sSig) = stopOf(9);
+        vm.prank(buyer);
+        judge.closeCooperatively(a, aSig, s, sSig);
+        within("closeCooperatively (no claim before)", BUDGET_CLOSE_COOPERATIVELY);
     }
 }

@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {ISupraJudge} from "../contracts/ISupraJudge.sol";
-import {Offer, Message, Ack} from "../contracts/SupraTypes.sol";
+import {Offer, Message, Ack, Stop} from "../contracts/SupraTypes.sol";
 import {vm} from "./utils/Vm.sol";
 import {Assertions} from "./utils/Assertions.sol";
 
@@ -350,6 +350,40 @@ contract JudgeHandler is Assertions {
         } catch {}
     }
 
+    function _stop(uint256 id, uint64 seq) internal view returns (Stop memory st, bytes memory sig) {
+        st = Stop({channelId: id, seq: seq, timestamp: 1});
+        sig = _sign(SELLER_PK, judge.hashStop(st));
+    }
+
+    /// @dev Someone submits a seller-signed Stop, anywhere around the channel's position (before its start,
+    ///      below or past a recorded posted claim, below or past an accused seq).
+    function submitStop(uint256 seed, uint256 seqSeed) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found) return;
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        uint256 seq = c.startSeq + c.acked + seqSeed % 24;
+        seq = seq >= 4 ? seq - 4 : 0;
+        (Stop memory st, bytes memory sig) = _stop(id, uint64(seq));
+        Snapshot memory s = _before(id);
+        try judge.submitStop(st, sig) {
+            _after(s, 0, "submitStop", true);
+        } catch {}
+    }
+
+    /// @dev Both sides agree on a final seq (the buyer's ack, the seller's Stop), possibly an old one.
+    function closeCooperatively(uint256 seed, uint256 seqSeed) external {
+        (bool found, uint256 id) = _pick(seed);
+        if (!found || (seqSeed >> 128) % 3 != 0) return; // rarer: it ends the channel
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        uint64 seq = uint64(c.startSeq + seqSeed % 40);
+        (Ack memory a, bytes memory aSig) = _ack(id, seq, _cost(c, seq));
+        (Stop memory st, bytes memory sSig) = _stop(id, seq);
+        Snapshot memory s = _before(id);
+        try judge.closeCooperatively(a, aSig, st, sSig) {
+            _after(s, 0, "closeCooperatively", true);
+        } catch {}
+    }
+
     function warp(uint256 dt) external {
         vm.warp(block.timestamp + bound(dt, 1, 2 * T_CLOSURE));
     }
@@ -408,5 +442,25 @@ contract SupraJudgeInvariantTest is Assertions {
             }
         }
         assertEq(address(judge).balance, locked, "nothing locked after settle");
+    }
+
+    /// Issue 10's bounds hold on every live channel: an accusation cannot hold a Closing channel past
+    /// T_closure + T_ack, its posting limit is never after its answer deadline, and no posted claim goes
+    /// past the seller's recorded Stop (it would have been refused, or punished when the Stop came later).
+    function invariant_disputesAndStopsAreBounded() public view {
+        uint256 n = handler.idsLength();
+        for (uint256 i = 0; i < n; ++i) {
+            uint256 id = handler.ids(i);
+            ISupraJudge.ChannelInfo memory c = judge.channel(id);
+            if (c.status == ISupraJudge.Status.Settled) continue;
+            ISupraJudge.ChannelTiming memory t = judge.channelTiming(id);
+            if (c.disputeDeadline != 0) {
+                assertLe(t.disputePostBy, c.disputeDeadline, "postBy <= deadline");
+                if (c.status == ISupraJudge.Status.Closing) {
+                    assertLe(c.disputeDeadline, uint256(c.closeRequestedAt) + c.tClosure + c.tAck, "bounded delay");
+                }
+            }
+            if (t.sellerStopped) assertLe(c.postedClaim, t.sellerStopCount, "no posted claim past the Stop");
+        }
     }
 }

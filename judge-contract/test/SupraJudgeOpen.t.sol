@@ -114,8 +114,8 @@ contract SupraJudgeOpenTest is SupraTestBase {
         Offer memory o = makeOffer(type(uint64).max);
         o.price = 1;
         o.window = type(uint32).max;
-        o.tAck = type(uint32).max;
-        o.tClosure = type(uint32).max;
+        o.tAck = 86_400; // MAX_T_ACK
+        o.tClosure = 604_800; // MAX_T_CLOSURE
         uint256 deposit = type(uint96).max;
         vm.deal(buyer, deposit);
         uint256 id = openWith(o, deposit);
@@ -123,16 +123,17 @@ contract SupraJudgeOpenTest is SupraTestBase {
         assertEq(c.price, 1, "price");
         assertEq(c.window, type(uint32).max, "window");
         assertEq(c.startSeq, type(uint64).max, "startSeq");
-        assertEq(c.tAck, type(uint32).max, "tAck");
-        assertEq(c.tClosure, type(uint32).max, "tClosure");
+        assertEq(c.tAck, 86_400, "tAck");
+        assertEq(c.tClosure, 604_800, "tClosure");
+        assertEq(judge.channelTiming(id).openedAt, block.timestamp, "openedAt");
         assertEq(c.deposit, type(uint96).max, "deposit");
         assertEq(c.buyer, buyer, "buyer");
         o = makeOffer(0);
-        o.price = type(uint96).max;
+        o.price = (uint256(1) << 72) - 1; // MAX_PRICE
         o.window = 1;
         vm.deal(buyer, deposit);
         id = openWith(o, deposit);
-        assertEq(judge.channel(id).price, type(uint96).max, "max price");
+        assertEq(judge.channel(id).price, (uint256(1) << 72) - 1, "max price");
     }
 
     function test_open_acceptsUntilValidUntil() public {
@@ -223,10 +224,10 @@ contract SupraJudgeOpenTest is SupraTestBase {
 
     function test_open_revertsWhenPriceOrWindowTooLarge() public {
         Offer memory o = makeOffer(0);
-        o.price = uint256(type(uint96).max) + 1;
+        o.price = uint256(1) << 72; // MAX_PRICE + 1
         bytes memory sig = signOffer(o);
         vm.prank(buyer);
-        vm.expectRevert(abi.encodeWithSelector(ISupraJudge.AmountTooLarge.selector, o.price, uint256(type(uint96).max)));
+        vm.expectRevert(abi.encodeWithSelector(ISupraJudge.AmountTooLarge.selector, o.price, (uint256(1) << 72) - 1));
         judge.open{value: DEPOSIT}(o, sig);
 
         o = makeOffer(0);
@@ -249,7 +250,7 @@ contract SupraJudgeOpenTest is SupraTestBase {
     }
 
     function testFuzz_open_depositBounds(uint256 price, uint64 window, uint256 deposit) public {
-        price = bound(price, 1, type(uint96).max);
+        price = bound(price, 1, (uint256(1) << 72) - 1);
         window = uint64(bound(window, 1, type(uint32).max));
         deposit = bound(deposit, 0, uint256(type(uint96).max) + 10);
         Offer memory o = makeOffer(0);

@@ -5,7 +5,7 @@ use alloy::primitives::{Address, B256, U256};
 use supra_channel::sign::Keypair;
 use supra_channel::types::{Ack, ChannelId, Message, Offer, PeerAuth, Stop, StreamId, ack_cost};
 use supra_judge::devnet::Devnet;
-use supra_judge::{ChannelStatus, Judge, JudgeError, JudgeEvent};
+use supra_judge::{ChannelStatus, Judge, JudgeError, JudgeEvent, JudgeLimits};
 
 const PRICE: u64 = 1_000_000_000; // 1 gwei
 const WINDOW: u64 = 8;
@@ -112,6 +112,7 @@ async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
     seller.post(m2, payload2, sig2.as_bytes()).await.expect("post");
     let posting = seller.posting(o.stream(), 2).await.unwrap().expect("posted");
     assert_eq!(&posting.0[..], &domain.digest(m2)[..24]);
+    assert_eq!(posting.1, seller.block_timestamp().await.unwrap(), "a posting's time is its block time");
     assert_eq!(seller.posting(o.stream(), 1).await.unwrap(), None);
 
     // The buyer acks message 1 (two messages); the seller claims it.
@@ -172,6 +173,122 @@ async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
     assert_eq!(message, *m2);
     assert_eq!(&payload[..], &payload2[..]);
     assert_eq!(&sig[..], &sig2.as_bytes()[..]);
+    drop(p.devnet);
+}
+
+#[tokio::test]
+async fn the_judge_limits_are_the_exported_constants() {
+    let p = parties().await;
+    let limits = p.seller.1.limits().await.unwrap();
+    assert_eq!(
+        limits,
+        JudgeLimits {
+            max_payload_bytes: supra_judge::MAX_PAYLOAD_BYTES,
+            max_t_ack_secs: supra_judge::MAX_T_ACK_SECS,
+            max_t_closure_secs: supra_judge::MAX_T_CLOSURE_SECS,
+            max_price_wei: supra_judge::MAX_PRICE_WEI,
+        }
+    );
+    // An offer past the maxima is refused at open.
+    let (seller_key, _) = &p.seller;
+    let (buyer_key, buyer) = &p.buyer;
+    let now = buyer.block_timestamp().await.unwrap();
+    let mut o = offer(seller_key.address(), buyer_key.address(), now + 600, 9);
+    o.tClosure = u32::MAX;
+    let sig = seller_key.sign(&buyer.domain().digest(&o));
+    let err = buyer.open(&o, sig.as_bytes(), U256::from(10 * WINDOW * PRICE)).await.unwrap_err();
+    assert!(matches!(&err, JudgeError::Refused(r) if r.contains("TermsTooLong")), "{err}");
+    drop(p.devnet);
+}
+
+#[tokio::test]
+async fn a_stop_bounds_the_channel_and_a_cooperative_close_settles_at_once() {
+    let p = parties().await;
+    let (seller_key, seller) = &p.seller;
+    let (buyer_key, buyer) = &p.buyer;
+    let domain = seller.domain();
+    let now = seller.block_timestamp().await.unwrap();
+    let o = offer(seller_key.address(), buyer_key.address(), now + 600, 2);
+    let deposit = U256::from(10 * WINDOW * PRICE);
+    let (channel, _) = buyer.open(&o, seller_key.sign(&domain.digest(&o)).as_bytes(), deposit).await.expect("open");
+    let timing = buyer.channel_timing(channel).await.unwrap();
+    assert!(timing.opened_at >= now && timing.dispute_post_by.is_none() && timing.seller_stop_count.is_none());
+
+    // The seller's Stop at 4, submitted by the buyer: five messages owed at most.
+    let stop = Stop { channelId: channel.as_u256(), seq: 4, timestamp: 7 };
+    let stop_sig = seller_key.sign(&domain.digest(&stop));
+    let recorded = buyer.submit_stop(&stop, stop_sig.as_bytes()).await.expect("stop");
+    assert_eq!(buyer.channel_timing(channel).await.unwrap().seller_stop_count, Some(5));
+
+    // Final ack at 4 and the Stop at 4: settled without waiting T_closure.
+    let ack = Ack { channelId: channel.as_u256(), seq: 4, digest: B256::repeat_byte(4), cost: ack_cost(0, 4, U256::from(PRICE)).unwrap(), timestamp: 8 };
+    let ack_sig = buyer_key.sign(&domain.digest(&ack));
+    let closed = seller.close_cooperatively(&ack, ack_sig.as_bytes(), &stop, stop_sig.as_bytes()).await.expect("cooperative close");
+    let info = seller.channel(channel).await.unwrap();
+    assert_eq!((info.status, info.claimed), (ChannelStatus::Settled, U256::from(5 * PRICE)));
+    let events = seller.events(recorded.block, closed.block).await.unwrap();
+    assert!(events.iter().any(|e| e.event == JudgeEvent::StopRecorded { channel, seq: 4, stop_count: 5 }));
+    assert!(events.iter().any(|e| e.event == JudgeEvent::ClosedCooperatively { channel, seq: 4 }));
+    assert!(events.iter().any(|e| e.event
+        == JudgeEvent::Settled { channel, to_seller: U256::from(5 * PRICE), to_buyer: deposit - U256::from(5 * PRICE) }));
+    drop(p.devnet);
+}
+
+/// T_ack on block time, on a real chain: the posting mined in time answers the accusation even though
+/// the separate `defend` lands after the deadline; a posting mined after the limit does not.
+#[tokio::test]
+async fn a_posting_in_time_answers_even_when_defend_lands_late() {
+    let p = parties().await;
+    let (seller_key, seller) = &p.seller;
+    let (buyer_key, buyer) = &p.buyer;
+    let domain = seller.domain();
+    let now = seller.block_timestamp().await.unwrap();
+    let o = offer(seller_key.address(), buyer_key.address(), now + 600, 3);
+    let deposit = U256::from(10 * WINDOW * PRICE);
+    let (channel, _) = buyer.open(&o, seller_key.sign(&domain.digest(&o)).as_bytes(), deposit).await.expect("open");
+
+    // Messages 0..=3 signed now; the buyer misses 1 and 2 and holds 3.
+    let mut prev = B256::ZERO;
+    let mut chain = Vec::new();
+    for seq in 0..4 {
+        let payload = format!("sealed {seq}").into_bytes();
+        let mut m = message(o.stream(), seq, prev, &payload);
+        m.timestamp = now * 1000;
+        prev = domain.digest(&m);
+        let sig = seller_key.sign(&prev);
+        chain.push((m, payload, sig));
+    }
+    let (seen, _, seen_sig) = &chain[3];
+    buyer.accuse(channel, seen, seen_sig.as_bytes(), 1).await.expect("accuse");
+    let timing = buyer.channel_timing(channel).await.unwrap();
+    let post_by = timing.dispute_post_by.expect("open accusation");
+    let (_, deadline) = buyer.channel(channel).await.unwrap().dispute.expect("open accusation");
+    assert!(post_by <= deadline);
+
+    // Mined at the posting limit; the defence is sent after the answer deadline.
+    let at = seller.block_timestamp().await.unwrap();
+    if post_by > at + 1 {
+        seller.increase_time(post_by - at - 1).await.unwrap();
+    }
+    let (m1, payload1, sig1) = &chain[1];
+    let posted = seller.post(m1, payload1, sig1.as_bytes()).await.expect("post");
+    let (_, posted_at) = seller.posting(o.stream(), 1).await.unwrap().expect("posted");
+    assert!(posted_at <= post_by, "mined in time: {posted_at} <= {post_by} (block {})", posted.block);
+    seller.increase_time(deadline + 5 - posted_at).await.unwrap();
+    let late_call = buyer.resolve(channel).await.expect("resolve honours the posting");
+    let events = buyer.events(late_call.block, late_call.block).await.unwrap();
+    assert!(events.iter().any(|e| e.event == JudgeEvent::Defended { channel, missing_seq: 1 }), "{events:?}");
+    assert_eq!(buyer.channel(channel).await.unwrap().status, ChannelStatus::Open);
+
+    // Message 2 is then posted far too late: a new accusation about it is upheld.
+    let (m2, payload2, sig2) = &chain[2];
+    seller.post(m2, payload2, sig2.as_bytes()).await.expect("late post");
+    buyer.accuse(channel, seen, seen_sig.as_bytes(), 2).await.expect("a late posting does not shield the seller");
+    let refused = seller.defend(channel).await.unwrap_err();
+    assert!(matches!(&refused, JudgeError::Refused(r) if r.contains("DeadlinePassed")), "{refused}");
+    buyer.increase_time(u64::from(o.tAck) + 1).await.unwrap();
+    buyer.resolve(channel).await.expect("upheld");
+    assert_eq!(buyer.channel(channel).await.unwrap().status, ChannelStatus::Settled);
     drop(p.devnet);
 }
 

@@ -557,6 +557,11 @@ impl World {
                         self.link.send(self.now, Dir::ToSeller, frame);
                     }
                     BuyerAction::Deliver { seq, payload } => self.on_deliver(seq, &payload),
+                    // The simulated buyer deposits enough for its whole run.
+                    BuyerAction::TopUp { .. } => {}
+                    BuyerAction::Claim { ack, sig, .. } => {
+                        self.buyer_tx(Tx::Claim(Box::new(ack), sig))
+                    }
                     BuyerAction::Accuse {
                         seen, sig, missing, ..
                     } => self.buyer_tx(Tx::Accuse(id, Box::new(seen), sig, missing)),
@@ -813,8 +818,9 @@ impl World {
             (Tx::Claim(a, _), Ok(Outcome::Claimed { total, .. })) => {
                 self.seller.on_claimed(now, ChannelId(a.channelId), total);
                 self.flush_seller();
+                self.buyer_chain(ChainEvent::Claimed(a.seq));
             }
-            (Tx::Claim(a, _), Err(_)) if engine => {
+            (Tx::Claim(a, _), Err(_)) if origin == Origin::SellerEngine => {
                 self.seller.on_claim_failed(now, ChannelId(a.channelId));
                 self.flush_seller();
             }
@@ -855,9 +861,8 @@ impl World {
                     }
                 }
             }
-            (Tx::Accuse(..), Err(_)) | (Tx::Resolve(_), Err(_)) => {
-                self.buyer_chain(ChainEvent::AccusationClosed);
-            }
+            (Tx::Accuse(..), Err(_)) => self.buyer_chain(ChainEvent::AccusationRefused),
+            (Tx::Resolve(_), Err(_)) => self.buyer_chain(ChainEvent::AccusationClosed),
             (Tx::Defend(id), Ok(Outcome::Defended { .. })) => self.defended(id),
             (Tx::DefendWithAck(a, _), Ok(Outcome::Defended { total, .. })) => {
                 let id = ChannelId(a.channelId);

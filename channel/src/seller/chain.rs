@@ -174,6 +174,15 @@ impl Stream {
             }));
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
         for id in ids {
+            if self
+                .channels
+                .get(&id)
+                .is_some_and(|c| c.accused == Some(seq))
+            {
+                // The posting is mined: it answers the accusation if it was mined by the
+                // judge's posting limit, whenever `defend` lands (else `resolve` decides).
+                self.actions.push_back(SellerAction::Defend { channel: id });
+            }
             self.check_stop_done(id);
             self.maybe_claim_posted(id, false);
         }
@@ -185,15 +194,9 @@ impl Stream {
         if self.posts.get(&seq).is_some_and(|p| !p.confirmed) {
             self.posts.remove(&seq);
         }
-        let accused: Vec<ChannelId> = self
-            .channels
-            .values()
-            .filter(|c| c.accused == Some(seq))
-            .map(|c| c.id)
-            .collect();
-        for id in accused {
+        if self.channels.values().any(|c| c.accused == Some(seq)) {
+            // `Defend` follows once it is mined (`on_posted`).
             self.post(seq);
-            self.actions.push_back(SellerAction::Defend { channel: id });
         }
     }
 
@@ -211,6 +214,25 @@ impl Stream {
                     total,
                 }));
         }
+    }
+
+    /// The buyer topped up `channel` (a `ToppedUp` event): its deposit is now `deposit`. Sending
+    /// resumes up to what the new deposit pays for.
+    pub fn on_topped_up(&mut self, now: UnixMs, channel: ChannelId, deposit: U256) {
+        self.tick(now);
+        let Some(c) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        if deposit <= c.deposit {
+            return;
+        }
+        c.deposit = deposit;
+        self.actions
+            .push_back(SellerAction::Persist(SellerRecord::ToppedUp {
+                channel_id: channel,
+                deposit,
+            }));
+        self.pump(channel);
     }
 
     /// A `Claim` action failed: the ack may be claimed again.
@@ -342,7 +364,8 @@ impl Stream {
     }
 
     /// An accusation against this stream on `channel` for `missing` was opened. Queues the
-    /// defence: `DefendWithAck` if an ack covers it, else `Defend` (after a `Post` if needed).
+    /// defence: `DefendWithAck` if an ack covers it, else `Defend` once `missing` is posted (a
+    /// `Post` first if needed; the `Defend` then comes with `on_posted`).
     pub fn on_accused(&mut self, now: UnixMs, channel: ChannelId, missing: u64) {
         self.tick(now);
         if !self.channels.contains_key(&channel) {
@@ -361,10 +384,9 @@ impl Stream {
         }
         match self.posts.get(&missing).map(|p| p.confirmed) {
             Some(true) => self.actions.push_back(SellerAction::Defend { channel }),
-            _ if self.message(missing).is_some() => {
-                self.post(missing);
-                self.actions.push_back(SellerAction::Defend { channel });
-            }
+            // Posted (or posting) now; `Defend` follows once the posting is mined
+            // (`on_posted`): a `defend` before it would be refused.
+            _ if self.message(missing).is_some() => self.post(missing),
             _ => self
                 .actions
                 .push_back(SellerAction::Event(SellerEvent::CannotDefend {

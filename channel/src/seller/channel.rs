@@ -113,6 +113,13 @@ impl Channel {
     pub(super) fn high_sent(&self) -> u64 {
         self.sent_base + self.sent_at.len() as u64
     }
+    /// Exclusive end of what the current deposit pays for: the seller sends nothing at or after
+    /// it (`(n - start + 1) * P <= F`), so nothing it delivers goes unpaid.
+    pub(super) fn deposit_end(&self) -> u64 {
+        let covered = self.deposit.checked_div(self.price).unwrap_or_default();
+        let covered = u64::try_from(covered).unwrap_or(u64::MAX);
+        self.start.saturating_add(covered)
+    }
     pub(super) fn t_off_ack(&self, delta: u64) -> u64 {
         self.t_ack_ms.saturating_sub(delta)
     }
@@ -159,7 +166,10 @@ pub(super) fn send_window(
     if !c.link_up || !c.sending() {
         return false;
     }
-    let limit = c.stop_end.map_or(head, |e| e.min(head));
+    let limit = c
+        .stop_end
+        .map_or(head, |e| e.min(head))
+        .min(c.deposit_end());
     let window_end = c.base_v().saturating_add(c.window);
     while c.next_send < limit {
         if c.next_send >= window_end {

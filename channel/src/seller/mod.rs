@@ -377,6 +377,15 @@ impl Stream {
                 "price, window, tAck and tClosure must be positive",
             ));
         }
+        if !crate::types::terms_within_judge_bounds(
+            terms.price,
+            terms.t_ack_secs,
+            terms.t_closure_secs,
+        ) {
+            return Err(SellerError::InvalidTerms(
+                "tAck, tClosure or price beyond the judge's bounds",
+            ));
+        }
         terms
             .price
             .checked_mul(U256::from(terms.window))

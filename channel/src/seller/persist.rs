@@ -244,6 +244,14 @@ impl Stream {
                         },
                     );
                 }
+                SellerRecord::ToppedUp {
+                    channel_id,
+                    deposit,
+                } => {
+                    if let Some(c) = s.channels.get_mut(&channel_id) {
+                        c.deposit = c.deposit.max(deposit);
+                    }
+                }
                 SellerRecord::Claimed { channel_id, total } => {
                     if let Some(c) = s.channels.get_mut(&channel_id) {
                         c.claimed = c.claimed.max(total);

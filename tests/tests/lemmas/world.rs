@@ -48,6 +48,9 @@ pub struct BuyerPlan {
     pub accuse_at: Option<u64>,
     /// ... preferably one covered by an ack the seller holds (answered with `defendWithAck`).
     pub accuse_acked: bool,
+    /// ... or rather, at `accuse_at`, one the link lost (not received, not posted): an
+    /// impatient buyer that does not wait T_ack before accusing.
+    pub accuse_missing: bool,
     /// Settles at the very second the judge allows it (close + T_closure), if still there.
     pub settle_asap: bool,
 }
@@ -64,16 +67,23 @@ impl BuyerPlan {
             stop_lies: false,
             accuse_at: None,
             accuse_acked: false,
+            accuse_missing: false,
             settle_asap: false,
         }
     }
 }
 
 /// The seller's conduct around its (honest) engine.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct SellerPlan {
     /// Each chain action is mined this long after the engine asks for it (in order).
     pub chain_latency_ms: u64,
+    /// Late: its `post` transactions are mined this long after the engine asks (instead of
+    /// `chain_latency_ms`).
+    pub post_latency_ms: Option<u64>,
+    /// Its `defend` transactions are mined this long after the engine asks (instead of
+    /// `chain_latency_ms`).
+    pub defend_latency_ms: Option<u64>,
     /// Dishonest: never delivers this seq (drops every transmission and posting of it) and never
     /// defends an accusation about it.
     pub withhold: Option<u64>,
@@ -118,6 +128,8 @@ pub struct Outcome {
     /// Seqs of the stream posted on-chain.
     pub posted: BTreeSet<u64>,
     pub accusations: u32,
+    /// `topUp` calls the buyer's engine asked for.
+    pub top_ups: u32,
     pub defended: u32,
     pub upheld: u32,
     /// Defences the seller sent ("defend", "defendWithAck").
@@ -239,6 +251,7 @@ impl World {
             now,
         )
         .expect("the buyer accepts the offer");
+        chan.on_deposit(now, deposit);
         let _ = chan.drain_actions().count(); // persist + `Opened`: the seller is told below
         // The seller's broker checked the channel on-chain: status Open, its terms, the deposit.
         let info = seller.judge.channel(id).await.expect("channel view");
@@ -528,8 +541,17 @@ impl World {
             SellerAction::Event(e) => self.out.notes.push(format!("seller: {e:?}")),
             chain => {
                 self.trace(|| format!("seller asks {chain:?}"));
-                let due = self.now + self.sc.seller.chain_latency_ms;
-                self.seller_chain.push_back((due, chain));
+                let plan = &self.sc.seller;
+                let latency = match chain {
+                    SellerAction::Post(_) => plan.post_latency_ms,
+                    SellerAction::Defend { .. } => plan.defend_latency_ms,
+                    _ => None,
+                };
+                let due = self.now + latency.unwrap_or(plan.chain_latency_ms);
+                // Mined in the order of their due times (a slow transaction does not hold back
+                // the others).
+                let at = self.seller_chain.partition_point(|(t, _)| *t <= due);
+                self.seller_chain.insert(at, (due, chain));
             }
         }
     }
@@ -631,14 +653,28 @@ impl World {
                 let at = self.link_delay();
                 self.to_seller.insert(at, frame);
             }
+            BuyerAction::TopUp { amount, .. } => {
+                self.out.top_ups += 1;
+                let r = self.buyer_tx("topUp", async |j: &Judge| j.top_up(id, amount).await).await;
+                if r.is_err() {
+                    self.chan.on_top_up_failed(self.now);
+                }
+            }
+            BuyerAction::Claim { ack, sig, .. } => {
+                let _ = self
+                    .buyer_tx("claim", async |j: &Judge| j.claim(&ack, sig.as_bytes()).await)
+                    .await;
+            }
             BuyerAction::Accuse { seen, sig, missing, .. } => {
                 let r = self
                     .buyer_tx("accuse", async |j: &Judge| {
                         j.accuse(id, &seen, sig.as_bytes(), missing).await
                     })
                     .await;
-                if r.is_err() {
-                    self.chan.on_accusation_closed(self.now);
+                match r {
+                    Ok(_) => {}
+                    Err(JudgeError::Refused(_)) => self.chan.on_accusation_refused(self.now),
+                    Err(_) => self.chan.on_accusation_closed(self.now),
                 }
             }
             BuyerAction::Resolve { .. } => {
@@ -676,9 +712,19 @@ impl World {
         };
         let lowest = self.start + info.acked;
         let seller_acked = self.stream.best_acked_seq(&self.id);
+        let accuse_missing = self.sc.buyer.accuse_missing;
         let candidates: Vec<u64> = (lowest..last)
-            .filter(|s| self.out.received.contains(s) && !self.out.posted.contains(s))
+            .filter(|s| self.out.received.contains(s) != accuse_missing && !self.out.posted.contains(s))
             .collect();
+        self.trace(|| format!("buyer plans an accusation among {candidates:?}"));
+        if accuse_missing
+            && candidates.is_empty()
+            && self.sc.link.always_lose.is_some_and(|m| self.chan.next_seq() <= m)
+        {
+            // The evidence (a message after the lost one) is not here yet: try again soon.
+            self.accuse_at = Some(self.now + 500);
+            return;
+        }
         let preferred = candidates
             .iter()
             .copied()
@@ -692,6 +738,16 @@ impl World {
         };
         let (seen, sig) = self.held[&last].clone();
         let id = self.id;
+        if accuse_missing
+            && let Some((ack, ack_sig)) = self.chan.last_ack().map(|(a, s)| (a.clone(), *s))
+            && ack.seq >= lowest
+        {
+            // As the buyer's engine does: its own latest ack first, so the judge owes it what
+            // follows.
+            let _ = self
+                .buyer_tx("claim", async |j: &Judge| j.claim(&ack, ack_sig.as_bytes()).await)
+                .await;
+        }
         let _ = self
             .buyer_tx("accuse (false)", async |j: &Judge| {
                 j.accuse(id, &seen, sig.as_bytes(), missing).await
@@ -814,7 +870,20 @@ impl World {
                     }
                 }
             }
-            JudgeEvent::Claimed { channel, claimed, .. } if channel == id => self.stream.on_claimed(now, id, claimed),
+            JudgeEvent::ToppedUp { channel, deposit, .. } if channel == id => {
+                // What both sides settle against from now on.
+                self.deposit = deposit;
+                self.stream.on_topped_up(now, id, deposit);
+                if alive {
+                    self.chan.on_deposit(now, deposit);
+                }
+            }
+            JudgeEvent::Claimed { channel, seq, claimed, .. } if channel == id => {
+                self.stream.on_claimed(now, id, claimed);
+                if alive {
+                    self.chan.on_claimed(now, seq);
+                }
+            }
             JudgeEvent::CloseRequested {
                 channel, settle_after, ..
             } if channel == id => {
@@ -870,6 +939,11 @@ impl World {
             }
             _ => {}
         }
+    }
+
+    /// Messages the stream published during the run.
+    pub fn published(&self) -> usize {
+        self.published
     }
 
     /// Messages delivered to the buyer: accepted over the link or posted on-chain.
