@@ -297,35 +297,6 @@ contract SupraJudgeProps {
     }
 
     // ------------------------------------------------------------------------------------------------
-    // Postings: claims from postings never exceed W * P past the last ack
-    // ------------------------------------------------------------------------------------------------
-
-    /// @notice What the seller receives never exceeds cost(highest accepted ack) + W * P: posted claims
-    ///         add at most W messages past the last claimed ack, and settle pays no more.
-    /// @dev Bound: open (W <= 3), then 2 steps among post, claimPosted (or none) and an optional claim, by
-    ///      any caller, at any later time; then the buyer closes and the channel settles after T_closure. claimPosted's
-    ///      loop is unrolled up to W.
-    function check_postedClaimsWithinWindow() public {
-        _open(true);
-        _startMeasuring();
-        for (uint256 i = 0; i < 2; ++i) {
-            if (!_take("take")) continue;
-            _later("dt");
-            uint256 k = svm.createUint(1, "action");
-            _act(k == 0 ? 2 : 3, _caller("who"));
-        }
-        if (_take("claim")) _act(1, _caller("claimer"));
-        ISupraJudge.ChannelInfo memory c = judge.channel(id);
-        assert(c.postedClaim <= c.acked + window);
-        vm.prank(BUYER);
-        judge.requestClose(id);
-        vm.warp(block.timestamp + c.tClosure);
-        judge.settle(id);
-        _measure();
-        assert(sellerIn <= maxAckCost + window * price);
-    }
-
-    // ------------------------------------------------------------------------------------------------
     // Penalties only with a valid proof
     // ------------------------------------------------------------------------------------------------
 
