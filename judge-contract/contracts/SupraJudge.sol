@@ -237,7 +237,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
 
         uint256 deposit = account.deposit();
         uint256 claimed = progress.claimed();
-        uint256 toSeller;
+        uint256 toSeller = 0; // explicit (slither uninitialized-local); set below when a posted claim is due
         uint256 postedCost = pending.postedClaim() * terms.price();
         if (postedCost > claimed) toSeller = _min(postedCost - claimed, deposit - claimed);
         claimed += toSeller;

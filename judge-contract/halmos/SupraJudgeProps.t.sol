@@ -1,0 +1,441 @@
+// SPDX-License-Identifier: MIT
+pragma solidity ^0.8.24;
+
+import {SupraJudge} from "../contracts/SupraJudge.sol";
+import {ISupraJudge} from "../contracts/ISupraJudge.sol";
+import {Offer, Message, Ack, Stop} from "../contracts/SupraTypes.sol";
+
+/// @dev halmos' symbolic value cheatcodes (declared here: no extra Solidity library).
+interface SVM {
+    function createUint(uint256 bits, string calldata name) external pure returns (uint256);
+    function createBytes32(string calldata name) external pure returns (bytes32);
+    function createBytes(uint256 len, string calldata name) external pure returns (bytes memory);
+    function createBool(string calldata name) external pure returns (bool);
+    function createAddress(string calldata name) external pure returns (address);
+}
+
+/// @dev The Foundry cheatcodes halmos supports that these checks use.
+interface HVM {
+    function prank(address sender) external;
+    function deal(address who, uint256 amount) external;
+    function warp(uint256 time) external;
+    function assume(bool condition) external pure;
+}
+
+/// @title Symbolic properties of the judge (halmos, scripts/halmos-check; what is proven: README "Proofs").
+/// @dev Each check opens one channel with symbolic terms (price, window <= 3, startSeq, tAck, tClosure,
+///      deposit) between fixed buyer and seller EOAs, then runs a bounded sequence of calls with symbolic
+///      arguments, each by a symbolic one of {buyer, seller, a third party}, at a symbolic later time.
+///      Signatures: halmos models ecrecover as an uninterpreted function of (digest, v, r, s), so for
+///      any symbolic signature the solver may choose who signed it: the checks hold even if anyone could
+///      sign as anyone (what a call needs signed is never an obstacle to the attacker), which is stronger
+///      than the real setting, except where a property is about a *valid* statement: then the statement's
+///      content (cost, chain link) is what makes it valid. keccak256 is an uninterpreted injective function.
+contract SupraJudgeProps {
+    SVM internal constant svm = SVM(0xF3993A62377BCd56AE39D773740A5390411E8BC9);
+    HVM internal constant vm = HVM(address(uint160(uint256(keccak256("hevm cheat code")))));
+
+    address internal constant SELLER = address(0x5E11E7);
+    address internal constant BUYER = address(0xB0B);
+    address internal constant OTHER = address(0x07E7);
+    uint256 internal constant START = 1_700_000_000;
+    uint256 internal constant PRICE = 1e12;
+
+    SupraJudge internal judge;
+    bytes32 internal streamId;
+    uint256 internal id;
+    uint256 internal price;
+    uint256 internal window;
+    uint64 internal startSeq;
+
+    // Bookkeeping of the sequence.
+    uint256 internal deposits; // F over time (open + top-ups)
+    uint256 internal sellerIn; // what the seller received from the judge (pushed or withdrawn)
+    uint256 internal buyerIn; // what the buyer received from the judge
+    uint256 internal maxAckCost; // cost of the highest ack a successful claim-like call presented
+    uint256 internal sellerStart; // balances before the sequence
+    uint256 internal buyerStart;
+
+    function setUp() public {
+        vm.warp(START);
+        judge = new SupraJudge();
+        streamId = bytes32((uint256(uint160(SELLER)) << 96) | 1);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Helpers
+    // ------------------------------------------------------------------------------------------------
+
+    /// @dev A signature whose signer the solver picks: r is symbolic (ecrecover is uninterpreted), s and v
+    ///      are fixed valid values (low s, v = 27), which spares the solver OpenZeppelin's malleability
+    ///      branches (proven by its own tests, not ours).
+    function _sig(string memory name) internal pure returns (bytes memory) {
+        return abi.encodePacked(svm.createBytes32(name), bytes32(uint256(1)), uint8(27));
+    }
+
+    /// @dev Opens the channel with symbolic terms; the seller's offer signature is symbolic. The price is
+    ///      symbolic (any 72-bit value) in the checks where the solver copes with 256-bit products of two
+    ///      unknowns, and PRICE in the others (sequences of claims compare such products at every step).
+    function _open(bool symbolicPrice) internal {
+        price = symbolicPrice ? svm.createUint(72, "price") : PRICE;
+        window = svm.createUint(2, "window"); // 0..3, 0 is refused by open
+        startSeq = uint64(svm.createUint(64, "startSeq"));
+        uint256 deposit = svm.createUint(96, "deposit");
+        Offer memory o = Offer({
+            streamId: streamId,
+            seller: SELLER,
+            buyer: BUYER,
+            price: price,
+            window: uint64(window),
+            startSeq: startSeq,
+            tAck: uint32(svm.createUint(17, "tAck")),
+            tClosure: uint32(svm.createUint(20, "tClosure")),
+            validUntil: uint64(START),
+            nonce: 1
+        });
+        vm.deal(BUYER, deposit);
+        vm.prank(BUYER);
+        id = judge.open{value: deposit}(o, _sig("offerSig"));
+        deposits = deposit;
+    }
+
+    /// @dev Any account but the judge: the buyer, the seller or a third party (the solver chooses).
+    function _caller(string memory name) internal view returns (address who) {
+        who = svm.createAddress(name);
+        vm.assume(who != address(judge));
+    }
+
+    /// @dev Whether a step of the sequence is taken: a reverted call changes nothing, so the checks call the
+    ///      judge directly (a revert ends the path, halmos does not count it) and cover shorter sequences by
+    ///      skipping steps instead.
+    function _take(string memory name) internal pure returns (bool) {
+        return svm.createBool(name);
+    }
+
+    function _later(string memory name) internal {
+        vm.warp(block.timestamp + svm.createUint(24, name));
+    }
+
+    function _ack(string memory name) internal pure returns (Ack memory a) {
+        a.seq = uint64(svm.createUint(64, string.concat(name, ".seq")));
+        a.digest = svm.createBytes32(string.concat(name, ".digest"));
+        a.cost = svm.createUint(256, string.concat(name, ".cost"));
+        a.timestamp = uint64(svm.createUint(64, string.concat(name, ".ts")));
+    }
+
+    function _stop(string memory name) internal view returns (Stop memory s) {
+        s.channelId = id;
+        s.seq = uint64(svm.createUint(64, string.concat(name, ".seq")));
+        s.timestamp = uint64(svm.createUint(64, string.concat(name, ".ts")));
+    }
+
+    function _message(string memory name) internal view returns (Message memory m) {
+        m.streamId = streamId;
+        m.seq = uint64(svm.createUint(64, string.concat(name, ".seq")));
+        m.timestamp = uint64(svm.createUint(64, string.concat(name, ".ts")));
+        m.payloadHash = svm.createBytes32(string.concat(name, ".payloadHash"));
+        m.prev = svm.createBytes32(string.concat(name, ".prev"));
+    }
+
+    function _claimed() internal view returns (uint256) {
+        return judge.channel(id).claimed;
+    }
+
+    function _status() internal view returns (ISupraJudge.Status) {
+        return judge.channel(id).status;
+    }
+
+    /// @dev Payouts so far, measured on the parties' balances (the buyer's top-ups are dealt to it first).
+    function _measure() internal {
+        sellerIn = SELLER.balance - sellerStart;
+        buyerIn = BUYER.balance - buyerStart;
+    }
+
+    function _startMeasuring() internal {
+        sellerStart = SELLER.balance;
+        buyerStart = BUYER.balance;
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // One step of a sequence: any function of the judge, symbolic arguments, any caller, any later time
+    // ------------------------------------------------------------------------------------------------
+
+    /// @dev Runs action `action` (0..14) by `who`. Returns normally only if the call succeeded.
+    function _act(uint256 action, address who) internal {
+        if (action == 0) {
+            uint256 value = svm.createUint(96, "topUp.value");
+            vm.deal(who, who.balance + value);
+            if (who == BUYER) buyerStart += value;
+            if (who == SELLER) sellerStart += value;
+            vm.prank(who);
+            judge.topUp{value: value}(id);
+            deposits += value;
+        } else if (action == 1) {
+            Ack memory a = _ack("claim.ack");
+            a.channelId = id;
+            vm.prank(who);
+            judge.claim(a, _sig("claim.sig"));
+            if (a.cost > maxAckCost) maxAckCost = a.cost;
+        } else if (action == 2) {
+            Message memory m = _message("post.msg");
+            bytes memory payload = svm.createBytes(32, "post.payload");
+            m.payloadHash = keccak256(payload);
+            vm.prank(who);
+            judge.post(m, payload, _sig("post.sig"));
+        } else if (action == 3) {
+            vm.prank(who);
+            judge.claimPosted(id, uint64(svm.createUint(64, "claimPosted.upto")));
+        } else if (action == 4) {
+            vm.prank(who);
+            judge.requestClose(id);
+        } else if (action == 5) {
+            vm.prank(who);
+            judge.settle(id);
+        } else if (action == 6) {
+            vm.prank(who);
+            judge.accuse(id, _message("accuse.seen"), _sig("accuse.sig"), uint64(svm.createUint(64, "accuse.missing")));
+        } else if (action == 7) {
+            vm.prank(who);
+            judge.defend(id);
+        } else if (action == 8) {
+            Ack memory a = _ack("defendWithAck.ack");
+            a.channelId = id;
+            vm.prank(who);
+            judge.defendWithAck(a, _sig("defendWithAck.sig"));
+            if (a.cost > maxAckCost) maxAckCost = a.cost;
+        } else if (action == 9) {
+            vm.prank(who);
+            judge.resolve(id);
+        } else if (action == 10) {
+            Ack memory a = _ack("proveWrongCost.ack");
+            a.channelId = id;
+            vm.prank(who);
+            judge.proveWrongCost(a, _sig("proveWrongCost.sig"));
+        } else if (action == 11) {
+            vm.prank(who);
+            judge.proveEquivocation(id, _message("eqA"), _sig("eqA.sig"), _message("eqB"), _sig("eqB.sig"));
+        } else if (action == 12) {
+            vm.prank(who);
+            judge.submitStop(_stop("submitStop.stop"), _sig("submitStop.sig"));
+        } else if (action == 13) {
+            Ack memory a = _ack("coop.ack");
+            a.channelId = id;
+            Stop memory st = _stop("coop.stop");
+            vm.prank(who);
+            judge.closeCooperatively(a, _sig("coop.ackSig"), st, _sig("coop.stopSig"));
+            if (a.cost > maxAckCost) maxAckCost = a.cost;
+        } else {
+            vm.prank(who);
+            judge.withdraw();
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Money: payouts, R, settled channels, who gets paid
+    // ------------------------------------------------------------------------------------------------
+
+    /// @notice The judge never pays out more than was deposited (its balance is exactly deposits minus
+    ///         payouts); R never decreases, never exceeds F, and is what the seller received; a settled
+    ///         channel pays nothing more; every wei leaving the judge goes to the channel's buyer or seller
+    ///         (nobody else can move the buyer's refund anywhere else; a third party never gains).
+    /// @dev Bound: open, then 1 step, any of the state-changing functions but closeCooperatively
+    ///      (or none), by any caller, at any later time, with symbolic arguments.
+    function check_money() public {
+        _open(true);
+        _startMeasuring();
+        for (uint256 i = 0; i < 1; ++i) {
+            if (!_take("take")) continue;
+            _later("dt");
+            address who = _caller("who");
+            uint256 action = svm.createUint(4, "action");
+            vm.assume(action < 15 && action != 13);
+            uint256 claimedBefore = _claimed();
+            bool settledBefore = _status() == ISupraJudge.Status.Settled;
+            uint256 judgeBefore = address(judge).balance;
+            uint256 whoBefore = who.balance;
+            _act(action, who);
+            _measure();
+            uint256 claimedAfter = _claimed();
+            // R never decreases and never exceeds F; it is exactly what the seller received.
+            assert(claimedAfter >= claimedBefore);
+            assert(claimedAfter <= deposits);
+            assert(sellerIn == claimedAfter);
+            // Payouts never exceed deposits; the judge holds exactly the rest.
+            assert(sellerIn + buyerIn <= deposits);
+            assert(address(judge).balance == deposits - sellerIn - buyerIn);
+            // A settled channel pays nothing more; once settled, everything was paid out.
+            if (settledBefore) {
+                assert(address(judge).balance == judgeBefore);
+                assert(claimedAfter == claimedBefore);
+            }
+            if (_status() == ISupraJudge.Status.Settled) assert(address(judge).balance == 0);
+            // Nobody but the buyer and the seller is paid; the buyer's refund address never changes.
+            if (who != BUYER && who != SELLER && action != 0) assert(who.balance <= whoBefore);
+            assert(judge.channel(id).buyer == BUYER);
+        }
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Acks: what the seller receives never exceeds the cost of the highest valid ack
+    // ------------------------------------------------------------------------------------------------
+
+    /// @notice The seller never receives more for acks than the cost of the highest ack a successful claim
+    ///         presented (acks are valid because the judge accepted them).
+    /// @dev Bound: open (symbolic price), then 2 claims (or none) with any acks, by any caller, at any later
+    ///      time.
+    function check_ackPayoutsBoundedByHighestAck() public {
+        _open(true);
+        _startMeasuring();
+        for (uint256 i = 0; i < 2; ++i) {
+            if (!_take("take")) continue;
+            _later("dt");
+            _act(1, _caller("who"));
+        }
+        _measure();
+        assert(sellerIn <= maxAckCost);
+        assert(_claimed() == sellerIn);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Penalties only with a valid proof
+    // ------------------------------------------------------------------------------------------------
+
+    /// @notice A correct ack (seq >= startSeq, cost = (seq - startSeq + 1) * P) cannot be "proven" wrong,
+    ///         whatever the channel's state (reached by up to 2 prior claims) and whoever submits it.
+    function check_correctAckNotProvenWrong() public {
+        _open(true);
+        for (uint256 i = 0; i < 2; ++i) {
+            if (!_take("take")) continue;
+            _later("dt");
+            _act(1, _caller("who"));
+        }
+        Ack memory a = _ack("proof.ack");
+        a.channelId = id;
+        vm.assume(a.seq >= startSeq);
+        a.cost = (uint256(a.seq) - startSeq + 1) * price;
+        vm.prank(_caller("prover"));
+        try judge.proveWrongCost(a, _sig("proof.sig")) {
+            assert(false);
+        } catch {}
+    }
+
+    /// @notice Two consecutive honest messages (b.seq = a.seq + 1, b.prev = digest(a)), or the same
+    ///         message twice, cannot be "proven" equivocation, whatever the signatures.
+    function check_honestMessagesNotEquivocation() public {
+        _open(true);
+        Message memory a = _message("a");
+        Message memory b = _message("b");
+        if (_take("consecutive")) {
+            vm.assume(a.seq < type(uint64).max);
+            b.seq = a.seq + 1;
+            b.prev = judge.hashMessage(a);
+        } else {
+            b = a;
+        }
+        vm.prank(_caller("prover"));
+        try judge.proveEquivocation(id, a, _sig("a.sig"), b, _sig("b.sig")) {
+            assert(false);
+        } catch {}
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // The v2 rules (issue 10)
+    // ------------------------------------------------------------------------------------------------
+
+    /// @notice A posting mined after its accusation's posting limit never answers it: `defend` refuses it
+    ///         and `resolve` refunds the buyer F - R.
+    /// @dev Bound: open, an optional claim, an accusation, a post of the missing seq at a symbolic later time
+    ///      after the posting limit, then defend (must fail) and resolve after the deadline.
+    function check_latePostingNeverAnswers() public {
+        _open(true);
+        if (_take("claimFirst")) {
+            _later("dt0");
+            _act(1, _caller("claimer"));
+        }
+        _later("dt1");
+        uint64 missing = uint64(svm.createUint(64, "missing"));
+        vm.prank(BUYER);
+        judge.accuse(id, _message("seen"), _sig("seen.sig"), missing);
+        uint256 postBy = judge.channelTiming(id).disputePostBy;
+        _later("dt2");
+        vm.assume(block.timestamp > postBy);
+        Message memory m = _message("late");
+        m.seq = missing;
+        bytes memory payload = svm.createBytes(32, "late.payload");
+        m.payloadHash = keccak256(payload);
+        judge.post(m, payload, _sig("late.sig"));
+        vm.prank(_caller("defender"));
+        try judge.defend(id) {
+            assert(false);
+        } catch {}
+        uint256 refund = judge.channel(id).deposit - _claimed();
+        uint256 b0 = BUYER.balance;
+        vm.warp(judge.channel(id).disputeDeadline + 1 + svm.createUint(24, "dt3"));
+        vm.prank(_caller("resolver"));
+        judge.resolve(id);
+        assert(_status() == ISupraJudge.Status.Settled);
+        assert(BUYER.balance == b0 + refund);
+    }
+
+    /// @notice Nothing is claimed past a recorded seller Stop: once the seller's Stop leaving k messages
+    ///         owed is recorded, a posted claim past k is refused, and a posted claim already past k
+    ///         costs the seller the rest of the deposit (the buyer takes F - R at once).
+    /// @dev Bound: open (W <= 3), then 3 steps among post, claimPosted, submitStop (or none), by any caller,
+    ///      at any later time, with symbolic arguments.
+    function check_nothingClaimedPastStop() public {
+        _open(true);
+        _startMeasuring();
+        for (uint256 i = 0; i < 3; ++i) {
+            if (!_take("take")) continue;
+            _later("dt");
+            uint256 k = svm.createUint(2, "action");
+            vm.assume(k < 3);
+            _act(k == 0 ? 2 : k == 1 ? 3 : 12, _caller("who"));
+        }
+        _measure();
+        ISupraJudge.ChannelTiming memory t = judge.channelTiming(id);
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        if (t.sellerStopped) {
+            if (c.status == ISupraJudge.Status.Settled) {
+                // the penalty: the buyer took everything, the seller nothing
+                assert(sellerIn == 0 && buyerIn == c.deposit);
+            } else {
+                assert(c.postedClaim <= t.sellerStopCount);
+            }
+        }
+    }
+
+    /// @notice A cooperative close pays the seller exactly min(C - R, F - R) (0 if C <= R) for the ack
+    ///         (cost C) and the buyer the rest, at once.
+    /// @dev Bound: open, an optional claim of any valid ack, then closeCooperatively with any valid ack and
+    ///      the seller's Stop at its seq (the only pair it accepts), by any caller at any later time.
+    function check_cooperativeClosePaysExactly() public {
+        _open(true);
+        if (_take("claimFirst")) {
+            _later("dt");
+            judge.claim(_validAck("first"), _sig("first.sig"));
+        }
+        uint256 r = _claimed();
+        uint256 f = judge.channel(id).deposit;
+        _startMeasuring();
+        _later("dt2");
+        Ack memory a = _validAck("coop.ack");
+        Stop memory st = _stop("coop.stop");
+        st.seq = a.seq;
+        vm.prank(_caller("closer"));
+        judge.closeCooperatively(a, _sig("coop.ackSig"), st, _sig("coop.stopSig"));
+        _measure();
+        uint256 expected = a.cost <= r ? 0 : (a.cost - r < f - r ? a.cost - r : f - r);
+        assert(sellerIn == expected);
+        assert(buyerIn == f - r - expected);
+        assert(_status() == ISupraJudge.Status.Settled);
+    }
+
+    /// @dev An ack of the channel with the correct cost for its (symbolic) seq.
+    function _validAck(string memory name) internal view returns (Ack memory a) {
+        a = _ack(name);
+        a.channelId = id;
+        vm.assume(a.seq >= startSeq);
+        a.cost = (uint256(a.seq) - startSeq + 1) * price;
+    }
+}
