@@ -93,6 +93,15 @@ impl Pair {
         frames
     }
 
+    /// Publishes messages `0..n`, one per millisecond, each exchanged until quiet.
+    fn publish_each(&mut self, n: u64) {
+        for i in 0..n {
+            self.now += 1;
+            self.seller.publish(self.now, &payload(i)).unwrap();
+            self.exchange();
+        }
+    }
+
     /// Exchanges frames until quiet (perfect link, zero delay).
     fn exchange(&mut self) {
         loop {
@@ -133,11 +142,7 @@ fn seller_never_sends_a_message_the_deposit_does_not_cover() {
         ..Default::default()
     };
     let mut p = Pair::with_deposit(16, SellerConfig::default(), bcfg, U256::from(80u64));
-    for i in 0..40 {
-        p.now += 1;
-        p.seller.publish(p.now, &payload(i)).unwrap();
-        p.exchange();
-    }
+    p.publish_each(40);
     p.advance(100);
     p.exchange();
     assert_eq!(p.delivered.len(), 8, "F = 8·P covers 8 messages");
@@ -174,11 +179,7 @@ fn a_top_up_resumes_the_stream_and_the_buyer_asks_for_it_ahead_of_exhaustion() {
             })
             .collect()
     };
-    for i in 0..40 {
-        p.now += 1;
-        p.seller.publish(p.now, &payload(i)).unwrap();
-        p.exchange();
-    }
+    p.publish_each(40);
     assert_eq!(p.delivered.len(), 8);
     assert_eq!(
         top_ups(&p),
@@ -276,11 +277,7 @@ fn delivers_in_order_and_acks_with_right_cost() {
             ..Default::default()
         },
     );
-    for i in 0..50 {
-        p.now += 1;
-        p.seller.publish(p.now, &payload(i)).unwrap();
-        p.exchange();
-    }
+    p.publish_each(50);
     p.advance(100);
     p.exchange();
     assert_eq!(p.delivered.len(), 50);

@@ -759,15 +759,7 @@ impl Stream {
         let rotating = self.sealer.rotation_pending();
         let payload = self.sealer.seal(seq, plaintext)?;
         if rotating {
-            let members = self
-                .sealer
-                .members()
-                .iter()
-                .map(|(a, k)| MemberRecord {
-                    address: *a,
-                    key: k.to_sec1_compressed().to_vec(),
-                })
-                .collect();
+            let members = self.member_records();
             self.actions
                 .push_back(SellerAction::Persist(SellerRecord::Epoch {
                     epoch: self.sealer.epoch(),
@@ -882,6 +874,18 @@ impl Stream {
             m.insert(c.buyer, c.buyer_key);
         }
         m
+    }
+
+    /// The sealing epoch's members, as persisted.
+    fn member_records(&self) -> Vec<MemberRecord> {
+        self.sealer
+            .members()
+            .iter()
+            .map(|(a, k)| MemberRecord {
+                address: *a,
+                key: k.to_sec1_compressed().to_vec(),
+            })
+            .collect()
     }
 
     fn update_members(&mut self) {

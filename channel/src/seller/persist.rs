@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use alloy_primitives::Address;
 
-use crate::records::{MemberRecord, SellerRecord};
+use crate::records::SellerRecord;
 use crate::seal::{Sealer, envelope_info};
 use crate::sign::{Keypair, PublicKey};
 use crate::types::{ChannelId, Domain, StreamId, UnixMs};
@@ -26,15 +26,7 @@ impl Stream {
         // epoch follows), after them if they are still due.
         let epoch = SellerRecord::Epoch {
             epoch: self.sealer.epoch(),
-            members: self
-                .sealer
-                .members()
-                .iter()
-                .map(|(a, k)| MemberRecord {
-                    address: *a,
-                    key: k.to_sec1_compressed().to_vec(),
-                })
-                .collect(),
+            members: self.member_records(),
         };
         let due = self.sealer.grants_due();
         if !due {
