@@ -1,0 +1,253 @@
+//! The chain side of a run: mining a transaction against the [`Judge`](crate::judge::Judge)
+//! model, and reporting its outcome to the engines as a broker's chain watcher would.
+
+use alloy_primitives::{B256, U256};
+use supra_channel::testkit::ChainEvent;
+use supra_channel::{Ack, BuyerChannel, BuyerConfig, ChannelId, Offer, Signature, ack_cost};
+
+use super::{Origin, PRICE, START_MS, Tx, World, tx_name};
+use crate::chain::{Call, gas};
+use crate::judge::Outcome;
+use crate::params::Scenario;
+
+impl World {
+    // ----- the chain -------------------------------------------------------------------------
+
+    pub(super) fn mine(&mut self, at: u64, origin: Origin, tx: Tx) {
+        let secs = at / 1000;
+        let now = self.now;
+        if self.trace {
+            eprintln!(
+                "{:>9} mine {origin:?} {}",
+                self.now - START_MS,
+                tx_name(&tx)
+            );
+        }
+        let (call, gas_used, res) = match &tx {
+            Tx::Open(o, value) => (
+                Call::Open,
+                gas::OPEN,
+                self.judge.open(o.0.buyer, &o.0, &o.1, *value, secs),
+            ),
+            Tx::Post(m) => (
+                Call::Post,
+                gas::post(m.payload.len()),
+                self.judge.post(&m.message, &m.payload, &m.sig),
+            ),
+            Tx::Claim(a, s) => {
+                let g = if self.judge.first_claim(ChannelId(a.channelId)) {
+                    gas::CLAIM_FIRST
+                } else {
+                    gas::CLAIM_NEXT
+                };
+                (Call::Claim, g, self.judge.claim(a, s))
+            }
+            Tx::ClaimPosted(id, upto) => (
+                Call::ClaimPosted,
+                gas::CLAIM_POSTED,
+                self.judge.claim_posted(*id, *upto),
+            ),
+            Tx::RequestClose(id) => (
+                Call::RequestClose,
+                gas::REQUEST_CLOSE,
+                self.judge.request_close(*id, secs),
+            ),
+            Tx::Settle(id) => (Call::Settle, gas::SETTLE, self.judge.settle(*id, secs)),
+            Tx::Accuse(id, m, s, missing) => (
+                Call::Accuse,
+                gas::ACCUSE,
+                self.judge.accuse(*id, m, s, *missing, secs),
+            ),
+            Tx::Defend(id) => (Call::Defend, gas::DEFEND, self.judge.defend(*id, secs)),
+            Tx::DefendWithAck(a, s) => (
+                Call::DefendWithAck,
+                gas::DEFEND_WITH_ACK,
+                self.judge.defend_with_ack(a, s, secs),
+            ),
+            Tx::Resolve(id) => (Call::Resolve, gas::RESOLVE, self.judge.resolve(*id, secs)),
+            Tx::ProveWrongCost(a, s) => (
+                Call::ProveWrongCost,
+                gas::PROVE_WRONG_COST,
+                self.judge.prove_wrong_cost(a, s),
+            ),
+            Tx::ProveEquivocation(id, ms, sa, sb) => (
+                Call::ProveEquivocation,
+                gas::PROVE_EQUIVOCATION,
+                self.judge.prove_equivocation(*id, &ms.0, sa, &ms.1, sb),
+            ),
+        };
+        self.ledger
+            .record(call, gas_used, res.as_ref().err().map(String::as_str));
+        let engine = origin != Origin::Broker;
+        match (tx, res) {
+            (Tx::Open(o, value), Ok(Outcome::Opened(id))) => self.opened(id, o.0, o.1, value),
+            (Tx::Post(m), Ok(Outcome::Posted(true))) => {
+                self.posted += 1;
+                self.seller.on_posted(now, m.message.seq);
+                self.flush_seller();
+                self.buyer_chain(ChainEvent::Posted(
+                    m.message.clone(),
+                    m.sig,
+                    m.payload.clone(),
+                ));
+            }
+            (Tx::Post(m), Err(_)) if engine => {
+                self.seller.on_post_failed(now, m.message.seq);
+                self.flush_seller();
+            }
+            (Tx::Claim(a, _), Ok(Outcome::Claimed { total, .. })) => {
+                self.seller.on_claimed(now, ChannelId(a.channelId), total);
+                self.flush_seller();
+                self.buyer_chain(ChainEvent::Claimed(a.seq));
+            }
+            (Tx::Claim(a, _), Err(_)) if origin == Origin::SellerEngine => {
+                self.seller.on_claim_failed(now, ChannelId(a.channelId));
+                self.flush_seller();
+            }
+            (Tx::RequestClose(id), Ok(Outcome::CloseRequested(at_secs))) => {
+                self.closing = true;
+                self.seller.on_close_requested(now, id, at_secs);
+                self.flush_seller();
+                self.buyer_chain(ChainEvent::CloseRequested(at_secs));
+                // The stream carries on for W more messages, then this run stops publishing.
+                self.publish_until = self
+                    .publish_until
+                    .min((self.pub_times.len() as u64 + self.cfg.window).max(self.cfg.n));
+
+                if self.cfg.scenario == Scenario::Overclaim {
+                    self.overclaim(id, at_secs);
+                }
+            }
+            (Tx::Settle(id), Ok(Outcome::Settled { .. }))
+            | (Tx::Resolve(id), Ok(Outcome::Settled { .. })) => {
+                if call == Call::Resolve {
+                    self.upheld += 1;
+                }
+                self.settled_now(id);
+            }
+            (Tx::ProveWrongCost(a, _), Ok(Outcome::Settled { .. })) => {
+                self.settled_now(ChannelId(a.channelId))
+            }
+            (Tx::ProveEquivocation(id, ..), Ok(Outcome::Settled { .. })) => self.settled_now(id),
+            (Tx::Accuse(id, _, _, missing), Ok(Outcome::Accused(deadline))) => {
+                self.accusations += 1;
+                self.seller.on_accused(now, id, missing);
+                self.flush_seller();
+                self.buyer_chain(ChainEvent::AccusationOpened(deadline));
+                if self.dropped_seq == Some(missing) {
+                    // The cheating seller cashes in what the buyer acked before the gap.
+                    if let Some(v) = self.seller.verified_ack(&id).cloned() {
+                        self.submit(Origin::Broker, Tx::Claim(Box::new(v.ack), v.sig));
+                    }
+                }
+            }
+            (Tx::Accuse(..), Err(_)) => self.buyer_chain(ChainEvent::AccusationRefused),
+            (Tx::Resolve(_), Err(_)) => self.buyer_chain(ChainEvent::AccusationClosed),
+            (Tx::Defend(id), Ok(Outcome::Defended { .. })) => self.defended(id),
+            (Tx::DefendWithAck(a, _), Ok(Outcome::Defended { total, .. })) => {
+                let id = ChannelId(a.channelId);
+                self.seller.on_claimed(now, id, total);
+                self.defended(id);
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn opened(&mut self, id: ChannelId, offer: Offer, sig: Signature, deposit: U256) {
+        let now = self.now;
+        let bcfg = BuyerConfig {
+            ack_every: self.cfg.ack_every,
+            ack_delay_ms: self.cfg.ack_delay_ms,
+            // The seller's settle is mined within Δ.
+            settle_wait_ms: 2 * self.cfg.chain.delta_onchain_ms,
+            ..BuyerConfig::default()
+        };
+        // The buyer knows the seller's key from the (not simulated) peer handshake.
+        let seller_key = *self.seller_key.public();
+        match BuyerChannel::with_seller_key(
+            self.domain,
+            self.buyer_key.clone(),
+            seller_key,
+            offer,
+            sig,
+            bcfg,
+            now,
+        ) {
+            Ok(b) => self.buyer = Some(b),
+            Err(e) => panic!("the buyer rejected the seller's offer: {e}"),
+        }
+        self.chan = Some(id);
+        self.flush_buyer();
+        if let Err(e) = self.seller.open_channel(now, id, deposit) {
+            panic!("open_channel: {e}");
+        }
+        self.flush_seller();
+        self.last_progress = now;
+        // The subscription starts: the stream publishes from now on.
+        self.next_publish = Some(now);
+    }
+
+    pub(super) fn defended(&mut self, id: ChannelId) {
+        self.seller.on_accusation_closed(self.now, id);
+        self.flush_seller();
+        self.buyer_chain(ChainEvent::AccusationClosed);
+    }
+
+    pub(super) fn settled_now(&mut self, id: ChannelId) {
+        self.settled = true;
+        self.next_publish = None;
+        self.seller.on_settled(self.now, id);
+        self.flush_seller();
+        self.buyer_chain(ChainEvent::AccusationClosed);
+        self.buyer_chain(ChainEvent::Settled);
+    }
+
+    /// A seller that tries to be paid for more than it delivered, once the close is requested:
+    /// a forged ack, a posted claim beyond the window, then the most the judge lets through:
+    /// up to `W` messages after the buyer's last ack, posted and claimed although the buyer
+    /// stopped before them.
+    pub(super) fn overclaim(&mut self, id: ChannelId, close_secs: u64) {
+        if self.overclaimed {
+            return;
+        }
+        self.overclaimed = true;
+        let start = self.start_seq;
+        let window = self.cfg.window;
+        // The buyer's final ack, as the seller holds it.
+        let acked_upto = self
+            .seller
+            .best_acked_seq(&id)
+            .unwrap_or(start.saturating_sub(1));
+        // 1. An ack the buyer never signed.
+        let seq = acked_upto + window;
+        if let Some(cost) = ack_cost(start, seq, U256::from(PRICE)) {
+            let forged = Ack {
+                channelId: id.0,
+                seq,
+                digest: B256::repeat_byte(0xAB),
+                cost,
+                timestamp: self.now,
+            };
+            let sig = self.seller_key.sign(&self.domain.digest(&forged));
+            self.submit(Origin::Broker, Tx::Claim(Box::new(forged), sig));
+        }
+        // 2. Post what follows the last ack (stamped before the close) ...
+        let mut last = None;
+        for s in acked_upto + 1..=acked_upto + window {
+            match self.recent_signed.get(&s) {
+                Some(m) if m.message.timestamp <= close_secs * 1000 => {
+                    let m = m.clone();
+                    self.submit(Origin::Broker, Tx::Post(m));
+                    last = Some(s);
+                }
+                _ => break,
+            }
+        }
+        // 3. ... claim beyond the window (rejected), then within it.
+        if let Some(last) = last {
+            self.submit(Origin::Broker, Tx::ClaimPosted(id, acked_upto + window + 1));
+            self.submit(Origin::Broker, Tx::ClaimPosted(id, last));
+        }
+        self.note("seller broker over-claimed");
+    }
+}
