@@ -305,6 +305,14 @@ pub struct RunConfig {
     pub horizon_ms: u64,
     /// Signatures of the SUPRA engines and the judge model (the baselines sign nothing).
     pub crypto: Crypto,
+    /// SUPRA: messages the buyer's opening deposit pays for (`None`: `N + 2W`, the whole
+    /// subscription; at least `W`, the judge's minimum). The seller never has more unpaid
+    /// messages in flight than the deposit covers (the engine's flow control).
+    pub deposit_msgs: Option<u64>,
+    /// SUPRA: the buyer tops its deposit up by this many messages' worth whenever it covers at
+    /// most half of that beyond what was delivered (the engine's `TopUpPolicy`), never past
+    /// `N + 2W` messages in all. `None`: no top-ups.
+    pub top_up_msgs: Option<u64>,
 }
 
 impl Default for RunConfig {
@@ -330,6 +338,8 @@ impl Default for RunConfig {
             idle_stop_ms: 90_000,
             horizon_ms: 30 * 24 * 3_600_000,
             crypto: Crypto::Real,
+            deposit_msgs: None,
+            top_up_msgs: None,
         }
     }
 }
@@ -340,6 +350,11 @@ impl RunConfig {
         self.malice_at
             .unwrap_or(self.n / 2)
             .min(self.n.saturating_sub(1))
+    }
+
+    /// SUPRA: messages the opening deposit pays for.
+    pub fn deposit_msgs(&self) -> u64 {
+        self.deposit_msgs.unwrap_or(self.n + 2 * self.window)
     }
 
     /// Checks the settings that would make a run meaningless.
@@ -355,6 +370,12 @@ impl RunConfig {
         }
         if self.publish_every_ms == 0 {
             return Err("publish interval must be positive".into());
+        }
+        if self.deposit_msgs() < self.window {
+            return Err("the deposit must pay for at least W messages".into());
+        }
+        if self.top_up_msgs == Some(0) {
+            return Err("a top-up must add at least one message".into());
         }
         if self.chain.block_ms == 0 || self.chain.delta_onchain_ms < self.chain.block_ms {
             return Err("need 0 < block time <= Δ_on-chain".into());

@@ -2,10 +2,9 @@
 //! the link, chain calls into the mempool), the malicious brokers' deviations, and the buyer's
 //! pauses.
 
-use supra_channel::testkit::ChainEvent;
 use supra_channel::{BuyerAction, BuyerEvent, Frame, FrameBytes, SellerAction, SellerEvent};
 
-use super::{Origin, START_MS, Tx, World, buyer_addr};
+use super::{Origin, Tx, Watched, World, buyer_addr};
 use crate::net::Dir;
 use crate::params::Scenario;
 
@@ -143,8 +142,9 @@ impl World {
                         self.link.send(self.now, Dir::ToSeller, frame);
                     }
                     BuyerAction::Deliver { seq, payload } => self.on_deliver(seq, &payload),
-                    // The simulated buyer deposits enough for its whole run.
-                    BuyerAction::TopUp { .. } => {}
+                    BuyerAction::TopUp { channel, amount } => {
+                        self.buyer_tx(Tx::TopUp(channel, amount))
+                    }
                     BuyerAction::Claim { ack, sig, .. } => {
                         self.buyer_tx(Tx::Claim(Box::new(ack), sig))
                     }
@@ -245,17 +245,22 @@ impl World {
     }
 
     /// Hands a judge event to the buyer's engine (held while its broker is frozen).
-    pub(super) fn buyer_chain(&mut self, ev: ChainEvent) {
+    pub(super) fn buyer_chain(&mut self, ev: impl Into<Watched>) {
         if self.buyer_gone {
             return;
         }
+        let ev = ev.into();
         if self.paused_until.is_some() {
             self.held_chain.push(ev);
             return;
         }
         let now = self.now;
         if let Some(b) = self.buyer.as_mut() {
-            ev.apply(b, now);
+            match ev {
+                Watched::Event(ev) => ev.apply(b, now),
+                Watched::Deposit(deposit) => b.on_deposit(now, deposit),
+                Watched::TopUpFailed => b.on_top_up_failed(now),
+            }
             self.flush_buyer();
         }
     }
@@ -280,10 +285,14 @@ impl World {
         if self.trace {
             match &frame {
                 Frame::Ack { ack, .. } => {
-                    eprintln!("{:>9} seller gets ack {}", self.now - START_MS, ack.seq)
+                    eprintln!(
+                        "{:>9} seller gets ack {}",
+                        self.now - self.start_ms,
+                        ack.seq
+                    )
                 }
                 Frame::Stop { stop, .. } => {
-                    eprintln!("{:>9} {dir:?} stop {}", self.now - START_MS, stop.seq)
+                    eprintln!("{:>9} {dir:?} stop {}", self.now - self.start_ms, stop.seq)
                 }
                 _ => {}
             }

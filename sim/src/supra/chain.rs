@@ -2,10 +2,11 @@
 //! model, and reporting its outcome to the engines as a broker's chain watcher would.
 
 use alloy_primitives::{B256, U256};
+use supra_channel::buyer::TopUpPolicy;
 use supra_channel::testkit::ChainEvent;
 use supra_channel::{Ack, BuyerChannel, BuyerConfig, ChannelId, Offer, Signature, ack_cost};
 
-use super::{Origin, PRICE, START_MS, Tx, World, tx_name};
+use super::{JudgeCall, Origin, PRICE, Tx, Watched, World, tx_name};
 use crate::chain::{Call, gas};
 use crate::judge::Outcome;
 use crate::params::Scenario;
@@ -19,68 +20,101 @@ impl World {
         if self.trace {
             eprintln!(
                 "{:>9} mine {origin:?} {}",
-                self.now - START_MS,
+                self.now - self.start_ms,
                 tx_name(&tx)
             );
         }
+        let from = match origin {
+            Origin::SellerEngine | Origin::SellerBroker => self.seller_key.address(),
+            Origin::BuyerEngine => self.buyer_key.address(),
+        };
+        // What a call costs can depend on the state before it (first write of the channel's
+        // progress word, postings a posted claim checks).
+        let fresh = |j: &crate::judge::Judge, id: ChannelId| {
+            j.channel(id).is_none_or(|c| !c.progress_written)
+        };
+        let j = &mut self.judge;
         let (call, gas_used, res) = match &tx {
             Tx::Open(o, value) => (
                 Call::Open,
                 gas::OPEN,
-                self.judge.open(o.0.buyer, &o.0, &o.1, *value, secs),
+                j.open(from, &o.0, &o.1, *value, secs),
             ),
+            Tx::TopUp(id, value) => (Call::TopUp, gas::TOP_UP, j.top_up(from, *id, *value, secs)),
             Tx::Post(m) => (
                 Call::Post,
                 gas::post(m.payload.len()),
-                self.judge.post(&m.message, &m.payload, &m.sig),
+                j.post(&m.message, &m.payload, &m.sig, secs),
             ),
             Tx::Claim(a, s) => {
-                let g = if self.judge.first_claim(ChannelId(a.channelId)) {
+                let g = if fresh(j, ChannelId(a.channelId)) {
                     gas::CLAIM_FIRST
                 } else {
                     gas::CLAIM_NEXT
                 };
-                (Call::Claim, g, self.judge.claim(a, s))
+                (Call::Claim, g, j.claim(a, s, secs))
             }
-            Tx::ClaimPosted(id, upto) => (
-                Call::ClaimPosted,
-                gas::CLAIM_POSTED,
-                self.judge.claim_posted(*id, *upto),
-            ),
+            Tx::ClaimPosted(id, upto) => {
+                let g = gas::claim_posted(j.posted_claim_span(*id, *upto));
+                (Call::ClaimPosted, g, j.claim_posted(from, *id, *upto))
+            }
             Tx::RequestClose(id) => (
                 Call::RequestClose,
                 gas::REQUEST_CLOSE,
-                self.judge.request_close(*id, secs),
+                j.request_close(from, *id, secs),
             ),
-            Tx::Settle(id) => (Call::Settle, gas::SETTLE, self.judge.settle(*id, secs)),
+            Tx::Settle(id) => (Call::Settle, gas::SETTLE, j.settle(*id, secs)),
             Tx::Accuse(id, m, s, missing) => (
                 Call::Accuse,
                 gas::ACCUSE,
-                self.judge.accuse(*id, m, s, *missing, secs),
+                j.accuse(from, *id, m, s, *missing, secs),
             ),
-            Tx::Defend(id) => (Call::Defend, gas::DEFEND, self.judge.defend(*id, secs)),
+            Tx::Defend(id) => (Call::Defend, gas::DEFEND, j.defend(*id)),
             Tx::DefendWithAck(a, s) => (
                 Call::DefendWithAck,
                 gas::DEFEND_WITH_ACK,
-                self.judge.defend_with_ack(a, s, secs),
+                j.defend_with_ack(a, s, secs),
             ),
-            Tx::Resolve(id) => (Call::Resolve, gas::RESOLVE, self.judge.resolve(*id, secs)),
+            Tx::Resolve(id) => {
+                let r = j.resolve(*id, secs);
+                let g = if matches!(r, Ok(Outcome::Defended { .. })) {
+                    gas::RESOLVE_ANSWERED
+                } else {
+                    gas::RESOLVE_REFUND
+                };
+                (Call::Resolve, g, r)
+            }
             Tx::ProveWrongCost(a, s) => (
                 Call::ProveWrongCost,
                 gas::PROVE_WRONG_COST,
-                self.judge.prove_wrong_cost(a, s),
+                j.prove_wrong_cost(a, s),
             ),
             Tx::ProveEquivocation(id, ms, sa, sb) => (
                 Call::ProveEquivocation,
                 gas::PROVE_EQUIVOCATION,
-                self.judge.prove_equivocation(*id, &ms.0, sa, &ms.1, sb),
+                j.prove_equivocation(*id, &ms.0, sa, &ms.1, sb),
             ),
         };
         self.ledger
             .record(call, gas_used, res.as_ref().err().map(String::as_str));
-        let engine = origin != Origin::Broker;
+        if let Some(record) = self.record.as_mut() {
+            record.push(JudgeCall {
+                at_secs: secs,
+                from,
+                tx: tx.clone(),
+                outcome: res.clone(),
+            });
+        }
+        let engine = origin != Origin::SellerBroker;
         match (tx, res) {
             (Tx::Open(o, value), Ok(Outcome::Opened(id))) => self.opened(id, o.0, o.1, value),
+            (Tx::TopUp(id, _), Ok(Outcome::ToppedUp(deposit))) => {
+                // The `ToppedUp` event: the seller resumes up to what it pays for.
+                self.seller.on_topped_up(now, id, deposit);
+                self.flush_seller();
+                self.buyer_chain(Watched::Deposit(deposit));
+            }
+            (Tx::TopUp(..), Err(_)) => self.buyer_chain(Watched::TopUpFailed),
             (Tx::Post(m), Ok(Outcome::Posted(true))) => {
                 self.posted += 1;
                 self.seller.on_posted(now, m.message.seq);
@@ -137,16 +171,18 @@ impl World {
                 if self.dropped_seq == Some(missing) {
                     // The cheating seller cashes in what the buyer acked before the gap.
                     if let Some(v) = self.seller.verified_ack(&id).cloned() {
-                        self.submit(Origin::Broker, Tx::Claim(Box::new(v.ack), v.sig));
+                        self.submit(Origin::SellerBroker, Tx::Claim(Box::new(v.ack), v.sig));
                     }
                 }
             }
             (Tx::Accuse(..), Err(_)) => self.buyer_chain(ChainEvent::AccusationRefused),
             (Tx::Resolve(_), Err(_)) => self.buyer_chain(ChainEvent::AccusationClosed),
-            (Tx::Defend(id), Ok(Outcome::Defended { .. })) => self.defended(id),
+            // `resolve` found the missing message posted in time: the accusation is answered.
+            (Tx::Defend(id) | Tx::Resolve(id), Ok(Outcome::Defended { .. })) => self.defended(id),
             (Tx::DefendWithAck(a, _), Ok(Outcome::Defended { total, .. })) => {
                 let id = ChannelId(a.channelId);
                 self.seller.on_claimed(now, id, total);
+                self.buyer_chain(ChainEvent::Claimed(a.seq));
                 self.defended(id);
             }
             _ => {}
@@ -160,6 +196,11 @@ impl World {
             ack_delay_ms: self.cfg.ack_delay_ms,
             // The seller's settle is mined within Δ.
             settle_wait_ms: 2 * self.cfg.chain.delta_onchain_ms,
+            top_up: self.cfg.top_up_msgs.map(|messages| TopUpPolicy {
+                below_messages: messages / 2,
+                messages,
+                max_deposit: U256::from(PRICE) * U256::from(self.cfg.n + 2 * self.cfg.window),
+            }),
             ..BuyerConfig::default()
         };
         // The buyer knows the seller's key from the (not simulated) peer handshake.
@@ -173,7 +214,11 @@ impl World {
             bcfg,
             now,
         ) {
-            Ok(b) => self.buyer = Some(b),
+            Ok(mut b) => {
+                // What it locked at `open` (as the broker reports it); `ToppedUp` raises it.
+                b.on_deposit(now, deposit);
+                self.buyer = Some(b);
+            }
             Err(e) => panic!("the buyer rejected the seller's offer: {e}"),
         }
         self.chan = Some(id);
@@ -229,7 +274,7 @@ impl World {
                 timestamp: self.now,
             };
             let sig = self.seller_key.sign(&self.domain.digest(&forged));
-            self.submit(Origin::Broker, Tx::Claim(Box::new(forged), sig));
+            self.submit(Origin::SellerBroker, Tx::Claim(Box::new(forged), sig));
         }
         // 2. Post what follows the last ack (stamped before the close) ...
         let mut last = None;
@@ -237,7 +282,7 @@ impl World {
             match self.recent_signed.get(&s) {
                 Some(m) if m.message.timestamp <= close_secs * 1000 => {
                     let m = m.clone();
-                    self.submit(Origin::Broker, Tx::Post(m));
+                    self.submit(Origin::SellerBroker, Tx::Post(m));
                     last = Some(s);
                 }
                 _ => break,
@@ -245,8 +290,11 @@ impl World {
         }
         // 3. ... claim beyond the window (rejected), then within it.
         if let Some(last) = last {
-            self.submit(Origin::Broker, Tx::ClaimPosted(id, acked_upto + window + 1));
-            self.submit(Origin::Broker, Tx::ClaimPosted(id, last));
+            self.submit(
+                Origin::SellerBroker,
+                Tx::ClaimPosted(id, acked_upto + window + 1),
+            );
+            self.submit(Origin::SellerBroker, Tx::ClaimPosted(id, last));
         }
         self.note("seller broker over-claimed");
     }

@@ -34,7 +34,7 @@ use supra_channel::{
 };
 
 use crate::chain::{Ledger, Mempool};
-use crate::judge::Judge;
+use crate::judge::{Judge, Outcome, Refusal};
 use crate::metrics::RunResult;
 use crate::net::Connection;
 use crate::params::{Crypto, Protocol, RunConfig, Scenario};
@@ -51,13 +51,18 @@ enum Origin {
     SellerEngine,
     /// The buyer's engine.
     BuyerEngine,
-    /// A malicious broker acting on its own (no engine notification).
-    Broker,
+    /// The malicious seller's broker acting on its own (no engine notification).
+    SellerBroker,
 }
 
-#[derive(Debug)]
-enum Tx {
+/// A judge call of a run, with its arguments (the sender and the time are in [`JudgeCall`]).
+#[derive(Clone, Debug)]
+#[allow(missing_docs)] // one variant per judge function, arguments in the ABI's order
+pub enum Tx {
+    /// `open(offer, sellerSig)` with this value.
     Open(Box<(Offer, Signature)>, U256),
+    /// `topUp(channel)` with this value.
+    TopUp(ChannelId, U256),
     Post(Arc<SignedMessage>),
     Claim(Box<Ack>, Signature),
     ClaimPosted(ChannelId, u64),
@@ -69,6 +74,59 @@ enum Tx {
     Resolve(ChannelId),
     ProveWrongCost(Box<Ack>, Signature),
     ProveEquivocation(ChannelId, Box<(Message, Message)>, Signature, Signature),
+}
+
+/// What the buyer's chain watcher hands its engine: the `testkit` events, and the deposit
+/// (`ToppedUp`) as the broker reports it (`on_deposit`, `on_top_up_failed`).
+#[derive(Debug)]
+enum Watched {
+    Event(ChainEvent),
+    Deposit(U256),
+    TopUpFailed,
+}
+
+impl From<ChainEvent> for Watched {
+    fn from(ev: ChainEvent) -> Self {
+        Watched::Event(ev)
+    }
+}
+
+/// One judge call as the model mined it.
+#[derive(Clone, Debug)]
+pub struct JudgeCall {
+    /// Block time (unix seconds).
+    pub at_secs: u64,
+    /// The sender's address.
+    pub from: Address,
+    /// The call.
+    pub tx: Tx,
+    /// What the model decided.
+    pub outcome: Result<Outcome, Refusal>,
+}
+
+/// How a recorded run is set up, so that its calls can be replayed on a real judge: the
+/// judge's EIP-712 domain, the parties' (funded) keys, and a start time the chain can reach.
+#[derive(Clone, Debug)]
+pub struct Setup {
+    /// The judge's domain (chain id and address).
+    pub domain: Domain,
+    /// The seller's key (its address is the stream's seller).
+    pub seller: Keypair,
+    /// The buyer's key.
+    pub buyer: Keypair,
+    /// Simulated start time (unix ms, a multiple of the block time).
+    pub start_ms: u64,
+}
+
+/// Every judge call of a run, in mining order, with the model's final state.
+#[derive(Debug)]
+pub struct Recording {
+    /// The calls.
+    pub calls: Vec<JudgeCall>,
+    /// The model after the run.
+    pub judge: Judge,
+    /// The run's channel, once opened.
+    pub channel: Option<ChannelId>,
 }
 
 struct World {
@@ -118,17 +176,22 @@ struct World {
     /// Frames that reached the frozen buyer's connection, and judge events its watcher will
     /// read when it wakes up, in order.
     held_frames: Vec<FrameBytes>,
-    held_chain: Vec<ChainEvent>,
+    held_chain: Vec<Watched>,
     /// The link came back while the buyer was frozen: it reconnects when it wakes up.
     relink_on_resume: bool,
     /// `Overclaim`: the cheating seller's broker keeps its own copy of the recent signed
     /// messages (the honest engine forgets what no channel is owed any more).
     recent_signed: BTreeMap<u64, Arc<SignedMessage>>,
+    /// Simulated start time (unix ms).
+    start_ms: u64,
+    /// Every judge call mined, when the run is recorded.
+    record: Option<Vec<JudgeCall>>,
 }
 
 fn tx_name(tx: &Tx) -> String {
     match tx {
         Tx::Open(..) => "open".into(),
+        Tx::TopUp(_, v) => format!("topUp {v}"),
         Tx::Post(m) => format!("post {}", m.message.seq),
         Tx::Claim(a, _) => format!("claim {}", a.seq),
         Tx::ClaimPosted(_, u) => format!("claimPosted {u}"),
@@ -146,10 +209,29 @@ fn tx_name(tx: &Tx) -> String {
 /// Runs one SUPRA subscription with the real engine.
 pub fn run(cfg: &RunConfig) -> RunResult {
     let t0 = Instant::now();
-    let mut w = World::new(cfg.clone());
+    let mut w = World::new(cfg.clone(), None);
     w.start();
     w.run();
     w.finish(t0)
+}
+
+/// Runs one SUPRA subscription set up as `setup` says, and records every judge call (for a
+/// replay on a real judge: `sim/tests/replay.rs`).
+pub fn run_recorded(cfg: &RunConfig, setup: Setup) -> (RunResult, Recording) {
+    let t0 = Instant::now();
+    let mut w = World::new(cfg.clone(), Some(setup));
+    w.start();
+    w.run();
+    let calls = w.record.take().unwrap_or_default();
+    let channel = w.chan;
+    let judge = std::mem::replace(&mut w.judge, Judge::new(w.domain));
+    let result = w.finish(t0);
+    let recording = Recording {
+        calls,
+        judge,
+        channel,
+    };
+    (result, recording)
 }
 
 fn buyer_addr(k: &Keypair) -> Address {
@@ -165,10 +247,20 @@ fn key(crypto: Crypto, label: &str, seed: u64) -> Keypair {
 }
 
 impl World {
-    fn new(cfg: RunConfig) -> Self {
-        let domain = Domain::new(31337, Address::repeat_byte(0x42));
-        let seller_key = key(cfg.crypto, "sim-seller", cfg.seed);
-        let buyer_key = key(cfg.crypto, "sim-buyer", cfg.seed);
+    fn new(cfg: RunConfig, setup: Option<Setup>) -> Self {
+        let recording = setup.is_some();
+        let setup = setup.unwrap_or_else(|| Setup {
+            domain: Domain::new(31337, Address::repeat_byte(0x42)),
+            seller: key(cfg.crypto, "sim-seller", cfg.seed),
+            buyer: key(cfg.crypto, "sim-buyer", cfg.seed),
+            start_ms: START_MS,
+        });
+        let Setup {
+            domain,
+            seller: seller_key,
+            buyer: buyer_key,
+            start_ms,
+        } = setup;
         let mut judge = Judge::new(domain);
         judge.register(*seller_key.public());
         judge.register(*buyer_key.public());
@@ -188,7 +280,7 @@ impl World {
         };
         let seller = Stream::new(domain, seller_key.clone(), sid, terms, scfg)
             .unwrap_or_else(|e| panic!("invalid sim terms: {e}"));
-        let link = Connection::new(cfg.link.clone(), cfg.seed, START_MS);
+        let link = Connection::new(cfg.link.clone(), cfg.seed, start_ms);
         let n = cfg.n;
         let tail = if cfg.scenario == Scenario::Overclaim {
             cfg.tail.max(2 * cfg.window)
@@ -196,14 +288,14 @@ impl World {
             cfg.tail
         };
         Self {
-            now: START_MS,
+            now: start_ms,
             domain,
             seller,
             seller_key,
             buyer_key,
             buyer: None,
             chan: None,
-            deposit: U256::from(PRICE) * U256::from(n + 2 * cfg.window),
+            deposit: U256::from(PRICE) * U256::from(cfg.deposit_msgs()),
             link,
             link_up: true,
             pool: Mempool::new(cfg.chain.clone()),
@@ -227,7 +319,7 @@ impl World {
             accusations: 0,
             upheld: 0,
             last_best: None,
-            last_progress: START_MS,
+            last_progress: start_ms,
             seller_stopped: false,
             closing: false,
             settled: false,
@@ -240,6 +332,8 @@ impl World {
             held_chain: Vec::new(),
             relink_on_resume: false,
             recent_signed: BTreeMap::new(),
+            start_ms,
+            record: recording.then(Vec::new),
             cfg,
         }
     }
@@ -252,7 +346,7 @@ impl World {
         if self.trace {
             eprintln!(
                 "{:>9} submit {origin:?} {}",
-                self.now - START_MS,
+                self.now - self.start_ms,
                 tx_name(&tx)
             );
         }
@@ -334,7 +428,7 @@ impl World {
     }
 
     fn run(&mut self) {
-        let horizon = START_MS.saturating_add(self.cfg.horizon_ms);
+        let horizon = self.start_ms.saturating_add(self.cfg.horizon_ms);
         while let Some(t) = self.next_time() {
             if t > horizon {
                 self.note("horizon reached");
@@ -453,7 +547,7 @@ impl World {
             *self.events.entry(format!("reverted {why}")).or_default() += n;
         }
         let ls = self.link.stats;
-        let down = self.link.outages.down_time(START_MS, self.now);
+        let down = self.link.outages.down_time(self.start_ms, self.now);
         self.note(format!(
             "link: {} frames sent, {} lost, {} cut by outages ({:.1} s down)",
             ls.sent,
@@ -476,7 +570,7 @@ impl World {
             data_frames: ss.frames_sent,
             accusations: self.accusations,
             upheld: self.upheld,
-            sim_ms: self.now - START_MS,
+            sim_ms: self.now - self.start_ms,
             wall_ms: t0.elapsed().as_secs_f64() * 1e3,
             signatures: ss.signed + self.buyer_stats.0,
             verifications: ss.acks_verified + self.buyer_stats.1,
