@@ -38,17 +38,31 @@ pub mod gas {
     pub const CLAIM_POSTED_2: u64 = 60_006;
     /// `claimPosted` checking 3 postings: row `claimPosted`, Max (`test_gas_submitStop_penalty`).
     pub const CLAIM_POSTED_3: u64 = 62_346;
-    /// `requestClose`: row `requestClose` (after a claim: a non-zero progress word).
+    /// `requestClose` by the buyer: row `requestClose` (after a claim: a non-zero progress
+    /// word).
     pub const REQUEST_CLOSE: u64 = 33_130;
-    /// `settle` (pays the posted claim and the refund): row `settle`.
+    /// What `requestClose` costs more when the seller sends it: the judge reads the stream id
+    /// (a cold storage read) to know the seller. 2 131, measured by `sim/tests/replay.rs`
+    /// (35 261 against 33 130; the table has no seller-sent `requestClose`).
+    pub const REQUEST_CLOSE_BY_SELLER_EXTRA: u64 = 2_131;
+    /// `settle` paying the posted claim and the refund: row `settle`.
     pub const SETTLE: u64 = 54_288;
+    /// `settle` paying only the buyer's refund (no posted claim due): 42 557, measured by
+    /// `sim/tests/replay.rs` (the table has no such row).
+    pub const SETTLE_BUYER_ONLY: u64 = 42_557;
+    /// The first write of a channel's progress word (claimed, acked, close, extendedAt) costs
+    /// this much more than a later one: an SSTORE from zero is 20 000 gas, from non-zero 2 900
+    /// (EIP-2200/2929). The table measures `topUp` and `resolve` with that first write and
+    /// `requestClose` without it; `sim/tests/replay.rs` checks both cases on Anvil.
+    pub const FIRST_WRITE_EXTRA: u64 = 17_100;
     /// `accuse`: row `accuse`, Max (Min 65 677 differs by calldata zero bytes).
     pub const ACCUSE: u64 = 65_725;
     /// `defend`: row `defend`.
     pub const DEFEND: u64 = 32_848;
     /// `defendWithAck`: row `defendWithAck`.
     pub const DEFEND_WITH_ACK: u64 = 69_212;
-    /// `resolve` refunding the buyer: row `resolve`, Max.
+    /// `resolve` refunding the buyer: row `resolve`, Max (the channel's first write of its
+    /// progress word: no claim before the accusation).
     pub const RESOLVE_REFUND: u64 = 61_097;
     /// `resolve` finding an in-time posting (no payout): row `resolve`, Min.
     pub const RESOLVE_ANSWERED: u64 = 32_471;

@@ -21,6 +21,8 @@
 mod brokers;
 mod chain;
 
+pub use chain::call_gas;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -102,6 +104,8 @@ pub struct JudgeCall {
     pub tx: Tx,
     /// What the model decided.
     pub outcome: Result<Outcome, Refusal>,
+    /// The model's gas figure for it ([`call_gas`]).
+    pub gas: u64,
 }
 
 /// How a recorded run is set up, so that its calls can be replayed on a real judge: the
