@@ -52,8 +52,9 @@ pub mod gas {
     pub const SETTLE_BUYER_ONLY: u64 = 42_557;
     /// The first write of a channel's progress word (claimed, acked, close, extendedAt) costs
     /// this much more than a later one: an SSTORE from zero is 20 000 gas, from non-zero 2 900
-    /// (EIP-2200/2929). The table measures `topUp` and `resolve` with that first write and
-    /// `requestClose` without it; `sim/tests/replay.rs` checks both cases on Anvil.
+    /// (EIP-2200/2929). The table measures `topUp`, `resolve` and `submitStop`'s record (of
+    /// the pending word) with that first write, `requestClose` and `submitStop`'s penalty
+    /// without it; `sim/tests/replay.rs` checks both cases on Anvil.
     pub const FIRST_WRITE_EXTRA: u64 = 17_100;
     /// `accuse`: row `accuse`, Max (Min 65 677 differs by calldata zero bytes).
     pub const ACCUSE: u64 = 65_725;
@@ -74,7 +75,8 @@ pub mod gas {
     pub const SUBMIT_STOP_RECORD: u64 = 60_731;
     /// `submitStop` answering an accusation: row `submitStop`, Min.
     pub const SUBMIT_STOP_ANSWER: u64 = 45_183;
-    /// `submitStop` proving a posted claim past the Stop (penalty): row `submitStop`, Median.
+    /// `submitStop` proving a posted claim past the Stop (penalty): row `submitStop`, Median
+    /// (after a claim: a non-zero progress word).
     pub const SUBMIT_STOP_PENALTY: u64 = 55_443;
     /// `closeCooperatively` with the channel's first write of its progress word: row
     /// `closeCooperatively`, Max.

@@ -11,12 +11,19 @@
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::providers::Provider;
-use supra_channel::Keypair;
+use std::sync::Arc;
+
+use alloy::primitives::keccak256;
+use supra_channel::seller::SignedMessage;
+use supra_channel::{
+    Ack, ChannelId, Domain, FrameBytes, Keypair, Message, Offer, Signature, Stop, StreamId,
+    ack_cost,
+};
 use supra_judge::devnet::{Devnet, DevnetOptions};
 use supra_judge::{ChannelStatus, Judge, JudgeError, JudgeEvent, Receipt};
-use supra_sim::judge::{Status, refusal_name};
+use supra_sim::judge::{ChannelRec, Judge as ModelJudge, Status, refusal_name};
 use supra_sim::params::{RunConfig, Scenario};
-use supra_sim::supra::{Setup, Tx, run_recorded};
+use supra_sim::supra::{JudgeCall, PRICE, Setup, Tx, execute, run_recorded};
 
 /// A small run: quick to simulate with real k256 and to replay (tens of calls).
 fn config(scenario: Scenario) -> RunConfig {
@@ -73,6 +80,12 @@ async fn send(party: &Judge, tx: &Tx) -> Result<Receipt, String> {
                 .prove_equivocation(*id, (&ms.0, sa.as_bytes()), (&ms.1, sb.as_bytes()))
                 .await
         }
+        Tx::SubmitStop(stop, sig) => party.submit_stop(stop, sig.as_bytes()).await,
+        Tx::CloseCooperatively(x, sa, ss) => {
+            party
+                .close_cooperatively(&x.0, sa.as_bytes(), &x.1, ss.as_bytes())
+                .await
+        }
     };
     r.map_err(|e| match e.refusal_name() {
         Some(name) => name.to_string(),
@@ -95,7 +108,22 @@ fn call_name(tx: &Tx) -> &'static str {
         Tx::Resolve(..) => "resolve",
         Tx::ProveWrongCost(..) => "proveWrongCost",
         Tx::ProveEquivocation(..) => "proveEquivocation",
+        Tx::SubmitStop(..) => "submitStop",
+        Tx::CloseCooperatively(..) => "closeCooperatively",
     }
+}
+
+/// Judge calls to replay, the model after them, and the channels they are about.
+struct Plan {
+    calls: Vec<JudgeCall>,
+    model: ModelJudge,
+    channels: Vec<ChannelId>,
+}
+
+/// A block time after the chain's latest block, a multiple of `block_secs`.
+async fn start_secs(chain: &Judge, block_secs: u64) -> u64 {
+    let now = chain.block_timestamp().await.expect("block time");
+    (now + 60).div_ceil(block_secs) * block_secs
 }
 
 /// Runs `cfg` recorded, replays it, and returns the differences (empty: the model agrees).
@@ -107,20 +135,41 @@ async fn replay(
     gas_report: &mut Vec<(String, u64, u64)>,
 ) -> Vec<String> {
     let chain = &seller.judge;
-    let now = chain.block_timestamp().await.expect("block time");
-    let block_secs = cfg.chain.block_ms / 1000;
-    let start_secs = (now + 60).div_ceil(block_secs) * block_secs;
     let setup = Setup {
         domain: chain.domain(),
         seller: seller.key.clone(),
         buyer: buyer.key.clone(),
-        start_ms: start_secs * 1000,
+        start_ms: start_secs(chain, cfg.chain.block_ms / 1000).await * 1000,
     };
     let (result, rec) = run_recorded(cfg, setup);
-    let mut diffs = Vec::new();
+    eprintln!(
+        "{name}: {} calls ({} refused): {}",
+        rec.calls.len(),
+        rec.calls.iter().filter(|c| c.outcome.is_err()).count(),
+        result.ledger.summary(),
+    );
     let Some(id) = rec.channel else {
         return vec![format!("{name}: the run opened no channel")];
     };
+    let plan = Plan {
+        calls: rec.calls,
+        model: rec.judge,
+        channels: vec![id],
+    };
+    check(name, &plan, seller, buyer, gas_report).await
+}
+
+/// Replays `plan` on the real judge from `seller`'s and `buyer`'s accounts and returns the
+/// differences with the model (empty: it agrees).
+async fn check(
+    name: &str,
+    plan: &Plan,
+    seller: &Party,
+    buyer: &Party,
+    gas_report: &mut Vec<(String, u64, u64)>,
+) -> Vec<String> {
+    let chain = &seller.judge;
+    let mut diffs = Vec::new();
     let provider = chain.provider();
     let balance = |a: Address| async move { provider.get_balance(a).await.expect("balance") };
     let (seller_at_start, buyer_at_start) = (
@@ -129,7 +178,7 @@ async fn replay(
     );
     let first_block = chain.block_number().await.expect("block number") + 1;
     let (mut seller_fees, mut buyer_fees, mut locked) = (U256::ZERO, U256::ZERO, U256::ZERO);
-    for (i, call) in rec.calls.iter().enumerate() {
+    for (i, call) in plan.calls.iter().enumerate() {
         let party = if call.from == seller.key.address() {
             &seller.judge
         } else {
@@ -185,50 +234,62 @@ async fn replay(
             _ => diffs.push(format!("{what}: model {model:?}, judge {real:?}")),
         }
     }
-    // Payouts, from the judge's events.
+    // Payouts, from the judge's events, per channel.
     let last_block = chain.block_number().await.expect("block number");
     let events = chain.events(first_block, last_block).await.expect("events");
-    let (mut to_seller, mut to_buyer) = (U256::ZERO, U256::ZERO);
-    for e in events.iter().map(|e| &e.event) {
-        match e {
-            JudgeEvent::Claimed { amount, .. } => to_seller += *amount,
-            JudgeEvent::Settled {
-                to_seller: s,
-                to_buyer: b,
-                ..
-            } => {
-                to_seller += *s;
-                to_buyer += *b;
+    let (mut all_to_seller, mut all_to_buyer) = (U256::ZERO, U256::ZERO);
+    for id in &plan.channels {
+        let Some(model) = plan.model.channel(*id) else {
+            diffs.push(format!("{name}: the model has no channel {id}"));
+            continue;
+        };
+        let (mut to_seller, mut to_buyer) = (U256::ZERO, U256::ZERO);
+        for e in events.iter().map(|e| &e.event) {
+            match e {
+                JudgeEvent::Claimed {
+                    channel, amount, ..
+                } if channel == id => to_seller += *amount,
+                JudgeEvent::Settled {
+                    channel,
+                    to_seller: s,
+                    to_buyer: b,
+                } if channel == id => {
+                    to_seller += *s;
+                    to_buyer += *b;
+                }
+                JudgeEvent::PayoutDeferred { .. } => diffs.push(format!("{name}: {e:?}")),
+                _ => {}
             }
-            JudgeEvent::PayoutDeferred { .. } => diffs.push(format!("{name}: {e:?}")),
-            _ => {}
         }
-    }
-    let Some(model) = rec.judge.channel(id) else {
-        return vec![format!("{name}: the model has no channel {id}")];
-    };
-    if (to_seller, to_buyer) != (model.to_seller, model.to_buyer) {
-        diffs.push(format!(
-            "{name}: judge paid seller {to_seller} buyer {to_buyer}, model {} / {}",
-            model.to_seller, model.to_buyer
-        ));
+        if (to_seller, to_buyer) != (model.to_seller, model.to_buyer) {
+            diffs.push(format!(
+                "{name}: channel {id}: judge paid seller {to_seller} buyer {to_buyer}, model {} / {}",
+                model.to_seller, model.to_buyer
+            ));
+        }
+        all_to_seller += model.to_seller;
+        all_to_buyer += model.to_buyer;
+        diffs.extend(final_record(name, chain, *id, model).await);
     }
     // Balances: each party's change is its payouts, less what it locked and its gas.
     let seller_now = balance(seller.key.address()).await;
     let buyer_now = balance(buyer.key.address()).await;
-    if seller_now + seller_fees != seller_at_start + model.to_seller {
+    if seller_now + seller_fees != seller_at_start + all_to_seller {
         diffs.push(format!(
-            "{name}: seller balance {seller_now} (+ fees {seller_fees}) vs {seller_at_start} + {}",
-            model.to_seller
+            "{name}: seller balance {seller_now} (+ fees {seller_fees}) vs {seller_at_start} + {all_to_seller}"
         ));
     }
-    if buyer_now + buyer_fees + locked != buyer_at_start + model.to_buyer {
+    if buyer_now + buyer_fees + locked != buyer_at_start + all_to_buyer {
         diffs.push(format!(
-            "{name}: buyer balance {buyer_now} (+ fees {buyer_fees} + locked {locked}) vs {buyer_at_start} + {}",
-            model.to_buyer
+            "{name}: buyer balance {buyer_now} (+ fees {buyer_fees} + locked {locked}) vs {buyer_at_start} + {all_to_buyer}"
         ));
     }
-    // The final record.
+    diffs
+}
+
+/// The judge's final record and timing of channel `id` against the model's.
+async fn final_record(name: &str, chain: &Judge, id: ChannelId, model: &ChannelRec) -> Vec<String> {
+    let mut diffs = Vec::new();
     let info = chain.channel(id).await.expect("channel");
     let timing = chain.channel_timing(id).await.expect("timing");
     let status = match model.status {
@@ -256,7 +317,7 @@ async fn replay(
     );
     if want != got {
         diffs.push(format!(
-            "{name}: final record: model {want:?}, judge {got:?}"
+            "{name}: channel {id}: final record: model {want:?}, judge {got:?}"
         ));
     }
     let want_t = (
@@ -273,23 +334,295 @@ async fn replay(
     );
     if want_t != got_t {
         diffs.push(format!(
-            "{name}: final timing: model {want_t:?}, judge {got_t:?}"
+            "{name}: channel {id}: final timing: model {want_t:?}, judge {got_t:?}"
         ));
     }
-    eprintln!(
-        "{name}: {} calls replayed ({} refused), {}, seller paid {to_seller} wei, buyer refunded {to_buyer} wei",
-        rec.calls.len(),
-        rec.calls.iter().filter(|c| c.outcome.is_err()).count(),
-        result.ledger.summary(),
-    );
     diffs
+}
+
+/// Calls written by hand, for the rules and functions the simulated brokers never reach:
+/// refusals of each kind, postings mined too late, a seller's Stop (record and penalty),
+/// cooperative close, the two proofs. Each call is mined on the model first ([`execute`]).
+struct Script {
+    domain: Domain,
+    seller: Keypair,
+    buyer: Keypair,
+    stream: StreamId,
+    model: ModelJudge,
+    calls: Vec<JudgeCall>,
+    channels: Vec<ChannelId>,
+    /// Steps whose model outcome is not the one the script expects.
+    unexpected: Vec<String>,
+}
+
+const P: u64 = PRICE;
+
+impl Script {
+    fn new(domain: Domain, seller: &Keypair, buyer: &Keypair) -> Self {
+        let mut model = ModelJudge::new(domain);
+        model.register(*seller.public());
+        model.register(*buyer.public());
+        Script {
+            domain,
+            seller: seller.clone(),
+            buyer: buyer.clone(),
+            stream: StreamId::new(seller.address(), 2).expect("stream id"),
+            model,
+            calls: Vec::new(),
+            channels: Vec::new(),
+            unexpected: Vec::new(),
+        }
+    }
+
+    /// The last call's outcome `out` should be `want` (the model's, before any replay).
+    fn expect(&mut self, out: &str, want: &str) {
+        if out != want {
+            let at = self.calls.len() - 1;
+            self.unexpected.push(format!(
+                "probes: call {at}: model {out}, script expects {want}"
+            ));
+        }
+    }
+
+    /// Mines `tx` from the seller (`by_seller`) or the buyer at `at` on the model; its outcome's
+    /// error name, or "ok".
+    fn call(&mut self, by_seller: bool, at: u64, tx: Tx) -> String {
+        let from = if by_seller {
+            self.seller.address()
+        } else {
+            self.buyer.address()
+        };
+        let (_, mined) = execute(&mut self.model, from, at, tx);
+        let out = match &mined.outcome {
+            Ok(_) => "ok".to_string(),
+            Err(e) => refusal_name(e).to_string(),
+        };
+        self.calls.push(mined);
+        out
+    }
+
+    /// Opens a channel (W = 4, T_ack 60 s, T_closure 300 s) from `start` with a deposit of
+    /// `deposit_msgs` messages.
+    fn open(&mut self, at: u64, start: u64, deposit_msgs: u64) -> ChannelId {
+        let offer = Offer {
+            streamId: self.stream.0,
+            seller: self.seller.address(),
+            buyer: self.buyer.address(),
+            price: U256::from(P),
+            window: 4,
+            startSeq: start,
+            tAck: 60,
+            tClosure: 300,
+            validUntil: at + 3_600,
+            nonce: U256::from(start),
+        };
+        let sig = self.seller.sign(&self.domain.digest(&offer));
+        let id = ChannelId::from_offer_digest(self.domain.digest(&offer));
+        let value = U256::from(P * deposit_msgs);
+        assert_eq!(
+            self.call(false, at, Tx::Open(Box::new((offer, sig)), value)),
+            "ok"
+        );
+        self.channels.push(id);
+        id
+    }
+
+    /// Message `seq` stamped at `stamp` (unix seconds), with payload `tag`.
+    fn msg(&self, seq: u64, stamp: u64, tag: u8) -> Arc<SignedMessage> {
+        let payload = vec![tag; 8];
+        let message = Message {
+            streamId: self.stream.0,
+            seq,
+            timestamp: stamp * 1000,
+            payloadHash: keccak256(&payload),
+            prev: B256::ZERO,
+        };
+        let digest = self.domain.digest(&message);
+        Arc::new(SignedMessage {
+            message,
+            digest,
+            sig: self.seller.sign(&digest),
+            payload,
+            frame: FrameBytes::from(&[][..]),
+        })
+    }
+
+    fn post(&mut self, at: u64, seq: u64, stamp: u64) -> String {
+        let m = self.msg(seq, stamp, 1);
+        self.call(true, at, Tx::Post(m))
+    }
+
+    fn ack(&self, id: ChannelId, start: u64, seq: u64) -> (Ack, Signature) {
+        let ack = Ack {
+            channelId: id.0,
+            seq,
+            digest: B256::repeat_byte(1),
+            cost: ack_cost(start, seq, U256::from(P)).expect("cost"),
+            timestamp: 0,
+        };
+        let sig = self.buyer.sign(&self.domain.digest(&ack));
+        (ack, sig)
+    }
+
+    fn stop(&self, id: ChannelId, seq: u64) -> (Stop, Signature) {
+        let stop = Stop {
+            channelId: id.0,
+            seq,
+            timestamp: 0,
+        };
+        let sig = self.seller.sign(&self.domain.digest(&stop));
+        (stop, sig)
+    }
+
+    fn accuse(&mut self, at: u64, id: ChannelId, missing: u64, seen: u64, stamp: u64) -> String {
+        let m = self.msg(seen, stamp, 1);
+        self.call(
+            false,
+            at,
+            Tx::Accuse(id, Box::new(m.message.clone()), m.sig, missing),
+        )
+    }
+}
+
+/// The script: each step states the outcome it expects of the model (so that the script tests
+/// what it says: what it did not get is returned), then the whole is replayed on the judge like
+/// a simulated run.
+fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, Vec<String>) {
+    let mut s = Script::new(domain, seller, buyer);
+    let (yes, no) = (true, false);
+    // A: top-ups, the owed range, a posting mined after the accusation's posting limit.
+    let a = s.open(t, 0, 8);
+    let out = s.call(yes, t + 12, Tx::TopUp(a, U256::from(P)));
+    s.expect(&out, "NotBuyer");
+    let out = s.call(no, t + 12, Tx::TopUp(a, U256::ZERO));
+    s.expect(&out, "ZeroAmount");
+    let out = s.call(no, t + 12, Tx::TopUp(a, U256::from(4 * P)));
+    s.expect(&out, "ok");
+    for seq in 0..3 {
+        let out = s.post(t + 12, seq, t);
+        s.expect(&out, "ok");
+    }
+    let (ack, sig) = s.ack(a, 0, 1);
+    let out = s.call(yes, t + 24, Tx::Claim(Box::new(ack), sig));
+    s.expect(&out, "ok");
+    let out = s.accuse(t + 36, a, 2, 5, t);
+    s.expect(&out, "AlreadyPosted");
+    // Owed: startSeq + min(acked + W, F / P) = 0 + min(2 + 4, 12) = 6.
+    let out = s.accuse(t + 36, a, 7, 8, t);
+    s.expect(&out, "NotOwed");
+    // postBy = min(max(seen t, openedAt t, extendedAt t + 24), now) + 60 = t + 84.
+    let out = s.accuse(t + 48, a, 3, 5, t);
+    s.expect(&out, "ok");
+    let out = s.post(t + 96, 3, t);
+    s.expect(&out, "ok");
+    let out = s.call(yes, t + 96, Tx::Defend(a));
+    s.expect(&out, "DeadlinePassed");
+    let out = s.call(no, t + 108, Tx::Resolve(a));
+    s.expect(&out, "DeadlineNotPassed");
+    let out = s.call(no, t + 120, Tx::Resolve(a));
+    s.expect(&out, "ok");
+    let (ack, sig) = s.ack(a, 0, 3);
+    let out = s.call(yes, t + 120, Tx::Claim(Box::new(ack), sig));
+    s.expect(&out, "WrongStatus");
+    // B: posted claims after a close (mined too late), a Stop recorded, a late accusation.
+    let t = t + 132;
+    let b = s.open(t, 10, 4);
+    let out = s.post(t + 12, 10, t);
+    s.expect(&out, "ok");
+    let out = s.post(t + 12, 11, t);
+    s.expect(&out, "ok");
+    let out = s.call(no, t + 12, Tx::ClaimPosted(b, 11));
+    s.expect(&out, "NotSeller");
+    let (ack, sig) = s.ack(b, 10, 10);
+    let out = s.call(yes, t + 12, Tx::Claim(Box::new(ack), sig));
+    s.expect(&out, "ok");
+    let out = s.call(no, t + 24, Tx::RequestClose(b));
+    s.expect(&out, "ok");
+    // Stamped before the close, mined more than T_ack after it.
+    let out = s.post(t + 96, 12, t + 18);
+    s.expect(&out, "ok");
+    let out = s.call(yes, t + 96, Tx::ClaimPosted(b, 12));
+    s.expect(&out, "PostedAfterClose");
+    let out = s.call(yes, t + 96, Tx::ClaimPosted(b, 11));
+    s.expect(&out, "ok");
+    let (stop, sig) = s.stop(b, 11);
+    let out = s.call(no, t + 108, Tx::SubmitStop(Box::new(stop), sig));
+    s.expect(&out, "ok");
+    let out = s.call(no, t + 312, Tx::Settle(b));
+    s.expect(&out, "ClosureNotElapsed");
+    let out = s.accuse(t + 324, b, 12, 13, t);
+    s.expect(&out, "ClosureElapsed");
+    let out = s.call(yes, t + 324, Tx::Settle(b));
+    s.expect(&out, "ok");
+    // C: the seller's Stop below its own posted claim: Lemma 3's penalty.
+    let t = t + 336;
+    let c = s.open(t, 20, 8);
+    for seq in 20..23 {
+        let out = s.post(t + 12, seq, t);
+        s.expect(&out, "ok");
+    }
+    let out = s.call(yes, t + 12, Tx::ClaimPosted(c, 22));
+    s.expect(&out, "ok");
+    let (stop, sig) = s.stop(c, 20);
+    let out = s.call(no, t + 24, Tx::SubmitStop(Box::new(stop), sig));
+    s.expect(&out, "ok");
+    // D: cooperative close.
+    let t = t + 36;
+    let d = s.open(t, 30, 8);
+    let (ack, sig) = s.ack(d, 30, 31);
+    let out = s.call(yes, t + 12, Tx::Claim(Box::new(ack), sig));
+    s.expect(&out, "ok");
+    let (ack, ack_sig) = s.ack(d, 30, 33);
+    let (stop, stop_sig) = s.stop(d, 32);
+    let mismatched = Tx::CloseCooperatively(Box::new((ack.clone(), stop)), ack_sig, stop_sig);
+    let out = s.call(no, t + 24, mismatched);
+    s.expect(&out, "StopMismatch");
+    let (stop, stop_sig) = s.stop(d, 33);
+    let coop = Tx::CloseCooperatively(Box::new((ack, stop)), ack_sig, stop_sig);
+    let out = s.call(no, t + 24, coop);
+    s.expect(&out, "ok");
+    // E: a wrong cost proven; F: equivocation proven.
+    let t = t + 36;
+    let e = s.open(t, 40, 4);
+    let (ack, sig) = s.ack(e, 40, 41);
+    let out = s.call(yes, t + 12, Tx::ProveWrongCost(Box::new(ack), sig));
+    s.expect(&out, "CostIsCorrect");
+    let (mut ack, _) = s.ack(e, 40, 41);
+    ack.cost = U256::from(1);
+    let sig = s.buyer.sign(&s.domain.digest(&ack));
+    let out = s.call(yes, t + 12, Tx::ProveWrongCost(Box::new(ack), sig));
+    s.expect(&out, "ok");
+    let f = s.open(t + 24, 50, 4);
+    let (m1, m2) = (s.msg(50, t, 1), s.msg(50, t, 2));
+    let same = Tx::ProveEquivocation(
+        f,
+        Box::new((m1.message.clone(), m1.message.clone())),
+        m1.sig,
+        m1.sig,
+    );
+    let out = s.call(no, t + 36, same);
+    s.expect(&out, "NotEquivocation");
+    let twins = Tx::ProveEquivocation(
+        f,
+        Box::new((m1.message.clone(), m2.message.clone())),
+        m1.sig,
+        m2.sig,
+    );
+    let out = s.call(no, t + 36, twins);
+    s.expect(&out, "ok");
+    let plan = Plan {
+        calls: s.calls,
+        model: s.model,
+        channels: s.channels,
+    };
+    (plan, s.unexpected)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_judge_model_agrees_with_the_real_judge_call_by_call() {
     let t0 = std::time::Instant::now();
     let devnet = Devnet::spawn_with(&DevnetOptions {
-        accounts: 16,
+        accounts: 20,
         ..DevnetOptions::default()
     })
     .expect("anvil (scripts/install-tools)");
@@ -329,6 +662,16 @@ async fn the_judge_model_agrees_with_the_real_judge_call_by_call() {
     ));
     let mut diffs = Vec::new();
     let mut gas_report = Vec::new();
+    // The scripted probes, from their own pair of accounts.
+    {
+        let seller = party(1 + 2 * runs.len()).await;
+        let buyer = party(2 + 2 * runs.len()).await;
+        let t = start_secs(&seller.judge, 12).await;
+        let (plan, unexpected) = probes(seller.judge.domain(), &seller.key, &buyer.key, t);
+        eprintln!("probes: {} calls", plan.calls.len());
+        diffs.extend(unexpected);
+        diffs.extend(check("probes", &plan, &seller, &buyer, &mut gas_report).await);
+    }
     for (i, (name, cfg)) in runs.iter().enumerate() {
         // Each run its own seller (hence stream) and buyer.
         let seller = party(1 + 2 * i).await;

@@ -6,81 +6,11 @@ use supra_channel::buyer::TopUpPolicy;
 use supra_channel::testkit::ChainEvent;
 use supra_channel::{Ack, BuyerChannel, BuyerConfig, ChannelId, Offer, Signature, ack_cost};
 
-use super::{JudgeCall, Origin, PRICE, Tx, Watched, World, tx_name};
-use crate::chain::{Call, gas};
-use crate::judge::{ChannelRec, Outcome, Refusal};
+use super::calls::execute;
+use super::{Origin, PRICE, Tx, Watched, World, tx_name};
+use crate::chain::Call;
+use crate::judge::Outcome;
 use crate::params::Scenario;
-
-/// The channel a call is about (`None` for `post`, which is about a stream).
-fn tx_channel(tx: &Tx) -> Option<ChannelId> {
-    match tx {
-        Tx::Open(..) | Tx::Post(..) => None,
-        Tx::Claim(a, _) | Tx::DefendWithAck(a, _) | Tx::ProveWrongCost(a, _) => {
-            Some(ChannelId(a.channelId))
-        }
-        Tx::TopUp(id, _)
-        | Tx::ClaimPosted(id, _)
-        | Tx::RequestClose(id)
-        | Tx::Settle(id)
-        | Tx::Accuse(id, ..)
-        | Tx::Defend(id)
-        | Tx::Resolve(id)
-        | Tx::ProveEquivocation(id, ..) => Some(*id),
-    }
-}
-
-/// The kind of `tx` and its gas (see [`gas`] for where each figure comes from), given the
-/// channel before it, the postings a posted claim checks, what it did, and who sent it. A
-/// refused call is charged its figure: an upper bound (a revert stops early).
-pub fn call_gas(
-    tx: &Tx,
-    before: Option<&ChannelRec>,
-    posted_span: u64,
-    outcome: &Result<Outcome, Refusal>,
-    by_seller: bool,
-) -> (Call, u64) {
-    let first_write = before.is_none_or(|c| !c.progress_written);
-    let later = |g: u64| {
-        if first_write {
-            g
-        } else {
-            g - gas::FIRST_WRITE_EXTRA
-        }
-    };
-    match tx {
-        Tx::Open(..) => (Call::Open, gas::OPEN),
-        Tx::TopUp(..) => (Call::TopUp, later(gas::TOP_UP)),
-        Tx::Post(m) => (Call::Post, gas::post(m.payload.len())),
-        Tx::Claim(..) if first_write => (Call::Claim, gas::CLAIM_FIRST),
-        Tx::Claim(..) => (Call::Claim, gas::CLAIM_NEXT),
-        Tx::ClaimPosted(..) => (Call::ClaimPosted, gas::claim_posted(posted_span)),
-        Tx::RequestClose(..) => {
-            let mut g = gas::REQUEST_CLOSE;
-            if first_write {
-                g += gas::FIRST_WRITE_EXTRA;
-            }
-            if by_seller {
-                g += gas::REQUEST_CLOSE_BY_SELLER_EXTRA;
-            }
-            (Call::RequestClose, g)
-        }
-        Tx::Settle(..) => match outcome {
-            Ok(Outcome::Settled { to_seller, .. }) if to_seller.is_zero() => {
-                (Call::Settle, gas::SETTLE_BUYER_ONLY)
-            }
-            _ => (Call::Settle, gas::SETTLE),
-        },
-        Tx::Accuse(..) => (Call::Accuse, gas::ACCUSE),
-        Tx::Defend(..) => (Call::Defend, gas::DEFEND),
-        Tx::DefendWithAck(..) => (Call::DefendWithAck, gas::DEFEND_WITH_ACK),
-        Tx::Resolve(..) => match outcome {
-            Ok(Outcome::Defended { .. }) => (Call::Resolve, gas::RESOLVE_ANSWERED),
-            _ => (Call::Resolve, later(gas::RESOLVE_REFUND)),
-        },
-        Tx::ProveWrongCost(..) => (Call::ProveWrongCost, gas::PROVE_WRONG_COST),
-        Tx::ProveEquivocation(..) => (Call::ProveEquivocation, gas::PROVE_EQUIVOCATION),
-    }
-}
 
 impl World {
     // ----- the chain -------------------------------------------------------------------------
@@ -99,44 +29,17 @@ impl World {
             Origin::SellerEngine | Origin::SellerBroker => self.seller_key.address(),
             Origin::BuyerEngine => self.buyer_key.address(),
         };
-        // What a call costs depends on the state before it (first write of the channel's
-        // progress word, postings a posted claim checks) and on what it did.
-        let before = tx_channel(&tx).and_then(|id| self.judge.channel(id).cloned());
-        let span = match &tx {
-            Tx::ClaimPosted(id, upto) => self.judge.posted_claim_span(*id, *upto),
-            _ => 0,
-        };
-        let j = &mut self.judge;
-        let res = match &tx {
-            Tx::Open(o, value) => j.open(from, &o.0, &o.1, *value, secs),
-            Tx::TopUp(id, value) => j.top_up(from, *id, *value, secs),
-            Tx::Post(m) => j.post(&m.message, &m.payload, &m.sig, secs),
-            Tx::Claim(a, s) => j.claim(a, s, secs),
-            Tx::ClaimPosted(id, upto) => j.claim_posted(from, *id, *upto),
-            Tx::RequestClose(id) => j.request_close(from, *id, secs),
-            Tx::Settle(id) => j.settle(*id, secs),
-            Tx::Accuse(id, m, s, missing) => j.accuse(from, *id, m, s, *missing, secs),
-            Tx::Defend(id) => j.defend(*id),
-            Tx::DefendWithAck(a, s) => j.defend_with_ack(a, s, secs),
-            Tx::Resolve(id) => j.resolve(*id, secs),
-            Tx::ProveWrongCost(a, s) => j.prove_wrong_cost(a, s),
-            Tx::ProveEquivocation(id, ms, sa, sb) => {
-                j.prove_equivocation(*id, &ms.0, sa, &ms.1, sb)
-            }
-        };
-        let by_seller = origin != Origin::BuyerEngine;
-        let (call, gas_used) = call_gas(&tx, before.as_ref(), span, &res, by_seller);
+        let (call, mined) = execute(&mut self.judge, from, secs, tx);
+        let res = mined.outcome.clone();
         self.ledger
-            .record(call, gas_used, res.as_ref().err().map(String::as_str));
-        if let Some(record) = self.record.as_mut() {
-            record.push(JudgeCall {
-                at_secs: secs,
-                from,
-                tx: tx.clone(),
-                outcome: res.clone(),
-                gas: gas_used,
-            });
-        }
+            .record(call, mined.gas, res.as_ref().err().map(String::as_str));
+        let tx = match self.record.as_mut() {
+            Some(record) => {
+                record.push(mined.clone());
+                mined.tx
+            }
+            None => mined.tx,
+        };
         let engine = origin != Origin::SellerBroker;
         match (tx, res) {
             (Tx::Open(o, value), Ok(Outcome::Opened(id))) => self.opened(id, o.0, o.1, value),

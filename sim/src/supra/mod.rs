@@ -19,9 +19,10 @@
 //! engine's: a malicious broker drops or adds frames and transactions around an honest engine.
 
 mod brokers;
+mod calls;
 mod chain;
 
-pub use chain::call_gas;
+pub use calls::{call_gas, execute};
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -31,8 +32,8 @@ use alloy_primitives::{Address, B256, U256};
 use supra_channel::seller::{SellerConfig, SignedMessage, Terms};
 use supra_channel::testkit::{ChainEvent, Rng, fast_test_key, test_key};
 use supra_channel::{
-    Ack, BuyerChannel, ChannelId, Domain, FrameBytes, Keypair, Message, Offer, Signature, Stream,
-    StreamId,
+    Ack, BuyerChannel, ChannelId, Domain, FrameBytes, Keypair, Message, Offer, Signature, Stop,
+    Stream, StreamId,
 };
 
 use crate::chain::{Ledger, Mempool};
@@ -76,6 +77,10 @@ pub enum Tx {
     Resolve(ChannelId),
     ProveWrongCost(Box<Ack>, Signature),
     ProveEquivocation(ChannelId, Box<(Message, Message)>, Signature, Signature),
+    /// `submitStop(stop, sellerSig)`.
+    SubmitStop(Box<Stop>, Signature),
+    /// `closeCooperatively(ack, buyerSig, stop, sellerSig)`.
+    CloseCooperatively(Box<(Ack, Stop)>, Signature, Signature),
 }
 
 /// What the buyer's chain watcher hands its engine: the `testkit` events, and the deposit
@@ -207,6 +212,8 @@ fn tx_name(tx: &Tx) -> String {
         Tx::Resolve(_) => "resolve".into(),
         Tx::ProveWrongCost(..) => "proveWrongCost".into(),
         Tx::ProveEquivocation(..) => "proveEquivocation".into(),
+        Tx::SubmitStop(s, _) => format!("submitStop {}", s.seq),
+        Tx::CloseCooperatively(x, ..) => format!("closeCooperatively {}", x.0.seq),
     }
 }
 
