@@ -62,6 +62,30 @@ fn supra_uses_a_constant_number_of_transactions_whatever_n() {
     assert!(txs[2] <= txs[0].max(4), "{txs:?}");
 }
 
+/// Issue 10's check at the sizes of the README: N = 1 000, 10 000 and 100 000 with the default
+/// deposit (covering the stream), the engine's fast simulation keys (same protocol, a fraction
+/// of the wall time; `tests/crypto.rs` shows the metrics are identical).
+#[test]
+fn supra_honest_transactions_are_the_same_at_1k_10k_and_100k_messages() {
+    let mut runs = Vec::new();
+    for n in [1_000, 10_000, 100_000] {
+        let c = RunConfig {
+            seed: 1,
+            n,
+            crypto: supra_sim::params::Crypto::Fast,
+            ..RunConfig::default()
+        };
+        let r = run_one(Protocol::Supra, &c);
+        assert_eq!((r.delivered, r.paid), (n, n), "{}", describe(&r));
+        assert_eq!(r.ledger.reverted, 0, "{}", describe(&r));
+        runs.push((r.ledger.txs, r.ledger.summary(), describe(&r)));
+    }
+    for (txs, summary, what) in &runs {
+        assert_eq!(*txs, 4, "{what}");
+        assert_eq!(summary, &runs[0].1, "{what}");
+    }
+}
+
 #[test]
 fn baselines_use_one_transaction_per_k() {
     for n in [300, 1_200, 2_525] {
@@ -356,14 +380,21 @@ fn supra_stream_survives_buyer_pauses_past_t_off_ack() {
         assert_eq!(r.published, 2_000, "{d}");
         assert_eq!(r.delivered, r.published, "{d}");
         assert_eq!(r.paid, r.delivered, "{d}");
-        assert!(r.posted >= 32, "every pause makes the seller post its window: {d}");
+        assert!(
+            r.posted >= 32,
+            "every pause makes the seller post its window: {d}"
+        );
         assert_eq!(r.upheld, 0, "{d}");
         assert!(
-            r.notes.iter().any(|n| n == "buyer broker paused for T_ack x3"),
+            r.notes
+                .iter()
+                .any(|n| n == "buyer broker paused for T_ack x3"),
             "{d}"
         );
         assert!(
-            !r.notes.iter().any(|n| n.contains("stopped an idle channel")),
+            !r.notes
+                .iter()
+                .any(|n| n.contains("stopped an idle channel")),
             "{d}"
         );
     }
