@@ -374,8 +374,10 @@ impl Script {
         }
     }
 
-    /// The last call's outcome `out` should be `want` (the model's, before any replay).
-    fn expect(&mut self, out: &str, want: &str) {
+    /// Mines `tx` (see [`Script::call`]), whose outcome on the model should be `want` (an
+    /// error name, or "ok").
+    fn check(&mut self, by_seller: bool, at: u64, tx: Tx, want: &str) {
+        let out = self.call(by_seller, at, tx);
         if out != want {
             let at = self.calls.len() - 1;
             self.unexpected.push(format!(
@@ -447,9 +449,9 @@ impl Script {
         })
     }
 
-    fn post(&mut self, at: u64, seq: u64, stamp: u64) -> String {
+    fn post(&mut self, at: u64, seq: u64, stamp: u64, want: &str) {
         let m = self.msg(seq, stamp, 1);
-        self.call(true, at, Tx::Post(m))
+        self.check(true, at, Tx::Post(m), want);
     }
 
     fn ack(&self, id: ChannelId, start: u64, seq: u64) -> (Ack, Signature) {
@@ -474,13 +476,11 @@ impl Script {
         (stop, sig)
     }
 
-    fn accuse(&mut self, at: u64, id: ChannelId, missing: u64, seen: u64, stamp: u64) -> String {
+    /// The buyer accuses: `missing` is missing before `seen` (stamped at `stamp`).
+    fn accuse(&mut self, at: u64, id: ChannelId, missing: u64, seen: u64, stamp: u64, want: &str) {
         let m = self.msg(seen, stamp, 1);
-        self.call(
-            false,
-            at,
-            Tx::Accuse(id, Box::new(m.message.clone()), m.sig, missing),
-        )
+        let tx = Tx::Accuse(id, Box::new(m.message.clone()), m.sig, missing);
+        self.check(false, at, tx, want);
     }
 }
 
@@ -492,124 +492,86 @@ fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, V
     let (yes, no) = (true, false);
     // A: top-ups, the owed range, a posting mined after the accusation's posting limit.
     let a = s.open(t, 0, 8);
-    let out = s.call(yes, t + 12, Tx::TopUp(a, U256::from(P)));
-    s.expect(&out, "NotBuyer");
-    let out = s.call(no, t + 12, Tx::TopUp(a, U256::ZERO));
-    s.expect(&out, "ZeroAmount");
-    let out = s.call(no, t + 12, Tx::TopUp(a, U256::from(4 * P)));
-    s.expect(&out, "ok");
+    s.check(yes, t + 12, Tx::TopUp(a, U256::from(P)), "NotBuyer");
+    s.check(no, t + 12, Tx::TopUp(a, U256::ZERO), "ZeroAmount");
+    s.check(no, t + 12, Tx::TopUp(a, U256::from(4 * P)), "ok");
     for seq in 0..3 {
-        let out = s.post(t + 12, seq, t);
-        s.expect(&out, "ok");
+        s.post(t + 12, seq, t, "ok");
     }
     let (ack, sig) = s.ack(a, 0, 1);
-    let out = s.call(yes, t + 24, Tx::Claim(Box::new(ack), sig));
-    s.expect(&out, "ok");
-    let out = s.accuse(t + 36, a, 2, 5, t);
-    s.expect(&out, "AlreadyPosted");
+    s.check(yes, t + 24, Tx::Claim(Box::new(ack), sig), "ok");
+    s.accuse(t + 36, a, 2, 5, t, "AlreadyPosted");
     // Owed: startSeq + min(acked + W, F / P) = 0 + min(2 + 4, 12) = 6.
-    let out = s.accuse(t + 36, a, 7, 8, t);
-    s.expect(&out, "NotOwed");
+    s.accuse(t + 36, a, 7, 8, t, "NotOwed");
     // postBy = min(max(seen t, openedAt t, extendedAt t + 24), now) + 60 = t + 84.
-    let out = s.accuse(t + 48, a, 3, 5, t);
-    s.expect(&out, "ok");
-    let out = s.post(t + 96, 3, t);
-    s.expect(&out, "ok");
-    let out = s.call(yes, t + 96, Tx::Defend(a));
-    s.expect(&out, "DeadlinePassed");
-    let out = s.call(no, t + 108, Tx::Resolve(a));
-    s.expect(&out, "DeadlineNotPassed");
-    let out = s.call(no, t + 120, Tx::Resolve(a));
-    s.expect(&out, "ok");
+    s.accuse(t + 48, a, 3, 5, t, "ok");
+    s.post(t + 96, 3, t, "ok");
+    s.check(yes, t + 96, Tx::Defend(a), "DeadlinePassed");
+    s.check(no, t + 108, Tx::Resolve(a), "DeadlineNotPassed");
+    s.check(no, t + 120, Tx::Resolve(a), "ok");
     let (ack, sig) = s.ack(a, 0, 3);
-    let out = s.call(yes, t + 120, Tx::Claim(Box::new(ack), sig));
-    s.expect(&out, "WrongStatus");
+    s.check(yes, t + 120, Tx::Claim(Box::new(ack), sig), "WrongStatus");
     // B: posted claims after a close (mined too late), a Stop recorded, a late accusation.
     let t = t + 132;
     let b = s.open(t, 10, 4);
-    let out = s.post(t + 12, 10, t);
-    s.expect(&out, "ok");
-    let out = s.post(t + 12, 11, t);
-    s.expect(&out, "ok");
-    let out = s.call(no, t + 12, Tx::ClaimPosted(b, 11));
-    s.expect(&out, "NotSeller");
+    s.post(t + 12, 10, t, "ok");
+    s.post(t + 12, 11, t, "ok");
+    s.check(no, t + 12, Tx::ClaimPosted(b, 11), "NotSeller");
     let (ack, sig) = s.ack(b, 10, 10);
-    let out = s.call(yes, t + 12, Tx::Claim(Box::new(ack), sig));
-    s.expect(&out, "ok");
-    let out = s.call(no, t + 24, Tx::RequestClose(b));
-    s.expect(&out, "ok");
+    s.check(yes, t + 12, Tx::Claim(Box::new(ack), sig), "ok");
+    s.check(no, t + 24, Tx::RequestClose(b), "ok");
     // Stamped before the close, mined more than T_ack after it.
-    let out = s.post(t + 96, 12, t + 18);
-    s.expect(&out, "ok");
-    let out = s.call(yes, t + 96, Tx::ClaimPosted(b, 12));
-    s.expect(&out, "PostedAfterClose");
-    let out = s.call(yes, t + 96, Tx::ClaimPosted(b, 11));
-    s.expect(&out, "ok");
+    s.post(t + 96, 12, t + 18, "ok");
+    s.check(yes, t + 96, Tx::ClaimPosted(b, 12), "PostedAfterClose");
+    s.check(yes, t + 96, Tx::ClaimPosted(b, 11), "ok");
     let (stop, sig) = s.stop(b, 11);
-    let out = s.call(no, t + 108, Tx::SubmitStop(Box::new(stop), sig));
-    s.expect(&out, "ok");
-    let out = s.call(no, t + 312, Tx::Settle(b));
-    s.expect(&out, "ClosureNotElapsed");
-    let out = s.accuse(t + 324, b, 12, 13, t);
-    s.expect(&out, "ClosureElapsed");
-    let out = s.call(yes, t + 324, Tx::Settle(b));
-    s.expect(&out, "ok");
+    s.check(no, t + 108, Tx::SubmitStop(Box::new(stop), sig), "ok");
+    s.check(no, t + 312, Tx::Settle(b), "ClosureNotElapsed");
+    s.accuse(t + 324, b, 12, 13, t, "ClosureElapsed");
+    s.check(yes, t + 324, Tx::Settle(b), "ok");
     // C: the seller's Stop below its own posted claim: Lemma 3's penalty.
     let t = t + 336;
     let c = s.open(t, 20, 8);
     for seq in 20..23 {
-        let out = s.post(t + 12, seq, t);
-        s.expect(&out, "ok");
+        s.post(t + 12, seq, t, "ok");
     }
-    let out = s.call(yes, t + 12, Tx::ClaimPosted(c, 22));
-    s.expect(&out, "ok");
+    s.check(yes, t + 12, Tx::ClaimPosted(c, 22), "ok");
     let (stop, sig) = s.stop(c, 20);
-    let out = s.call(no, t + 24, Tx::SubmitStop(Box::new(stop), sig));
-    s.expect(&out, "ok");
+    s.check(no, t + 24, Tx::SubmitStop(Box::new(stop), sig), "ok");
     // D: cooperative close.
     let t = t + 36;
     let d = s.open(t, 30, 8);
     let (ack, sig) = s.ack(d, 30, 31);
-    let out = s.call(yes, t + 12, Tx::Claim(Box::new(ack), sig));
-    s.expect(&out, "ok");
+    s.check(yes, t + 12, Tx::Claim(Box::new(ack), sig), "ok");
     let (ack, ack_sig) = s.ack(d, 30, 33);
     let (stop, stop_sig) = s.stop(d, 32);
     let mismatched = Tx::CloseCooperatively(Box::new((ack.clone(), stop)), ack_sig, stop_sig);
-    let out = s.call(no, t + 24, mismatched);
-    s.expect(&out, "StopMismatch");
+    s.check(no, t + 24, mismatched, "StopMismatch");
     let (stop, stop_sig) = s.stop(d, 33);
     let coop = Tx::CloseCooperatively(Box::new((ack, stop)), ack_sig, stop_sig);
-    let out = s.call(no, t + 24, coop);
-    s.expect(&out, "ok");
+    s.check(no, t + 24, coop, "ok");
     // E: a wrong cost proven; F: equivocation proven.
     let t = t + 36;
     let e = s.open(t, 40, 4);
     let (ack, sig) = s.ack(e, 40, 41);
-    let out = s.call(yes, t + 12, Tx::ProveWrongCost(Box::new(ack), sig));
-    s.expect(&out, "CostIsCorrect");
+    s.check(
+        yes,
+        t + 12,
+        Tx::ProveWrongCost(Box::new(ack), sig),
+        "CostIsCorrect",
+    );
     let (mut ack, _) = s.ack(e, 40, 41);
     ack.cost = U256::from(1);
     let sig = s.buyer.sign(&s.domain.digest(&ack));
-    let out = s.call(yes, t + 12, Tx::ProveWrongCost(Box::new(ack), sig));
-    s.expect(&out, "ok");
+    s.check(yes, t + 12, Tx::ProveWrongCost(Box::new(ack), sig), "ok");
     let f = s.open(t + 24, 50, 4);
     let (m1, m2) = (s.msg(50, t, 1), s.msg(50, t, 2));
-    let same = Tx::ProveEquivocation(
-        f,
-        Box::new((m1.message.clone(), m1.message.clone())),
-        m1.sig,
-        m1.sig,
-    );
-    let out = s.call(no, t + 36, same);
-    s.expect(&out, "NotEquivocation");
-    let twins = Tx::ProveEquivocation(
-        f,
-        Box::new((m1.message.clone(), m2.message.clone())),
-        m1.sig,
-        m2.sig,
-    );
-    let out = s.call(no, t + 36, twins);
-    s.expect(&out, "ok");
+    let pair = |a: &SignedMessage, b: &SignedMessage| {
+        let both = Box::new((a.message.clone(), b.message.clone()));
+        Tx::ProveEquivocation(f, both, a.sig, b.sig)
+    };
+    s.check(no, t + 36, pair(&m1, &m1), "NotEquivocation");
+    s.check(no, t + 36, pair(&m1, &m2), "ok");
     let plan = Plan {
         calls: s.calls,
         model: s.model,
