@@ -84,6 +84,44 @@ impl BuyerChannel {
             }));
     }
 
+    /// A `PostedClaimRecorded` event of this channel: the seller claims the posted messages up
+    /// to `upto`. Past the seller's own signed `Stop` that is provable: the buyer submits the
+    /// Stop and the judge gives it `F - R` (`StopViolationProven`).
+    pub fn on_posted_claim(&mut self, now: UnixMs, upto: u64) {
+        self.tick(now);
+        if self.stop_submitted || self.phase == Phase::Settled {
+            return;
+        }
+        if let Some((stop, sig)) = &self.seller_stop
+            && upto > stop.seq
+        {
+            self.stop_submitted = true;
+            let (stop, sig) = (stop.clone(), *sig);
+            self.actions.push_back(BuyerAction::SubmitStop {
+                channel: self.id,
+                stop,
+                sig,
+            });
+        }
+    }
+
+    /// A `CloseCooperatively` action failed (refused or dropped): the normal close (request,
+    /// then `settle` after `T_closure`) goes on; it is not sent again.
+    pub fn on_close_cooperatively_failed(&mut self, now: UnixMs) {
+        self.tick(now);
+    }
+
+    /// A `SubmitStop` action failed: it may be sent again on the next posted claim.
+    pub fn on_submit_stop_failed(&mut self, now: UnixMs) {
+        self.tick(now);
+        self.stop_submitted = false;
+    }
+
+    /// The seller's lowest signed `Stop` received, if any.
+    pub fn seller_stop(&self) -> Option<(&Stop, &Signature)> {
+        self.seller_stop.as_ref().map(|(s, g)| (s, g))
+    }
+
     /// The channel is settled on-chain.
     pub fn on_settled(&mut self, now: UnixMs) {
         self.tick(now);

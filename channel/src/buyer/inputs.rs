@@ -396,6 +396,7 @@ impl BuyerChannel {
         self.acked_next = self.next;
         self.ack_due = None;
         self.maybe_top_up();
+        self.maybe_close_cooperatively();
         Ok(())
     }
 

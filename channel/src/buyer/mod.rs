@@ -19,7 +19,7 @@ use alloy_primitives::{Address, B256, U256};
 use crate::records::BuyerRecord;
 use crate::seal::{Opener, SealError};
 use crate::sign::{Keypair, PublicKey, SigError, Signature, recover};
-use crate::types::{Ack, ChannelId, Domain, Message, Offer, StreamId, UnixMs};
+use crate::types::{Ack, ChannelId, Domain, Message, Offer, Stop, StreamId, UnixMs};
 use crate::wire::{Frame, FrameBytes, WireError};
 
 /// Buyer-side engine settings.
@@ -170,6 +170,32 @@ pub enum BuyerAction {
         /// Its signature.
         sig_b: Signature,
     },
+    /// Call `judge.submitStop(stop, sig)` with the seller's own signed `Stop`: the seller
+    /// recorded a posted claim past it, and the judge gives the buyer `F - R` (Lemma 3's
+    /// penalty, `StopViolationProven`).
+    SubmitStop {
+        /// Channel.
+        channel: ChannelId,
+        /// The seller's Stop.
+        stop: Stop,
+        /// The seller's signature of it.
+        sig: Signature,
+    },
+    /// Call `judge.closeCooperatively(ack, ack_sig, stop, stop_sig)`: the buyer's latest ack is
+    /// at the seller's Stop, the channel settles at once. Sent once; if it fails (report
+    /// `on_close_cooperatively_failed`) the normal close goes on.
+    CloseCooperatively {
+        /// Channel.
+        channel: ChannelId,
+        /// The buyer's latest ack.
+        ack: Ack,
+        /// Its signature.
+        ack_sig: Signature,
+        /// The seller's Stop at the same seq.
+        stop: Stop,
+        /// The seller's signature of it.
+        stop_sig: Signature,
+    },
     /// Call `judge.requestClose(channel)`.
     RequestClose {
         /// Channel.
@@ -304,6 +330,12 @@ pub struct BuyerChannel {
     /// Exclusive end of what is accepted (from a Stop).
     stop_end: Option<u64>,
     seller_stopped: bool,
+    /// The lowest seller-signed `Stop` received: evidence against a posted claim past it.
+    seller_stop: Option<(Stop, Signature)>,
+    /// `SubmitStop` was emitted for a posted claim past the seller's Stop.
+    stop_submitted: bool,
+    /// `CloseCooperatively` was emitted.
+    coop_sent: bool,
     /// Our own signed `Stop` (when we stopped), re-sent when the seller keeps sending past it.
     stop_frame: Option<FrameBytes>,
     stop_sent_at: UnixMs,
@@ -476,6 +508,9 @@ impl BuyerChannel {
             resolve_at: None,
             stop_end: None,
             seller_stopped: false,
+            seller_stop: None,
+            stop_submitted: false,
+            coop_sent: false,
             stop_frame: None,
             stop_sent_at: 0,
             close_at_secs: None,

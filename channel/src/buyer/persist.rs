@@ -33,6 +33,12 @@ impl BuyerChannel {
                 by_buyer: !self.seller_stopped,
             });
         }
+        if let Some((stop, sig)) = &self.seller_stop {
+            out.push(BuyerRecord::SellerStop {
+                stop: stop.clone(),
+                sig: *sig,
+            });
+        }
         if let Some(missing) = self.refused {
             out.push(BuyerRecord::AccusationRefused { missing });
         }
@@ -82,7 +88,11 @@ impl BuyerChannel {
                 BuyerRecord::EpochKey { epoch, key } => b.opener.insert_key(epoch, EpochKey(key)),
                 BuyerRecord::Stopped { seq, by_buyer } => {
                     let end = seq.saturating_add(1).max(b.start);
-                    b.stop_end = Some(if by_buyer { b.in_flight_end(end) } else { end });
+                    let mut end = if by_buyer { b.in_flight_end(end) } else { end };
+                    if let Some((s, _)) = &b.seller_stop {
+                        end = end.min(s.seq.saturating_add(1).max(b.start));
+                    }
+                    b.stop_end = Some(end);
                     b.seller_stopped = !by_buyer;
                     if by_buyer {
                         b.phase = Phase::Stopping;
@@ -95,6 +105,14 @@ impl BuyerChannel {
                         };
                         let sig = b.key.sign(&b.domain.digest(&stop));
                         b.stop_frame = Some(Frame::Stop { stop, sig }.encode_shared()?);
+                    }
+                }
+                BuyerRecord::SellerStop { stop, sig } => {
+                    // Nothing past it is owed, whatever our own Stop left open.
+                    let end = stop.seq.saturating_add(1).max(b.start);
+                    b.stop_end = Some(b.stop_end.map_or(end, |e| e.min(end)));
+                    if b.seller_stop.as_ref().is_none_or(|(s, _)| stop.seq < s.seq) {
+                        b.seller_stop = Some((stop, sig));
                     }
                 }
                 BuyerRecord::Accused { missing } => b.accused = Some(missing),

@@ -19,11 +19,14 @@ impl BuyerChannel {
             return Err(BuyerError::WrongChannel);
         }
         self.seller_key.verify(&self.domain.digest(&stop), &sig)?;
+        self.keep_seller_stop(&stop, sig);
         if self.stop_frame.is_some() {
             // The seller's answer to our Stop: what it had sent, hence all it may still send.
             let end = stop.seq.saturating_add(1).max(self.start);
             self.cap_stop_end(end);
-            return self.after_progress();
+            self.after_progress()?;
+            self.maybe_close_cooperatively();
+            return Ok(());
         }
         if self.phase != Phase::Open || self.seller_stopped {
             return Ok(());
@@ -39,7 +42,53 @@ impl BuyerChannel {
         let end = self.stop_end.unwrap_or(end);
         self.buffer = self.buffer.split_off(&self.next);
         self.buffer.retain(|s, _| *s < end);
-        self.after_progress()
+        self.after_progress()?;
+        self.maybe_close_cooperatively();
+        Ok(())
+    }
+
+    /// Keeps the lowest seller-signed `Stop` (persisted: it is on-chain evidence, see
+    /// [`on_posted_claim`](Self::on_posted_claim)) and accepts nothing past it.
+    fn keep_seller_stop(&mut self, stop: &Stop, sig: Signature) {
+        if self.phase == Phase::Settled
+            || self
+                .seller_stop
+                .as_ref()
+                .is_some_and(|(s, _)| s.seq <= stop.seq)
+        {
+            return;
+        }
+        self.seller_stop = Some((stop.clone(), sig));
+        self.actions
+            .push_back(BuyerAction::Persist(BuyerRecord::SellerStop {
+                stop: stop.clone(),
+                sig,
+            }));
+    }
+
+    /// Cooperative close: the buyer's latest ack is exactly at the seller's `Stop`, so the
+    /// channel can settle at once (`closeCooperatively`), without waiting `T_closure`. Once; if
+    /// it fails, the normal close goes on.
+    pub(super) fn maybe_close_cooperatively(&mut self) {
+        if self.coop_sent || self.phase == Phase::Settled {
+            return;
+        }
+        let (Some((stop, stop_sig)), Some((ack, ack_sig, _))) = (&self.seller_stop, &self.last_ack)
+        else {
+            return;
+        };
+        if ack.seq != stop.seq {
+            return;
+        }
+        self.coop_sent = true;
+        let action = BuyerAction::CloseCooperatively {
+            channel: self.id,
+            ack: ack.clone(),
+            ack_sig: *ack_sig,
+            stop: stop.clone(),
+            stop_sig: *stop_sig,
+        };
+        self.actions.push_back(action);
     }
 
     /// The buyer stops: sends a final ack and a signed `Stop`, and requests the close on-chain.

@@ -211,6 +211,7 @@ impl Stream {
         self.answer_stop(id);
         self.update_members();
         self.check_stop_done(id);
+        self.maybe_close_cooperatively(id);
         Ok(())
     }
 
@@ -221,18 +222,24 @@ impl Stream {
             return;
         };
         let Some(r) = &c.stop_rec else { return };
-        let (stop, sig) = if r.by_seller {
+        let (stop, sig) = if let Some(own) = &c.own_stop {
+            own.clone()
+        } else if r.by_seller {
             (r.stop.clone(), r.sig)
         } else {
+            let seq = c.answer_stop_seq(r);
             let stop = Stop {
                 channelId: id.0,
-                seq: r.owed_end.saturating_sub(1),
+                seq,
                 timestamp: self.now,
             };
             let sig = self.key.sign(&self.domain.digest(&stop));
             (stop, sig)
         };
         let peer = c.buyer;
+        if let Some(c) = self.channels.get_mut(&id) {
+            c.own_stop = Some((stop.clone(), sig));
+        }
         // Encoding a Stop cannot fail (fixed size, far below the frame limit).
         if let Ok(frame) = (Frame::Stop { stop, sig }).encode_shared() {
             self.actions.push_back(SellerAction::Send { peer, frame });
@@ -297,6 +304,37 @@ impl Stream {
             self.claim_best(id);
         }
         self.check_stop_done(id);
+        self.maybe_close_cooperatively(id);
         self.pump(id);
+    }
+
+    /// Cooperative close: the buyer's verified ack is exactly at the seller's own `Stop`, so
+    /// both agree the channel ends there and it can settle at once (`closeCooperatively`). Once.
+    pub(super) fn maybe_close_cooperatively(&mut self, id: ChannelId) {
+        let Some(c) = self.channels.get(&id) else {
+            return;
+        };
+        if c.coop_sent || c.phase == Phase::Settled || c.own_stop.is_none() {
+            return;
+        }
+        self.verify_pending(id);
+        let Some(c) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let (Some(v), Some((stop, stop_sig))) = (&c.verified, &c.own_stop) else {
+            return;
+        };
+        if v.ack.seq != stop.seq {
+            return;
+        }
+        c.coop_sent = true;
+        let action = SellerAction::CloseCooperatively {
+            channel: id,
+            ack: v.ack.clone(),
+            ack_sig: v.sig,
+            stop: stop.clone(),
+            stop_sig: *stop_sig,
+        };
+        self.actions.push_back(action);
     }
 }

@@ -229,6 +229,31 @@ pub enum SellerAction {
         /// Its signature.
         sig: Signature,
     },
+    /// Call `judge.submitStop(stop, sig)` with the seller's own signed `Stop`: answers an open
+    /// accusation for a seq past it (that seq is not owed), by the accusation's deadline.
+    SubmitStop {
+        /// Channel.
+        channel: ChannelId,
+        /// The seller's Stop.
+        stop: Stop,
+        /// Its signature.
+        sig: Signature,
+    },
+    /// Call `judge.closeCooperatively(ack, ack_sig, stop, stop_sig)`: the buyer acked exactly
+    /// up to the seller's own Stop, so the channel settles at once. Sent once; if it fails the
+    /// normal close goes on (report `on_close_cooperatively_failed`).
+    CloseCooperatively {
+        /// Channel.
+        channel: ChannelId,
+        /// The buyer's final ack (at the Stop's seq).
+        ack: Ack,
+        /// Its signature.
+        ack_sig: Signature,
+        /// The seller's Stop.
+        stop: Stop,
+        /// Its signature.
+        stop_sig: Signature,
+    },
     /// Call `judge.requestClose(channel)`.
     RequestClose {
         /// Channel.
@@ -658,6 +683,8 @@ impl Stream {
             claimed: U256::ZERO,
             claim_submitted: U256::ZERO,
             posted_claim: None,
+            own_stop: None,
+            coop_sent: false,
             link_up: false,
             next_send: o.startSeq,
             sent_base: o.startSeq,
@@ -732,6 +759,7 @@ impl Stream {
             }));
         self.actions.push_back(SellerAction::Send { peer, frame });
         if let Some(c) = self.channels.get_mut(&channel) {
+            c.own_stop = Some((stop.clone(), sig));
             c.stop_rec = Some(StopRec {
                 stop,
                 sig,
@@ -744,6 +772,7 @@ impl Stream {
         }
         self.update_members();
         self.check_stop_done(channel);
+        self.maybe_close_cooperatively(channel);
         Ok(())
     }
 
