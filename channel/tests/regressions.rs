@@ -773,3 +773,24 @@ fn no_accusation_past_the_sellers_stop_after_a_restart() {
         p.buyer_out
     );
 }
+
+/// The buyer's `requestClose` is mined before its `Stop` frame reaches the seller (the broker
+/// sends both at once): the seller still answers with its Stop at what it sent (4), so both
+/// sides can close cooperatively. Before, a Closing channel's seller ignored the buyer's Stop
+/// and every such close waited `T_closure`.
+#[test]
+fn a_stop_arriving_after_the_close_request_still_allows_the_cooperative_close() {
+    let mut p = Pair::new(8);
+    for _ in 0..5 {
+        p.publish(true);
+    }
+    p.buyer.stop(p.now).unwrap();
+    let frames = p.buyer_frames();
+    p.now += 500;
+    p.close();
+    for f in frames {
+        p.seller.handle_frame(p.now, p.bkey.address(), f).unwrap();
+    }
+    p.deliver_to_seller_and_back();
+    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![(4, 4)]));
+}

@@ -23,11 +23,12 @@ impl BuyerChannel {
     /// The accusation was defended, resolved, or its transaction failed.
     pub fn on_accusation_closed(&mut self, now: UnixMs) {
         self.tick(now);
+        self.resolve_at = None;
         if self.accused.take().is_some() {
-            self.resolve_at = None;
             self.actions
                 .push_back(BuyerAction::Persist(BuyerRecord::AccusationCleared));
         }
+        self.maybe_close_cooperatively();
     }
 
     /// The judge refused the open accusation (it reverted: `NotOwed`, `ClosureElapsed`, ...): a

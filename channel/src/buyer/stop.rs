@@ -70,7 +70,13 @@ impl BuyerChannel {
     /// channel can settle at once (`closeCooperatively`), without waiting `T_closure`. Once; if
     /// it fails, the normal close goes on.
     pub(super) fn maybe_close_cooperatively(&mut self) {
-        if self.coop_sent || self.phase == Phase::Settled {
+        // Not while an accusation is open: the close would clear it, and an upheld one refunds
+        // more (`F - R`); it is tried again once the accusation is closed.
+        if self.coop_sent
+            || self.phase == Phase::Settled
+            || self.accused.is_some()
+            || self.resolve_at.is_some()
+        {
             return;
         }
         let (Some((stop, stop_sig)), Some((ack, ack_sig, _))) = (&self.seller_stop, &self.last_ack)

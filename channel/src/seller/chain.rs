@@ -159,7 +159,25 @@ impl Stream {
     /// `PostedAfterClose`).
     pub fn on_posted_at(&mut self, now: UnixMs, seq: u64, mined_at_secs: u64) {
         self.tick(now);
-        if self.posts.get(&seq).is_some_and(|p| p.confirmed) {
+        if let Some(p) = self.posts.get_mut(&seq)
+            && p.confirmed
+        {
+            // Seen again with a better (earlier) block time, e.g. the exact `postedAt` after
+            // the event: keep the earlier one.
+            if p.mined_by.is_some_and(|t| t > mined_at_secs) {
+                p.mined_by = Some(mined_at_secs);
+                let timestamp = p.timestamp;
+                self.actions
+                    .push_back(SellerAction::Persist(SellerRecord::PostedAt {
+                        seq,
+                        timestamp,
+                        mined_at_secs,
+                    }));
+                let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+                for id in ids {
+                    self.maybe_claim_posted(id, false);
+                }
+            }
             return;
         }
         let Some(timestamp) = self
@@ -443,6 +461,7 @@ impl Stream {
         if let Some(c) = self.channels.get_mut(&channel) {
             c.accused = None;
         }
+        self.maybe_close_cooperatively(channel);
     }
 
     /// `channel` is settled on-chain: forget it.

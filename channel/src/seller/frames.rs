@@ -179,12 +179,15 @@ impl Stream {
         let id = ChannelId(stop.channelId);
         let c = self.channel_of(peer, id)?;
         c.buyer_key.verify(&self.domain.digest(&stop), &sig)?;
-        if c.phase != Phase::Open {
-            // A repeat (our answer may be lost), or a stop after ours or after the close: what is
-            // owed is already fixed; say it again.
+        let closing = matches!(c.phase, Phase::Closing { .. });
+        if c.stop_rec.is_some() || !(c.phase == Phase::Open || closing) {
+            // A repeat (our answer may be lost), or a stop after ours: what is owed is already
+            // fixed; say it again.
             self.answer_stop(id);
             return Ok(());
         }
+        // Open, or Closing (the buyer's requestClose often beats its Stop frame): the answer
+        // says where the channel ends, which lets both sides close cooperatively.
         let end = stop
             .seq
             .saturating_add(1)
@@ -199,7 +202,9 @@ impl Stream {
                 owed_end: end,
             }));
         if let Some(c) = self.channels.get_mut(&id) {
-            c.phase = Phase::Stopping { by_seller: false };
+            if !closing {
+                c.phase = Phase::Stopping { by_seller: false };
+            }
             c.stop_rec = Some(StopRec {
                 stop,
                 sig,
@@ -314,7 +319,9 @@ impl Stream {
         let Some(c) = self.channels.get(&id) else {
             return;
         };
-        if c.coop_sent || c.phase == Phase::Settled || c.own_stop.is_none() {
+        // Not while an accusation is open: it is answered first (`defend`, `defendWithAck` or
+        // `submitStop`), then the close is tried again.
+        if c.coop_sent || c.phase == Phase::Settled || c.own_stop.is_none() || c.accused.is_some() {
             return;
         }
         self.verify_pending(id);

@@ -220,10 +220,13 @@ impl Stream {
                     owed_end,
                 } => {
                     if let Some(c) = s.channels.get_mut(&ChannelId(stop.channelId))
-                        && c.phase == Phase::Open
+                        && c.stop_rec.is_none()
+                        && matches!(c.phase, Phase::Open | Phase::Closing { .. })
                     {
                         let end = owed_end.max(stop.seq.saturating_add(1)).max(c.start);
-                        c.phase = Phase::Stopping { by_seller };
+                        if c.phase == Phase::Open {
+                            c.phase = Phase::Stopping { by_seller };
+                        }
                         c.stop_rec = Some(StopRec {
                             stop,
                             sig,
