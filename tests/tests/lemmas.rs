@@ -513,6 +513,10 @@ enum Attack {
     /// `PastSellerStop`); else the claim is recorded and the buyer's engine submits the Stop
     /// (`StopViolationProven`: the buyer takes `F - R`).
     PastOwnStop { extra: u64, stop_first: bool },
+    /// Never sends the first unacked message; the buyer's engine accuses for it after `T_ack`;
+    /// the seller posts it only after the accusation's `postBy`: its `defend` is refused
+    /// (`DeadlinePassed`), the buyer's engine resolves and is refunded `F - R`.
+    LateDelivery,
 }
 
 #[derive(Clone, Debug)]
@@ -576,6 +580,12 @@ impl Lemma3 {
                 self.unacked = self.unacked.max(1);
                 self.posted = self.posted.clamp(1, self.unacked.min(w));
             }
+            Attack::LateDelivery => {
+                // A gap with a later message the buyer holds, all within what the deposit pays.
+                self.unacked = self.unacked.clamp(2, w + 1);
+                self.posted = 0;
+                self.extra_deposit = self.extra_deposit.max(self.acked + self.unacked);
+            }
             Attack::Equivocation(_) | Attack::ForgedAck | Attack::BrokenLink => {
                 self.acked = self.acked.max(1);
                 self.posted = self.posted.min(self.unacked).min(w);
@@ -599,6 +609,7 @@ prop_compose! {
             Just(Attack::BrokenLink),
             (1u64..=3).prop_map(Attack::Backdate),
             ((1u64..=3), any::<bool>()).prop_map(|(extra, stop_first)| Attack::PastOwnStop { extra, stop_first }),
+            Just(Attack::LateDelivery),
         ],
         (legit_first, reversed) in (any::<bool>(), any::<bool>()),
         extra_deposit in 0u64..=12,
@@ -621,6 +632,7 @@ fn attack_name(attack: &Attack) -> &'static str {
         Attack::Backdate(_) => "backdated",
         Attack::PastOwnStop { stop_first: false, .. } => "past own Stop, claim first",
         Attack::PastOwnStop { stop_first: true, .. } => "past own Stop, Stop first",
+        Attack::LateDelivery => "late delivery",
     }
 }
 
@@ -670,7 +682,12 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     if c.reversed {
         sent[k as usize..].reverse();
     }
+    let late = matches!(c.attack, Attack::LateDelivery);
     for m in sent {
+        if late && m.message.seq == start + k {
+            // Withheld: the link never carries it.
+            continue;
+        }
         chan.handle_frame(now, m.frame()).expect("the buyer takes the message");
         for a in chan.drain_actions() {
             if let BuyerAction::Send(f) = a
@@ -680,7 +697,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             }
         }
     }
-    prop_assert_eq!(chan.next_seq(), start + n);
+    prop_assert_eq!(chan.next_seq(), if late { start + k } else { start + n });
     let mut claimed = U256::ZERO;
     if k > 0 {
         let (a, s) = acks
@@ -693,6 +710,9 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             .await
             .expect("the seller claims the buyer's ack");
         claimed = (price * U256::from(k)).min(deposit);
+    }
+    if late {
+        return late_delivery(judge, &c, &mut chan, &chain, id, (&seller, &buyer), (now, opened.block, deposit, claimed)).await;
     }
     for seq in start + k..start + k + c.posted {
         let m = chain.chain[seq as usize].clone();
@@ -840,6 +860,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
                 None
             }
         }
+        Attack::LateDelivery => unreachable!("played out before the close (late_delivery)"),
         Attack::BeyondWindow(j) => {
             let upto = start + k + w + j;
             let r = seller.send(async |jd: &Judge| jd.claim_posted(id, upto).await).await;
@@ -976,17 +997,99 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Lemma 3: a seller that claims for messages after the close, beyond W, or never posted (or with
-/// a forged or edited ack) is refused with the judge's custom errors, and one that signs two
-/// different messages for a seq (or a broken link) is proven malicious; either way the buyer
-/// recovers its deposit minus what was legitimately owed.
+/// Lemma 3, a seller that delivers late is proven late: the buyer's engine accuses for the
+/// withheld message after `T_ack`; the seller posts it after the accusation's `postBy` and tries
+/// to defend (refused: `DeadlinePassed`); the buyer's engine resolves and the buyer is refunded
+/// `F - R`, the seller keeping only what the buyer's acks paid.
+#[allow(clippy::too_many_arguments)]
+async fn late_delivery(
+    judge: &Judge,
+    c: &Lemma3,
+    chan: &mut BuyerChannel,
+    chain: &ChainBuilder,
+    id: ChannelId,
+    (seller, buyer): (&Party, &Party),
+    (mut now, open_block, deposit, claimed): (u64, u64, U256, U256),
+) -> Result<(), TestCaseError> {
+    let missing = c.start + c.acked;
+    // The buyer's engine: after T_ack it claims its latest ack if the judge lags, then accuses.
+    let mut accused = false;
+    for _ in 0..10 {
+        let Some(at) = chan.poll_timeout() else { break };
+        now = now.max(at);
+        chan.handle_timeout(now).expect("timers");
+        let actions: Vec<BuyerAction> = chan.drain_actions().collect();
+        for a in actions {
+            match a {
+                BuyerAction::Claim { ack, sig, .. } => {
+                    advance_to(judge, now).await;
+                    // Refused when the seller already claimed it: harmless.
+                    let _ = buyer.send(async |j: &Judge| j.claim(&ack, sig.as_bytes()).await).await;
+                }
+                BuyerAction::Accuse { seen, sig, missing: m, .. } => {
+                    prop_assert_eq!(m, missing);
+                    advance_to(judge, now).await;
+                    buyer
+                        .send(async |j: &Judge| j.accuse(id, &seen, sig.as_bytes(), m).await)
+                        .await
+                        .expect("the judge takes the accusation");
+                    accused = true;
+                }
+                _ => {}
+            }
+        }
+        if accused {
+            break;
+        }
+    }
+    prop_assert!(accused, "the buyer's engine accused for {}", missing);
+    let info = judge.channel(id).await.expect("view");
+    let (_, deadline) = info.dispute.expect("an accusation is open");
+    chan.on_accusation_opened(now, deadline);
+    let post_by = judge.channel_timing(id).await.expect("timing").dispute_post_by.expect("postBy");
+    // Late: mined a second after postBy (still before the answer deadline when it can be).
+    advance_to(judge, (post_by + 1) * 1000).await;
+    let m = chain.chain[missing as usize].clone();
+    seller
+        .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+        .await
+        .expect("posting is stream-level");
+    let r = seller.send(async |j: &Judge| j.defend(id).await).await;
+    prop_assert_eq!(refusal(&r), Some("DeadlinePassed".to_owned()), "{:?}", r);
+    // The buyer's engine resolves once the deadline is past.
+    now = now.max((deadline + 1) * 1000);
+    let mut resolved = false;
+    for _ in 0..10 {
+        let Some(at) = chan.poll_timeout() else { break };
+        now = now.max(at);
+        chan.handle_timeout(now).expect("timers");
+        if chan.drain_actions().any(|a| matches!(a, BuyerAction::Resolve { .. })) {
+            advance_to(judge, now).await;
+            buyer.send(async |j: &Judge| j.resolve(id).await).await.expect("resolve");
+            resolved = true;
+            break;
+        }
+    }
+    prop_assert!(resolved, "the buyer's engine resolved the accusation");
+    let (to_seller, to_buyer) = settled_conservation(judge, id, open_block, seller, buyer, deposit).await?;
+    prop_assert_eq!(to_seller, claimed, "the late seller keeps only what the acks paid");
+    prop_assert_eq!(to_buyer, deposit - claimed, "the buyer is refunded F - R");
+    Ok(())
+}
+
+/// Lemma 3: a seller that claims for messages after the close (stamped after it, or back-dated
+/// and mined after close + T_ack), beyond W, or never posted (or with a forged or edited ack) is
+/// refused with the judge's custom errors; one that signs two different messages for a seq (or a
+/// broken link), or claims posted messages past its own Stop, is proven malicious by the buyer's
+/// engine and the buyer takes `F - R`; one that delivers late is proven late and the buyer is
+/// refunded; either way the buyer recovers its deposit minus what was legitimately owed.
 #[test]
 fn lemma_3_a_cheating_seller_gains_nothing() {
     let bench = Bench::new();
     let mix = std::cell::RefCell::new(Mix::default());
     property(
         "lemma 3",
-        "a seller's claim after the close, beyond W, of unposted messages or with a forged ack is refused, equivocation is proven, and the buyer recovers deposit - legitimately owed",
+        "a seller's claim after the close (or back-dated), beyond W, past its recorded Stop, of unposted messages or with a forged ack is refused; equivocation, a posted claim past its own Stop and late delivery are proven; the buyer recovers deposit - legitimately owed",
         supra_tests::cases(32),
         lemma3_case(),
         |c| {
