@@ -149,12 +149,14 @@ impl Node {
         let seller_cfg = SellerConfig {
             delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,
             claim_threshold: Some(config.chain.claim_threshold_wei.max(U256::from(1))),
+            cooperative_close: config.chain.cooperative_close,
             ..SellerConfig::default()
         };
         // When the seller may hold a posted claim it settles itself; the buyer settles only if
         // nobody did after this wait (a posting delay plus a few polls to see the settle mined).
         let buyer_cfg = BuyerConfig {
             settle_wait_ms: (2 * u64::from(config.chain.onchain_delay_secs) * 1000).saturating_add(config.chain.poll_interval_ms.saturating_mul(4)),
+            cooperative_close: config.chain.cooperative_close,
             ..BuyerConfig::default()
         };
         let mut streams = Vec::new();

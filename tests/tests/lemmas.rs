@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig, TopUpPolicy};
 use supra_channel::seller::{SellerAction, SellerConfig, SellerEvent, Stream, Terms};
-use supra_channel::types::{ChannelId, Stop, StreamId, ack_cost};
+use supra_channel::types::{ChannelId, Stop, StreamId, UnixMs, ack_cost};
 use supra_channel::wire::Frame;
 use supra_judge::{ChannelStatus, Judge, JudgeEvent};
 use supra_tests::{Party, advance_to, chain_ms, payouts, property, refusal, to_i128};
@@ -766,12 +766,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
         Attack::AfterClose(extra) => {
             let mut upto = 0;
             for e in 0..extra {
-                let m = chain.next(close_secs * 1000 + 1_000 * (e + 1));
-                upto = m.message.seq;
-                seller
-                    .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
-                    .await
-                    .expect("posting is stream-level");
+                upto = post_new(&seller, &mut chain, close_secs * 1000 + 1_000 * (e + 1)).await;
             }
             let r = seller.send(async |j: &Judge| j.claim_posted(id, upto).await).await;
             prop_assert_eq!(refusal(&r), Some("PostedAfterClose".to_owned()), "{:?}", r);
@@ -783,12 +778,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             advance_to(judge, (close_secs + u64::from(c.t_ack) + 1) * 1000).await;
             let mut upto = 0;
             for _ in 0..extra {
-                let m = chain.next(close_secs * 1000 - 1);
-                upto = m.message.seq;
-                seller
-                    .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
-                    .await
-                    .expect("posting is stream-level");
+                upto = post_new(&seller, &mut chain, close_secs * 1000 - 1).await;
             }
             let r = seller.send(async |j: &Judge| j.claim_posted(id, upto).await).await;
             prop_assert_eq!(refusal(&r), Some("PostedAfterClose".to_owned()), "{:?}", r);
@@ -798,12 +788,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             // Messages past the Stop, stamped before the close, mined in time.
             let mut upto = 0;
             for _ in 0..extra {
-                let m = chain.next(close_secs * 1000 - 1);
-                upto = m.message.seq;
-                seller
-                    .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
-                    .await
-                    .expect("posting is stream-level");
+                upto = post_new(&seller, &mut chain, close_secs * 1000 - 1).await;
             }
             // What the seller can claim honestly: everything up to its Stop is posted.
             for seq in start + k..=last_sent {
@@ -995,6 +980,16 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     );
     prop_assert_eq!(to_buyer, deposit - owed, "the buyer recovers the rest");
     Ok(())
+}
+
+/// The seller signs the stream's next message stamped `timestamp` and posts it; returns its seq.
+async fn post_new(seller: &Party, chain: &mut ChainBuilder, timestamp: UnixMs) -> u64 {
+    let m = chain.next(timestamp);
+    seller
+        .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+        .await
+        .expect("posting is stream-level");
+    m.message.seq
 }
 
 /// Lemma 3, a seller that delivers late is proven late: the buyer's engine accuses for the

@@ -46,6 +46,9 @@ pub struct BuyerConfig {
     /// Tops the deposit up ahead of exhaustion (the seller sends nothing the deposit does not
     /// pay for); `None`: never, the stream stops when the deposit is used up.
     pub top_up: Option<TopUpPolicy>,
+    /// Close with `closeCooperatively` once the buyer's ack reaches the seller's Stop (else it
+    /// always takes the normal close, `T_closure` long).
+    pub cooperative_close: bool,
 }
 
 /// When and how much a buyer tops up its channel's deposit.
@@ -70,6 +73,7 @@ impl Default for BuyerConfig {
             chain_grace_ms: 2_000,
             settle_wait_ms: 60_000,
             top_up: None,
+            cooperative_close: true,
         }
     }
 }

@@ -73,6 +73,7 @@ impl BuyerChannel {
         // Not while an accusation is open: the close would clear it, and an upheld one refunds
         // more (`F - R`); it is tried again once the accusation is closed.
         if self.coop_sent
+            || !self.cfg.cooperative_close
             || self.phase == Phase::Settled
             || self.accused.is_some()
             || self.resolve_at.is_some()

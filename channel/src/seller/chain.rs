@@ -159,25 +159,15 @@ impl Stream {
     /// `PostedAfterClose`).
     pub fn on_posted_at(&mut self, now: UnixMs, seq: u64, mined_at_secs: u64) {
         self.tick(now);
-        if let Some(p) = self.posts.get_mut(&seq)
-            && p.confirmed
+        // Seen again: only a better (earlier) block time matters, e.g. the exact `postedAt`
+        // after the event.
+        let seen_before = self.posts.get(&seq).is_some_and(|p| p.confirmed);
+        if seen_before
+            && self
+                .posts
+                .get(&seq)
+                .is_some_and(|p| p.mined_by.is_none_or(|t| t <= mined_at_secs))
         {
-            // Seen again with a better (earlier) block time, e.g. the exact `postedAt` after
-            // the event: keep the earlier one.
-            if p.mined_by.is_some_and(|t| t > mined_at_secs) {
-                p.mined_by = Some(mined_at_secs);
-                let timestamp = p.timestamp;
-                self.actions
-                    .push_back(SellerAction::Persist(SellerRecord::PostedAt {
-                        seq,
-                        timestamp,
-                        mined_at_secs,
-                    }));
-                let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
-                for id in ids {
-                    self.maybe_claim_posted(id, false);
-                }
-            }
             return;
         }
         let Some(timestamp) = self
@@ -203,6 +193,12 @@ impl Stream {
                 mined_at_secs,
             }));
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        if seen_before {
+            for id in ids {
+                self.maybe_claim_posted(id, false);
+            }
+            return;
+        }
         for id in ids {
             if self
                 .channels

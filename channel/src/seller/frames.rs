@@ -321,7 +321,12 @@ impl Stream {
         };
         // Not while an accusation is open: it is answered first (`defend`, `defendWithAck` or
         // `submitStop`), then the close is tried again.
-        if c.coop_sent || c.phase == Phase::Settled || c.own_stop.is_none() || c.accused.is_some() {
+        if c.coop_sent
+            || !self.cfg.cooperative_close
+            || c.phase == Phase::Settled
+            || c.own_stop.is_none()
+            || c.accused.is_some()
+        {
             return;
         }
         self.verify_pending(id);

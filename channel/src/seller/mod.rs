@@ -72,6 +72,9 @@ pub struct SellerConfig {
     pub max_backlog: u64,
     /// Margin added to chain deadlines (ms), for clock skew with `block.timestamp`.
     pub chain_grace_ms: u64,
+    /// Close a channel with `closeCooperatively` once the buyer's ack reaches the seller's Stop
+    /// (else it always takes the normal close, `T_closure` long).
+    pub cooperative_close: bool,
 }
 
 impl Default for SellerConfig {
@@ -83,6 +86,7 @@ impl Default for SellerConfig {
             claim_threshold: None,
             max_backlog: 1 << 16,
             chain_grace_ms: 2_000,
+            cooperative_close: true,
         }
     }
 }
