@@ -17,6 +17,9 @@ fn domain() -> Domain {
     Domain::new(31337, alloy_primitives::Address::repeat_byte(0x42))
 }
 
+/// `(ack.seq, stop.seq)` of a cooperative close.
+type AckStop = (u64, u64);
+
 fn buyer_cfg() -> BuyerConfig {
     BuyerConfig {
         ack_every: 1,
@@ -273,8 +276,8 @@ impl Pair {
                 .unwrap();
     }
 
-    /// `(ack.seq, stop.seq)` of every `CloseCooperatively` each side emitted.
-    fn cooperative_closes(&self) -> (Vec<(u64, u64)>, Vec<(u64, u64)>) {
+    /// `(ack.seq, stop.seq)` of every `CloseCooperatively` each side emitted: (seller's, buyer's).
+    fn cooperative_closes(&self) -> (Vec<AckStop>, Vec<AckStop>) {
         let s = self
             .seller_out
             .iter()

@@ -966,10 +966,8 @@ impl World {
                     self.chan.on_accusation_closed(now);
                 }
             }
-            JudgeEvent::PostedClaimRecorded { channel, upto_seq } if channel == id => {
-                if alive {
-                    self.chan.on_posted_claim(now, upto_seq);
-                }
+            JudgeEvent::PostedClaimRecorded { channel, upto_seq } if channel == id && alive => {
+                self.chan.on_posted_claim(now, upto_seq);
             }
             JudgeEvent::ClosedCooperatively { channel, .. } if channel == id => {
                 self.out.cooperative = true;
