@@ -707,6 +707,10 @@ impl Node {
                 if let Some(covered) = info.acked.checked_sub(1) {
                     b.engine.on_claimed(now, info.start_seq.saturating_add(covered));
                 }
+                // A posted claim recorded while we were down may be past the seller's Stop.
+                if let Some(upto) = info.posted_claim.checked_sub(1) {
+                    b.engine.on_posted_claim(now, info.start_seq.saturating_add(upto));
+                }
                 b.engine.on_deposit(now, info.deposit);
             }
             _ => {}

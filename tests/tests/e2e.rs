@@ -457,8 +457,10 @@ async fn supra_close_of_a_fully_acked_channel_settles_at_once_cooperatively() {
     assert_exactly_once(&seen, 0..n);
     a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == n).await;
 
+    let asked = std::time::Instant::now();
     b.close(channel);
     let info = wait_settled(&judge, channel, SECS(30)).await;
+    eprintln!("settled {:?} after `supra close` (T_closure: 3600 s)", asked.elapsed());
     let (to_seller, to_buyer) = supra_tests::payouts(&judge, channel, from_block).await;
     assert_eq!(to_seller, U256::from(n * PRICE_WEI), "seller paid delivered x price");
     assert_eq!(to_buyer, U256::from(deposit - n * PRICE_WEI), "the buyer gets the rest");
