@@ -83,6 +83,14 @@ pub mod gas {
     pub const CLOSE_COOPERATIVELY_FIRST: u64 = 86_647;
     /// `closeCooperatively` after an earlier claim: row `closeCooperatively`, Min.
     pub const CLOSE_COOPERATIVELY_NEXT: u64 = 69_547;
+    /// `closeCooperatively` paying the seller nothing (its ack was claimed already: the
+    /// progress word is not written, only the buyer's refund is paid), sent by the seller:
+    /// 62 314, measured by `sim/tests/replay.rs` (the table has no such row).
+    pub const CLOSE_COOPERATIVELY_NOTHING_DUE: u64 = 62_314;
+    /// What that call costs less when the buyer sends it: its refund goes to the sender, an
+    /// account already warm (EIP-2929: 2 600 for a cold account, 100 warm). Measured by
+    /// `sim/tests/replay.rs` (59 814).
+    pub const REFUND_TO_SENDER_DISCOUNT: u64 = 2_500;
     /// A plain ether transfer to an existing account: the baselines' payment. The cheapest
     /// possible on-chain payment, so this favours SDPP and PPSP (an invoice-checking contract
     /// call would cost more).

@@ -139,6 +139,10 @@ struct Opts {
     /// half of that beyond what it received (default: no top-ups).
     #[arg(long, global = true)]
     top_up_msgs: Option<u64>,
+    /// SUPRA: the engines do not close cooperatively (a broker's `chain.cooperative_close =
+    /// false`): every close is `requestClose`, claims and `settle` after `T_closure`.
+    #[arg(long, global = true)]
+    no_cooperative_close: bool,
     /// Worker threads for tables and sweeps (runs are independent and deterministic).
     #[arg(long, global = true, default_value_t = default_threads())]
     threads: usize,
@@ -189,6 +193,7 @@ impl Opts {
             crypto: self.crypto,
             deposit_msgs: self.deposit_msgs,
             top_up_msgs: self.top_up_msgs,
+            cooperative_close: !self.no_cooperative_close,
             ..RunConfig::default()
         };
         cfg.link.loss = self.loss;

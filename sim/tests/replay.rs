@@ -21,7 +21,7 @@ use supra_channel::{
 };
 use supra_judge::devnet::{Devnet, DevnetOptions};
 use supra_judge::{ChannelStatus, Judge, JudgeError, JudgeEvent, Receipt};
-use supra_sim::judge::{ChannelRec, Judge as ModelJudge, Status, refusal_name};
+use supra_sim::judge::{ChannelRec, Judge as ModelJudge, Outcome, Status, refusal_name};
 use supra_sim::params::{RunConfig, Scenario};
 use supra_sim::supra::{JudgeCall, PRICE, Setup, Tx, execute, run_recorded};
 
@@ -127,9 +127,12 @@ async fn start_secs(chain: &Judge, block_secs: u64) -> u64 {
 }
 
 /// Runs `cfg` recorded, replays it, and returns the differences (empty: the model agrees).
+/// `settled_by`: the call that must settle the channel in the run (the engines' own
+/// `closeCooperatively`, `submitStop`, ...), so that the replay covers it.
 async fn replay(
     name: &str,
     cfg: &RunConfig,
+    settled_by: &str,
     seller: &Party,
     buyer: &Party,
     gas_report: &mut Vec<(String, u64, u64)>,
@@ -151,12 +154,22 @@ async fn replay(
     let Some(id) = rec.channel else {
         return vec![format!("{name}: the run opened no channel")];
     };
+    let mut diffs = Vec::new();
+    let settling = rec
+        .calls
+        .iter()
+        .find(|c| matches!(c.outcome, Ok(Outcome::Settled { .. })));
+    let by = settling.map(|c| call_name(&c.tx));
+    if by != Some(settled_by) {
+        diffs.push(format!("{name}: settled by {by:?}, expected {settled_by}"));
+    }
     let plan = Plan {
         calls: rec.calls,
         model: rec.judge,
         channels: vec![id],
     };
-    check(name, &plan, seller, buyer, gas_report).await
+    diffs.extend(check(name, &plan, seller, buyer, gas_report).await);
+    diffs
 }
 
 /// Replays `plan` on the real judge from `seller`'s and `buyer`'s accounts and returns the
@@ -584,7 +597,7 @@ fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, V
 async fn the_judge_model_agrees_with_the_real_judge_call_by_call() {
     let t0 = std::time::Instant::now();
     let devnet = Devnet::spawn_with(&DevnetOptions {
-        accounts: 20,
+        accounts: 30,
         ..DevnetOptions::default()
     })
     .expect("anvil (scripts/install-tools)");
@@ -602,17 +615,46 @@ async fn the_judge_model_agrees_with_the_real_judge_call_by_call() {
             }
         }
     };
-    let mut runs: Vec<(String, RunConfig)> = [
-        Scenario::Honest,
-        Scenario::Withhold,
-        Scenario::Leave,
-        Scenario::Drop,
-        Scenario::Overclaim,
-        Scenario::Pause,
-    ]
-    .into_iter()
-    .map(|s| (s.name().to_string(), config(s)))
-    .collect();
+    // Each run, and the call that settles it. The honest close is cooperative (the engines'
+    // default); without it, `settle` after T_closure. A cheating seller that withholds its Stop
+    // is paid its posted claim at `settle`; one whose Stop reached the buyer is punished by the
+    // buyer's `submitStop` (cooperative close off) or pre-empted by the buyer's
+    // `closeCooperatively` (on).
+    let coop_off = |s| RunConfig {
+        cooperative_close: false,
+        ..config(s)
+    };
+    let mut runs: Vec<(String, RunConfig, &str)> = vec![
+        (
+            "honest".into(),
+            config(Scenario::Honest),
+            "closeCooperatively",
+        ),
+        (
+            "honest, cooperative close off".into(),
+            coop_off(Scenario::Honest),
+            "settle",
+        ),
+        ("withhold".into(), config(Scenario::Withhold), "settle"),
+        ("leave".into(), config(Scenario::Leave), "settle"),
+        ("drop".into(), config(Scenario::Drop), "resolve"),
+        ("overclaim".into(), config(Scenario::Overclaim), "settle"),
+        (
+            "overclaim-stop".into(),
+            config(Scenario::OverclaimPastStop),
+            "closeCooperatively",
+        ),
+        (
+            "overclaim-stop, cooperative close off".into(),
+            coop_off(Scenario::OverclaimPastStop),
+            "submitStop",
+        ),
+        (
+            "pause".into(),
+            config(Scenario::Pause),
+            "closeCooperatively",
+        ),
+    ];
     // A small deposit (2W) and top-ups of 2W: the engines' flow control and topUp.
     runs.push((
         "honest, deposit 2W + top-ups".into(),
@@ -621,6 +663,7 @@ async fn the_judge_model_agrees_with_the_real_judge_call_by_call() {
             top_up_msgs: Some(32),
             ..config(Scenario::Honest)
         },
+        "closeCooperatively",
     ));
     let mut diffs = Vec::new();
     let mut gas_report = Vec::new();
@@ -634,11 +677,11 @@ async fn the_judge_model_agrees_with_the_real_judge_call_by_call() {
         diffs.extend(unexpected);
         diffs.extend(check("probes", &plan, &seller, &buyer, &mut gas_report).await);
     }
-    for (i, (name, cfg)) in runs.iter().enumerate() {
+    for (i, (name, cfg, settled_by)) in runs.iter().enumerate() {
         // Each run its own seller (hence stream) and buyer.
         let seller = party(1 + 2 * i).await;
         let buyer = party(2 + 2 * i).await;
-        diffs.extend(replay(name, cfg, &seller, &buyer, &mut gas_report).await);
+        diffs.extend(replay(name, cfg, settled_by, &seller, &buyer, &mut gas_report).await);
     }
     // The model's gas against the receipts, per function (for the report).
     let mut by_call: std::collections::BTreeMap<String, (u64, u64, u64)> = Default::default();

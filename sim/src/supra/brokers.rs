@@ -20,6 +20,12 @@ impl World {
                     if self.buyer.is_none() {
                         continue;
                     }
+                    if self.cfg.scenario == Scenario::Overclaim
+                        && let Ok(Frame::Stop { .. }) = Frame::decode(&frame)
+                    {
+                        self.note("seller broker withheld its Stop");
+                        continue;
+                    }
                     if let Some(d) = self.dropped_seq
                         && let Ok(Frame::Data(data)) = Frame::decode(&frame)
                         && data.message.seq == d
@@ -60,6 +66,25 @@ impl World {
                 }
                 SellerAction::Settle { channel } => {
                     self.submit(Origin::SellerEngine, Tx::Settle(channel))
+                }
+                SellerAction::SubmitStop { stop, sig, .. } => {
+                    self.submit(Origin::SellerEngine, Tx::SubmitStop(Box::new(stop), sig))
+                }
+                SellerAction::CloseCooperatively {
+                    ack,
+                    ack_sig,
+                    stop,
+                    stop_sig,
+                    ..
+                } => {
+                    if self.cfg.scenario.overclaims() {
+                        self.note("seller broker withheld its closeCooperatively");
+                        continue;
+                    }
+                    self.submit(
+                        Origin::SellerEngine,
+                        Tx::CloseCooperatively(Box::new((ack, stop)), ack_sig, stop_sig),
+                    )
                 }
                 SellerAction::Event(e) => {
                     let name = match e {
@@ -168,6 +193,20 @@ impl World {
                         self.buyer_tx(Tx::RequestClose(channel))
                     }
                     BuyerAction::Settle { channel } => self.buyer_tx(Tx::Settle(channel)),
+                    BuyerAction::SubmitStop { stop, sig, .. } => {
+                        self.buyer_tx(Tx::SubmitStop(Box::new(stop), sig))
+                    }
+                    BuyerAction::CloseCooperatively {
+                        ack,
+                        ack_sig,
+                        stop,
+                        stop_sig,
+                        ..
+                    } => self.buyer_tx(Tx::CloseCooperatively(
+                        Box::new((ack, stop)),
+                        ack_sig,
+                        stop_sig,
+                    )),
                     BuyerAction::Event(e) => {
                         let name = match e {
                             BuyerEvent::Undecryptable { .. } => "buyer: Undecryptable",
@@ -260,6 +299,9 @@ impl World {
                 Watched::Event(ev) => ev.apply(b, now),
                 Watched::Deposit(deposit) => b.on_deposit(now, deposit),
                 Watched::TopUpFailed => b.on_top_up_failed(now),
+                Watched::PostedClaim(upto) => b.on_posted_claim(now, upto),
+                Watched::SubmitStopFailed => b.on_submit_stop_failed(now),
+                Watched::CloseCooperativelyFailed => b.on_close_cooperatively_failed(now),
             }
             self.flush_buyer();
         }

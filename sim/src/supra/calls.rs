@@ -138,9 +138,16 @@ pub fn call_gas(
             ),
             _ => (Call::SubmitStop, gas::SUBMIT_STOP_RECORD),
         },
-        Tx::CloseCooperatively(..) if first_write => {
-            (Call::CloseCooperatively, gas::CLOSE_COOPERATIVELY_FIRST)
-        }
-        Tx::CloseCooperatively(..) => (Call::CloseCooperatively, gas::CLOSE_COOPERATIVELY_NEXT),
+        Tx::CloseCooperatively(..) => match outcome {
+            Ok(Outcome::Settled { to_seller, .. }) if to_seller.is_zero() => {
+                let mut g = gas::CLOSE_COOPERATIVELY_NOTHING_DUE;
+                if !by_seller {
+                    g -= gas::REFUND_TO_SENDER_DISCOUNT;
+                }
+                (Call::CloseCooperatively, g)
+            }
+            _ if first_write => (Call::CloseCooperatively, gas::CLOSE_COOPERATIVELY_FIRST),
+            _ => (Call::CloseCooperatively, gas::CLOSE_COOPERATIVELY_NEXT),
+        },
     }
 }

@@ -10,7 +10,6 @@ use super::calls::execute;
 use super::{Origin, PRICE, Tx, Watched, World, tx_name};
 use crate::chain::Call;
 use crate::judge::Outcome;
-use crate::params::Scenario;
 
 impl World {
     // ----- the chain -------------------------------------------------------------------------
@@ -52,13 +51,29 @@ impl World {
             (Tx::TopUp(..), Err(_)) => self.buyer_chain(Watched::TopUpFailed),
             (Tx::Post(m), Ok(Outcome::Posted(true))) => {
                 self.posted += 1;
-                self.seller.on_posted(now, m.message.seq);
+                if engine {
+                    // The broker reads the posting's block time (`postedAt`) once its `post` is
+                    // mined; a posting seen only in an event is taken as mined when seen.
+                    self.seller.on_posted_at(now, m.message.seq, secs);
+                } else {
+                    self.seller.on_posted(now, m.message.seq);
+                }
                 self.flush_seller();
                 self.buyer_chain(ChainEvent::Posted(
                     m.message.clone(),
                     m.sig,
                     m.payload.clone(),
                 ));
+            }
+            (Tx::Post(m), Ok(Outcome::Posted(false))) if engine => {
+                // Already posted (no event): the broker reads the stored `postedAt`.
+                let stored = self
+                    .judge
+                    .postings
+                    .get(&(m.message.stream(), m.message.seq));
+                let at = stored.map_or(secs, |p| p.posted_at);
+                self.seller.on_posted_at(now, m.message.seq, at);
+                self.flush_seller();
             }
             (Tx::Post(m), Err(_)) if engine => {
                 self.seller.on_post_failed(now, m.message.seq);
@@ -73,6 +88,33 @@ impl World {
                 self.seller.on_claim_failed(now, ChannelId(a.channelId));
                 self.flush_seller();
             }
+            (Tx::ClaimPosted(_, upto), Ok(Outcome::PostedClaimRecorded)) => {
+                // Past the seller's Stop it holds, the buyer's engine submits that Stop.
+                self.buyer_chain(Watched::PostedClaim(upto));
+            }
+            (Tx::SubmitStop(s, _), Ok(Outcome::Settled { .. })) => {
+                self.note("submitStop proved a posted claim past the seller's Stop");
+                self.settled_now(ChannelId(s.channelId));
+            }
+            (Tx::SubmitStop(s, _), Ok(Outcome::StopRecorded { answered: true })) => {
+                self.defended(ChannelId(s.channelId))
+            }
+            (Tx::SubmitStop(..), Err(_)) if origin == Origin::BuyerEngine => {
+                self.buyer_chain(Watched::SubmitStopFailed)
+            }
+            (Tx::CloseCooperatively(x, ..), Ok(Outcome::Settled { .. })) => {
+                self.settled_now(ChannelId(x.0.channelId))
+            }
+            // Refused (the other side's landed first, say): the normal close goes on.
+            (Tx::CloseCooperatively(x, ..), Err(_)) => match origin {
+                Origin::SellerEngine => {
+                    self.seller
+                        .on_close_cooperatively_failed(now, ChannelId(x.0.channelId));
+                    self.flush_seller();
+                }
+                Origin::BuyerEngine => self.buyer_chain(Watched::CloseCooperativelyFailed),
+                Origin::SellerBroker => {}
+            },
             (Tx::RequestClose(id), Ok(Outcome::CloseRequested(at_secs))) => {
                 self.closing = true;
                 self.seller.on_close_requested(now, id, at_secs);
@@ -83,7 +125,7 @@ impl World {
                     .publish_until
                     .min((self.pub_times.len() as u64 + self.cfg.window).max(self.cfg.n));
 
-                if self.cfg.scenario == Scenario::Overclaim {
+                if self.cfg.scenario.overclaims() {
                     self.overclaim(id, at_secs);
                 }
             }
@@ -136,6 +178,7 @@ impl World {
                 messages,
                 max_deposit: U256::from(PRICE) * U256::from(self.cfg.n + 2 * self.cfg.window),
             }),
+            cooperative_close: self.cfg.cooperative_close,
             ..BuyerConfig::default()
         };
         // The buyer knows the seller's key from the (not simulated) peer handshake.

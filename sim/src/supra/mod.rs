@@ -83,13 +83,18 @@ pub enum Tx {
     CloseCooperatively(Box<(Ack, Stop)>, Signature, Signature),
 }
 
-/// What the buyer's chain watcher hands its engine: the `testkit` events, and the deposit
-/// (`ToppedUp`) as the broker reports it (`on_deposit`, `on_top_up_failed`).
+/// What the buyer's broker hands its engine from the chain: the `testkit` events, and what the
+/// broker reports beyond them: the deposit (`ToppedUp`: `on_deposit`), a `PostedClaimRecorded`
+/// event (`on_posted_claim`), and its own calls' failures (`on_top_up_failed`,
+/// `on_submit_stop_failed`, `on_close_cooperatively_failed`).
 #[derive(Debug)]
 enum Watched {
     Event(ChainEvent),
     Deposit(U256),
     TopUpFailed,
+    PostedClaim(u64),
+    SubmitStopFailed,
+    CloseCooperativelyFailed,
 }
 
 impl From<ChainEvent> for Watched {
@@ -287,13 +292,14 @@ impl World {
             delta_onchain_ms: cfg.chain.delta_onchain_ms,
             retransmit_timeout_ms: cfg.retransmit_timeout_ms,
             claim_threshold: None,
+            cooperative_close: cfg.cooperative_close,
             ..SellerConfig::default()
         };
         let seller = Stream::new(domain, seller_key.clone(), sid, terms, scfg)
             .unwrap_or_else(|e| panic!("invalid sim terms: {e}"));
         let link = Connection::new(cfg.link.clone(), cfg.seed, start_ms);
         let n = cfg.n;
-        let tail = if cfg.scenario == Scenario::Overclaim {
+        let tail = if cfg.scenario.overclaims() {
             cfg.tail.max(2 * cfg.window)
         } else {
             cfg.tail
@@ -516,7 +522,7 @@ impl World {
             Ok(s) => {
                 debug_assert_eq!(s, seq);
                 self.pub_times.push(now);
-                if self.cfg.scenario == Scenario::Overclaim
+                if self.cfg.scenario.overclaims()
                     && let Some(m) = self.seller.message(s)
                 {
                     self.recent_signed.insert(s, m.clone());
