@@ -7,13 +7,16 @@
 //! The driver plays both brokers exactly as the engine's contract asks: it feeds inputs with the
 //! simulated time, carries out every queued action in order (frames onto the link, chain actions
 //! into the mempool), calls `handle_timeout` at `poll_timeout`, and reports chain events
-//! (`on_posted`, `on_claimed`, `on_close_requested`, `on_accused`, `on_settled`, ...) when the
-//! transactions are mined. `Persist` records are not stored: nothing crashes here (the channel
+//! (`on_posted_at`, `on_claimed`, `on_close_requested`, `on_accused`, `on_posted_claim`,
+//! `on_close_cooperatively_failed`, `on_settled`, ...) when the transactions are mined, as the
+//! broker's `node.rs` does. `Persist` records are not stored: nothing crashes here (the channel
 //! crate's own property tests cover crashes).
 //!
 //! One subscription: the buyer opens a channel (`open`, deposit `P·(N + 2W)`), the seller
 //! starts streaming once it sees it open, the buyer stops after delivering `N` messages (`Stop`,
-//! `requestClose`), the seller claims the buyer's last ack, `settle` after `T_closure`. The stream
+//! `requestClose`), the seller answers with its `Stop` and claims the buyer's last ack; the
+//! engines close cooperatively (`closeCooperatively`, both try, the second is refused), or with
+//! [`RunConfig::cooperative_close`] off `settle` after `T_closure`. The stream
 //! goes on while the channel closes (it is live data for other buyers too), which is what lets a
 //! seller post messages the buyer never asked for. Misbehaviour is the brokers', not the
 //! engine's: a malicious broker drops or adds frames and transactions around an honest engine.
