@@ -620,40 +620,28 @@ async fn the_judge_model_agrees_with_the_real_judge_call_by_call() {
     // is paid its posted claim at `settle`; one whose Stop reached the buyer is punished by the
     // buyer's `submitStop` (cooperative close off) or pre-empted by the buyer's
     // `closeCooperatively` (on).
-    let coop_off = |s| RunConfig {
-        cooperative_close: false,
-        ..config(s)
+    let run = |s: Scenario, cooperative_close: bool, settled_by: &'static str| {
+        let name = match cooperative_close {
+            true => s.name().to_string(),
+            false => format!("{s}, cooperative close off"),
+        };
+        let cfg = RunConfig {
+            cooperative_close,
+            ..config(s)
+        };
+        (name, cfg, settled_by)
     };
+    let coop = "closeCooperatively";
     let mut runs: Vec<(String, RunConfig, &str)> = vec![
-        (
-            "honest".into(),
-            config(Scenario::Honest),
-            "closeCooperatively",
-        ),
-        (
-            "honest, cooperative close off".into(),
-            coop_off(Scenario::Honest),
-            "settle",
-        ),
-        ("withhold".into(), config(Scenario::Withhold), "settle"),
-        ("leave".into(), config(Scenario::Leave), "settle"),
-        ("drop".into(), config(Scenario::Drop), "resolve"),
-        ("overclaim".into(), config(Scenario::Overclaim), "settle"),
-        (
-            "overclaim-stop".into(),
-            config(Scenario::OverclaimPastStop),
-            "closeCooperatively",
-        ),
-        (
-            "overclaim-stop, cooperative close off".into(),
-            coop_off(Scenario::OverclaimPastStop),
-            "submitStop",
-        ),
-        (
-            "pause".into(),
-            config(Scenario::Pause),
-            "closeCooperatively",
-        ),
+        run(Scenario::Honest, true, coop),
+        run(Scenario::Honest, false, "settle"),
+        run(Scenario::Withhold, true, "settle"),
+        run(Scenario::Leave, true, "settle"),
+        run(Scenario::Drop, true, "resolve"),
+        run(Scenario::Overclaim, true, "settle"),
+        run(Scenario::OverclaimPastStop, true, coop),
+        run(Scenario::OverclaimPastStop, false, "submitStop"),
+        run(Scenario::Pause, true, coop),
     ];
     // A small deposit (2W) and top-ups of 2W: the engines' flow control and topUp.
     runs.push((
