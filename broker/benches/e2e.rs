@@ -140,6 +140,7 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
             claim_threshold_wei: U256::from(10u64).pow(U256::from(15)),
             confirmations: None,
             replace_after_secs: 30,
+            cooperative_close: true,
         },
         peer: PeerConfig::default(),
         sell: Vec::new(),

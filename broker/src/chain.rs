@@ -17,7 +17,7 @@ use std::time::Duration;
 use alloy_primitives::U256;
 use supra_channel::seller::SignedMessage;
 use supra_channel::sign::Signature;
-use supra_channel::types::{Ack, ChannelId, Message, Offer};
+use supra_channel::types::{Ack, ChannelId, Message, Offer, Stop};
 use supra_judge::{ChannelInfo, Judge, JudgeError, LoggedEvent};
 use tokio::sync::mpsc;
 
@@ -41,6 +41,11 @@ pub enum Call {
     Accuse { channel: ChannelId, seen: Message, sig: Signature, missing: u64 },
     Resolve { channel: ChannelId },
     ProveEquivocation { channel: ChannelId, a: Message, sig_a: Signature, b: Message, sig_b: Signature },
+    /// A seller-signed Stop: the seller's answer to an accusation past it, or the buyer's
+    /// proof against a posted claim past it.
+    SubmitStop { stop: Stop, sig: Signature },
+    /// The buyer's ack and the seller's Stop at the same seq: the channel settles at once.
+    CloseCooperatively { ack: Ack, ack_sig: Signature, stop: Stop, stop_sig: Signature },
 }
 
 impl Call {
@@ -60,6 +65,8 @@ impl Call {
             Call::Accuse { .. } => "accuse",
             Call::Resolve { .. } => "resolve",
             Call::ProveEquivocation { .. } => "proveEquivocation",
+            Call::SubmitStop { .. } => "submitStop",
+            Call::CloseCooperatively { .. } => "closeCooperatively",
         }
     }
 }
@@ -83,6 +90,8 @@ pub enum Outcome {
     Mined(supra_judge::Receipt),
     Channel(Box<ChannelInfo>),
     Opened(ChannelId),
+    /// A `post` was mined; the judge stored it with this block time (`postedAt`, seconds).
+    Posted(supra_judge::Receipt, u64),
 }
 
 /// A job for the worker and, later, its result.
@@ -114,7 +123,15 @@ async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_ju
             (Outcome::Opened(channel), Some(receipt))
         }
         Call::TopUp { channel, amount } => mined(judge.top_up(*channel, *amount).await?),
-        Call::Post(m) => mined(judge.post(&m.message, &m.payload, m.sig.as_bytes()).await?),
+        Call::Post(m) => {
+            let receipt = judge.post(&m.message, &m.payload, m.sig.as_bytes()).await?;
+            // The posting's time is its block time (what `claimPosted` after a close checks).
+            let at = match judge.posting(m.message.stream(), m.message.seq).await? {
+                Some((_, at)) => at,
+                None => judge.block_timestamp().await?,
+            };
+            (Outcome::Posted(receipt, at), Some(receipt))
+        }
         Call::Claim { ack, sig } => mined(judge.claim(ack, sig.as_bytes()).await?),
         Call::ClaimPosted { channel, upto } => mined(judge.claim_posted(*channel, *upto).await?),
         Call::ProveWrongCost { ack, sig } => mined(judge.prove_wrong_cost(ack, sig.as_bytes()).await?),
@@ -126,6 +143,10 @@ async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_ju
         Call::Resolve { channel } => mined(judge.resolve(*channel).await?),
         Call::ProveEquivocation { channel, a, sig_a, b, sig_b } => {
             mined(judge.prove_equivocation(*channel, (a, sig_a.as_bytes()), (b, sig_b.as_bytes())).await?)
+        }
+        Call::SubmitStop { stop, sig } => mined(judge.submit_stop(stop, sig.as_bytes()).await?),
+        Call::CloseCooperatively { ack, ack_sig, stop, stop_sig } => {
+            mined(judge.close_cooperatively(ack, ack_sig.as_bytes(), stop, stop_sig.as_bytes()).await?)
         }
     })
 }

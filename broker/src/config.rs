@@ -87,6 +87,9 @@ pub struct ChainConfig {
     pub confirmations: Option<u64>,
     /// A transaction not mined after this long is replaced with higher EIP-1559 fees.
     pub replace_after_secs: u64,
+    /// The engines close a fully acked, stopped channel with `closeCooperatively` (at once)
+    /// rather than waiting `T_closure`.
+    pub cooperative_close: bool,
 }
 
 /// Confirmations by chain kind: none on development chains (Anvil, Hardhat: nothing reorganises
@@ -203,6 +206,12 @@ struct RawChain {
     confirmations: Option<u64>,
     #[serde(default = "default_replace_after")]
     replace_after_secs: u64,
+    #[serde(default = "default_true")]
+    cooperative_close: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for RawChain {
@@ -215,6 +224,7 @@ impl Default for RawChain {
             claim_threshold_wei: None,
             confirmations: None,
             replace_after_secs: default_replace_after(),
+            cooperative_close: true,
         }
     }
 }
@@ -500,6 +510,7 @@ impl Config {
                 claim_threshold_wei: raw.chain.claim_threshold_wei.map_or(U256::ZERO, |a| a.0),
                 confirmations: raw.chain.confirmations,
                 replace_after_secs: raw.chain.replace_after_secs,
+                cooperative_close: raw.chain.cooperative_close,
             },
             peer: PeerConfig { listen: raw.peer.listen, allow, idle_close_secs: raw.peer.idle_close_secs },
             sell,

@@ -60,6 +60,7 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
             claim_threshold_wei: U256::ZERO,
             confirmations: None,
             replace_after_secs: 30,
+            cooperative_close: true,
         },
         peer: PeerConfig::default(),
         sell: Vec::new(),

@@ -149,12 +149,14 @@ impl Node {
         let seller_cfg = SellerConfig {
             delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,
             claim_threshold: Some(config.chain.claim_threshold_wei.max(U256::from(1))),
+            cooperative_close: config.chain.cooperative_close,
             ..SellerConfig::default()
         };
         // When the seller may hold a posted claim it settles itself; the buyer settles only if
         // nobody did after this wait (a posting delay plus a few polls to see the settle mined).
         let buyer_cfg = BuyerConfig {
             settle_wait_ms: (2 * u64::from(config.chain.onchain_delay_secs) * 1000).saturating_add(config.chain.poll_interval_ms.saturating_mul(4)),
+            cooperative_close: config.chain.cooperative_close,
             ..BuyerConfig::default()
         };
         let mut streams = Vec::new();
@@ -575,7 +577,7 @@ impl Node {
                     Ok(Outcome::Opened(got)) => got == id,
                     // Recovery of an open in flight at the last stop: did it go through?
                     Ok(Outcome::Channel(info)) => info.status != ChannelStatus::None && info.buyer == self.me.address(),
-                    Ok(Outcome::Mined(_)) => false,
+                    Ok(Outcome::Mined(_) | Outcome::Posted(..)) => false,
                     Err(e) => {
                         tracing::warn!("opening a channel for `{}` failed: {e}", self.buys[i].cfg.topic);
                         false
@@ -644,7 +646,12 @@ impl Node {
     fn on_seller_result(&mut self, i: usize, call: Call, outcome: Result<Outcome, supra_judge::JudgeError>, now: UnixMs) {
         let Some(s) = self.streams.get_mut(i) else { return };
         match (call, outcome) {
+            (Call::Post(m), Ok(Outcome::Posted(_, at))) => s.engine.on_posted_at(now, m.message.seq, at),
             (Call::Post(m), Ok(_)) => s.engine.on_posted(now, m.message.seq),
+            (Call::CloseCooperatively { ack, .. }, Err(e)) => {
+                tracing::info!("channel {}: closeCooperatively failed ({e}); the normal close goes on", ChannelId(ack.channelId));
+                s.engine.on_close_cooperatively_failed(now, ChannelId(ack.channelId));
+            }
             (Call::Post(m), Err(_)) => s.engine.on_post_failed(now, m.message.seq),
             (Call::Claim { ack, .. }, Err(_)) => s.engine.on_claim_failed(now, ChannelId(ack.channelId)),
             (Call::ReadChannel { channel }, Ok(Outcome::Channel(info))) => {
@@ -680,6 +687,14 @@ impl Node {
                 tracing::warn!("channel {id}: top-up failed: {e}");
                 b.engine.on_top_up_failed(now);
             }
+            (Call::CloseCooperatively { .. }, Err(e)) => {
+                tracing::info!("channel {id}: closeCooperatively failed ({e}); the normal close goes on");
+                b.engine.on_close_cooperatively_failed(now);
+            }
+            (Call::SubmitStop { .. }, Err(e)) => {
+                tracing::warn!("channel {id}: submitStop failed: {e}");
+                b.engine.on_submit_stop_failed(now);
+            }
             (Call::ReadChannel { .. }, Ok(Outcome::Channel(info))) => {
                 match info.status {
                     ChannelStatus::Settled => b.engine.on_settled(now),
@@ -691,6 +706,10 @@ impl Node {
                 }
                 if let Some(covered) = info.acked.checked_sub(1) {
                     b.engine.on_claimed(now, info.start_seq.saturating_add(covered));
+                }
+                // A posted claim recorded while we were down may be past the seller's Stop.
+                if let Some(upto) = info.posted_claim.checked_sub(1) {
+                    b.engine.on_posted_claim(now, info.start_seq.saturating_add(upto));
                 }
                 b.engine.on_deposit(now, info.deposit);
             }
@@ -758,6 +777,21 @@ impl Node {
                     if let Some(b) = self.bought.get_mut(&channel) {
                         b.engine.on_accusation_closed(now);
                     }
+                }
+                JudgeEvent::PostedClaimRecorded { channel, upto_seq } => {
+                    // Past the seller's own Stop, the buyer's engine submits that Stop (penalty).
+                    if let Some(b) = self.bought.get_mut(&channel) {
+                        b.engine.on_posted_claim(now, upto_seq);
+                    }
+                }
+                JudgeEvent::StopRecorded { channel, seq, stop_count } => {
+                    tracing::info!("channel {channel}: the seller's Stop at {seq} is recorded ({stop_count} messages owed at most)");
+                }
+                JudgeEvent::StopViolationProven { channel, seq, posted_claim, .. } => {
+                    tracing::warn!("channel {channel}: the seller claimed {posted_claim} posted messages past its Stop at {seq}: proven, the buyer takes the rest");
+                }
+                JudgeEvent::ClosedCooperatively { channel, seq } => {
+                    tracing::info!("channel {channel} closed cooperatively at {seq}");
                 }
                 JudgeEvent::Settled { channel, to_seller, to_buyer } => {
                     if let Some(s) = self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
@@ -933,6 +967,10 @@ impl Node {
             SellerAction::DefendWithAck { ack, sig, .. } => self.job(origin, Call::DefendWithAck { ack, sig }),
             SellerAction::RequestClose { channel } => self.job(origin, Call::RequestClose { channel }),
             SellerAction::Settle { channel } => self.job(origin, Call::Settle { channel }),
+            SellerAction::SubmitStop { stop, sig, .. } => self.job(origin, Call::SubmitStop { stop, sig }),
+            SellerAction::CloseCooperatively { ack, ack_sig, stop, stop_sig, .. } => {
+                self.job(origin, Call::CloseCooperatively { ack, ack_sig, stop, stop_sig })
+            }
             SellerAction::Event(event) => tracing::info!("stream `{}`: {event:?}", self.streams[i].cfg.topic),
         }
     }
@@ -956,6 +994,10 @@ impl Node {
             }
             BuyerAction::RequestClose { channel } => self.job(origin, Call::RequestClose { channel }),
             BuyerAction::Settle { channel } => self.job(origin, Call::Settle { channel }),
+            BuyerAction::SubmitStop { stop, sig, .. } => self.job(origin, Call::SubmitStop { stop, sig }),
+            BuyerAction::CloseCooperatively { ack, ack_sig, stop, stop_sig, .. } => {
+                self.job(origin, Call::CloseCooperatively { ack, ack_sig, stop, stop_sig })
+            }
             BuyerAction::Event(event) => tracing::info!("channel {id}: {event:?}"),
         }
     }

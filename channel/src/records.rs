@@ -133,6 +133,16 @@ pub enum SellerRecord {
         #[serde(with = "adapters::u256")]
         deposit: U256,
     },
+    /// A message's posting was confirmed on-chain, mined by block time `mined_at_secs` (what
+    /// `claimPosted` after a close needs; [`SellerRecord::Posted`] is the older form).
+    PostedAt {
+        /// Sequence number.
+        seq: u64,
+        /// The message's timestamp.
+        timestamp: u64,
+        /// Block time (seconds) by which the posting was mined.
+        mined_at_secs: u64,
+    },
 }
 
 /// What a [`BuyerChannel`](crate::buyer::BuyerChannel) needs to survive a restart.
@@ -189,6 +199,15 @@ pub enum BuyerRecord {
     AccusationRefused {
         /// The missing seq.
         missing: u64,
+    },
+    /// The seller's signed `Stop` (the lowest received): nothing past it is owed, and it is the
+    /// buyer's evidence against a posted claim past it (`submitStop`).
+    SellerStop {
+        /// The seller's Stop.
+        #[serde(with = "adapters::StopDef")]
+        stop: Stop,
+        /// The seller's signature.
+        sig: Signature,
     },
 }
 

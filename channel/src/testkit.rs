@@ -942,7 +942,11 @@ impl Sim {
                     );
                 }
                 SellerAction::ProveWrongCost { .. } => self.obs.misbehaviour_claims += 1,
-                SellerAction::ClaimPosted { .. } => {}
+                // The testkit's judge does not model them: as if they failed, and the normal
+                // close goes on (honest buyers never accuse past the seller's Stop).
+                SellerAction::ClaimPosted { .. }
+                | SellerAction::SubmitStop { .. }
+                | SellerAction::CloseCooperatively { .. } => {}
                 SellerAction::Event(e) => {
                     if let SellerEvent::InvalidAck { .. } = e {
                         self.obs.misbehaviour_claims += 1;
@@ -991,6 +995,8 @@ impl Sim {
                 BuyerAction::Send(f) => self.send(Dest::Seller(i), f.clone()),
                 // The testkit's buyers deposit enough for their whole run.
                 BuyerAction::Deliver { .. } | BuyerAction::TopUp { .. } => {}
+                // Not modelled by the testkit's judge (see the seller's).
+                BuyerAction::SubmitStop { .. } | BuyerAction::CloseCooperatively { .. } => {}
                 BuyerAction::Claim { ack, .. } => {
                     let tid = self.id();
                     self.txs.insert(

@@ -17,6 +17,18 @@ fn domain() -> Domain {
     Domain::new(31337, alloy_primitives::Address::repeat_byte(0x42))
 }
 
+/// `(ack.seq, stop.seq)` of a cooperative close.
+type AckStop = (u64, u64);
+
+fn buyer_cfg() -> BuyerConfig {
+    BuyerConfig {
+        ack_every: 1,
+        chain_grace_ms: GRACE_MS,
+        settle_wait_ms: SETTLE_WAIT_MS,
+        ..BuyerConfig::default()
+    }
+}
+
 /// One seller stream and one buyer channel, frames carried by hand.
 struct Pair {
     seller: Stream,
@@ -49,12 +61,7 @@ impl Pair {
             chain_grace_ms: GRACE_MS,
             ..SellerConfig::default()
         };
-        let bcfg = BuyerConfig {
-            ack_every: 1,
-            chain_grace_ms: GRACE_MS,
-            settle_wait_ms: SETTLE_WAIT_MS,
-            ..BuyerConfig::default()
-        };
+        let bcfg = buyer_cfg();
         let mut seller = Stream::new(domain(), skey, sid, terms, scfg).unwrap();
         let (offer, sig) = seller.make_offer(T0, *bkey.public(), "t").unwrap();
         let buyer = BuyerChannel::new(domain(), bkey.clone(), offer, sig, bcfg, T0).unwrap();
@@ -259,6 +266,35 @@ impl Pair {
             .iter()
             .filter(|a| matches!(a, BuyerAction::Settle { .. }))
             .count()
+    }
+
+    /// The buyer restarts from its snapshot.
+    fn restart_buyer(&mut self) {
+        let records = self.buyer.snapshot();
+        self.buyer =
+            BuyerChannel::restore(domain(), self.bkey.clone(), buyer_cfg(), records, self.now)
+                .unwrap();
+    }
+
+    /// `(ack.seq, stop.seq)` of every `CloseCooperatively` each side emitted: (seller's, buyer's).
+    fn cooperative_closes(&self) -> (Vec<AckStop>, Vec<AckStop>) {
+        let s = self
+            .seller_out
+            .iter()
+            .filter_map(|a| match a {
+                SellerAction::CloseCooperatively { ack, stop, .. } => Some((ack.seq, stop.seq)),
+                _ => None,
+            })
+            .collect();
+        let b = self
+            .buyer_out
+            .iter()
+            .filter_map(|a| match a {
+                BuyerAction::CloseCooperatively { ack, stop, .. } => Some((ack.seq, stop.seq)),
+                _ => None,
+            })
+            .collect();
+        (s, b)
     }
 
     fn stops_completed(&self) -> usize {
@@ -573,4 +609,191 @@ fn an_ack_for_posted_messages_reopens_the_window() {
         assert_eq!(p.buyer.next_seq(), 31);
         assert_eq!(p.seller.best_acked_seq(&p.id), Some(30));
     }
+}
+
+// ----- issue 10: the seller's Stop as evidence (Lemma 3) and the cooperative close ------------
+
+/// An accusation for a seq past the seller's own Stop (5) is answered with that Stop
+/// (`submitStop`, by the deadline), not with a posting. Before, the seller posted message 7
+/// (it holds it for the stream's other buyers), handing the buyer a message it never paid for.
+#[test]
+fn an_accusation_past_the_sellers_own_stop_is_answered_with_the_stop() {
+    let mut p = Pair::three_acked_three_in_flight();
+    p.seller.stop_channel(p.now, p.id).unwrap();
+    p.seller_frames();
+    for _ in 0..3 {
+        p.publish(false);
+    }
+    p.seller.on_accused(p.now, p.id, 7);
+    p.seller_frames();
+    let answers: Vec<u64> = p
+        .seller_out
+        .iter()
+        .filter_map(|a| match a {
+            SellerAction::SubmitStop { stop, .. } => Some(stop.seq),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answers, vec![5]);
+    assert_eq!(p.posts(), Vec::<u64>::new(), "7 is not owed: not posted");
+    // An owed seq is still answered by posting it.
+    p.seller.on_accusation_closed(p.now, p.id);
+    p.seller.on_accused(p.now, p.id, 4);
+    p.seller_frames();
+    assert_eq!(p.posts(), vec![4]);
+}
+
+/// `claimPosted` after a close covers only postings mined by `closeRequestedAt + T_ack` (the
+/// judge refuses the rest: `PostedAfterClose`). 3 and 4 are mined in time, 5 only 12 s after
+/// the close (`T_ack` = 10 s). Before, the seller claimed up to 5 and the judge reverted the
+/// whole claim, so 3 and 4 went unpaid too.
+#[test]
+fn claim_posted_leaves_out_a_posting_mined_after_close_plus_t_ack() {
+    let mut p = Pair::three_acked_three_in_flight();
+    p.seller.stop_channel(p.now, p.id).unwrap();
+    p.seller_frames();
+    let at = p.close();
+    p.seller.on_posted_at(p.now, 3, at + 1);
+    p.seller.on_posted_at(p.now, 4, at + 10);
+    p.seller_frames();
+    assert_eq!(p.claims_posted(), Vec::<u64>::new(), "5 may still come");
+    p.now += 12_000;
+    p.seller.on_posted_at(p.now, 5, at + 12);
+    p.seller_frames();
+    assert_eq!(
+        p.claims_posted(),
+        vec![4],
+        "claimed at once: the run cannot grow"
+    );
+    p.advance(T_CLOSURE_MS);
+    assert_eq!(p.claims_posted(), vec![4]);
+}
+
+/// Cooperative close, the buyer stopping: the seller answers its Stop with its own at 4 (all it
+/// sent), the buyer acks 4: both hold ack 4 and Stop 4 and each emits `closeCooperatively`
+/// once (the judge settles at once on the first; the second is refused and changes nothing).
+#[test]
+fn both_sides_close_cooperatively_when_the_ack_meets_the_sellers_stop() {
+    let mut p = Pair::new(8);
+    for _ in 0..5 {
+        p.publish(true);
+    }
+    p.buyer.stop(p.now).unwrap();
+    p.deliver_to_seller_and_back();
+    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![(4, 4)]));
+    // A failed attempt is not repeated; the normal close goes on.
+    p.seller.on_close_cooperatively_failed(p.now, p.id);
+    p.buyer.on_close_cooperatively_failed(p.now);
+    p.deliver_to_seller_and_back();
+    p.advance(5_000);
+    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![(4, 4)]));
+    assert!(
+        p.buyer_out
+            .iter()
+            .any(|a| matches!(a, BuyerAction::RequestClose { .. }))
+    );
+}
+
+/// Cooperative close, the seller stopping: messages 3..=5 are acked late (by a retransmission);
+/// nobody closes cooperatively until the ack reaches the Stop's seq, 5.
+#[test]
+fn the_seller_closes_cooperatively_once_everything_up_to_its_stop_is_acked() {
+    let mut p = Pair::three_acked_three_in_flight();
+    p.seller.stop_channel(p.now, p.id).unwrap();
+    let frames = p.seller_frames();
+    for f in frames {
+        p.buyer.handle_frame(p.now, f).unwrap();
+    }
+    p.deliver_to_seller();
+    assert_eq!(p.cooperative_closes(), (vec![], vec![]), "3..=5 unacked");
+    // The seller retransmits; the buyer takes 3..=5 and acks 5.
+    p.now += 1_500;
+    p.seller.handle_timeout(p.now);
+    p.deliver_to_seller_and_back();
+    assert_eq!(p.buyer.next_seq(), 6);
+    assert_eq!(p.cooperative_closes(), (vec![(5, 5)], vec![(5, 5)]));
+}
+
+/// Lemma 3's penalty, the buyer's side: it keeps the seller's signed Stop (5), across a
+/// restart, and when the judge records a posted claim past it (up to 7) it submits the Stop
+/// (the judge then gives it `F - R`). A posted claim within the Stop is not a breach. Before,
+/// the buyer dropped the seller's Stop and had nothing to submit.
+#[test]
+fn the_buyer_submits_the_sellers_stop_against_a_posted_claim_past_it() {
+    let mut p = Pair::three_acked_three_in_flight();
+    p.seller.stop_channel(p.now, p.id).unwrap();
+    for f in p.seller_frames() {
+        p.buyer.handle_frame(p.now, f).unwrap();
+    }
+    p.buyer_frames();
+    p.restart_buyer();
+    let submitted = |p: &Pair| -> Vec<u64> {
+        p.buyer_out
+            .iter()
+            .filter_map(|a| match a {
+                BuyerAction::SubmitStop { stop, .. } => Some(stop.seq),
+                _ => None,
+            })
+            .collect()
+    };
+    p.buyer.on_posted_claim(p.now, 5);
+    p.buyer_frames();
+    assert_eq!(submitted(&p), Vec::<u64>::new(), "within the Stop");
+    p.buyer.on_posted_claim(p.now, 7);
+    p.buyer_frames();
+    assert_eq!(submitted(&p), vec![5]);
+    let (stop, _) = p.buyer.seller_stop().unwrap();
+    assert_eq!(stop.seq, 5);
+}
+
+/// No accusation past the seller's Stop, even after a restart. The buyer stops at 2 and the
+/// seller answers with its Stop at 2; the buyer restarts; then a message 5 signed by the
+/// seller shows up (for another buyer of the stream, say). Before, the restored buyer had
+/// forgotten the seller's answer, accepted anything up to `W` past its own Stop, and accused
+/// for 3, which it was not owed.
+#[test]
+fn no_accusation_past_the_sellers_stop_after_a_restart() {
+    let mut p = Pair::new(8);
+    for _ in 0..3 {
+        p.publish(true);
+    }
+    p.buyer.stop(p.now).unwrap();
+    p.deliver_to_seller_and_back();
+    p.restart_buyer();
+    for _ in 0..3 {
+        p.publish(false);
+    }
+    let five = p.seller.message(5).unwrap().frame.clone();
+    p.buyer
+        .handle_frame(p.now, Frame::decode(&five).unwrap())
+        .unwrap();
+    p.advance(30_000);
+    assert!(
+        !p.buyer_out
+            .iter()
+            .any(|a| matches!(a, BuyerAction::Accuse { .. })),
+        "{:?}",
+        p.buyer_out
+    );
+}
+
+/// The buyer's `requestClose` is mined before its `Stop` frame reaches the seller (the broker
+/// sends both at once): the seller still answers with its Stop at what it sent (4), so both
+/// sides can close cooperatively. Before, a Closing channel's seller ignored the buyer's Stop
+/// and every such close waited `T_closure`.
+#[test]
+fn a_stop_arriving_after_the_close_request_still_allows_the_cooperative_close() {
+    let mut p = Pair::new(8);
+    for _ in 0..5 {
+        p.publish(true);
+    }
+    p.buyer.stop(p.now).unwrap();
+    let frames = p.buyer_frames();
+    p.now += 500;
+    p.close();
+    for f in frames {
+        p.seller.handle_frame(p.now, p.bkey.address(), f).unwrap();
+    }
+    p.deliver_to_seller_and_back();
+    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![(4, 4)]));
 }

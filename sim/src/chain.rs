@@ -12,40 +12,85 @@ use std::fmt;
 
 use crate::params::ChainParams;
 
-/// Gas per judge call, from `judge-contract/README.md` ("Gas" section): forge 1.7.1
-/// `--gas-report` of `SupraJudgeGasTest`, solc 0.8.30 via-IR, optimizer 10 000 runs, EVM prague;
-/// each call its own transaction (21 000 base, calldata, cold accounts and storage included).
+/// Gas per judge call, from the gas table of `judge-contract/README.md` ("Gas" section): forge
+/// 1.7.1 `--gas-report` of `SupraJudgeGasTest` (`judge-contract/test/SupraJudgeGas.t.sol`),
+/// solc 0.8.30 via-IR, optimizer 10 000 runs, EVM prague; each call its own transaction (21 000
+/// base, calldata, cold accounts and storage included). The table's row and column are named at
+/// each figure. `sim/tests/replay.rs` replays simulated runs on Anvil and checks the model's gas
+/// against the receipts.
 pub mod gas {
-    /// `open` (fresh channel, random 256-bit nonce).
-    pub const OPEN: u64 = 98_917;
-    /// `topUp`.
-    pub const TOP_UP: u64 = 30_932;
-    /// `post` of a 64-byte payload.
-    pub const POST_64B: u64 = 57_928;
-    /// `post` of a 256-byte payload.
-    pub const POST_256B: u64 = 62_646;
-    /// First `claim` of a channel (its claims word goes from zero to non-zero): the max.
-    pub const CLAIM_FIRST: u64 = 67_080;
-    /// A later `claim` of the same channel: the min.
-    pub const CLAIM_NEXT: u64 = 49_980;
-    /// `claimPosted`.
-    pub const CLAIM_POSTED: u64 = 59_666;
-    /// `requestClose`.
-    pub const REQUEST_CLOSE: u64 = 33_063;
-    /// `settle` (pays the posted claim and the refund).
-    pub const SETTLE: u64 = 54_180;
-    /// `accuse`.
-    pub const ACCUSE: u64 = 64_993;
-    /// `defend`.
-    pub const DEFEND: u64 = 32_692;
-    /// `defendWithAck`.
-    pub const DEFEND_WITH_ACK: u64 = 69_131;
-    /// `resolve`.
-    pub const RESOLVE: u64 = 56_612;
-    /// `proveWrongCost`.
-    pub const PROVE_WRONG_COST: u64 = 70_349;
-    /// `proveEquivocation`.
-    pub const PROVE_EQUIVOCATION: u64 = 79_261;
+    /// `open` (fresh channel, random 256-bit nonce): row `open`, all columns.
+    pub const OPEN: u64 = 99_129;
+    /// `topUp`: row `topUp` (its one measurement, the first write of the progress word; a
+    /// top-up after a claim rewrites a non-zero word and costs less: an upper bound).
+    pub const TOP_UP: u64 = 51_045;
+    /// `post` of a 64-byte payload: row `post`, Min.
+    pub const POST_64B: u64 = 58_079;
+    /// `post` of a 256-byte payload: row `post`, Max (`test_gas_post256`).
+    pub const POST_256B: u64 = 62_797;
+    /// First `claim` of a channel (its progress word goes from zero to non-zero): row `claim`,
+    /// Max.
+    pub const CLAIM_FIRST: u64 = 67_139;
+    /// A later `claim` of the same channel: row `claim`, Min.
+    pub const CLAIM_NEXT: u64 = 50_039;
+    /// `claimPosted` checking 2 postings: row `claimPosted`, Min
+    /// (`test_gas_claimPosted_requestClose_settle`).
+    pub const CLAIM_POSTED_2: u64 = 60_006;
+    /// `claimPosted` checking 3 postings: row `claimPosted`, Max (`test_gas_submitStop_penalty`).
+    pub const CLAIM_POSTED_3: u64 = 62_346;
+    /// `requestClose` by the buyer: row `requestClose` (after a claim: a non-zero progress
+    /// word).
+    pub const REQUEST_CLOSE: u64 = 33_130;
+    /// What `requestClose` costs more when the seller sends it: the judge reads the stream id
+    /// (a cold storage read) to know the seller. 2 131, measured by `sim/tests/replay.rs`
+    /// (35 261 against 33 130; the table has no seller-sent `requestClose`).
+    pub const REQUEST_CLOSE_BY_SELLER_EXTRA: u64 = 2_131;
+    /// `settle` paying the posted claim and the refund: row `settle`.
+    pub const SETTLE: u64 = 54_288;
+    /// `settle` paying only the buyer's refund (no posted claim due): 42 557, measured by
+    /// `sim/tests/replay.rs` (the table has no such row).
+    pub const SETTLE_BUYER_ONLY: u64 = 42_557;
+    /// The first write of a channel's progress word (claimed, acked, close, extendedAt) costs
+    /// this much more than a later one: an SSTORE from zero is 20 000 gas, from non-zero 2 900
+    /// (EIP-2200/2929). The table measures `topUp`, `resolve` and `submitStop`'s record (of
+    /// the pending word) with that first write, `requestClose` and `submitStop`'s penalty
+    /// without it; `sim/tests/replay.rs` checks both cases on Anvil.
+    pub const FIRST_WRITE_EXTRA: u64 = 17_100;
+    /// `accuse`: row `accuse`, Max (Min 65 677 differs by calldata zero bytes).
+    pub const ACCUSE: u64 = 65_725;
+    /// `defend`: row `defend`.
+    pub const DEFEND: u64 = 32_848;
+    /// `defendWithAck`: row `defendWithAck`.
+    pub const DEFEND_WITH_ACK: u64 = 69_212;
+    /// `resolve` refunding the buyer: row `resolve`, Max (the channel's first write of its
+    /// progress word: no claim before the accusation).
+    pub const RESOLVE_REFUND: u64 = 61_097;
+    /// `resolve` finding an in-time posting (no payout): row `resolve`, Min.
+    pub const RESOLVE_ANSWERED: u64 = 32_471;
+    /// `proveWrongCost`: row `proveWrongCost`.
+    pub const PROVE_WRONG_COST: u64 = 70_537;
+    /// `proveEquivocation`: row `proveEquivocation`.
+    pub const PROVE_EQUIVOCATION: u64 = 79_429;
+    /// `submitStop` recording a Stop (first write of the pending word): row `submitStop`, Max.
+    pub const SUBMIT_STOP_RECORD: u64 = 60_731;
+    /// `submitStop` answering an accusation: row `submitStop`, Min.
+    pub const SUBMIT_STOP_ANSWER: u64 = 45_183;
+    /// `submitStop` proving a posted claim past the Stop (penalty): row `submitStop`, Median
+    /// (after a claim: a non-zero progress word).
+    pub const SUBMIT_STOP_PENALTY: u64 = 55_443;
+    /// `closeCooperatively` with the channel's first write of its progress word: row
+    /// `closeCooperatively`, Max.
+    pub const CLOSE_COOPERATIVELY_FIRST: u64 = 86_647;
+    /// `closeCooperatively` after an earlier claim: row `closeCooperatively`, Min.
+    pub const CLOSE_COOPERATIVELY_NEXT: u64 = 69_547;
+    /// `closeCooperatively` paying the seller nothing (its ack was claimed already: the
+    /// progress word is not written, only the buyer's refund is paid), sent by the seller:
+    /// 62 314, measured by `sim/tests/replay.rs` (the table has no such row).
+    pub const CLOSE_COOPERATIVELY_NOTHING_DUE: u64 = 62_314;
+    /// What that call costs less when the buyer sends it: its refund goes to the sender, an
+    /// account already warm (EIP-2929: 2 600 for a cold account, 100 warm). Measured by
+    /// `sim/tests/replay.rs` (59 814).
+    pub const REFUND_TO_SENDER_DISCOUNT: u64 = 2_500;
     /// A plain ether transfer to an existing account: the baselines' payment. The cheapest
     /// possible on-chain payment, so this favours SDPP and PPSP (an invoice-checking contract
     /// call would cost more).
@@ -58,6 +103,13 @@ pub mod gas {
         let g = POST_64B as f64 + (bytes as f64 - 64.0) * per_byte;
         g.max(21_000.0).round() as u64
     }
+
+    /// `claimPosted` checking `postings` postings: linear in them (one cold storage read and
+    /// the loop per posting, 2 340 gas between the 2- and 3-posting measurements).
+    pub fn claim_posted(postings: u64) -> u64 {
+        let per = CLAIM_POSTED_3 - CLAIM_POSTED_2;
+        (CLAIM_POSTED_2 + postings.saturating_sub(2) * per).max(CLAIM_POSTED_2 - per)
+    }
 }
 
 /// Kinds of on-chain calls, for the ledger.
@@ -65,6 +117,8 @@ pub mod gas {
 pub enum Call {
     /// `open`.
     Open,
+    /// `topUp`.
+    TopUp,
     /// `post`.
     Post,
     /// `claim`.
@@ -87,6 +141,10 @@ pub enum Call {
     ProveWrongCost,
     /// `proveEquivocation`.
     ProveEquivocation,
+    /// `submitStop`.
+    SubmitStop,
+    /// `closeCooperatively`.
+    CloseCooperatively,
     /// A baseline's payment (ether transfer).
     Pay,
 }
@@ -96,6 +154,7 @@ impl Call {
     pub fn name(self) -> &'static str {
         match self {
             Call::Open => "open",
+            Call::TopUp => "topUp",
             Call::Post => "post",
             Call::Claim => "claim",
             Call::ClaimPosted => "claimPosted",
@@ -107,6 +166,8 @@ impl Call {
             Call::Resolve => "resolve",
             Call::ProveWrongCost => "proveWrongCost",
             Call::ProveEquivocation => "proveEquivocation",
+            Call::SubmitStop => "submitStop",
+            Call::CloseCooperatively => "closeCooperatively",
             Call::Pay => "pay",
         }
     }

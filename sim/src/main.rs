@@ -132,6 +132,17 @@ struct Opts {
     /// outstanding (s).
     #[arg(long, global = true, default_value_t = 90)]
     idle_stop_s: u64,
+    /// SUPRA: messages the opening deposit pays for (default N + 2W: the whole subscription).
+    #[arg(long, global = true)]
+    deposit_msgs: Option<u64>,
+    /// SUPRA: the buyer tops up by this many messages' worth when its deposit covers at most
+    /// half of that beyond what it received (default: no top-ups).
+    #[arg(long, global = true)]
+    top_up_msgs: Option<u64>,
+    /// SUPRA: the engines do not close cooperatively (a broker's `chain.cooperative_close =
+    /// false`): every close is `requestClose`, claims and `settle` after `T_closure`.
+    #[arg(long, global = true)]
+    no_cooperative_close: bool,
     /// Worker threads for tables and sweeps (runs are independent and deterministic).
     #[arg(long, global = true, default_value_t = default_threads())]
     threads: usize,
@@ -180,6 +191,9 @@ impl Opts {
             malice_at: self.malice_at,
             idle_stop_ms: self.idle_stop_s.saturating_mul(1000),
             crypto: self.crypto,
+            deposit_msgs: self.deposit_msgs,
+            top_up_msgs: self.top_up_msgs,
+            cooperative_close: !self.no_cooperative_close,
             ..RunConfig::default()
         };
         cfg.link.loss = self.loss;

@@ -67,7 +67,16 @@ pub enum Scenario {
     /// The seller tries to be paid for more than was delivered (SUPRA: a forged ack, a posted
     /// claim beyond the window, then up to `W` messages posted after the buyer's stop and
     /// claimed; SDPP: invoices batches twice and ahead of delivery; PPSP: same as `Drop`).
+    /// The SUPRA seller's broker also withholds its `Stop` from the buyer and its own
+    /// `closeCooperatively`: nothing then proves the posted claim is past its Stop, and the
+    /// channel closes the normal way, which is what lets the claim through.
     Overclaim,
+    /// SUPRA only: `Overclaim`, but the seller's broker lets its engine's `Stop` reach the buyer
+    /// (it withholds only its own `closeCooperatively`). With cooperative close on, the buyer
+    /// closes cooperatively before the cheating claims land (they are refused); with it off, the
+    /// posted claim past the Stop is recorded, and the buyer's engine submits the Stop
+    /// (`submitStop`, Lemma 3's penalty: the buyer takes `F - R`).
+    OverclaimPastStop,
     /// Both honest, but the buyer's broker freezes (`kill -STOP`) three times for `T_ack`,
     /// longer than `T_off-ack`, the first time at message `malice_at`, then every `N/8`: the
     /// seller fills its window, posts it on-chain, and the buyer takes it from the chain when
@@ -86,7 +95,7 @@ impl Scenario {
     ];
 
     /// Scenarios about SUPRA's own mechanics (not in Table I, and not run for the baselines).
-    pub const SUPRA_ONLY: [Scenario; 1] = [Scenario::Pause];
+    pub const SUPRA_ONLY: [Scenario; 2] = [Scenario::Pause, Scenario::OverclaimPastStop];
 
     /// Short name used in tables and CSV files.
     pub fn name(self) -> &'static str {
@@ -97,6 +106,7 @@ impl Scenario {
             Scenario::Drop => "drop",
             Scenario::Overclaim => "overclaim",
             Scenario::Pause => "pause",
+            Scenario::OverclaimPastStop => "overclaim-stop",
         }
     }
 
@@ -114,8 +124,18 @@ impl Scenario {
     pub fn honest_buyer(self) -> bool {
         matches!(
             self,
-            Scenario::Honest | Scenario::Drop | Scenario::Overclaim | Scenario::Pause
+            Scenario::Honest
+                | Scenario::Drop
+                | Scenario::Overclaim
+                | Scenario::OverclaimPastStop
+                | Scenario::Pause
         )
+    }
+
+    /// Whether the seller tries to be paid for messages it did not deliver (SUPRA's
+    /// `overclaim` broker, with or without its `Stop` withheld).
+    pub fn overclaims(self) -> bool {
+        matches!(self, Scenario::Overclaim | Scenario::OverclaimPastStop)
     }
 }
 
@@ -133,7 +153,10 @@ impl FromStr for Scenario {
             .chain(Scenario::SUPRA_ONLY)
             .find(|x| x.name() == s)
             .ok_or_else(|| {
-                format!("unknown scenario {s:?} (honest, withhold, leave, drop, overclaim, pause)")
+                format!(
+                    "unknown scenario {s:?} (honest, withhold, leave, drop, overclaim, pause, \
+                     overclaim-stop)"
+                )
             })
     }
 }
@@ -305,6 +328,18 @@ pub struct RunConfig {
     pub horizon_ms: u64,
     /// Signatures of the SUPRA engines and the judge model (the baselines sign nothing).
     pub crypto: Crypto,
+    /// SUPRA: messages the buyer's opening deposit pays for (`None`: `N + 2W`, the whole
+    /// subscription; at least `W`, the judge's minimum). The seller never has more unpaid
+    /// messages in flight than the deposit covers (the engine's flow control).
+    pub deposit_msgs: Option<u64>,
+    /// SUPRA: the buyer tops its deposit up by this many messages' worth whenever it covers at
+    /// most half of that beyond what was delivered (the engine's `TopUpPolicy`), never past
+    /// `N + 2W` messages in all. `None`: no top-ups.
+    pub top_up_msgs: Option<u64>,
+    /// SUPRA: the engines close a fully acked, stopped channel with `closeCooperatively` at
+    /// once (the engine setting `cooperative_close`, a broker's `chain.cooperative_close`);
+    /// `false`: the normal close (`requestClose`, claims, `settle` after `T_closure`).
+    pub cooperative_close: bool,
 }
 
 impl Default for RunConfig {
@@ -330,6 +365,9 @@ impl Default for RunConfig {
             idle_stop_ms: 90_000,
             horizon_ms: 30 * 24 * 3_600_000,
             crypto: Crypto::Real,
+            deposit_msgs: None,
+            top_up_msgs: None,
+            cooperative_close: true,
         }
     }
 }
@@ -340,6 +378,11 @@ impl RunConfig {
         self.malice_at
             .unwrap_or(self.n / 2)
             .min(self.n.saturating_sub(1))
+    }
+
+    /// SUPRA: messages the opening deposit pays for.
+    pub fn deposit_msgs(&self) -> u64 {
+        self.deposit_msgs.unwrap_or(self.n + 2 * self.window)
     }
 
     /// Checks the settings that would make a run meaningless.
@@ -355,6 +398,12 @@ impl RunConfig {
         }
         if self.publish_every_ms == 0 {
             return Err("publish interval must be positive".into());
+        }
+        if self.deposit_msgs() < self.window {
+            return Err("the deposit must pay for at least W messages".into());
+        }
+        if self.top_up_msgs == Some(0) {
+            return Err("a top-up must add at least one message".into());
         }
         if self.chain.block_ms == 0 || self.chain.delta_onchain_ms < self.chain.block_ms {
             return Err("need 0 < block time <= Δ_on-chain".into());

@@ -86,43 +86,48 @@ fn ack(f: &Fixture, seq: u64) -> (Ack, supra_channel::Signature) {
     (a, s)
 }
 
+/// The refusal's error name (`NotPosted` for `NotPosted(3)`), or the outcome.
+fn name<T>(r: Result<T, String>) -> Result<T, String> {
+    r.map_err(|e| supra_sim::judge::refusal_name(&e).to_string())
+}
+
+fn refused(name: &str) -> Result<Outcome, String> {
+    Err(name.to_string())
+}
+
+const T0: u64 = 1_700_000_000;
+
 #[test]
 fn judge_claims_pay_the_difference_capped_by_the_deposit() {
     let mut f = fixture(8, 12);
     let (a, s) = ack(&f, 4);
     assert_eq!(
-        f.judge.claim(&a, &s),
+        f.judge.claim(&a, &s, T0),
         Ok(Outcome::Claimed {
             amount: U256::from(5 * P),
             total: U256::from(5 * P)
         })
     );
     // Replayed: nothing more to pay.
-    assert_eq!(f.judge.claim(&a, &s), Err("NothingToClaim".into()));
+    assert_eq!(name(f.judge.claim(&a, &s, T0)), refused("NothingToClaim"));
     // Beyond the deposit (12 messages): capped.
     let (a, s) = ack(&f, 19);
     assert_eq!(
-        f.judge.claim(&a, &s),
+        f.judge.claim(&a, &s, T0),
         Ok(Outcome::Claimed {
             amount: U256::from(7 * P),
             total: U256::from(12 * P)
         })
     );
     // Signed by the seller instead of the buyer.
-    let (mut a, _) = ack(&f, 3);
-    a.seq = 3;
+    let (a, _) = ack(&f, 3);
     let forged = f.seller.sign(&f.domain.digest(&a));
-    assert!(
-        f.judge
-            .claim(&a, &forged)
-            .unwrap_err()
-            .starts_with("WrongSigner")
-    );
+    assert_eq!(name(f.judge.claim(&a, &forged, T0)), refused("WrongSigner"));
     // A wrong cost is refused by claim and proven by proveWrongCost.
     let mut bad = ack(&f, 5).0;
     bad.cost = U256::from(1u64);
     let sig = f.buyer.sign(&f.domain.digest(&bad));
-    assert_eq!(f.judge.claim(&bad, &sig), Err("WrongCost".into()));
+    assert_eq!(name(f.judge.claim(&bad, &sig, T0)), refused("WrongCost"));
     assert!(matches!(
         f.judge.prove_wrong_cost(&bad, &sig),
         Ok(Outcome::Settled { .. })
@@ -132,42 +137,48 @@ fn judge_claims_pay_the_difference_capped_by_the_deposit() {
 #[test]
 fn judge_posted_claims_stay_within_w_of_the_last_ack_and_before_the_close() {
     let mut f = fixture(8, 40);
+    let seller = f.seller.address();
     let (a, s) = ack(&f, 9);
-    f.judge.claim(&a, &s).unwrap();
+    f.judge.claim(&a, &s, T0).unwrap();
     for i in 10..=20usize {
         let (m, sig, p) = f.msgs[i].clone();
-        assert_eq!(f.judge.post(&m, &p, &sig), Ok(Outcome::Posted(true)));
+        assert_eq!(f.judge.post(&m, &p, &sig, T0), Ok(Outcome::Posted(true)));
     }
     let (m, sig, p) = f.msgs[10].clone();
-    assert_eq!(f.judge.post(&m, &p, &sig), Ok(Outcome::Posted(false)));
+    assert_eq!(f.judge.post(&m, &p, &sig, T0), Ok(Outcome::Posted(false)));
+    let buyer = f.buyer.address();
     assert_eq!(
-        f.judge.claim_posted(f.id, 9),
-        Err("ClaimOutOfWindow".into())
+        name(f.judge.claim_posted(buyer, f.id, 17)),
+        refused("NotSeller")
     );
+    for upto in [9, 18, 21] {
+        assert_eq!(
+            name(f.judge.claim_posted(seller, f.id, upto)),
+            refused("ClaimOutOfWindow")
+        );
+    }
     assert_eq!(
-        f.judge.claim_posted(f.id, 18),
-        Err("ClaimOutOfWindow".into())
-    );
-    assert_eq!(
-        f.judge.claim_posted(f.id, 21),
-        Err("ClaimOutOfWindow".into())
-    );
-    assert_eq!(
-        f.judge.claim_posted(f.id, 17),
+        f.judge.claim_posted(seller, f.id, 17),
         Ok(Outcome::PostedClaimRecorded)
     );
-    assert_eq!(f.judge.claim_posted(f.id, 15), Err("NothingToClaim".into()));
+    assert_eq!(
+        name(f.judge.claim_posted(seller, f.id, 15)),
+        refused("NothingToClaim")
+    );
     // Not posted.
     let mut g = fixture(8, 40);
-    assert_eq!(g.judge.claim_posted(g.id, 3), Err("NotPosted(0)".into()));
-    // Paid only at settle, after T_closure.
-    f.judge.request_close(f.id, 1_700_000_100).unwrap();
     assert_eq!(
-        f.judge.settle(f.id, 1_700_000_399),
-        Err("ClosureNotElapsed".into())
+        g.judge.claim_posted(seller, g.id, 3),
+        Err("NotPosted(0)".into())
+    );
+    // Paid only at settle, after T_closure.
+    f.judge.request_close(buyer, f.id, T0 + 100).unwrap();
+    assert_eq!(
+        name(f.judge.settle(f.id, T0 + 399)),
+        refused("ClosureNotElapsed")
     );
     assert_eq!(
-        f.judge.settle(f.id, 1_700_000_400),
+        f.judge.settle(f.id, T0 + 400),
         Ok(Outcome::Settled {
             to_seller: U256::from(8 * P),
             to_buyer: U256::from(22 * P)
@@ -175,55 +186,132 @@ fn judge_posted_claims_stay_within_w_of_the_last_ack_and_before_the_close() {
     );
     assert_eq!(f.judge.channel(f.id).unwrap().status, Status::Settled);
     assert_eq!(f.judge.channel(f.id).unwrap().to_seller, U256::from(18 * P));
-    // Messages stamped after the close request cannot be claimed.
-    g.judge.request_close(g.id, 1_700_000_000).unwrap();
+    // Messages stamped after the close request cannot be claimed, nor ones mined more than
+    // T_ack after it.
+    g.judge.request_close(seller, g.id, T0).unwrap();
     let late = {
         let (mut m, _, p) = g.msgs[0].clone();
-        m.timestamp = 1_700_000_000_500;
+        m.timestamp = (T0 + 1) * 1000;
         let s = g.seller.sign(&g.domain.digest(&m));
         (m, s, p)
     };
-    g.judge.post(&late.0, &late.2, &late.1).unwrap();
+    g.judge.post(&late.0, &late.2, &late.1, T0 + 12).unwrap();
     assert_eq!(
-        g.judge.claim_posted(g.id, 0),
-        Err("PostedAfterClose(0)".into())
+        name(g.judge.claim_posted(seller, g.id, 0)),
+        refused("PostedAfterClose")
     );
+    let (m, sig, p) = g.msgs[1].clone();
+    g.judge.post(&m, &p, &sig, T0 + 61).unwrap();
     let _ = g.stream;
 }
 
 #[test]
-fn judge_accusations_are_defended_by_a_posting_or_upheld_after_t_ack() {
+fn judge_accusations_are_defended_by_a_posting_in_time_or_upheld_after_t_ack() {
     let mut f = fixture(8, 40);
+    let buyer = f.buyer.address();
     let (seen, sig, _) = f.msgs[6].clone();
+    // Only the buyer accuses, and only about an owed seq (acked + W = 8 here).
     assert_eq!(
-        f.judge.accuse(f.id, &seen, &sig, 3, 1_000),
-        Ok(Outcome::Accused(1_060))
+        name(
+            f.judge
+                .accuse(f.seller.address(), f.id, &seen, &sig, 3, T0 + 10)
+        ),
+        refused("NotBuyer")
+    );
+    let (far, far_sig, _) = f.msgs[12].clone();
+    assert_eq!(
+        name(f.judge.accuse(buyer, f.id, &far, &far_sig, 9, T0 + 10)),
+        refused("NotOwed")
     );
     assert_eq!(
-        f.judge.accuse(f.id, &seen, &sig, 3, 1_001),
-        Err("AccusationOpen".into())
+        f.judge.accuse(buyer, f.id, &seen, &sig, 3, T0 + 10),
+        Ok(Outcome::Accused(T0 + 70))
     );
-    assert_eq!(f.judge.defend(f.id, 1_010), Err("NotPosted".into()));
+    assert_eq!(
+        name(f.judge.accuse(buyer, f.id, &seen, &sig, 3, T0 + 11)),
+        refused("AccusationOpen")
+    );
+    assert_eq!(name(f.judge.defend(f.id)), refused("NotPosted"));
+    // postBy = min(max(seen.timestamp, openedAt, extendedAt), now) + T_ack = T0 + 60.
     let (m, s, p) = f.msgs[3].clone();
-    f.judge.post(&m, &p, &s).unwrap();
-    assert!(matches!(
-        f.judge.defend(f.id, 1_060),
-        Ok(Outcome::Defended { .. })
-    ));
-    // Upheld: refund F - R.
+    f.judge.post(&m, &p, &s, T0 + 60).unwrap();
+    assert!(matches!(f.judge.defend(f.id), Ok(Outcome::Defended { .. })));
+    // Posted after its limit: no defence, and the accusation is upheld: refund F - R.
     let (a, s) = ack(&f, 1);
-    f.judge.claim(&a, &s).unwrap();
-    f.judge.accuse(f.id, &seen, &sig, 4, 2_000).unwrap();
+    f.judge.claim(&a, &s, T0 + 100).unwrap();
+    f.judge
+        .accuse(buyer, f.id, &seen, &sig, 4, T0 + 200)
+        .unwrap();
+    let (m, s, p) = f.msgs[4].clone();
+    f.judge.post(&m, &p, &s, T0 + 161).unwrap();
+    assert_eq!(name(f.judge.defend(f.id)), refused("DeadlinePassed"));
     assert_eq!(
-        f.judge.resolve(f.id, 2_060),
-        Err("DeadlineNotPassed".into())
+        name(f.judge.resolve(f.id, T0 + 260)),
+        refused("DeadlineNotPassed")
     );
     assert_eq!(
-        f.judge.resolve(f.id, 2_061),
+        f.judge.resolve(f.id, T0 + 261),
         Ok(Outcome::Settled {
             to_seller: U256::ZERO,
             to_buyer: U256::from(38 * P)
         })
+    );
+}
+
+#[test]
+fn judge_top_ups_stops_and_cooperative_closes() {
+    let mut f = fixture(8, 8);
+    let (buyer, seller) = (f.buyer.address(), f.seller.address());
+    assert_eq!(
+        name(f.judge.top_up(seller, f.id, U256::from(P), T0)),
+        refused("NotBuyer")
+    );
+    assert_eq!(
+        name(f.judge.top_up(buyer, f.id, U256::ZERO, T0)),
+        refused("ZeroAmount")
+    );
+    assert_eq!(
+        f.judge.top_up(buyer, f.id, U256::from(4 * P), T0 + 5),
+        Ok(Outcome::ToppedUp(U256::from(12 * P)))
+    );
+    assert_eq!(f.judge.channel(f.id).unwrap().extended_at, T0 + 5);
+    // A seller's Stop at seq 5 bounds what is owed: 6 messages.
+    let stop = supra_channel::Stop {
+        channelId: f.id.0,
+        seq: 5,
+        timestamp: 0,
+    };
+    let stop_sig = f.seller.sign(&f.domain.digest(&stop));
+    assert_eq!(
+        f.judge.submit_stop(&stop, &stop_sig, T0 + 6),
+        Ok(Outcome::StopRecorded { answered: false })
+    );
+    let (seen, sig, _) = f.msgs[9].clone();
+    assert_eq!(
+        name(f.judge.accuse(buyer, f.id, &seen, &sig, 6, T0 + 7)),
+        refused("NotOwed")
+    );
+    // Cooperative close: the ack and the Stop must match; pays both sides at once.
+    let (a, s) = ack(&f, 4);
+    assert_eq!(
+        name(
+            f.judge
+                .close_cooperatively(&a, &s, &stop, &stop_sig, T0 + 8)
+        ),
+        refused("StopMismatch")
+    );
+    let (a, s) = ack(&f, 5);
+    assert_eq!(
+        f.judge
+            .close_cooperatively(&a, &s, &stop, &stop_sig, T0 + 8),
+        Ok(Outcome::Settled {
+            to_seller: U256::from(6 * P),
+            to_buyer: U256::from(6 * P)
+        })
+    );
+    assert_eq!(
+        name(f.judge.top_up(buyer, f.id, U256::from(P), T0 + 9)),
+        refused("WrongStatus")
     );
 }
 
@@ -294,4 +382,6 @@ fn chain_mines_in_the_next_block_in_submission_order_and_gas_matches_the_table()
     assert_eq!(gas::post(64), gas::POST_64B);
     assert_eq!(gas::post(256), gas::POST_256B);
     assert!(gas::post(100) > gas::POST_64B && gas::post(100) < gas::POST_256B);
+    assert_eq!(gas::claim_posted(2), gas::CLAIM_POSTED_2);
+    assert_eq!(gas::claim_posted(3), gas::CLAIM_POSTED_3);
 }

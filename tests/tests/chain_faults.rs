@@ -98,6 +98,8 @@ async fn settles_exactly(a: &BrokerProc, b: &BrokerProc, judge: &Judge, channel:
     }
 }
 
+const NO_COOPERATIVE_CLOSE: &str = "cooperative_close = false";
+
 /// A seller and a buyer trading on this binary's chain.
 struct Market {
     _dir: TempDir,
@@ -124,11 +126,15 @@ impl Market {
     async fn start(name: &str, terms: SellTerms, proxied: bool) -> (Market, Option<CuttableLink>) {
         let chain = chain().await;
         let dir = TempDir::new(name);
-        let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
+        // Neither side closes cooperatively: every close takes `requestClose` and `settle` after
+        // `T_closure`, the calls whose faults these tests inject (e2e.rs covers the cooperative
+        // close).
+        let seller_chain: &'static str = Box::leak(format!("{}\n{NO_COOPERATIVE_CLOSE}", terms.chain_extra).into_boxed_str());
+        let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms { chain_extra: seller_chain, ..terms }, "");
         a.wait_ready(SECS(30)).await;
         let link = if proxied { Some(CuttableLink::to(a.peer).await) } else { None };
         let endpoint = link.as_ref().map_or(a.peer, |l| l.addr);
-        let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, endpoint, 1_000 * PRICE_WEI, 0);
+        let mut b = BrokerProc::buyer_with_chain(&dir.0, chain, chain.fresh_key().await, a.address, endpoint, 1_000 * PRICE_WEI, 0, NO_COOPERATIVE_CLOSE);
         let (subscriber, publisher, channel) = trading(&a, &mut b).await;
         let judge = chain.reader().await;
         (Market { _dir: dir, judge, a, b, subscriber, publisher, channel, seen: BTreeMap::new() }, link)

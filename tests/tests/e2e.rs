@@ -432,3 +432,44 @@ async fn a_buyer_paused_past_t_off_ack_with_a_full_window_catches_up_and_the_str
     assert_exactly_once(&seen, 0..n);
     close_and_check_settlement(&b, n).await;
 }
+
+/// Issue 10, the cooperative close: everything delivered is acked, the buyer runs `supra close`;
+/// the seller answers its Stop with its own at the last message, and the channel is settled by
+/// `closeCooperatively` at once: `T_closure` is an hour, the test gives it 30 s. The seller is
+/// paid delivered x price, the buyer gets the rest. Before, every close waited `T_closure`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supra_close_of_a_fully_acked_channel_settles_at_once_cooperatively() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let judge = chain.reader().await;
+    let dir = TempDir::new("cooperative");
+    let terms = SellTerms { t_closure_secs: 3_600, ..SellTerms::default() };
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "");
+    a.wait_ready(SECS(30)).await;
+    let deposit = 1_000 * PRICE_WEI;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, deposit, 0);
+    let (mut subscriber, publisher, channel) = trading(&a, &mut b).await;
+    let from_block = judge.block_number().await.expect("block number");
+    let n = 20;
+    publish(&publisher, 0..n).await;
+    let mut seen = BTreeMap::new();
+    collect(&mut subscriber, &mut seen, n as usize, SECS(30)).await;
+    assert_exactly_once(&seen, 0..n);
+    a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == n).await;
+
+    let asked = std::time::Instant::now();
+    b.close(channel);
+    let info = wait_settled(&judge, channel, SECS(30)).await;
+    eprintln!("settled {:?} after `supra close` (T_closure: 3600 s)", asked.elapsed());
+    let (to_seller, to_buyer) = supra_tests::payouts(&judge, channel, from_block).await;
+    assert_eq!(to_seller, U256::from(n * PRICE_WEI), "seller paid delivered x price");
+    assert_eq!(to_buyer, U256::from(deposit - n * PRICE_WEI), "the buyer gets the rest");
+    assert_eq!(info.claimed, to_seller);
+    let latest = judge.block_number().await.expect("block number");
+    let events = judge.events(from_block, latest).await.expect("events");
+    let cooperative = events.iter().find_map(|e| match e.event {
+        supra_judge::JudgeEvent::ClosedCooperatively { channel: c, seq } if c == channel => Some(seq),
+        _ => None,
+    });
+    assert_eq!(cooperative, Some(n - 1), "closed cooperatively at the last message");
+}

@@ -17,7 +17,7 @@ use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig, TopUpPolicy};
 use supra_channel::seller::{SellerAction, SellerConfig, SellerEvent, Stream, Terms};
-use supra_channel::types::{ChannelId, StreamId, ack_cost};
+use supra_channel::types::{ChannelId, Stop, StreamId, UnixMs, ack_cost};
 use supra_channel::wire::Frame;
 use supra_judge::{ChannelStatus, Judge, JudgeEvent};
 use supra_tests::{Party, advance_to, chain_ms, payouts, property, refusal, to_i128};
@@ -229,6 +229,9 @@ fn honest_seller_refusals_are_benign(w: &World, to_seller: U256) -> Result<(), T
             ("seller.claim", "NothingToClaim") => true,
             // With the deposit exhausted a claim pays nothing, so it does not move the judge's
             // `acked`, and a posted claim after it is out of window.
+            // The buyer closed cooperatively first (both sides try): whatever the seller still
+            // had queued finds the channel settled.
+            (_, "WrongStatus") if w.out.cooperative => true,
             ("seller.claimPosted", _) => exhausted,
             (who, _) => !who.starts_with("seller."),
         };
@@ -501,6 +504,19 @@ enum Attack {
     /// Posts a next message that does not chain onto the last one the buyer received (the buyer
     /// engine proves the broken link).
     BrokenLink,
+    /// Signs this many new messages stamped *before* the close request, posts them after
+    /// `closeRequestedAt + T_ack` and claims them: the judge goes by block time and refuses.
+    Backdate(u64),
+    /// The buyer stops and the seller answers with its own Stop at the last message sent; then
+    /// it posts `extra` more messages (stamped before the close, mined in time) and claims them.
+    /// `stop_first`: the buyer records the seller's Stop first (the claim is refused:
+    /// `PastSellerStop`); else the claim is recorded and the buyer's engine submits the Stop
+    /// (`StopViolationProven`: the buyer takes `F - R`).
+    PastOwnStop { extra: u64, stop_first: bool },
+    /// Never sends the first unacked message; the buyer's engine accuses for it after `T_ack`;
+    /// the seller posts it only after the accusation's `postBy`: its `defend` is refused
+    /// (`DeadlinePassed`), the buyer's engine resolves and is refunded `F - R`.
+    LateDelivery,
 }
 
 #[derive(Clone, Debug)]
@@ -530,9 +546,20 @@ impl Lemma3 {
     fn normalized(mut self) -> Lemma3 {
         let w = self.window;
         match self.attack {
-            Attack::AfterClose(extra) => {
+            Attack::AfterClose(extra) | Attack::Backdate(extra) => {
                 let extra = extra.clamp(1, w);
-                self.attack = Attack::AfterClose(extra);
+                self.attack = match self.attack {
+                    Attack::AfterClose(_) => Attack::AfterClose(extra),
+                    _ => Attack::Backdate(extra),
+                };
+                self.unacked = self.unacked.min(w - extra);
+                self.posted = self.unacked;
+            }
+            Attack::PastOwnStop { extra, stop_first } => {
+                let extra = extra.clamp(1, w);
+                self.attack = Attack::PastOwnStop { extra, stop_first };
+                // The Stop is at the last message the buyer received: at least one.
+                self.acked = self.acked.max(1);
                 self.unacked = self.unacked.min(w - extra);
                 self.posted = self.unacked;
             }
@@ -552,6 +579,12 @@ impl Lemma3 {
             Attack::ConflictingPost(_) => {
                 self.unacked = self.unacked.max(1);
                 self.posted = self.posted.clamp(1, self.unacked.min(w));
+            }
+            Attack::LateDelivery => {
+                // A gap with a later message the buyer holds, all within what the deposit pays.
+                self.unacked = self.unacked.clamp(2, w + 1);
+                self.posted = 0;
+                self.extra_deposit = self.extra_deposit.max(self.acked + self.unacked);
             }
             Attack::Equivocation(_) | Attack::ForgedAck | Attack::BrokenLink => {
                 self.acked = self.acked.max(1);
@@ -574,6 +607,9 @@ prop_compose! {
             any::<u64>().prop_map(Attack::Equivocation),
             any::<u64>().prop_map(Attack::ConflictingPost),
             Just(Attack::BrokenLink),
+            (1u64..=3).prop_map(Attack::Backdate),
+            ((1u64..=3), any::<bool>()).prop_map(|(extra, stop_first)| Attack::PastOwnStop { extra, stop_first }),
+            Just(Attack::LateDelivery),
         ],
         (legit_first, reversed) in (any::<bool>(), any::<bool>()),
         extra_deposit in 0u64..=12,
@@ -593,6 +629,10 @@ fn attack_name(attack: &Attack) -> &'static str {
         Attack::Equivocation(_) => "equivocation",
         Attack::ConflictingPost(_) => "conflicting post",
         Attack::BrokenLink => "broken link",
+        Attack::Backdate(_) => "backdated",
+        Attack::PastOwnStop { stop_first: false, .. } => "past own Stop, claim first",
+        Attack::PastOwnStop { stop_first: true, .. } => "past own Stop, Stop first",
+        Attack::LateDelivery => "late delivery",
     }
 }
 
@@ -642,7 +682,12 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     if c.reversed {
         sent[k as usize..].reverse();
     }
+    let late = matches!(c.attack, Attack::LateDelivery);
     for m in sent {
+        if late && m.message.seq == start + k {
+            // Withheld: the link never carries it.
+            continue;
+        }
         chan.handle_frame(now, m.frame()).expect("the buyer takes the message");
         for a in chan.drain_actions() {
             if let BuyerAction::Send(f) = a
@@ -652,7 +697,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             }
         }
     }
-    prop_assert_eq!(chan.next_seq(), start + n);
+    prop_assert_eq!(chan.next_seq(), if late { start + k } else { start + n });
     let mut claimed = U256::ZERO;
     if k > 0 {
         let (a, s) = acks
@@ -666,12 +711,27 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             .expect("the seller claims the buyer's ack");
         claimed = (price * U256::from(k)).min(deposit);
     }
+    if late {
+        return late_delivery(judge, &c, &mut chan, &chain, id, (&seller, &buyer), (now, opened.block, deposit, claimed)).await;
+    }
     for seq in start + k..start + k + c.posted {
         let m = chain.chain[seq as usize].clone();
         seller
             .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
             .await
             .expect("honest post");
+    }
+
+    // PastOwnStop: the buyer stops, the seller answers with its own Stop at the last message
+    // sent; the buyer's engine keeps it.
+    let last_sent = (start + n).max(1) - 1;
+    if let Attack::PastOwnStop { .. } = c.attack {
+        chan.stop(now).expect("the buyer stops");
+        let stop = Stop { channelId: id.0, seq: last_sent, timestamp: now };
+        let sig = seller.key.sign(&domain.digest(&stop));
+        chan.handle_frame(now, Frame::Stop { stop, sig }).expect("the buyer takes the seller's Stop");
+        let _ = chan.drain_actions().count();
+        prop_assert_eq!(chan.seller_stop().map(|(s, _)| s.seq), Some(last_sent));
     }
 
     // The buyer asks to close.
@@ -701,21 +761,91 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     // The attack.
     let last = (start + n).max(1) - 1; // last message the buyer received (n >= 1 for the attacks using it)
     let mut equivocated = false;
+    let mut penalised = false;
     let expected_refusal: Option<&str> = match c.attack {
         Attack::AfterClose(extra) => {
             let mut upto = 0;
             for e in 0..extra {
-                let m = chain.next(close_secs * 1000 + 1_000 * (e + 1));
-                upto = m.message.seq;
-                seller
-                    .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
-                    .await
-                    .expect("posting is stream-level");
+                upto = post_new(&seller, &mut chain, close_secs * 1000 + 1_000 * (e + 1)).await;
             }
             let r = seller.send(async |j: &Judge| j.claim_posted(id, upto).await).await;
             prop_assert_eq!(refusal(&r), Some("PostedAfterClose".to_owned()), "{:?}", r);
             Some("PostedAfterClose")
         }
+        Attack::Backdate(extra) => {
+            // Stamped a second before the close, as if they had been in flight; mined later
+            // than the close + T_ack: the posting's block time is what counts.
+            advance_to(judge, (close_secs + u64::from(c.t_ack) + 1) * 1000).await;
+            let mut upto = 0;
+            for _ in 0..extra {
+                upto = post_new(&seller, &mut chain, close_secs * 1000 - 1).await;
+            }
+            let r = seller.send(async |j: &Judge| j.claim_posted(id, upto).await).await;
+            prop_assert_eq!(refusal(&r), Some("PostedAfterClose".to_owned()), "{:?}", r);
+            Some("PostedAfterClose")
+        }
+        Attack::PastOwnStop { extra, stop_first } => {
+            // Messages past the Stop, stamped before the close, mined in time.
+            let mut upto = 0;
+            for _ in 0..extra {
+                upto = post_new(&seller, &mut chain, close_secs * 1000 - 1).await;
+            }
+            // What the seller can claim honestly: everything up to its Stop is posted.
+            for seq in start + k..=last_sent {
+                let m = chain.chain[seq as usize].clone();
+                seller
+                    .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+                    .await
+                    .expect("posting");
+            }
+            let (stop, stop_sig) = chan.seller_stop().map(|(s, g)| (s.clone(), *g)).expect("kept");
+            if stop_first {
+                buyer
+                    .send(async |j: &Judge| j.submit_stop(&stop, stop_sig.as_bytes()).await)
+                    .await
+                    .expect("the buyer records the seller's Stop");
+                let r = seller.send(async |j: &Judge| j.claim_posted(id, upto).await).await;
+                prop_assert_eq!(refusal(&r), Some("PastSellerStop".to_owned()), "{:?}", r);
+                Some("PastSellerStop")
+            } else {
+                let from = judge.block_number().await.expect("block");
+                seller
+                    .send(async |j: &Judge| j.claim_posted(id, upto).await)
+                    .await
+                    .expect("the judge records a posted claim it cannot yet refute");
+                // The buyer's chain watcher hands the PostedClaimRecorded event to its engine,
+                // which submits the seller's Stop.
+                let latest = judge.block_number().await.expect("block");
+                for e in judge.events(from, latest).await.expect("events") {
+                    if let JudgeEvent::PostedClaimRecorded { channel, upto_seq } = e.event
+                        && channel == id
+                    {
+                        chan.on_posted_claim(now, upto_seq);
+                    }
+                }
+                let proof = chan.drain_actions().find_map(|a| match a {
+                    BuyerAction::SubmitStop { stop, sig, .. } => Some((stop, sig)),
+                    _ => None,
+                });
+                let Some((stop, sig)) = proof else {
+                    return Err(TestCaseError::fail("the buyer engine did not submit the seller's Stop"));
+                };
+                prop_assert_eq!(stop.seq, last_sent);
+                let from = judge.block_number().await.expect("block");
+                buyer
+                    .send(async |j: &Judge| j.submit_stop(&stop, sig.as_bytes()).await)
+                    .await
+                    .expect("the judge takes the Stop as proof");
+                let latest = judge.block_number().await.expect("block");
+                let proven = judge.events(from + 1, latest).await.expect("events").into_iter().any(|e| {
+                    matches!(e.event, JudgeEvent::StopViolationProven { channel, .. } if channel == id)
+                });
+                prop_assert!(proven, "StopViolationProven");
+                penalised = true;
+                None
+            }
+        }
+        Attack::LateDelivery => unreachable!("played out before the close (late_delivery)"),
         Attack::BeyondWindow(j) => {
             let upto = start + k + w + j;
             let r = seller.send(async |jd: &Judge| jd.claim_posted(id, upto).await).await;
@@ -831,7 +961,8 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     }
 
     // The honest end: the legitimate claim, T_closure, settle.
-    let owed = if equivocated {
+    let owed = if equivocated || penalised {
+        // Proven: the buyer takes F - R (a recorded posted claim is forfeited).
         claimed
     } else {
         if !c.legit_first {
@@ -851,17 +982,109 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     Ok(())
 }
 
-/// Lemma 3: a seller that claims for messages after the close, beyond W, or never posted (or with
-/// a forged or edited ack) is refused with the judge's custom errors, and one that signs two
-/// different messages for a seq (or a broken link) is proven malicious; either way the buyer
-/// recovers its deposit minus what was legitimately owed.
+/// The seller signs the stream's next message stamped `timestamp` and posts it; returns its seq.
+async fn post_new(seller: &Party, chain: &mut ChainBuilder, timestamp: UnixMs) -> u64 {
+    let m = chain.next(timestamp);
+    seller
+        .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+        .await
+        .expect("posting is stream-level");
+    m.message.seq
+}
+
+/// Lemma 3, a seller that delivers late is proven late: the buyer's engine accuses for the
+/// withheld message after `T_ack`; the seller posts it after the accusation's `postBy` and tries
+/// to defend (refused: `DeadlinePassed`); the buyer's engine resolves and the buyer is refunded
+/// `F - R`, the seller keeping only what the buyer's acks paid.
+#[allow(clippy::too_many_arguments)]
+async fn late_delivery(
+    judge: &Judge,
+    c: &Lemma3,
+    chan: &mut BuyerChannel,
+    chain: &ChainBuilder,
+    id: ChannelId,
+    (seller, buyer): (&Party, &Party),
+    (mut now, open_block, deposit, claimed): (u64, u64, U256, U256),
+) -> Result<(), TestCaseError> {
+    let missing = c.start + c.acked;
+    // The buyer's engine: after T_ack it claims its latest ack if the judge lags, then accuses.
+    let mut accused = false;
+    for _ in 0..10 {
+        let Some(at) = chan.poll_timeout() else { break };
+        now = now.max(at);
+        chan.handle_timeout(now).expect("timers");
+        let actions: Vec<BuyerAction> = chan.drain_actions().collect();
+        for a in actions {
+            match a {
+                BuyerAction::Claim { ack, sig, .. } => {
+                    advance_to(judge, now).await;
+                    // Refused when the seller already claimed it: harmless.
+                    let _ = buyer.send(async |j: &Judge| j.claim(&ack, sig.as_bytes()).await).await;
+                }
+                BuyerAction::Accuse { seen, sig, missing: m, .. } => {
+                    prop_assert_eq!(m, missing);
+                    advance_to(judge, now).await;
+                    buyer
+                        .send(async |j: &Judge| j.accuse(id, &seen, sig.as_bytes(), m).await)
+                        .await
+                        .expect("the judge takes the accusation");
+                    accused = true;
+                }
+                _ => {}
+            }
+        }
+        if accused {
+            break;
+        }
+    }
+    prop_assert!(accused, "the buyer's engine accused for {}", missing);
+    let info = judge.channel(id).await.expect("view");
+    let (_, deadline) = info.dispute.expect("an accusation is open");
+    chan.on_accusation_opened(now, deadline);
+    let post_by = judge.channel_timing(id).await.expect("timing").dispute_post_by.expect("postBy");
+    // Late: mined a second after postBy (still before the answer deadline when it can be).
+    advance_to(judge, (post_by + 1) * 1000).await;
+    let m = chain.chain[missing as usize].clone();
+    seller
+        .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+        .await
+        .expect("posting is stream-level");
+    let r = seller.send(async |j: &Judge| j.defend(id).await).await;
+    prop_assert_eq!(refusal(&r), Some("DeadlinePassed".to_owned()), "{:?}", r);
+    // The buyer's engine resolves once the deadline is past.
+    now = now.max((deadline + 1) * 1000);
+    let mut resolved = false;
+    for _ in 0..10 {
+        let Some(at) = chan.poll_timeout() else { break };
+        now = now.max(at);
+        chan.handle_timeout(now).expect("timers");
+        if chan.drain_actions().any(|a| matches!(a, BuyerAction::Resolve { .. })) {
+            advance_to(judge, now).await;
+            buyer.send(async |j: &Judge| j.resolve(id).await).await.expect("resolve");
+            resolved = true;
+            break;
+        }
+    }
+    prop_assert!(resolved, "the buyer's engine resolved the accusation");
+    let (to_seller, to_buyer) = settled_conservation(judge, id, open_block, seller, buyer, deposit).await?;
+    prop_assert_eq!(to_seller, claimed, "the late seller keeps only what the acks paid");
+    prop_assert_eq!(to_buyer, deposit - claimed, "the buyer is refunded F - R");
+    Ok(())
+}
+
+/// Lemma 3: a seller that claims for messages after the close (stamped after it, or back-dated
+/// and mined after close + T_ack), beyond W, or never posted (or with a forged or edited ack) is
+/// refused with the judge's custom errors; one that signs two different messages for a seq (or a
+/// broken link), or claims posted messages past its own Stop, is proven malicious by the buyer's
+/// engine and the buyer takes `F - R`; one that delivers late is proven late and the buyer is
+/// refunded; either way the buyer recovers its deposit minus what was legitimately owed.
 #[test]
 fn lemma_3_a_cheating_seller_gains_nothing() {
     let bench = Bench::new();
     let mix = std::cell::RefCell::new(Mix::default());
     property(
         "lemma 3",
-        "a seller's claim after the close, beyond W, of unposted messages or with a forged ack is refused, equivocation is proven, and the buyer recovers deposit - legitimately owed",
+        "a seller's claim after the close (or back-dated), beyond W, past its recorded Stop, of unposted messages or with a forged ack is refused; equivocation, a posted claim past its own Stop and late delivery are proven; the buyer recovers deposit - legitimately owed",
         supra_tests::cases(32),
         lemma3_case(),
         |c| {
@@ -1389,6 +1612,36 @@ fn seller_paid(sc: Scenario, bench: &Bench) -> U256 {
         })
         .expect("the run ends settled and conserves funds");
     paid
+}
+
+/// Issue 10, the cooperative close: the buyer stops after three messages, the seller answers
+/// with its Stop at 2, the buyer's ack is at 2: the engines close cooperatively and the channel
+/// is settled at once (`T_closure` is 600 s and the chain's clock never gets near it), the
+/// seller paid exactly 3 · P, the buyer the rest. Before, every close waited `T_closure`.
+#[test]
+fn cooperative_close_settles_at_once_with_n_times_p() {
+    let bench = Bench::new();
+    let buyer = BuyerPlan {
+        close_at: Some(1_000),
+        close_with_stop: true,
+        ..BuyerPlan::honest()
+    };
+    let sc = three_messages(8, 40, 600, 1_000, buyer, 1);
+    bench
+        .case(async |judge: &Judge| {
+            let t0 = chain_ms(judge).await;
+            let mut w = World::open(judge, sc).await;
+            w.run().await;
+            let (to_seller, to_buyer) =
+                settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit).await?;
+            prop_assert!(w.out.cooperative, "closed cooperatively: {}", w.describe());
+            prop_assert_eq!(to_seller, U256::from(3 * 1000u64));
+            prop_assert_eq!(to_buyer, w.deposit - U256::from(3 * 1000u64));
+            let elapsed = chain_ms(judge).await - t0;
+            prop_assert!(elapsed < 600_000, "settled after {} ms of chain time: {}", elapsed, w.describe());
+            Ok(())
+        })
+        .expect("the run ends settled cooperatively");
 }
 
 /// Found by lemma 2: the buyer stops (final ack, Stop, requestClose); the close reaches the seller

@@ -137,6 +137,7 @@ impl Stream {
                 Posting {
                     confirmed: false,
                     timestamp: m.message.timestamp,
+                    mined_by: None,
                 },
             );
             self.stats.posts += 1;
@@ -146,10 +147,27 @@ impl Stream {
 
     // ----- chain notifications ---------------------------------------------------------------
 
-    /// A `Posted` event for `seq` of this stream was seen on-chain.
+    /// A `Posted` event for `seq` of this stream was seen on-chain, mined at an unknown block
+    /// time: it is taken as mined by `now` (see [`on_posted_at`](Self::on_posted_at)).
     pub fn on_posted(&mut self, now: UnixMs, seq: u64) {
+        self.on_posted_at(now, seq, now.div_ceil(1000));
+    }
+
+    /// A `Posted` event for `seq` of this stream was seen on-chain, mined in a block of time
+    /// `mined_at_secs` (the judge's `postedAt`). A `claimPosted` on a Closing channel only
+    /// covers postings mined by `closeRequestedAt + T_ack` (else the judge refuses it:
+    /// `PostedAfterClose`).
+    pub fn on_posted_at(&mut self, now: UnixMs, seq: u64, mined_at_secs: u64) {
         self.tick(now);
-        if self.posts.get(&seq).is_some_and(|p| p.confirmed) {
+        // Seen again: only a better (earlier) block time matters, e.g. the exact `postedAt`
+        // after the event.
+        let seen_before = self.posts.get(&seq).is_some_and(|p| p.confirmed);
+        if seen_before
+            && self
+                .posts
+                .get(&seq)
+                .is_some_and(|p| p.mined_by.is_none_or(|t| t <= mined_at_secs))
+        {
             return;
         }
         let Some(timestamp) = self
@@ -165,14 +183,22 @@ impl Stream {
             Posting {
                 confirmed: true,
                 timestamp,
+                mined_by: Some(mined_at_secs),
             },
         );
         self.actions
-            .push_back(SellerAction::Persist(SellerRecord::Posted {
+            .push_back(SellerAction::Persist(SellerRecord::PostedAt {
                 seq,
                 timestamp,
+                mined_at_secs,
             }));
         let ids: Vec<ChannelId> = self.channels.keys().copied().collect();
+        if seen_before {
+            for id in ids {
+                self.maybe_claim_posted(id, false);
+            }
+            return;
+        }
         for id in ids {
             if self
                 .channels
@@ -324,17 +350,22 @@ impl Stream {
             return;
         };
         let close_ms = at_secs.saturating_mul(1000);
+        // What was in flight at the close had T_ack to be mined (`PostedAfterClose`).
+        let mined_limit = at_secs.saturating_add(c.t_ack_ms / 1000);
         let first = c.base_v();
+        // Never past the seller's own Stop (`PastSellerStop`, or worse `StopViolationProven`).
         let limit = first
             .saturating_add(c.window)
-            .min(c.owed_end.unwrap_or(u64::MAX));
+            .min(c.owed_end.unwrap_or(u64::MAX))
+            .min(c.own_stop_end().unwrap_or(u64::MAX));
         let mut upto = None;
         let mut s = first;
         while s < limit
-            && self
-                .posts
-                .get(&s)
-                .is_some_and(|p| p.confirmed && p.timestamp <= close_ms)
+            && self.posts.get(&s).is_some_and(|p| {
+                p.confirmed
+                    && p.timestamp <= close_ms
+                    && p.mined_by.is_none_or(|t| t <= mined_limit)
+            })
         {
             upto = Some(s);
             s += 1;
@@ -343,7 +374,8 @@ impl Stream {
         if c.posted_claim.is_some_and(|p| p >= upto) {
             return;
         }
-        let complete = s >= limit;
+        // A posting mined too late ends the run for good: claim what precedes it now.
+        let complete = s >= limit || self.posts.get(&s).is_some_and(|p| p.confirmed);
         if !complete && !final_call {
             return;
         }
@@ -376,6 +408,16 @@ impl Stream {
             return;
         };
         c.accused = Some(missing);
+        if let (Some(end), Some((stop, sig))) = (c.own_stop_end(), &c.own_stop)
+            && missing >= end
+        {
+            // Past our own Stop: not owed. The Stop answers it (by the accusation's deadline);
+            // posting the message would only hand the buyer what it did not pay for.
+            let (stop, sig) = (stop.clone(), *sig);
+            self.actions
+                .push_back(SellerAction::SubmitStop { channel, stop, sig });
+            return;
+        }
         if let Some(v) = c.verified.as_ref().filter(|v| v.ack.seq >= missing) {
             let (ack, sig) = (v.ack.clone(), v.sig);
             self.actions
@@ -396,12 +438,26 @@ impl Stream {
         }
     }
 
+    /// A `CloseCooperatively` action failed (refused or dropped): the normal close goes on
+    /// (claims, posted claims and `settle` after `T_closure`); it is not sent again.
+    pub fn on_close_cooperatively_failed(&mut self, now: UnixMs, channel: ChannelId) {
+        self.tick(now);
+        if let Some(c) = self.channels.get(&channel)
+            && matches!(c.phase, Phase::Stopping { .. })
+            && c.stop_done
+        {
+            self.verify_pending(channel);
+            self.claim_best(channel);
+        }
+    }
+
     /// The accusation on `channel` was defended or resolved.
     pub fn on_accusation_closed(&mut self, now: UnixMs, channel: ChannelId) {
         self.tick(now);
         if let Some(c) = self.channels.get_mut(&channel) {
             c.accused = None;
         }
+        self.maybe_close_cooperatively(channel);
     }
 
     /// `channel` is settled on-chain: forget it.

@@ -29,6 +29,10 @@ pub(super) enum Phase {
 pub(super) struct Posting {
     pub(super) confirmed: bool,
     pub(super) timestamp: UnixMs,
+    /// Block time (seconds) by which the posting was mined, once confirmed: exact when the
+    /// caller reports it (`on_posted_at`), else an upper bound (the engine's clock when it
+    /// learnt of it). `claimPosted` on a Closing channel needs it by `close + T_ack`.
+    pub(super) mined_by: Option<u64>,
 }
 
 /// A pending offer (not opened yet).
@@ -90,6 +94,13 @@ pub(super) struct Channel {
     pub(super) rto_at: Option<UnixMs>,
     pub(super) settle_at: Option<UnixMs>,
     pub(super) accused: Option<u64>,
+    /// The seller's own signed `Stop` for this channel (its own stop, or its answer to the
+    /// buyer's), kept to answer an accusation past it with `submitStop` and to close
+    /// cooperatively. Any Stop at the same seq has the same effect on-chain, so it is signed
+    /// again after a restart rather than persisted.
+    pub(super) own_stop: Option<(Stop, Signature)>,
+    /// `CloseCooperatively` was emitted (once per channel and engine run).
+    pub(super) coop_sent: bool,
 }
 
 impl Channel {
@@ -119,6 +130,20 @@ impl Channel {
         let covered = self.deposit.checked_div(self.price).unwrap_or_default();
         let covered = u64::try_from(covered).unwrap_or(u64::MAX);
         self.start.saturating_add(covered)
+    }
+    /// Exclusive end of what the seller's own `Stop` leaves owed (`None`: no Stop signed).
+    pub(super) fn own_stop_end(&self) -> Option<u64> {
+        self.own_stop
+            .as_ref()
+            .map(|(s, _)| s.seq.saturating_add(1).max(self.start))
+    }
+    /// The seq of the seller's Stop answering the buyer's (`r`): the last seq it owes, and
+    /// never below a posted claim already recorded (the judge would take that Stop as proof
+    /// against the seller: `StopViolationProven`).
+    pub(super) fn answer_stop_seq(&self, r: &StopRec) -> u64 {
+        r.owed_end
+            .saturating_sub(1)
+            .max(self.posted_claim.unwrap_or(0))
     }
     pub(super) fn t_off_ack(&self, delta: u64) -> u64 {
         self.t_ack_ms.saturating_sub(delta)

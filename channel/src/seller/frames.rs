@@ -179,12 +179,15 @@ impl Stream {
         let id = ChannelId(stop.channelId);
         let c = self.channel_of(peer, id)?;
         c.buyer_key.verify(&self.domain.digest(&stop), &sig)?;
-        if c.phase != Phase::Open {
-            // A repeat (our answer may be lost), or a stop after ours or after the close: what is
-            // owed is already fixed; say it again.
+        let closing = matches!(c.phase, Phase::Closing { .. });
+        if c.stop_rec.is_some() || !(c.phase == Phase::Open || closing) {
+            // A repeat (our answer may be lost), or a stop after ours: what is owed is already
+            // fixed; say it again.
             self.answer_stop(id);
             return Ok(());
         }
+        // Open, or Closing (the buyer's requestClose often beats its Stop frame): the answer
+        // says where the channel ends, which lets both sides close cooperatively.
         let end = stop
             .seq
             .saturating_add(1)
@@ -199,7 +202,9 @@ impl Stream {
                 owed_end: end,
             }));
         if let Some(c) = self.channels.get_mut(&id) {
-            c.phase = Phase::Stopping { by_seller: false };
+            if !closing {
+                c.phase = Phase::Stopping { by_seller: false };
+            }
             c.stop_rec = Some(StopRec {
                 stop,
                 sig,
@@ -211,6 +216,7 @@ impl Stream {
         self.answer_stop(id);
         self.update_members();
         self.check_stop_done(id);
+        self.maybe_close_cooperatively(id);
         Ok(())
     }
 
@@ -221,18 +227,24 @@ impl Stream {
             return;
         };
         let Some(r) = &c.stop_rec else { return };
-        let (stop, sig) = if r.by_seller {
+        let (stop, sig) = if let Some(own) = &c.own_stop {
+            own.clone()
+        } else if r.by_seller {
             (r.stop.clone(), r.sig)
         } else {
+            let seq = c.answer_stop_seq(r);
             let stop = Stop {
                 channelId: id.0,
-                seq: r.owed_end.saturating_sub(1),
+                seq,
                 timestamp: self.now,
             };
             let sig = self.key.sign(&self.domain.digest(&stop));
             (stop, sig)
         };
         let peer = c.buyer;
+        if let Some(c) = self.channels.get_mut(&id) {
+            c.own_stop = Some((stop.clone(), sig));
+        }
         // Encoding a Stop cannot fail (fixed size, far below the frame limit).
         if let Ok(frame) = (Frame::Stop { stop, sig }).encode_shared() {
             self.actions.push_back(SellerAction::Send { peer, frame });
@@ -297,6 +309,44 @@ impl Stream {
             self.claim_best(id);
         }
         self.check_stop_done(id);
+        self.maybe_close_cooperatively(id);
         self.pump(id);
+    }
+
+    /// Cooperative close: the buyer's verified ack is exactly at the seller's own `Stop`, so
+    /// both agree the channel ends there and it can settle at once (`closeCooperatively`). Once.
+    pub(super) fn maybe_close_cooperatively(&mut self, id: ChannelId) {
+        let Some(c) = self.channels.get(&id) else {
+            return;
+        };
+        // Not while an accusation is open: it is answered first (`defend`, `defendWithAck` or
+        // `submitStop`), then the close is tried again.
+        if c.coop_sent
+            || !self.cfg.cooperative_close
+            || c.phase == Phase::Settled
+            || c.own_stop.is_none()
+            || c.accused.is_some()
+        {
+            return;
+        }
+        self.verify_pending(id);
+        let Some(c) = self.channels.get_mut(&id) else {
+            return;
+        };
+        let (Some(v), Some((stop, stop_sig))) = (&c.verified, &c.own_stop) else {
+            return;
+        };
+        if v.ack.seq != stop.seq {
+            return;
+        }
+        c.coop_sent = true;
+        let action = SellerAction::CloseCooperatively {
+            channel: id,
+            ack: v.ack.clone(),
+            ack_sig: v.sig,
+            stop: stop.clone(),
+            stop_sig: *stop_sig,
+        };
+        self.actions.push_back(action);
     }
 }

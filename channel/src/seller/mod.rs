@@ -72,6 +72,9 @@ pub struct SellerConfig {
     pub max_backlog: u64,
     /// Margin added to chain deadlines (ms), for clock skew with `block.timestamp`.
     pub chain_grace_ms: u64,
+    /// Close a channel with `closeCooperatively` once the buyer's ack reaches the seller's Stop
+    /// (else it always takes the normal close, `T_closure` long).
+    pub cooperative_close: bool,
 }
 
 impl Default for SellerConfig {
@@ -83,6 +86,7 @@ impl Default for SellerConfig {
             claim_threshold: None,
             max_backlog: 1 << 16,
             chain_grace_ms: 2_000,
+            cooperative_close: true,
         }
     }
 }
@@ -228,6 +232,31 @@ pub enum SellerAction {
         ack: Ack,
         /// Its signature.
         sig: Signature,
+    },
+    /// Call `judge.submitStop(stop, sig)` with the seller's own signed `Stop`: answers an open
+    /// accusation for a seq past it (that seq is not owed), by the accusation's deadline.
+    SubmitStop {
+        /// Channel.
+        channel: ChannelId,
+        /// The seller's Stop.
+        stop: Stop,
+        /// Its signature.
+        sig: Signature,
+    },
+    /// Call `judge.closeCooperatively(ack, ack_sig, stop, stop_sig)`: the buyer acked exactly
+    /// up to the seller's own Stop, so the channel settles at once. Sent once; if it fails the
+    /// normal close goes on (report `on_close_cooperatively_failed`).
+    CloseCooperatively {
+        /// Channel.
+        channel: ChannelId,
+        /// The buyer's final ack (at the Stop's seq).
+        ack: Ack,
+        /// Its signature.
+        ack_sig: Signature,
+        /// The seller's Stop.
+        stop: Stop,
+        /// Its signature.
+        stop_sig: Signature,
     },
     /// Call `judge.requestClose(channel)`.
     RequestClose {
@@ -658,6 +687,8 @@ impl Stream {
             claimed: U256::ZERO,
             claim_submitted: U256::ZERO,
             posted_claim: None,
+            own_stop: None,
+            coop_sent: false,
             link_up: false,
             next_send: o.startSeq,
             sent_base: o.startSeq,
@@ -732,6 +763,7 @@ impl Stream {
             }));
         self.actions.push_back(SellerAction::Send { peer, frame });
         if let Some(c) = self.channels.get_mut(&channel) {
+            c.own_stop = Some((stop.clone(), sig));
             c.stop_rec = Some(StopRec {
                 stop,
                 sig,
@@ -744,6 +776,7 @@ impl Stream {
         }
         self.update_members();
         self.check_stop_done(channel);
+        self.maybe_close_cooperatively(channel);
         Ok(())
     }
 

@@ -8,7 +8,7 @@ use alloy_primitives::Address;
 use crate::records::SellerRecord;
 use crate::seal::{Sealer, envelope_info};
 use crate::sign::{Keypair, PublicKey};
-use crate::types::{ChannelId, Domain, StreamId, UnixMs};
+use crate::types::{ChannelId, Domain, Stop, StreamId, UnixMs};
 
 use super::*;
 
@@ -44,9 +44,16 @@ impl Stream {
         }
         for (seq, p) in &self.posts {
             if p.confirmed {
-                out.push(SellerRecord::Posted {
-                    seq: *seq,
-                    timestamp: p.timestamp,
+                out.push(match p.mined_by {
+                    Some(mined_at_secs) => SellerRecord::PostedAt {
+                        seq: *seq,
+                        timestamp: p.timestamp,
+                        mined_at_secs,
+                    },
+                    None => SellerRecord::Posted {
+                        seq: *seq,
+                        timestamp: p.timestamp,
+                    },
                 });
             }
         }
@@ -213,10 +220,13 @@ impl Stream {
                     owed_end,
                 } => {
                     if let Some(c) = s.channels.get_mut(&ChannelId(stop.channelId))
-                        && c.phase == Phase::Open
+                        && c.stop_rec.is_none()
+                        && matches!(c.phase, Phase::Open | Phase::Closing { .. })
                     {
                         let end = owed_end.max(stop.seq.saturating_add(1)).max(c.start);
-                        c.phase = Phase::Stopping { by_seller };
+                        if c.phase == Phase::Open {
+                            c.phase = Phase::Stopping { by_seller };
+                        }
                         c.stop_rec = Some(StopRec {
                             stop,
                             sig,
@@ -233,6 +243,21 @@ impl Stream {
                         Posting {
                             confirmed: true,
                             timestamp,
+                            mined_by: None,
+                        },
+                    );
+                }
+                SellerRecord::PostedAt {
+                    seq,
+                    timestamp,
+                    mined_at_secs,
+                } => {
+                    s.posts.insert(
+                        seq,
+                        Posting {
+                            confirmed: true,
+                            timestamp,
+                            mined_by: Some(mined_at_secs),
                         },
                     );
                 }
@@ -282,6 +307,24 @@ impl Stream {
         }
         for (cid, at_secs) in closing {
             s.apply_close_end(cid, at_secs);
+        }
+        // The seller's own Stop (its stop, or its answer to the buyer's, sent right after the
+        // record): a Stop at the same seq again, for accusations past it and the cooperative close.
+        for c in s.channels.values_mut() {
+            if let Some(r) = &c.stop_rec {
+                c.own_stop = Some(if r.by_seller {
+                    (r.stop.clone(), r.sig)
+                } else {
+                    let seq = c.answer_stop_seq(r);
+                    let stop = Stop {
+                        channelId: c.id.0,
+                        seq,
+                        timestamp: now,
+                    };
+                    let sig = s.key.sign(&s.domain.digest(&stop));
+                    (stop, sig)
+                });
+            }
         }
         // A channel or offer starting at the next message needs grants in it.
         if s.offers.values().any(|o| o.offer.startSeq >= s.next_seq)

@@ -128,6 +128,8 @@ pub struct Outcome {
     /// Seqs of the stream posted on-chain.
     pub posted: BTreeSet<u64>,
     pub accusations: u32,
+    /// The channel ended with `closeCooperatively`.
+    pub cooperative: bool,
     /// `topUp` calls the buyer's engine asked for.
     pub top_ups: u32,
     pub defended: u32,
@@ -614,6 +616,22 @@ impl World {
                     .seller_tx("settle", async |j: &Judge| j.settle(channel).await)
                     .await;
             }
+            SellerAction::SubmitStop { stop, sig, .. } => {
+                self.out.defences.push("submitStop");
+                let _ = self
+                    .seller_tx("submitStop", async |j: &Judge| j.submit_stop(&stop, sig.as_bytes()).await)
+                    .await;
+            }
+            SellerAction::CloseCooperatively { channel, ack, ack_sig, stop, stop_sig } => {
+                let r = self
+                    .seller_tx("closeCooperatively", async |j: &Judge| {
+                        j.close_cooperatively(&ack, ack_sig.as_bytes(), &stop, stop_sig.as_bytes()).await
+                    })
+                    .await;
+                if r.is_err() {
+                    self.stream.on_close_cooperatively_failed(now, channel);
+                }
+            }
             other => panic!("not a chain action: {other:?}"),
         }
     }
@@ -695,6 +713,24 @@ impl World {
             }
             BuyerAction::Settle { .. } => {
                 let _ = self.buyer_tx("settle", async |j: &Judge| j.settle(id).await).await;
+            }
+            BuyerAction::SubmitStop { stop, sig, .. } => {
+                let r = self
+                    .buyer_tx("submitStop", async |j: &Judge| j.submit_stop(&stop, sig.as_bytes()).await)
+                    .await;
+                if r.is_err() {
+                    self.chan.on_submit_stop_failed(self.now);
+                }
+            }
+            BuyerAction::CloseCooperatively { ack, ack_sig, stop, stop_sig, .. } => {
+                let r = self
+                    .buyer_tx("closeCooperatively", async |j: &Judge| {
+                        j.close_cooperatively(&ack, ack_sig.as_bytes(), &stop, stop_sig.as_bytes()).await
+                    })
+                    .await;
+                if r.is_err() {
+                    self.chan.on_close_cooperatively_failed(self.now);
+                }
             }
             BuyerAction::Event(e) => self.out.notes.push(format!("buyer: {e:?}")),
         }
@@ -929,6 +965,12 @@ impl World {
                 if alive {
                     self.chan.on_accusation_closed(now);
                 }
+            }
+            JudgeEvent::PostedClaimRecorded { channel, upto_seq } if channel == id && alive => {
+                self.chan.on_posted_claim(now, upto_seq);
+            }
+            JudgeEvent::ClosedCooperatively { channel, .. } if channel == id => {
+                self.out.cooperative = true;
             }
             JudgeEvent::Settled { channel, .. } if channel == id => {
                 self.settled = true;
