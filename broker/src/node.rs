@@ -119,7 +119,7 @@ pub struct Node {
     recovering: HashMap<ChannelId, (Offer, Signature, usize)>,
     links: HashMap<LinkId, Link>,
     jobs: mpsc::UnboundedSender<Job>,
-    /// Outbox entries handed to rumqttd, to remove with the next commit.
+    /// Outbox entries handed to the embedded MQTT broker, to remove with the next commit.
     outbox_done: Vec<(u64, u64)>,
     /// Opens whose channel record is now durable: forget their in-flight entry.
     openings_done: Vec<ChannelId>,
@@ -868,7 +868,7 @@ impl Node {
                     BuyerAction::Persist(record) => batch.buyer(b.index, record),
                     BuyerAction::Deliver { seq, payload } => match Publication::decode(&payload) {
                         Ok(p) => {
-                            let local = Publication { topic: format!("{prefix}{}", p.topic), payload: p.payload };
+                            let local = Publication { topic: format!("{prefix}{}", p.topic), ..p };
                             batch.outbox(b.index, seq, local.clone());
                             buyer_acts.push((*id, b.index, Deliverable::Publish(seq, local)));
                         }
@@ -901,7 +901,7 @@ impl Node {
         self.compact()
     }
 
-    /// Removes what was handed to rumqttd from the outbox, durably. A crash between the hand-over
+    /// Removes what was handed to the embedded MQTT broker from the outbox, durably. A crash between the hand-over
     /// and this commit is the only way a delivery can repeat (it is replayed at restart), so the
     /// removal is committed with the very next turn's records, or on its own before the node
     /// waits for input.
