@@ -1498,7 +1498,8 @@ impl SessionState {
         //[MQTT-4.4.0-1] Reforward every inflight message regardless of status:
         //`reforward` resends the PUBLISH for UnAck/UnReceived and the owed
         //PUBREL (via SendRerelease) for UnComplete.
-        while let Some(msg) = offline_info.inflight_messages.pop() {
+        //[MQTT-4.6.0-1] in their original order: `pop` would resend them last first.
+        for msg in offline_info.inflight_messages.drain(..) {
             if let Err(e) = self.reforward(msg).await {
                 log::warn!("transfer_session_state, reforward error, {e}");
             }
@@ -1577,12 +1578,23 @@ impl SessionState {
         let publish = self.hook.message_delivered(from.clone(), &publish).await.unwrap_or(publish);
 
         //send message
-        sink.publish(
-            publish.clone(),
-            expiry_check_res.message_expiry_interval(),
-            self.server_topic_aliases.as_ref(),
-        )
-        .await?; //@TODO ... at exception, send hook and or store message
+        if let Err(e) = sink
+            .publish(publish.clone(), expiry_check_res.message_expiry_interval(), self.server_topic_aliases.as_ref())
+            .await
+        {
+            //[MQTT-3.1.2-25] a packet above the client's Maximum Packet Size is discarded, as if
+            //sent; the connection goes on.
+            if is_over_max_packet_size(&e) {
+                log::debug!("{:?} message larger than the client's maximum packet size, discarded", self.id);
+                self.scx
+                    .extends
+                    .hook_mgr()
+                    .message_dropped(Some(self.id.clone()), from, publish, Reason::from_static("packet too large"))
+                    .await;
+                return Ok(());
+            }
+            return Err(e); //@TODO ... at exception, send hook and or store message
+        }
 
         //cache messages to inflight window
         let moment_status = match publish.qos {
@@ -2683,4 +2695,18 @@ impl SessionLike for DefaultSession {
         self.subscriptions.clear(&self.scx).await;
         Ok(())
     }
+}
+
+/// Whether sending failed only because the packet exceeds the client's Maximum Packet Size (the
+/// codec checks the size before writing anything, so the connection is intact).
+fn is_over_max_packet_size(e: &crate::Error) -> bool {
+    use crate::codec::error::{EncodeError, SendPacketError};
+    use crate::net::MqttError;
+    let over = |e: &EncodeError| matches!(e, EncodeError::OverMaxPacketSize { .. });
+    e.chain().any(|cause| {
+        cause.downcast_ref::<EncodeError>().is_some_and(over)
+            || matches!(cause.downcast_ref::<SendPacketError>(), Some(SendPacketError::Encode(inner)) if over(inner))
+            || matches!(cause.downcast_ref::<MqttError>(), Some(MqttError::Encode(inner)) if over(inner))
+            || matches!(cause.downcast_ref::<MqttError>(), Some(MqttError::SendPacket(SendPacketError::Encode(inner))) if over(inner))
+    })
 }
