@@ -42,10 +42,6 @@ pub enum MqttError {
     Stopped,
 }
 
-/// Room in an MQTT packet for the topic, the properties and the fixed header, on top of
-/// `mqtt.max_payload_size`: the listeners refuse larger packets (MQTT 5: Maximum Packet Size).
-const PACKET_OVERHEAD_BYTES: usize = 16 * 1024;
-
 /// Default expiry of a message published without one, while it waits in a queue or is retained:
 /// 100 years, i.e. none (as mosquitto).
 const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
@@ -58,7 +54,8 @@ pub struct LocalMqtt {
 
 /// Listener settings, chosen to match mosquitto's defaults where MQTT leaves them to the server.
 fn listener(name: &str, addr: SocketAddr, config: &MqttConfig) -> Result<rmqtt::net::Listener, MqttError> {
-    let packet_size = (config.max_payload_size + PACKET_OVERHEAD_BYTES).min(u32::MAX as usize) as u32;
+    // The whole PUBLISH (topic and properties too) is what gets sealed, so the limit is on the packet.
+    let packet_size = config.max_payload_size.min(u32::MAX as usize) as u32;
     Builder::new()
         .name(name)
         .laddr(addr)

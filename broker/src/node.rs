@@ -24,6 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
 use crate::config::{BuyConfig, Config, SellConfig};
 use crate::mqtt::{LocalMqtt, Publication};
+
+/// Largest sealed plaintext a stream takes: what `mqtt.max_payload_size` lets in, plus the few
+/// bytes by which a publication's encoding can exceed its MQTT packet (of the 4 KiB the seal keeps).
+const MAX_SOLD_PLAINTEXT_BYTES: usize = crate::config::MAX_SOLD_PAYLOAD_BYTES + 1024;
 use crate::peer::{LinkEvent, LinkId, LinkSender, Role};
 use crate::status::{ChannelRole, ChannelStatusLine};
 use crate::store::{Batch, Store, StoreError};
@@ -339,6 +343,12 @@ impl Node {
                 continue;
             }
             let plaintext = plaintext.get_or_insert_with(|| publication.encode());
+            // The listeners' packet limit keeps this within a few bytes of `max_payload_size`; the
+            // check is the guarantee that every sold message can be posted on-chain.
+            if plaintext.len() > MAX_SOLD_PLAINTEXT_BYTES {
+                tracing::error!("stream `{}`: a {}-byte message cannot be sold (at most {MAX_SOLD_PLAINTEXT_BYTES})", s.cfg.topic, plaintext.len());
+                continue;
+            }
             match s.engine.publish(now, plaintext) {
                 Ok(_) => self.stats.messages_signed += 1,
                 Err(e) => tracing::error!("stream `{}`: cannot publish: {e}", s.cfg.topic),
