@@ -75,7 +75,9 @@ enum Commands {
 
 fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).try_init();
+    // Colour only on a terminal: a log file or a journal gets plain text.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stdout());
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).try_init();
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -92,7 +94,7 @@ pub fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Commands::Run { config } => {
-            init_logging("info,rumqttd=warn");
+            init_logging("info,rmqtt=warn,rmqtt_retainer=warn");
             let config = match Config::load(&config) {
                 Ok(config) => config,
                 Err(e) => return fail(e),

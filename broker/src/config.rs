@@ -37,8 +37,10 @@ pub struct MqttConfig {
     /// Optional MQTT 5 listener.
     #[serde(default)]
     pub listen_v5: Option<SocketAddr>,
-    /// Largest accepted publish payload, in bytes. A broker that sells may not accept more than
-    /// [`MAX_SOLD_PAYLOAD_BYTES`]: a bigger message, once sealed, could not be posted on-chain.
+    /// Largest MQTT packet a client may send, in bytes (MQTT 5's Maximum Packet Size: payload, topic
+    /// and properties, which are all sealed into a sold message). A broker that sells may not accept
+    /// more than [`MAX_SOLD_PAYLOAD_BYTES`]: a bigger message, once sealed, could not be posted
+    /// on-chain.
     #[serde(default = "default_max_payload")]
     pub max_payload_size: usize,
     /// After a restart with bought channels, deliveries wait this long so that local subscribers
@@ -48,7 +50,8 @@ pub struct MqttConfig {
 }
 
 /// Room kept in a sealed payload for the envelope (version, epoch, grant count, ephemeral key,
-/// AEAD tag: 60 bytes) and the key grants of a new epoch (68 bytes per buyer: 59 buyers).
+/// AEAD tag: 60 bytes), up to 1 KiB by which a publication's encoding exceeds its MQTT packet, and
+/// the key grants of a new epoch (68 bytes per buyer: 44 buyers).
 pub const SEAL_ROOM_BYTES: usize = 4 * 1024;
 
 /// Largest plaintext a seller sells: sealed, it fits the judge's `MAX_PAYLOAD_BYTES` (96 KiB), so

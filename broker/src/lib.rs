@@ -1,4 +1,4 @@
-//! The supra broker: an MQTT broker (embedded rumqttd) that sells and buys live topic streams from
+//! The supra broker: an MQTT broker (embedded rmqtt) that sells and buys live topic streams from
 //! other brokers over SUPRA payment channels, with the judge contract as the arbiter.
 //!
 //! [`Broker::start`] wires the parts together (see ARCHITECTURE.md): the embedded MQTT broker
@@ -16,6 +16,7 @@ pub mod mqtt;
 pub mod node;
 pub mod peer;
 pub mod probe;
+pub mod publication;
 pub mod status;
 pub mod store;
 pub mod topics;
@@ -142,7 +143,7 @@ impl Broker {
         let restarting_buyer = !store.buyer_channels()?.is_empty();
         let sold: Vec<String> = config.sell.iter().map(|s| s.topic.clone()).collect();
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        let mqtt = mqtt::LocalMqtt::start(&config.mqtt, &sold, local_tx)?;
+        let mqtt = mqtt::LocalMqtt::start(&config.mqtt, &sold, local_tx).await?;
 
         let (links_tx, links_rx) = mpsc::unbounded_channel();
         let ctx = LinkContext { domain, key: key.clone(), allow: Arc::new(config.peer.allow.clone()), events: links_tx };

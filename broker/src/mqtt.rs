@@ -1,164 +1,201 @@
-//! The embedded MQTT broker (rumqttd) and the broker's own in-process link to it.
+//! The embedded MQTT broker (rmqtt) and Supra's in-process place in it.
 //!
-//! Local clients speak plain MQTT 3.1.1 or 5 to rumqttd. Supra itself is one more client, on an
-//! in-process link: it subscribes to the topics it sells (their publishes feed the seller streams)
-//! and publishes what it buys (rumqttd forwards at each subscription's QoS, so QoS 1 subscribers get
-//! QoS 1 delivery).
+//! Local clients speak plain MQTT 3.1.1 or 5 to rmqtt, on either listener (each takes both
+//! versions). Supra is not a client: a publish hook hands it every local publish on a sold topic
+//! (with its retain flag, QoS and MQTT 5 properties), and what it buys is forwarded into the
+//! router as a system publish, so rmqtt delivers it at each subscription's QoS, retains it, queues
+//! it for offline persistent sessions and honours its message expiry, as for any publish.
+//!
+//! Why rmqtt rather than rumqttd (issue 12): rumqttd 0.20 refuses keep-alive 0, lacks or breaks most
+//! MQTT 5 features (retained messages, session expiry, message expiry, subscription options, topic
+//! aliases, flow control on the v5 listener) and only offers a QoS 0, topic-and-payload in-process
+//! link. rmqtt implements MQTT 3.1.1 and 5 in full, is built as an embeddable library on tokio, and
+//! its hooks run before the PUBACK, which is where Supra's checks belong.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-use bytes::Bytes;
-use rumqttd::local::{LinkRx, LinkTx};
-use rumqttd::{Broker, ConnectionSettings, Notification, RouterConfig, ServerSettings};
+use async_trait::async_trait;
+use rmqtt::codec::types::{Publish as CodecPublish, QoS};
+use rmqtt::codec::v5::PublishProperties;
+use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
+use rmqtt::net::Builder;
+use rmqtt::server::MqttServer;
+use rmqtt::session::SessionState;
+use rmqtt::types::{From, Id, Publish};
 use tokio::sync::mpsc;
 
 use crate::config::MqttConfig;
-
-/// An MQTT publication as a stream carries it: the seller's local topic and the payload. This is
-/// the plaintext that is sealed into each stream message.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Publication {
-    pub topic: String,
-    pub payload: Vec<u8>,
-}
-
-impl Publication {
-    pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
-    }
-
-    /// Decodes a publication; trailing bytes or an invalid topic name are errors.
-    pub fn decode(bytes: &[u8]) -> Result<Publication, String> {
-        let config = bincode::config::standard().with_limit::<{ 16 * 1024 * 1024 }>();
-        let (publication, used): (Publication, usize) =
-            bincode::serde::decode_from_slice(bytes, config).map_err(|e| e.to_string())?;
-        if used != bytes.len() {
-            return Err("trailing bytes".into());
-        }
-        crate::topics::check_name(&publication.topic)?;
-        Ok(publication)
-    }
-}
+pub use crate::publication::{MessageProperties, Publication};
+use crate::publication::now_ms;
 
 /// Why the embedded MQTT broker could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum MqttError {
     #[error("MQTT listener {0} is not free: {1}")]
-    Listen(SocketAddr, std::io::Error),
+    Listen(SocketAddr, String),
     #[error("embedded MQTT broker: {0}")]
-    Link(String),
+    Start(String),
+    #[error("embedded MQTT broker has stopped")]
+    Stopped,
 }
 
-/// Handle on the embedded broker: publish into it, and receive what local clients publish on the
-/// subscribed filters.
+/// Default expiry of a message published without one, while it waits in a queue or is retained:
+/// 100 years, i.e. none (as mosquitto).
+const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Handle on the embedded broker: publish into it. What local clients publish on sold topics
+/// arrives on the channel given to [`LocalMqtt::start`].
 pub struct LocalMqtt {
-    tx: LinkTx,
+    deliveries: mpsc::UnboundedSender<Publication>,
 }
 
-fn server(name: &str, listen: SocketAddr, config: &MqttConfig) -> ServerSettings {
-    ServerSettings {
-        name: name.to_owned(),
-        listen,
-        tls: None,
-        next_connection_delay_ms: 1,
-        connections: ConnectionSettings {
-            connection_timeout_ms: 60_000,
-            max_payload_size: config.max_payload_size,
-            max_inflight_count: 500,
-            auth: None,
-            external_auth: None,
-            dynamic_filters: true,
-        },
-    }
-}
-
-/// rumqttd's configuration for our listeners. Its commit log keeps up to
-/// `max_segment_size * max_segment_count` bytes per filter for slow or reconnecting subscribers.
-fn rumqttd_config(config: &MqttConfig) -> rumqttd::Config {
-    let mut v4 = HashMap::new();
-    v4.insert("1".to_owned(), server("v4", config.listen, config));
-    let v5 = config.listen_v5.map(|listen| {
-        let mut v5 = HashMap::new();
-        v5.insert("1".to_owned(), server("v5", listen, config));
-        v5
-    });
-    rumqttd::Config {
-        id: 0,
-        router: RouterConfig {
-            max_connections: 10_000,
-            max_outgoing_packet_count: 1_000,
-            max_segment_size: 16 * 1024 * 1024,
-            max_segment_count: 16,
-            ..RouterConfig::default()
-        },
-        v4: Some(v4),
-        v5,
-        ..rumqttd::Config::default()
-    }
+/// Listener settings, chosen to match mosquitto's defaults where MQTT leaves them to the server.
+fn listener(name: &str, addr: SocketAddr, config: &MqttConfig) -> Result<rmqtt::net::Listener, MqttError> {
+    // The whole PUBLISH (topic and properties too) is what gets sealed, so the limit is on the packet.
+    let packet_size = config.max_payload_size.min(u32::MAX as usize) as u32;
+    Builder::new()
+        .name(name)
+        .laddr(addr)
+        .reuseaddr(Some(true))
+        .nodelay(true)
+        .max_packet_size(packet_size)
+        .allow_zero_keepalive(true)
+        .max_inflight(std::num::NonZeroU16::new(20).expect("20 > 0"))
+        .max_mqueue_len(1_000)
+        .max_topic_aliases(10)
+        .message_expiry_interval(NO_EXPIRY)
+        .bind()
+        .and_then(|b| b.tcp())
+        .map_err(|e| MqttError::Listen(addr, e.to_string()))
 }
 
 impl LocalMqtt {
-    /// Starts rumqttd on its own thread with the configured listeners, opens the in-process link,
-    /// subscribes it to `filters`, and forwards matching publishes to `publishes`.
-    ///
-    /// rumqttd binds its listeners on its own thread and cannot report a failure back, so the
-    /// listen addresses are checked first.
-    pub fn start(
+    /// Starts rmqtt on the configured listeners (with retained messages), hooks Supra into its
+    /// publishes on `filters`, and returns the handle to publish what is bought. Must be called
+    /// inside a tokio runtime.
+    pub async fn start(
         config: &MqttConfig,
         filters: &[String],
         publishes: mpsc::UnboundedSender<Publication>,
     ) -> Result<LocalMqtt, MqttError> {
-        for addr in std::iter::once(config.listen).chain(config.listen_v5) {
-            std::net::TcpListener::bind(addr).map_err(|e| MqttError::Listen(addr, e))?;
+        let mut listeners = vec![listener("mqtt", config.listen, config)?];
+        if let Some(addr) = config.listen_v5 {
+            listeners.push(listener("mqtt-v5", addr, config)?);
         }
-        let mut broker = Broker::new(rumqttd_config(config));
-        let (mut tx, rx) = broker.link("supra").map_err(|e| MqttError::Link(e.to_string()))?;
-        std::thread::Builder::new()
-            .name("rumqttd".into())
-            .spawn(move || {
-                if let Err(e) = broker.start() {
-                    tracing::error!("embedded MQTT broker stopped: {e}");
-                }
-            })
-            .map_err(|e| MqttError::Link(e.to_string()))?;
-        for filter in filters {
-            tx.subscribe(filter.clone()).map_err(|e| MqttError::Link(e.to_string()))?;
+        let scx = ServerContext::new()
+            .plugins_config_map_add("rmqtt-retainer", r#"storage.type = "ram""#)
+            .build()
+            .await;
+        rmqtt_retainer::register(&scx, true, false).await.map_err(|e| MqttError::Start(e.to_string()))?;
+        scx.plugins.start("rmqtt-retainer").await.map_err(|e| MqttError::Start(e.to_string()))?;
+        let hooks = scx.extends.hook_mgr().register();
+        hooks.add(Type::MessagePublish, Box::new(SoldTopicTap { filters: filters.to_vec(), publishes })).await;
+        hooks.start().await;
+
+        let mut server = MqttServer::new(scx.clone());
+        for l in listeners {
+            server = server.listener(l);
         }
-        tokio::spawn(forward_local_publishes(rx, publishes));
-        Ok(LocalMqtt { tx })
+        let server = server.build();
+        tokio::spawn(async move {
+            if let Err(e) = server.run().await {
+                tracing::error!("embedded MQTT broker stopped: {e}");
+            }
+        });
+        let (deliveries, rx) = mpsc::unbounded_channel();
+        tokio::spawn(deliver(scx, rx));
+        Ok(LocalMqtt { deliveries })
     }
 
-    /// Publishes to local subscribers.
+    /// Publishes to local subscribers (in order, after any earlier call).
     pub fn publish(&mut self, publication: &Publication) -> Result<(), MqttError> {
-        self.tx
-            .publish(publication.topic.clone(), Bytes::copy_from_slice(&publication.payload))
-            .map(|_| ())
-            .map_err(|e| MqttError::Link(e.to_string()))
+        self.deliveries.send(publication.clone()).map_err(|_| MqttError::Stopped)
     }
 }
 
-async fn forward_local_publishes(mut rx: LinkRx, publishes: mpsc::UnboundedSender<Publication>) {
-    loop {
-        match rx.next().await {
-            Ok(Some(Notification::Forward(forward))) => {
-                let topic = String::from_utf8_lossy(&forward.publish.topic).into_owned();
-                let publish = Publication { topic, payload: forward.publish.payload.to_vec() };
-                if publishes.send(publish).is_err() {
-                    return;
-                }
-            }
-            // The router stops scheduling a link whose buffer filled up until it says it is ready.
-            Ok(Some(Notification::Unschedule)) => {
-                if rx.wake().await.is_err() {
-                    return;
-                }
-            }
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!("embedded MQTT link closed: {e}");
-                return;
-            }
+/// The publish hook: hands every local client publish (or will message) on a sold topic to the node.
+struct SoldTopicTap {
+    filters: Vec<String>,
+    publishes: mpsc::UnboundedSender<Publication>,
+}
+
+#[async_trait]
+impl Handler for SoldTopicTap {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        if let Parameter::MessagePublish(_, from, publish) = param
+            && !from.is_system()
+            && self.filters.iter().any(|f| crate::topics::matches(f, &publish.topic))
+        {
+            let _ = self.publishes.send(from_mqtt(publish));
+        }
+        (true, acc)
+    }
+}
+
+fn from_mqtt(publish: &Publish) -> Publication {
+    let properties = publish.properties.as_ref().map(|p| MessageProperties {
+        utf8_payload: p.is_utf8_payload,
+        content_type: p.content_type.as_ref().map(|s| s.to_string()),
+        response_topic: p.response_topic.as_ref().map(|s| s.to_string()),
+        correlation_data: p.correlation_data.as_ref().map(|b| b.to_vec()),
+        message_expiry_secs: p.message_expiry_interval.map(NonZeroU32::get),
+        user_properties: p.user_properties.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+    });
+    Publication {
+        topic: publish.topic.to_string(),
+        payload: publish.payload.to_vec(),
+        retain: publish.retain,
+        qos: publish.qos as u8,
+        properties,
+        received_at_ms: now_ms(),
+    }
+}
+
+/// Forwards what Supra bought into the router, one at a time so that order is kept. A message
+/// whose expiry ran out on the way is dropped, as the MQTT 5 server must (3.3.2.3.3).
+async fn deliver(scx: ServerContext, mut rx: mpsc::UnboundedReceiver<Publication>) {
+    let me = Id::new(scx.node.id(), 0, None, None, "supra".into(), None);
+    while let Some(p) = rx.recv().await {
+        let expiry_left = p.expiry_left_secs(now_ms());
+        if expiry_left == Some(0) {
+            tracing::debug!("bought message on {} expired before delivery", p.topic);
+            continue;
+        }
+        let retain = p.retain;
+        let publish = to_mqtt(p, expiry_left);
+        let expiry = retain.then(|| expiry_left.map_or(NO_EXPIRY, |s| Duration::from_secs(s.into())));
+        if let Err(e) = SessionState::forwards(&scx, From::from_system(me.clone()), publish, false, expiry).await {
+            tracing::warn!("local delivery: {e}");
         }
     }
+}
+
+fn to_mqtt(p: Publication, expiry_left: Option<u32>) -> Publish {
+    let qos = match p.qos {
+        0 => QoS::AtMostOnce,
+        1 => QoS::AtLeastOnce,
+        _ => QoS::ExactlyOnce,
+    };
+    let properties = p.properties.map(|m| PublishProperties {
+        is_utf8_payload: m.utf8_payload,
+        content_type: m.content_type.map(Into::into),
+        response_topic: m.response_topic.map(Into::into),
+        correlation_data: m.correlation_data.map(Into::into),
+        message_expiry_interval: expiry_left.and_then(NonZeroU32::new),
+        user_properties: m.user_properties.into_iter().map(|(k, v)| (k.into(), v.into())).collect(),
+        ..PublishProperties::default()
+    });
+    let inner = CodecPublish {
+        dup: false,
+        retain: p.retain,
+        qos,
+        topic: p.topic.into(),
+        packet_id: None,
+        payload: p.payload.into(),
+        properties,
+    };
+    Publish { inner: Box::new(inner), target_clientid: None, delay_interval: None, create_time: Some(now_ms() as i64) }
 }

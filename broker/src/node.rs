@@ -24,6 +24,10 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
 use crate::config::{BuyConfig, Config, SellConfig};
 use crate::mqtt::{LocalMqtt, Publication};
+
+/// Largest sealed plaintext a stream takes: what `mqtt.max_payload_size` lets in, plus the few
+/// bytes by which a publication's encoding can exceed its MQTT packet (of the 4 KiB the seal keeps).
+const MAX_SOLD_PLAINTEXT_BYTES: usize = crate::config::MAX_SOLD_PAYLOAD_BYTES + 1024;
 use crate::peer::{LinkEvent, LinkId, LinkSender, Role};
 use crate::status::{ChannelRole, ChannelStatusLine};
 use crate::store::{Batch, Store, StoreError};
@@ -119,7 +123,7 @@ pub struct Node {
     recovering: HashMap<ChannelId, (Offer, Signature, usize)>,
     links: HashMap<LinkId, Link>,
     jobs: mpsc::UnboundedSender<Job>,
-    /// Outbox entries handed to rumqttd, to remove with the next commit.
+    /// Outbox entries handed to the embedded MQTT broker, to remove with the next commit.
     outbox_done: Vec<(u64, u64)>,
     /// Opens whose channel record is now durable: forget their in-flight entry.
     openings_done: Vec<ChannelId>,
@@ -341,6 +345,12 @@ impl Node {
                 continue;
             }
             let plaintext = plaintext.get_or_insert_with(|| publication.encode());
+            // The listeners' packet limit keeps this within a few bytes of `max_payload_size`; the
+            // check is the guarantee that every sold message can be posted on-chain.
+            if plaintext.len() > MAX_SOLD_PLAINTEXT_BYTES {
+                tracing::error!("stream `{}`: a {}-byte message cannot be sold (at most {MAX_SOLD_PLAINTEXT_BYTES})", s.cfg.topic, plaintext.len());
+                continue;
+            }
             match s.engine.publish(now, plaintext) {
                 Ok(_) => self.stats.messages_signed += 1,
                 Err(e) => tracing::error!("stream `{}`: cannot publish: {e}", s.cfg.topic),
@@ -902,7 +912,7 @@ impl Node {
                     BuyerAction::Persist(record) => batch.buyer(b.index, record),
                     BuyerAction::Deliver { seq, payload } => match Publication::decode(&payload) {
                         Ok(p) => {
-                            let local = Publication { topic: format!("{prefix}{}", p.topic), payload: p.payload };
+                            let local = Publication { topic: format!("{prefix}{}", p.topic), ..p };
                             batch.outbox(b.index, seq, local.clone());
                             buyer_acts.push((*id, b.index, Deliverable::Publish(seq, local)));
                         }
@@ -935,7 +945,7 @@ impl Node {
         self.compact()
     }
 
-    /// Removes what was handed to rumqttd from the outbox, durably. A crash between the hand-over
+    /// Removes what was handed to the embedded MQTT broker from the outbox, durably. A crash between the hand-over
     /// and this commit is the only way a delivery can repeat (it is replayed at restart), so the
     /// removal is committed with the very next turn's records, or on its own before the node
     /// waits for input.

@@ -24,7 +24,7 @@ use crate::mqtt::Publication;
 const SELLER_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("seller_log");
 /// (channel index, record number) -> encoded `BuyerRecord`.
 const BUYER_LOG: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("buyer_log");
-/// (channel index, seq) -> encoded local publish (topic, payload) not yet handed to rumqttd.
+/// (channel index, seq) -> encoded local publish (a `Publication`) not yet handed to the embedded MQTT broker.
 const OUTBOX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("outbox");
 /// Sold topic filter -> stream number.
 const STREAMS: TableDefinition<&str, u64> = TableDefinition::new("streams");
@@ -446,8 +446,8 @@ mod tests {
         assert_eq!(store.stream_number("b/#").unwrap(), 1);
         assert_eq!(store.stream_number("a/#").unwrap(), 0);
         let mut batch = Batch::default();
-        batch.outbox(4, 7, Publication { topic: "t".into(), payload: b"x".to_vec() });
-        batch.outbox(4, 8, Publication { topic: "t".into(), payload: b"y".to_vec() });
+        batch.outbox(4, 7, Publication::plain("t", b"x".to_vec()));
+        batch.outbox(4, 8, Publication::plain("t", b"y".to_vec()));
         batch.cursor(42);
         store.commit(batch).unwrap();
         let mut batch = Batch::default();

@@ -5,6 +5,9 @@
 
 #[path = "e2e/harness.rs"]
 mod harness;
+#[path = "e2e/clients.rs"]
+#[allow(dead_code)]
+mod clients;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -109,6 +112,62 @@ async fn mosquitto_clients_publish_and_subscribe_over_mqtt_3_and_5() {
         assert_exactly_once(&seen, 0..n);
     }
     close_and_check_settlement(&b, n).await;
+}
+
+/// The paid stream carries the MQTT message, not only its topic and payload: retain flag, QoS and
+/// the MQTT 5 properties that belong to the message are signed and sealed at A and reproduced at B
+/// (message expiry counted down by the time in transit), and a late subscriber at B gets the
+/// retained last value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retain_qos_and_mqtt5_properties_cross_the_paid_link() {
+    use bytes::Bytes;
+    use clients::{check, filter, text, v5};
+    use rumqttc::v5::mqttbytes::QoS;
+    use rumqttc::v5::mqttbytes::v5::PublishProperties;
+
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("properties");
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, SellTerms::default(), "");
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, a.peer, 1_000 * PRICE_WEI, 0);
+    b.wait_ready(SECS(30)).await;
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+
+    let mut live = v5(b.mqtt_v5, "live", |_| {}).await.expect("subscriber at B");
+    live.subscribe(filter("market/sensors/#", QoS::AtLeastOnce), None).await.expect("subscribe at B");
+    let mut publisher = v5(a.mqtt_v5, "pub5", |_| {}).await.expect("publisher at A");
+    let properties = PublishProperties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(600),
+        response_topic: Some("sensors/lab/reply".into()),
+        correlation_data: Some(Bytes::from_static(b"req-42")),
+        user_properties: vec![("unit".into(), "C".into()), ("site".into(), "lab".into())],
+        content_type: Some("text/plain".into()),
+        ..PublishProperties::default()
+    };
+    publisher.send("sensors/lab/t", QoS::AtLeastOnce, true, "21.5", Some(properties.clone())).await.expect("publish at A");
+    publisher.send("sensors/lab/q0", QoS::AtMostOnce, false, "at most once", None).await.expect("publish at A");
+
+    let first = live.publish(SECS(30)).await.expect("the retained message reaches B");
+    let second = live.publish(SECS(30)).await.expect("the QoS 0 message reaches B");
+    let got = first.properties.clone().unwrap_or_default();
+    let expiry = got.message_expiry_interval.unwrap_or(0);
+    assert_eq!((String::from_utf8_lossy(&first.topic).as_ref(), text(&first).as_str(), first.qos), ("market/sensors/lab/t", "21.5", QoS::AtLeastOnce));
+    assert_eq!(
+        (&got.payload_format_indicator, &got.content_type, &got.response_topic, &got.correlation_data, &got.user_properties),
+        (&properties.payload_format_indicator, &properties.content_type, &properties.response_topic, &properties.correlation_data, &properties.user_properties),
+        "the message's MQTT 5 properties reach B's subscriber"
+    );
+    assert!((540..=600).contains(&expiry), "message expiry counted down in transit, not reset or lost: {expiry}");
+    assert_eq!((text(&second).as_str(), second.qos), ("at most once", QoS::AtMostOnce), "QoS as published (the subscriber asked for 1)");
+
+    // A late subscriber at B gets the retained last value, flagged retained.
+    let mut late = v5(b.mqtt_v5, "late", |_| {}).await.expect("late subscriber at B");
+    late.subscribe(filter("market/sensors/lab/t", QoS::AtLeastOnce), None).await.expect("subscribe at B");
+    let retained = late.publish(SECS(10)).await.expect("B retained the bought message");
+    check(text(&retained) == "21.5" && retained.retain, || format!("late subscriber got {:?} retain={}", text(&retained), retained.retain)).unwrap();
+    close_and_check_settlement(&b, 2).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -187,7 +187,7 @@ impl BrokerProc {
         let child = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
             .args(["run", "--config"])
             .arg(&self.config)
-            .env("RUST_LOG", "info,rumqttd=warn")
+            .env("RUST_LOG", "info,rmqtt=warn,rmqtt_retainer=warn")
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
