@@ -38,6 +38,7 @@ contract SupraJudgeProps {
     address internal constant SELLER = address(0x5E11E7);
     address internal constant BUYER = address(0xB0B);
     address internal constant OTHER = address(0x07E7);
+    address internal constant BYSTANDER = address(0xB0B2);
     uint256 internal constant START = 1_700_000_000;
     uint256 internal constant PRICE = 1e12;
 
@@ -149,6 +150,31 @@ contract SupraJudgeProps {
     function _measure() internal {
         sellerIn = SELLER.balance - sellerStart;
         buyerIn = BUYER.balance - buyerStart;
+    }
+
+    /// @dev Deferred payouts the judge still holds.
+    function _deferred() internal view returns (uint256) {
+        return judge.owed(SELLER) + judge.owed(BUYER);
+    }
+
+    /// @dev Another channel of the same stream (another buyer, concrete terms), whose deposit sits in the
+    ///      judge: money a broken judge could pay out of a settled channel.
+    function _openBystander() internal {
+        Offer memory o = Offer({
+            streamId: streamId,
+            seller: SELLER,
+            buyer: BYSTANDER,
+            price: PRICE,
+            window: 1,
+            startSeq: 0,
+            tAck: 60,
+            tClosure: 60,
+            validUntil: uint64(START),
+            nonce: 2
+        });
+        vm.deal(BYSTANDER, 1 ether);
+        vm.prank(BYSTANDER);
+        judge.open{value: 1 ether}(o, _sig("bystanderSig"));
     }
 
     function _startMeasuring() internal {
@@ -275,6 +301,47 @@ contract SupraJudgeProps {
         }
     }
 
+    /// @notice A settled channel pays nothing more: after it is settled (by settle, resolve, proveWrongCost,
+    ///         proveEquivocation or closeCooperatively), no call moves any of the judge's money (another
+    ///         channel's deposit is there to be taken), changes R, credits anyone or reopens it.
+    /// @dev Bound: a bystander channel (another buyer, same stream) and the channel; the channel is settled
+    ///      by one of the five ways (the solver picks; symbolic arguments, callers and times), then 1 call
+    ///      of any of the 15 functions, by any caller, at any later time.
+    function check_settledPaysNothing() public {
+        _openBystander();
+        _open(true);
+        uint256 way = svm.createUint(3, "settleBy");
+        _later("dt0");
+        if (way == 0) {
+            _act(4, _caller("closer"));
+            vm.warp(block.timestamp + judge.channel(id).tClosure + svm.createUint(24, "dtSettle"));
+            _act(5, _caller("settler"));
+        } else if (way == 1) {
+            _act(6, _caller("accuser"));
+            _later("dtResolve");
+            _act(9, _caller("resolver"));
+        } else if (way == 2) {
+            _act(10, _caller("prover"));
+        } else if (way == 3) {
+            _act(11, _caller("prover"));
+        } else {
+            _act(13, _caller("closer"));
+        }
+        vm.assume(_status() == ISupraJudge.Status.Settled);
+        uint256 judgeBefore = address(judge).balance;
+        uint256 claimedBefore = _claimed();
+        uint256 deferredBefore = _deferred();
+        _later("dt");
+        address who = _caller("who");
+        uint256 action = svm.createUint(4, "action");
+        vm.assume(action < 15);
+        _act(action, who);
+        assert(address(judge).balance == judgeBefore);
+        assert(_claimed() == claimedBefore);
+        assert(_deferred() == deferredBefore);
+        assert(_status() == ISupraJudge.Status.Settled);
+    }
+
     // ------------------------------------------------------------------------------------------------
     // Acks: what the seller receives never exceeds the cost of the highest valid ack
     // ------------------------------------------------------------------------------------------------
@@ -294,6 +361,61 @@ contract SupraJudgeProps {
         _measure();
         assert(sellerIn <= maxAckCost);
         assert(_claimed() == sellerIn);
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Postings: claims from postings never exceed W * P past the last ack
+    // ------------------------------------------------------------------------------------------------
+
+    /// @dev Postings of check_postedClaimsWithinWindow: W + 1 for W <= 2 (a fourth multiplies the paths past
+    ///      the solver budget; W = 3 with 4 postings is fuzzed).
+    uint256 internal constant POSTS = 3;
+
+    /// @notice A posted claim never goes past W messages after the last claimed ack, and at settlement the
+    ///         seller receives at most (acked + W) * P in all: W * P past the cost of the highest ack.
+    /// @dev Bound: open (W <= 3, P fixed, no ack claimed first: acked = 0), up to POSTS postings of the
+    ///      first seqs (any content and message time, each mined at any later time), an optional
+    ///      requestClose, claimPosted up to any seq, then the close and settle, by the seller or anyone.
+    function check_postedClaimsWithinWindow() public {
+        _open(false);
+        _startMeasuring();
+        uint256 acked = judge.channel(id).acked;
+        _postNext(acked, POSTS);
+        if (_take("closeFirst")) {
+            _later("dt1");
+            vm.prank(SELLER);
+            judge.requestClose(id);
+        }
+        _later("dt2");
+        vm.prank(SELLER);
+        judge.claimPosted(id, uint64(svm.createUint(64, "upto")));
+        assert(judge.channel(id).postedClaim <= acked + window);
+        if (_status() == ISupraJudge.Status.Open) {
+            vm.prank(SELLER);
+            judge.requestClose(id);
+        }
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        vm.warp(uint256(c.closeRequestedAt) + c.tClosure + svm.createUint(24, "dtSettle"));
+        vm.prank(_caller("settler"));
+        judge.settle(id);
+        _measure();
+        assert(sellerIn <= (acked + window) * price);
+    }
+
+    /// @dev Posts up to `most` messages (the solver picks how many) at the seqs after the first `acked`
+    ///      ones, any content, each mined at a later time, signed as the seller.
+    function _postNext(uint256 acked, uint256 most) internal {
+        uint256 next = uint256(startSeq) + acked;
+        for (uint256 i = 0; i < most; ++i) {
+            if (!_take("post")) break;
+            _later("dtPost");
+            vm.assume(next + i <= type(uint64).max);
+            Message memory m = _message("post.msg");
+            m.seq = uint64(next + i);
+            bytes memory payload = svm.createBytes(32, "post.payload");
+            m.payloadHash = keccak256(payload);
+            judge.post(m, payload, _sig("post.sig"));
+        }
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -336,6 +458,34 @@ contract SupraJudgeProps {
         try judge.proveEquivocation(id, a, _sig("a.sig"), b, _sig("b.sig")) {
             assert(false);
         } catch {}
+    }
+
+    /// @notice An honest seller's Stop is never "proven" a violation: when the recorded posted claim is
+    ///         within the Stop (it claims no message after the Stop's seq), submitStop records it and moves
+    ///         no money, whoever submits it.
+    /// @dev Bound: open (W <= 3, P fixed), an optional posting of the first seq, an optional claimPosted up
+    ///      to any seq (so a posted claim of 0 or 1 message), then submitStop of any Stop covering the posted
+    ///      claim, by any caller at any later time.
+    function check_honestStopNotPenalized() public {
+        _open(false);
+        _postNext(0, 1);
+        if (_take("claimPosted")) {
+            _later("dt1");
+            vm.prank(SELLER);
+            judge.claimPosted(id, uint64(svm.createUint(64, "upto")));
+        }
+        uint256 posted = judge.channel(id).postedClaim;
+        Stop memory st = _stop("stop");
+        vm.assume(posted == 0 || (st.seq >= startSeq && uint256(st.seq) - startSeq + 1 >= posted));
+        _startMeasuring();
+        uint256 judgeBefore = address(judge).balance;
+        _later("dt2");
+        vm.prank(_caller("submitter"));
+        judge.submitStop(st, _sig("stop.sig"));
+        _measure();
+        assert(_status() != ISupraJudge.Status.Settled);
+        assert(address(judge).balance == judgeBefore);
+        assert(sellerIn == 0 && buyerIn == 0);
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -429,6 +579,30 @@ contract SupraJudgeProps {
         assert(sellerIn == expected);
         assert(buyerIn == f - r - expected);
         assert(_status() == ISupraJudge.Status.Settled);
+    }
+
+    /// @notice Accusations only for owed seqs: an accusation stands only for a seq the channel is owed,
+    ///         within W after the last claimed ack, covered by the deposit, and before a recorded seller Stop.
+    /// @dev Bound: open (W <= 3, P fixed, any deposit), an optional submitStop of any Stop, by any caller
+    ///      at any later time; then the buyer's accusation of any seq, with any seen message, at any later
+    ///      time. No ack is claimed first (acked = 0): a claim multiplies the paths past the solver budget;
+    ///      the window bound after acks is fuzzed (test/). A top-up only raises F, symbolic already.
+    function check_accusationsOnlyForOwedSeqs() public {
+        _open(false);
+        if (_take("stopFirst")) {
+            _later("dt1");
+            _act(12, _caller("stopper"));
+        }
+        _later("dtAccuse");
+        uint64 missing = uint64(svm.createUint(64, "missing"));
+        vm.prank(BUYER);
+        judge.accuse(id, _message("seen"), _sig("seen.sig"), missing);
+        ISupraJudge.ChannelInfo memory c = judge.channel(id);
+        ISupraJudge.ChannelTiming memory t = judge.channelTiming(id);
+        uint256 n = uint256(missing) - startSeq; // accuse refuses a seq before startSeq + acked
+        assert(n < c.acked + window);
+        assert(n < c.deposit / price); // (n + 1) * P <= F, in the form the solver proves fast
+        if (t.sellerStopped) assert(n < t.sellerStopCount);
     }
 
     /// @dev An ack of the channel with the correct cost for its (symbolic) seq.
