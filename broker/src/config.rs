@@ -34,7 +34,8 @@ pub struct Config {
 pub struct MqttConfig {
     /// MQTT 3.1.1 listener.
     pub listen: SocketAddr,
-    /// Optional MQTT 5 listener.
+    /// Optional second MQTT listener (for MQTT 5 clients by convention; both listeners speak 3.1.1
+    /// and 5).
     #[serde(default)]
     pub listen_v5: Option<SocketAddr>,
     /// Largest MQTT packet a client may send, in bytes (MQTT 5's Maximum Packet Size: payload, topic

@@ -1,7 +1,8 @@
 //! MQTT conformance: the same cases against a `supra run` broker's listeners and against a Debian
 //! mosquitto 2.0 started by the test. Each case must pass on mosquitto (which checks the case
-//! itself) and on supra. Clients are rumqttc (v4 and v5) and, where rumqttc cannot say it
-//! (keep-alive 0 over MQTT 5, client topic aliases), raw MQTT packets.
+//! itself) and on supra. Clients are rumqttc (v4 and v5), Debian's mosquitto_pub/mosquitto_sub, and,
+//! where neither can say it (keep-alive 0: both refuse it client-side; client topic aliases), raw MQTT
+//! packets.
 //!
 //! Run alone: `cargo test -p supra-tests --test mqtt_conformance -- --nocapture` prints the table.
 
@@ -450,6 +451,44 @@ async fn server_keep_alive(t: &Target) -> Result<(), String> {
     check(kind == 0xd0, || format!("answer to PINGREQ: {kind:#x}"))
 }
 
+/// Debian's mosquitto_pub and mosquitto_sub: a retained MQTT 5 message with its properties, read back
+/// by late MQTT 5 and 3.1.1 subscribers, as `-F` prints it.
+async fn mosquitto_clients(t: &Target) -> Result<(), String> {
+    async fn run(args: &[&str]) -> Result<String, String> {
+        let out = tokio::process::Command::new(args[0]).args(&args[1..]).output().await.map_err(|e| format!("{}: {e}", args[0]))?;
+        check(out.status.success(), || format!("{} failed: {}", args.join(" "), String::from_utf8_lossy(&out.stderr)))?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+    let (v4, v5) = (t.v4.port().to_string(), t.v5.port().to_string());
+    let publish = ["mosquitto_pub", "-h", "127.0.0.1", "-p", &v5, "-V", "mqttv5", "-q", "1", "-r", "-t", "conf/mosquitto", "-m", "hello"];
+    let properties = [
+        "-D", "publish", "content-type", "text/plain", "-D", "publish", "user-property", "unit", "C", "-D", "publish", "response-topic",
+        "conf/reply", "-D", "publish", "correlation-data", "c7", "-D", "publish", "payload-format-indicator", "1", "-D", "publish",
+        "message-expiry-interval", "600",
+    ];
+    run(&[&publish[..], &properties[..]].concat()).await?;
+    let sub = |port: &str, version: &str, format: &str| {
+        let args: Vec<String> = ["mosquitto_sub", "-h", "127.0.0.1", "-p", port, "-V", version, "-q", "1", "-t", "conf/mosquitto", "-C", "1", "-W", "5", "-F", format]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args
+    };
+    let v5_args = sub(&v5, "mqttv5", "%r|%q|%C|%P|%R|%D|%F|%E|%p");
+    let got5 = run(&v5_args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    // Retain flag, QoS, content type, user property, response topic, correlation data, payload format,
+    // message expiry (counted down), payload.
+    let fields: Vec<&str> = got5.split('|').collect();
+    let expiry_ok = fields.get(7).and_then(|e| e.parse::<u32>().ok()).is_some_and(|e| (595..=600).contains(&e));
+    check(fields.len() == 9 && fields[..7] == ["1", "1", "text/plain", "unit:C", "conf/reply", "c7", "1"] && fields[8] == "hello" && expiry_ok, || {
+        format!("mosquitto_sub (MQTT 5) printed {got5:?}")
+    })?;
+    let v4_args = sub(&v4, "mqttv311", "%r|%q|%p");
+    let got4 = run(&v4_args.iter().map(String::as_str).collect::<Vec<_>>()).await?;
+    run(&["mosquitto_pub", "-h", "127.0.0.1", "-p", &v4, "-q", "1", "-r", "-t", "conf/mosquitto", "-n"]).await?;
+    check(got4 == "1|1|hello", || format!("mosquitto_sub (MQTT 3.1.1) printed {got4:?}"))
+}
+
 /// Every case, by name.
 async fn run_case(name: &str, t: &Target) -> Result<(), String> {
     match name {
@@ -470,6 +509,7 @@ async fn run_case(name: &str, t: &Target) -> Result<(), String> {
         "maximum packet size" => maximum_packet_size(t).await,
         "receive maximum (flow control)" => receive_maximum(t).await,
         "server keep-alive" => server_keep_alive(t).await,
+        "mosquitto_pub/sub: retained MQTT 5 message with properties" => mosquitto_clients(t).await,
         other => Err(format!("no case {other}")),
     }
 }
@@ -492,6 +532,7 @@ const CASES: &[&str] = &[
     "maximum packet size",
     "receive maximum (flow control)",
     "server keep-alive",
+    "mosquitto_pub/sub: retained MQTT 5 message with properties",
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
