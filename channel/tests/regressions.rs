@@ -311,18 +311,36 @@ impl Pair {
             .collect()
     }
 
+    /// Five messages delivered and acked, then the buyer stops; the seller answers with its Stop
+    /// at 4 and gets the buyer's ack 4.
+    fn buyer_stopped_after_five() -> Self {
+        let mut p = Pair::new(8);
+        for _ in 0..5 {
+            p.publish(true);
+        }
+        p.buyer.stop(p.now).unwrap();
+        p.deliver_to_seller_and_back();
+        p
+    }
+
+    /// `RequestClose` actions: (seller's, buyer's).
+    fn close_requests(&self) -> (usize, usize) {
+        let s = self.seller_out.iter();
+        let b = self.buyer_out.iter();
+        (
+            s.filter(|a| matches!(a, SellerAction::RequestClose { .. }))
+                .count(),
+            b.filter(|a| matches!(a, BuyerAction::RequestClose { .. }))
+                .count(),
+        )
+    }
+
     fn seller_close_requests(&self) -> usize {
-        self.seller_out
-            .iter()
-            .filter(|a| matches!(a, SellerAction::RequestClose { .. }))
-            .count()
+        self.close_requests().0
     }
 
     fn buyer_close_requests(&self) -> usize {
-        self.buyer_out
-            .iter()
-            .filter(|a| matches!(a, BuyerAction::RequestClose { .. }))
-            .count()
+        self.close_requests().1
     }
 
     /// The channel is settled on-chain, seen by both.
@@ -713,12 +731,7 @@ fn claim_posted_leaves_out_a_posting_mined_after_close_plus_t_ack() {
 /// first: 5 transactions.
 #[test]
 fn only_the_seller_closes_cooperatively_and_nothing_else_is_sent() {
-    let mut p = Pair::new(8);
-    for _ in 0..5 {
-        p.publish(true);
-    }
-    p.buyer.stop(p.now).unwrap();
-    p.deliver_to_seller_and_back();
+    let mut p = Pair::buyer_stopped_after_five();
     assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![]));
     assert_eq!(p.claims(), Vec::<u64>::new(), "the close pays ack 4");
     assert_eq!(p.buyer_close_requests(), 0, "held back");
@@ -738,12 +751,7 @@ fn only_the_seller_closes_cooperatively_and_nothing_else_is_sent() {
 /// before, once. Before, it claimed ack 4 when its stop completed, before the close.
 #[test]
 fn the_seller_claims_the_final_ack_only_if_its_cooperative_close_fails() {
-    let mut p = Pair::new(8);
-    for _ in 0..5 {
-        p.publish(true);
-    }
-    p.buyer.stop(p.now).unwrap();
-    p.deliver_to_seller_and_back();
+    let mut p = Pair::buyer_stopped_after_five();
     assert_eq!(p.claims(), Vec::<u64>::new());
     p.seller.on_close_cooperatively_failed(p.now, p.id);
     p.seller_frames();
@@ -760,12 +768,7 @@ fn the_seller_claims_the_final_ack_only_if_its_cooperative_close_fails() {
 /// sent `requestClose` with its Stop, whatever followed.
 #[test]
 fn the_buyer_closes_cooperatively_after_the_grace_period_then_requests_the_close() {
-    let mut p = Pair::new(8);
-    for _ in 0..5 {
-        p.publish(true);
-    }
-    p.buyer.stop(p.now).unwrap();
-    p.deliver_to_seller_and_back();
+    let mut p = Pair::buyer_stopped_after_five();
     p.advance(COOP_WAIT_MS - 1);
     assert_eq!(p.cooperative_closes().1, vec![]);
     assert_eq!(p.buyer_close_requests(), 0);
@@ -784,12 +787,7 @@ fn the_buyer_closes_cooperatively_after_the_grace_period_then_requests_the_close
 /// period later, the buyer requests the close anyway.
 #[test]
 fn the_buyer_requests_the_close_if_its_own_cooperative_close_goes_unanswered() {
-    let mut p = Pair::new(8);
-    for _ in 0..5 {
-        p.publish(true);
-    }
-    p.buyer.stop(p.now).unwrap();
-    p.deliver_to_seller_and_back();
+    let mut p = Pair::buyer_stopped_after_five();
     p.advance(COOP_WAIT_MS);
     assert_eq!(p.cooperative_closes().1, vec![(4, 4)]);
     assert_eq!(p.buyer_close_requests(), 0);
@@ -816,12 +814,7 @@ fn a_seller_that_never_answers_the_stop_is_still_closed() {
 /// the restored buyer never requested the close (it had done so with its Stop).
 #[test]
 fn a_buyer_restarted_within_the_grace_period_still_closes() {
-    let mut p = Pair::new(8);
-    for _ in 0..5 {
-        p.publish(true);
-    }
-    p.buyer.stop(p.now).unwrap();
-    p.deliver_to_seller_and_back();
+    let mut p = Pair::buyer_stopped_after_five();
     p.now += COOP_WAIT_MS / 2;
     p.restart_buyer();
     p.buyer_out.clear();
