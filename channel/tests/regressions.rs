@@ -941,3 +941,24 @@ fn a_stop_arriving_after_the_close_request_still_allows_the_cooperative_close() 
     p.deliver_to_seller_and_back();
     assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![]));
 }
+
+/// The buyer stops with 3..=5 unacked in flight and leaves (its `requestClose` is held back for
+/// the cooperative close, and never comes). The seller's stop completes once it has posted them,
+/// and with no cooperative close possible it requests the close itself, so it can claim the
+/// postings and be paid. Before, the seller waited for the buyer's close request (Lemma 2 on
+/// Anvil: the run never settled).
+#[test]
+fn the_seller_requests_the_close_of_a_completed_stop_when_no_cooperative_close_is_out() {
+    let mut p = Pair::three_acked_three_in_flight();
+    p.buyer.stop(p.now).unwrap();
+    for f in p.buyer_frames() {
+        p.seller.handle_frame(p.now, p.bkey.address(), f).unwrap();
+    }
+    p.seller_frames();
+    assert_eq!(p.seller_close_requests(), 0, "3..=5 not posted yet");
+    p.advance(COOP_WAIT_MS - 1);
+    assert_eq!(p.posts(), vec![3, 4, 5]);
+    assert_eq!(p.stops_completed(), 1);
+    assert_eq!(p.close_requests(), (1, 0));
+    assert_eq!(p.cooperative_closes(), (vec![], vec![]));
+}

@@ -79,10 +79,12 @@ impl Stream {
             .push_back(SellerAction::Event(SellerEvent::StopCompleted {
                 channel: id,
             }));
+        // With cooperative close on, the buyer holds back its `requestClose` (it may never come:
+        // a buyer that stops and leaves), so the seller requests the close of any completed stop
+        // itself, unless its cooperative close is out: then only if that fails.
         if let Some(c) = self.channels.get_mut(&id)
-            && by_seller
+            && (by_seller || self.cfg.cooperative_close)
         {
-            // The cooperative close settles the channel: no `requestClose` unless it fails.
             if c.coop_pending {
                 c.close_after_coop = true;
             } else {
