@@ -158,9 +158,12 @@ impl Node {
         };
         // When the seller may hold a posted claim it settles itself; the buyer settles only if
         // nobody did after this wait (a posting delay plus a few polls to see the settle mined).
+        // The same wait for the seller's closeCooperatively before the buyer closes itself.
+        let seller_tx_wait_ms = (2 * u64::from(config.chain.onchain_delay_secs) * 1000).saturating_add(config.chain.poll_interval_ms.saturating_mul(4));
         let buyer_cfg = BuyerConfig {
-            settle_wait_ms: (2 * u64::from(config.chain.onchain_delay_secs) * 1000).saturating_add(config.chain.poll_interval_ms.saturating_mul(4)),
+            settle_wait_ms: seller_tx_wait_ms,
             cooperative_close: config.chain.cooperative_close,
+            cooperative_wait_ms: seller_tx_wait_ms,
             ..BuyerConfig::default()
         };
         let mut streams = Vec::new();

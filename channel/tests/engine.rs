@@ -817,9 +817,10 @@ fn buyer_stop_and_seller_stop() {
     let frames = p.buyer_out();
     assert!(frames.iter().any(|f| matches!(f, Frame::Stop { .. })));
     assert!(
-        p.bother
+        !p.bother
             .iter()
-            .any(|a| matches!(a, BuyerAction::RequestClose { .. }))
+            .any(|a| matches!(a, BuyerAction::RequestClose { .. })),
+        "held back: the seller is expected to close cooperatively"
     );
     for f in frames {
         p.seller.handle_frame(T0, p.bkey.address(), f).unwrap();
@@ -852,12 +853,29 @@ fn buyer_stop_and_seller_stop() {
     let id = p.buyer.id();
     p.seller.stop_channel(T0, id).unwrap();
     p.exchange();
+    // The seller closes cooperatively; the buyer holds back its `requestClose`.
     assert!(
-        p.bother
+        p.other
+            .iter()
+            .any(|a| matches!(a, SellerAction::CloseCooperatively { .. }))
+    );
+    assert!(
+        !p.bother
             .iter()
             .any(|a| matches!(a, BuyerAction::RequestClose { .. }))
     );
     assert_eq!(p.buyer.last_ack().unwrap().0.seq, 2, "final ack");
+    // The close pays ack 2 and settles: neither a claim nor a close request while it is out.
+    let claimed_or_requested = |p: &Pair| {
+        p.other.iter().any(|a| {
+            matches!(a, SellerAction::Claim { ack, .. } if ack.seq == 2)
+                || matches!(a, SellerAction::RequestClose { .. })
+        })
+    };
+    assert!(!claimed_or_requested(&p));
+    // It fails: the normal close goes on (claim, request).
+    p.seller.on_close_cooperatively_failed(T0, id);
+    p.exchange();
     assert!(
         p.other
             .iter()

@@ -12,6 +12,8 @@ const DELTA_MS: u64 = 3_000;
 const GRACE_MS: u64 = 2_000;
 const T_CLOSURE_MS: u64 = 60_000;
 const SETTLE_WAIT_MS: u64 = 30_000;
+/// The buyer's grace period for the seller's cooperative close.
+const COOP_WAIT_MS: u64 = 10_000;
 
 fn domain() -> Domain {
     Domain::new(31337, alloy_primitives::Address::repeat_byte(0x42))
@@ -25,6 +27,7 @@ fn buyer_cfg() -> BuyerConfig {
         ack_every: 1,
         chain_grace_ms: GRACE_MS,
         settle_wait_ms: SETTLE_WAIT_MS,
+        cooperative_wait_ms: COOP_WAIT_MS,
         ..BuyerConfig::default()
     }
 }
@@ -295,6 +298,57 @@ impl Pair {
             })
             .collect();
         (s, b)
+    }
+
+    /// Seqs of the acks the seller claimed.
+    fn claims(&self) -> Vec<u64> {
+        self.seller_out
+            .iter()
+            .filter_map(|a| match a {
+                SellerAction::Claim { ack, .. } => Some(ack.seq),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Five messages delivered and acked, then the buyer stops; the seller answers with its Stop
+    /// at 4 and gets the buyer's ack 4.
+    fn buyer_stopped_after_five() -> Self {
+        let mut p = Pair::new(8);
+        for _ in 0..5 {
+            p.publish(true);
+        }
+        p.buyer.stop(p.now).unwrap();
+        p.deliver_to_seller_and_back();
+        p
+    }
+
+    /// `RequestClose` actions: (seller's, buyer's).
+    fn close_requests(&self) -> (usize, usize) {
+        let s = self.seller_out.iter();
+        let b = self.buyer_out.iter();
+        (
+            s.filter(|a| matches!(a, SellerAction::RequestClose { .. }))
+                .count(),
+            b.filter(|a| matches!(a, BuyerAction::RequestClose { .. }))
+                .count(),
+        )
+    }
+
+    fn seller_close_requests(&self) -> usize {
+        self.close_requests().0
+    }
+
+    fn buyer_close_requests(&self) -> usize {
+        self.close_requests().1
+    }
+
+    /// The channel is settled on-chain, seen by both.
+    fn settled(&mut self) {
+        self.seller.on_settled(self.now, self.id);
+        self.buyer.on_settled(self.now);
+        self.seller_frames();
+        self.buyer_frames();
     }
 
     fn stops_completed(&self) -> usize {
@@ -670,32 +724,112 @@ fn claim_posted_leaves_out_a_posting_mined_after_close_plus_t_ack() {
 }
 
 /// Cooperative close, the buyer stopping: the seller answers its Stop with its own at 4 (all it
-/// sent), the buyer acks 4: both hold ack 4 and Stop 4 and each emits `closeCooperatively`
-/// once (the judge settles at once on the first; the second is refused and changes nothing).
+/// sent), the buyer acks 4. Only the seller sends `closeCooperatively` (it holds both first); it
+/// does not claim ack 4 (the close pays it), and the buyer holds back its `requestClose`. Once
+/// settled, nobody sends anything more: 2 transactions in all with `open`. Before, the buyer
+/// sent `requestClose` with its Stop and `closeCooperatively` too, and the seller claimed ack 4
+/// first: 5 transactions.
 #[test]
-fn both_sides_close_cooperatively_when_the_ack_meets_the_sellers_stop() {
-    let mut p = Pair::new(8);
-    for _ in 0..5 {
-        p.publish(true);
-    }
-    p.buyer.stop(p.now).unwrap();
-    p.deliver_to_seller_and_back();
-    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![(4, 4)]));
-    // A failed attempt is not repeated; the normal close goes on.
-    p.seller.on_close_cooperatively_failed(p.now, p.id);
-    p.buyer.on_close_cooperatively_failed(p.now);
-    p.deliver_to_seller_and_back();
-    p.advance(5_000);
-    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![(4, 4)]));
-    assert!(
-        p.buyer_out
-            .iter()
-            .any(|a| matches!(a, BuyerAction::RequestClose { .. }))
+fn only_the_seller_closes_cooperatively_and_nothing_else_is_sent() {
+    let mut p = Pair::buyer_stopped_after_five();
+    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![]));
+    assert_eq!(p.claims(), Vec::<u64>::new(), "the close pays ack 4");
+    assert_eq!(p.buyer_close_requests(), 0, "held back");
+    p.now += 1_000;
+    p.settled();
+    p.advance(4 * COOP_WAIT_MS + T_CLOSURE_MS);
+    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![]));
+    assert_eq!(p.claims(), Vec::<u64>::new());
+    assert_eq!(
+        (p.buyer_close_requests(), p.seller_close_requests()),
+        (0, 0)
     );
+    assert_eq!((p.buyer_settles(), p.seller_settles()), (0, 0));
+}
+
+/// The seller's cooperative close fails (refused, or its transaction lost): it claims ack 4 as
+/// before, once. Before, it claimed ack 4 when its stop completed, before the close.
+#[test]
+fn the_seller_claims_the_final_ack_only_if_its_cooperative_close_fails() {
+    let mut p = Pair::buyer_stopped_after_five();
+    assert_eq!(p.claims(), Vec::<u64>::new());
+    p.seller.on_close_cooperatively_failed(p.now, p.id);
+    p.seller_frames();
+    assert_eq!(p.claims(), vec![4]);
+    p.deliver_to_seller_and_back();
+    p.advance(1_000);
+    assert_eq!(p.claims(), vec![4]);
+    assert_eq!(p.cooperative_closes().0, vec![(4, 4)], "not sent again");
+}
+
+/// The seller's cooperative close does not settle the channel within the grace period: the
+/// buyer sends `closeCooperatively` itself (it holds ack 4 and the seller's Stop 4), and when
+/// that fails, `requestClose` at once (the normal close, `T_closure` long). Before, the buyer
+/// sent `requestClose` with its Stop, whatever followed.
+#[test]
+fn the_buyer_closes_cooperatively_after_the_grace_period_then_requests_the_close() {
+    let mut p = Pair::buyer_stopped_after_five();
+    p.advance(COOP_WAIT_MS - 1);
+    assert_eq!(p.cooperative_closes().1, vec![]);
+    assert_eq!(p.buyer_close_requests(), 0);
+    p.advance(1);
+    assert_eq!(p.cooperative_closes().1, vec![(4, 4)]);
+    assert_eq!(p.buyer_close_requests(), 0);
+    p.buyer.on_close_cooperatively_failed(p.now);
+    p.buyer_frames();
+    assert_eq!(p.buyer_close_requests(), 1);
+    p.advance(4 * COOP_WAIT_MS);
+    assert_eq!(p.buyer_close_requests(), 1, "once");
+    assert_eq!(p.cooperative_closes().1, vec![(4, 4)], "once");
+}
+
+/// The buyer's own `closeCooperatively` is neither mined nor reported failed: another grace
+/// period later, the buyer requests the close anyway.
+#[test]
+fn the_buyer_requests_the_close_if_its_own_cooperative_close_goes_unanswered() {
+    let mut p = Pair::buyer_stopped_after_five();
+    p.advance(COOP_WAIT_MS);
+    assert_eq!(p.cooperative_closes().1, vec![(4, 4)]);
+    assert_eq!(p.buyer_close_requests(), 0);
+    p.advance(COOP_WAIT_MS);
+    assert_eq!(p.buyer_close_requests(), 1);
+}
+
+/// A seller that never answers the buyer's Stop (link gone): no cooperative close is possible,
+/// and the buyer requests the close once the grace period is over. Its gap accusations go on as
+/// before.
+#[test]
+fn a_seller_that_never_answers_the_stop_is_still_closed() {
+    let mut p = Pair::three_acked_three_in_flight();
+    p.buyer.stop(p.now).unwrap();
+    p.buyer_frames();
+    assert_eq!(p.buyer_close_requests(), 0);
+    p.advance(COOP_WAIT_MS);
+    assert_eq!(p.buyer_close_requests(), 1);
+    assert_eq!(p.cooperative_closes(), (vec![], vec![]));
+}
+
+/// The buyer restarts within the grace period (its Stop sent, the channel not settled): the
+/// restored engine still closes once the grace period is over. Before the grace period existed
+/// the restored buyer never requested the close (it had done so with its Stop).
+#[test]
+fn a_buyer_restarted_within_the_grace_period_still_closes() {
+    let mut p = Pair::buyer_stopped_after_five();
+    p.now += COOP_WAIT_MS / 2;
+    p.restart_buyer();
+    p.buyer_out.clear();
+    p.advance(COOP_WAIT_MS);
+    assert_eq!(p.buyer_close_requests(), 1, "{:?}", p.buyer_out);
+    // Closing on-chain now: the normal close goes on (the buyer settles after `T_closure`).
+    p.close();
+    p.advance(T_CLOSURE_MS + GRACE_MS + SETTLE_WAIT_MS + 1);
+    assert_eq!(p.buyer_settles(), 1);
 }
 
 /// Cooperative close, the seller stopping: messages 3..=5 are acked late (by a retransmission);
-/// nobody closes cooperatively until the ack reaches the Stop's seq, 5.
+/// nobody closes cooperatively until the ack reaches the Stop's seq, 5; then only the seller
+/// does, and neither side requests the close (before: both sent `closeCooperatively`, and the
+/// seller `requestClose` too).
 #[test]
 fn the_seller_closes_cooperatively_once_everything_up_to_its_stop_is_acked() {
     let mut p = Pair::three_acked_three_in_flight();
@@ -711,7 +845,17 @@ fn the_seller_closes_cooperatively_once_everything_up_to_its_stop_is_acked() {
     p.seller.handle_timeout(p.now);
     p.deliver_to_seller_and_back();
     assert_eq!(p.buyer.next_seq(), 6);
-    assert_eq!(p.cooperative_closes(), (vec![(5, 5)], vec![(5, 5)]));
+    assert_eq!(p.cooperative_closes(), (vec![(5, 5)], vec![]));
+    assert_eq!(
+        (p.buyer_close_requests(), p.seller_close_requests()),
+        (0, 0)
+    );
+    assert!(!p.claims().contains(&5), "the close pays ack 5");
+    // If it fails, the seller requests the close its stop asked for, and claims ack 5.
+    p.seller.on_close_cooperatively_failed(p.now, p.id);
+    p.seller_frames();
+    assert_eq!(p.seller_close_requests(), 1);
+    assert!(p.claims().contains(&5));
 }
 
 /// Lemma 3's penalty, the buyer's side: it keeps the seller's signed Stop (5), across a
@@ -777,8 +921,8 @@ fn no_accusation_past_the_sellers_stop_after_a_restart() {
     );
 }
 
-/// The buyer's `requestClose` is mined before its `Stop` frame reaches the seller (the broker
-/// sends both at once): the seller still answers with its Stop at what it sent (4), so both
+/// A `requestClose` is mined before the buyer's `Stop` frame reaches the seller: the seller
+/// still answers with its Stop at what it sent (4), so both
 /// sides can close cooperatively. Before, a Closing channel's seller ignored the buyer's Stop
 /// and every such close waited `T_closure`.
 #[test]
@@ -795,5 +939,26 @@ fn a_stop_arriving_after_the_close_request_still_allows_the_cooperative_close() 
         p.seller.handle_frame(p.now, p.bkey.address(), f).unwrap();
     }
     p.deliver_to_seller_and_back();
-    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![(4, 4)]));
+    assert_eq!(p.cooperative_closes(), (vec![(4, 4)], vec![]));
+}
+
+/// The buyer stops with 3..=5 unacked in flight and leaves (its `requestClose` is held back for
+/// the cooperative close, and never comes). The seller's stop completes once it has posted them,
+/// and with no cooperative close possible it requests the close itself, so it can claim the
+/// postings and be paid. Before, the seller waited for the buyer's close request (Lemma 2 on
+/// Anvil: the run never settled).
+#[test]
+fn the_seller_requests_the_close_of_a_completed_stop_when_no_cooperative_close_is_out() {
+    let mut p = Pair::three_acked_three_in_flight();
+    p.buyer.stop(p.now).unwrap();
+    for f in p.buyer_frames() {
+        p.seller.handle_frame(p.now, p.bkey.address(), f).unwrap();
+    }
+    p.seller_frames();
+    assert_eq!(p.seller_close_requests(), 0, "3..=5 not posted yet");
+    p.advance(COOP_WAIT_MS - 1);
+    assert_eq!(p.posts(), vec![3, 4, 5]);
+    assert_eq!(p.stops_completed(), 1);
+    assert_eq!(p.close_requests(), (1, 0));
+    assert_eq!(p.cooperative_closes(), (vec![], vec![]));
 }

@@ -517,6 +517,7 @@ async fn supra_close_of_a_fully_acked_channel_settles_at_once_cooperatively() {
     a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == n).await;
 
     let asked = std::time::Instant::now();
+    let close_block = judge.block_number().await.expect("block number");
     b.close(channel);
     let info = wait_settled(&judge, channel, SECS(30)).await;
     eprintln!("settled {:?} after `supra close` (T_closure: 3600 s)", asked.elapsed());
@@ -531,4 +532,23 @@ async fn supra_close_of_a_fully_acked_channel_settles_at_once_cooperatively() {
         _ => None,
     });
     assert_eq!(cooperative, Some(n - 1), "closed cooperatively at the last message");
+    // The close took one transaction, the seller's `closeCooperatively`: no `requestClose` (the
+    // buyer holds it back), no claim of the final ack (the close pays it). A refused call leaves
+    // no event; the buyer's own fallback comes only after its grace period, with nothing to do.
+    use supra_judge::JudgeEvent as E;
+    let close_events: Vec<&'static str> = judge
+        .events(close_block + 1, latest)
+        .await
+        .expect("events")
+        .iter()
+        .filter_map(|e| match &e.event {
+            E::Claimed { channel: c, .. } if *c == channel => Some("Claimed"),
+            E::CloseRequested { channel: c, .. } if *c == channel => Some("CloseRequested"),
+            E::ClosedCooperatively { channel: c, .. } if *c == channel => Some("ClosedCooperatively"),
+            E::Settled { channel: c, .. } if *c == channel => Some("Settled"),
+            E::PostedClaimRecorded { channel: c, .. } if *c == channel => Some("PostedClaimRecorded"),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(close_events, ["ClosedCooperatively", "Settled"], "the close's judge events");
 }

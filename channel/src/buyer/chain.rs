@@ -28,7 +28,6 @@ impl BuyerChannel {
             self.actions
                 .push_back(BuyerAction::Persist(BuyerRecord::AccusationCleared));
         }
-        self.maybe_close_cooperatively();
     }
 
     /// The judge refused the open accusation (it reverted: `NotOwed`, `ClosureElapsed`, ...): a
@@ -77,6 +76,8 @@ impl BuyerChannel {
             return;
         }
         self.phase = Phase::Closing;
+        // Closing on-chain (by either side): the normal close goes on.
+        self.close_held_until = None;
         self.close_at_secs = Some(at_secs);
         self.settle_due = true;
         self.actions
@@ -107,9 +108,10 @@ impl BuyerChannel {
     }
 
     /// A `CloseCooperatively` action failed (refused or dropped): the normal close (request,
-    /// then `settle` after `T_closure`) goes on; it is not sent again.
+    /// then `settle` after `T_closure`) goes on at once; it is not sent again.
     pub fn on_close_cooperatively_failed(&mut self, now: UnixMs) {
         self.tick(now);
+        self.request_close();
     }
 
     /// A `SubmitStop` action failed: it may be sent again on the next posted claim.
@@ -130,6 +132,7 @@ impl BuyerChannel {
             self.phase = Phase::Settled;
             self.settle_due = false;
             self.resolve_at = None;
+            self.close_held_until = None;
             self.buffer.clear();
             self.actions
                 .push_back(BuyerAction::Persist(BuyerRecord::Settled));

@@ -364,8 +364,7 @@ impl BuyerChannel {
             self.phase = Phase::Stopping;
             self.actions
                 .push_back(BuyerAction::Event(BuyerEvent::StopCompleted));
-            self.actions
-                .push_back(BuyerAction::RequestClose { channel: self.id });
+            self.close();
         }
         Ok(())
     }
@@ -396,7 +395,6 @@ impl BuyerChannel {
         self.acked_next = self.next;
         self.ack_due = None;
         self.maybe_top_up();
-        self.maybe_close_cooperatively();
         Ok(())
     }
 

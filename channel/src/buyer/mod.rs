@@ -49,6 +49,14 @@ pub struct BuyerConfig {
     /// Close with `closeCooperatively` once the buyer's ack reaches the seller's Stop (else it
     /// always takes the normal close, `T_closure` long).
     pub cooperative_close: bool,
+    /// The cooperative close's grace period: the seller sends `closeCooperatively` (it holds the
+    /// buyer's final ack and its own Stop first); the buyer holds back its `requestClose` this
+    /// long after its stop completed (its Stop sent, or the seller's Stop fully received). If the
+    /// channel is not settled by then it sends `closeCooperatively` itself (when its ack is at
+    /// the seller's Stop), and `requestClose` if that fails or this long again passes without a
+    /// settlement (or at once, if it cannot close cooperatively). Like `settle_wait_ms`, it
+    /// should exceed the time the seller's transaction needs to be mined and seen.
+    pub cooperative_wait_ms: u64,
 }
 
 /// When and how much a buyer tops up its channel's deposit.
@@ -74,6 +82,7 @@ impl Default for BuyerConfig {
             settle_wait_ms: 60_000,
             top_up: None,
             cooperative_close: true,
+            cooperative_wait_ms: 60_000,
         }
     }
 }
@@ -340,6 +349,11 @@ pub struct BuyerChannel {
     stop_submitted: bool,
     /// `CloseCooperatively` was emitted.
     coop_sent: bool,
+    /// While a cooperative close is expected: when the buyer acts itself (see
+    /// [`BuyerConfig::cooperative_wait_ms`]); `None` once `RequestClose` was emitted.
+    close_held_until: Option<UnixMs>,
+    /// `RequestClose` was emitted (this engine run).
+    close_requested: bool,
     /// Our own signed `Stop` (when we stopped), re-sent when the seller keeps sending past it.
     stop_frame: Option<FrameBytes>,
     stop_sent_at: UnixMs,
@@ -515,6 +529,8 @@ impl BuyerChannel {
             seller_stop: None,
             stop_submitted: false,
             coop_sent: false,
+            close_held_until: None,
+            close_requested: false,
             stop_frame: None,
             stop_sent_at: 0,
             close_at_secs: None,

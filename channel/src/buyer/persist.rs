@@ -135,6 +135,14 @@ impl BuyerChannel {
                 }
             }
         }
+        // A stop completed but the channel is neither closing nor settled: close again (a
+        // restart within the cooperative close's grace period starts it afresh, so the buyer
+        // still closes, cooperatively or not).
+        let done = b.phase == Phase::Stopping
+            || (b.seller_stopped && b.stop_end.is_some_and(|e| b.next >= e));
+        if b.cfg.cooperative_close && done && !matches!(b.phase, Phase::Closing | Phase::Settled) {
+            b.close();
+        }
         // Unknown whether the last ack went out: ack again on link_up.
         b.acked_next = b.start;
         if let (Some(d), Some(last)) = (b.last_digest, b.next.checked_sub(1)) {

@@ -25,7 +25,6 @@ impl BuyerChannel {
             let end = stop.seq.saturating_add(1).max(self.start);
             self.cap_stop_end(end);
             self.after_progress()?;
-            self.maybe_close_cooperatively();
             return Ok(());
         }
         if self.phase != Phase::Open || self.seller_stopped {
@@ -43,7 +42,6 @@ impl BuyerChannel {
         self.buffer = self.buffer.split_off(&self.next);
         self.buffer.retain(|s, _| *s < end);
         self.after_progress()?;
-        self.maybe_close_cooperatively();
         Ok(())
     }
 
@@ -66,25 +64,46 @@ impl BuyerChannel {
             }));
     }
 
-    /// Cooperative close: the buyer's latest ack is exactly at the seller's `Stop`, so the
-    /// channel can settle at once (`closeCooperatively`), without waiting `T_closure`. Once; if
-    /// it fails, the normal close goes on.
-    pub(super) fn maybe_close_cooperatively(&mut self) {
-        // Not while an accusation is open: the close would clear it, and an upheld one refunds
-        // more (`F - R`); it is tried again once the accusation is closed.
-        if self.coop_sent
-            || !self.cfg.cooperative_close
-            || self.phase == Phase::Settled
-            || self.accused.is_some()
-            || self.resolve_at.is_some()
-        {
+    /// The buyer's stop is complete: close. Without cooperative close, `RequestClose` at once;
+    /// with it, the seller is expected to settle the channel with `closeCooperatively`, and the
+    /// buyer only acts itself if that has not happened within
+    /// [`BuyerConfig::cooperative_wait_ms`] (see [`close_wait_over`](Self::close_wait_over)).
+    pub(super) fn close(&mut self) {
+        if !self.cfg.cooperative_close {
+            self.request_close();
+        } else if self.close_held_until.is_none() && !self.close_requested {
+            self.close_held_until = Some(self.now.saturating_add(self.cfg.cooperative_wait_ms));
+        }
+    }
+
+    /// Emits `RequestClose` once, unless the channel is already closing or settled.
+    pub(super) fn request_close(&mut self) {
+        self.close_held_until = None;
+        if self.close_requested || matches!(self.phase, Phase::Closing | Phase::Settled) {
+            return;
+        }
+        self.close_requested = true;
+        self.actions
+            .push_back(BuyerAction::RequestClose { channel: self.id });
+    }
+
+    /// The cooperative close's grace period is over and the channel is not settled: the buyer
+    /// sends `closeCooperatively` itself if its latest ack is exactly at the seller's `Stop` and
+    /// no accusation is open (the close would clear it, and an upheld one refunds more), and
+    /// waits once more; otherwise (or the second time) it requests the normal close.
+    pub(super) fn close_wait_over(&mut self) {
+        self.close_held_until = None;
+        if self.coop_sent || self.accused.is_some() || self.resolve_at.is_some() {
+            self.request_close();
             return;
         }
         let (Some((stop, stop_sig)), Some((ack, ack_sig, _))) = (&self.seller_stop, &self.last_ack)
         else {
+            self.request_close();
             return;
         };
         if ack.seq != stop.seq {
+            self.request_close();
             return;
         }
         self.coop_sent = true;
@@ -96,9 +115,12 @@ impl BuyerChannel {
             stop_sig: *stop_sig,
         };
         self.actions.push_back(action);
+        self.close_held_until = Some(self.now.saturating_add(self.cfg.cooperative_wait_ms));
     }
 
-    /// The buyer stops: sends a final ack and a signed `Stop`, and requests the close on-chain.
+    /// The buyer stops: sends a final ack and a signed `Stop`, and closes (see
+    /// [`close`](Self::close): with cooperative close, the seller's `closeCooperatively` is
+    /// awaited before `requestClose`).
     ///
     /// Messages the seller sent before the `Stop` reached it are still owed to it (it cannot tell
     /// what the buyer received), so the buyer keeps accepting, delivering and acking them: at most
@@ -130,8 +152,7 @@ impl BuyerChannel {
         self.actions.push_back(BuyerAction::Send(frame.clone()));
         self.stop_frame = Some(frame);
         self.stop_sent_at = self.now;
-        self.actions
-            .push_back(BuyerAction::RequestClose { channel: self.id });
+        self.close();
         Ok(())
     }
 

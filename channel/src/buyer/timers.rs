@@ -8,7 +8,8 @@ use super::*;
 impl BuyerChannel {
     // ----- timers ----------------------------------------------------------------------------
 
-    /// Handles every timer due at `now`: delayed acks, accusations, resolution, settlement.
+    /// Handles every timer due at `now`: delayed acks, accusations, resolution, the cooperative
+    /// close's grace period, settlement.
     pub fn handle_timeout(&mut self, now: UnixMs) -> Result<(), BuyerError> {
         self.tick(now);
         let now = self.now;
@@ -46,6 +47,9 @@ impl BuyerChannel {
             self.resolve_at = None;
             self.actions
                 .push_back(BuyerAction::Resolve { channel: self.id });
+        }
+        if self.close_held_until.is_some_and(|t| t <= now) {
+            self.close_wait_over();
         }
         if self.settle_at().is_some_and(|t| t <= now) {
             self.settle_due = false;
@@ -110,6 +114,7 @@ impl BuyerChannel {
             self.accuse_at(),
             self.resolve_at,
             self.settle_at(),
+            self.close_held_until,
         ]
         .into_iter()
         .flatten()

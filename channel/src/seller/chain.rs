@@ -28,12 +28,15 @@ impl Stream {
         }
     }
 
-    /// Claims the best verified ack if it is worth more than what was submitted.
+    /// Claims the best verified ack if it is worth more than what was submitted. Not while a
+    /// cooperative close is out (or can go out now): it pays that ack itself, and a claim would
+    /// only cost a transaction; the claim follows if it fails.
     pub(super) fn claim_best(&mut self, id: ChannelId) {
+        self.maybe_close_cooperatively(id);
         let Some(c) = self.channels.get_mut(&id) else {
             return;
         };
-        if c.phase == Phase::Settled {
+        if c.phase == Phase::Settled || c.coop_pending {
             return;
         }
         if let Some(v) = &c.verified
@@ -76,9 +79,18 @@ impl Stream {
             .push_back(SellerAction::Event(SellerEvent::StopCompleted {
                 channel: id,
             }));
-        if by_seller {
-            self.actions
-                .push_back(SellerAction::RequestClose { channel: id });
+        // With cooperative close on, the buyer holds back its `requestClose` (it may never come:
+        // a buyer that stops and leaves), so the seller requests the close of any completed stop
+        // itself, unless its cooperative close is out: then only if that fails.
+        if let Some(c) = self.channels.get_mut(&id)
+            && (by_seller || self.cfg.cooperative_close)
+        {
+            if c.coop_pending {
+                c.close_after_coop = true;
+            } else {
+                self.actions
+                    .push_back(SellerAction::RequestClose { channel: id });
+            }
         }
         if let Some(c) = self.channels.get_mut(&id) {
             // Done off-chain; the channel waits for the chain's close.
@@ -439,16 +451,20 @@ impl Stream {
     }
 
     /// A `CloseCooperatively` action failed (refused or dropped): the normal close goes on
-    /// (claims, posted claims and `settle` after `T_closure`); it is not sent again.
+    /// (the claim of the ack it would have paid, `requestClose` if our own stop asked for it,
+    /// posted claims and `settle` after `T_closure`); it is not sent again.
     pub fn on_close_cooperatively_failed(&mut self, now: UnixMs, channel: ChannelId) {
         self.tick(now);
-        if let Some(c) = self.channels.get(&channel)
-            && matches!(c.phase, Phase::Stopping { .. })
-            && c.stop_done
-        {
-            self.verify_pending(channel);
-            self.claim_best(channel);
+        let Some(c) = self.channels.get_mut(&channel) else {
+            return;
+        };
+        c.coop_pending = false;
+        if std::mem::take(&mut c.close_after_coop) {
+            self.actions
+                .push_back(SellerAction::RequestClose { channel });
         }
+        self.verify_pending(channel);
+        self.claim_best(channel);
     }
 
     /// The accusation on `channel` was defended or resolved.

@@ -101,6 +101,11 @@ pub(super) struct Channel {
     pub(super) own_stop: Option<(Stop, Signature)>,
     /// `CloseCooperatively` was emitted (once per channel and engine run).
     pub(super) coop_sent: bool,
+    /// That `CloseCooperatively` is out and has not failed: it pays the buyer's ack at the Stop
+    /// (`min(C - R, F - R)`), so that ack is not claimed meanwhile.
+    pub(super) coop_pending: bool,
+    /// Our own stop completed while the cooperative close was out: `RequestClose` if it fails.
+    pub(super) close_after_coop: bool,
 }
 
 impl Channel {

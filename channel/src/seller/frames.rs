@@ -340,6 +340,7 @@ impl Stream {
             return;
         }
         c.coop_sent = true;
+        c.coop_pending = true;
         let action = SellerAction::CloseCooperatively {
             channel: id,
             ack: v.ack.clone(),

@@ -689,6 +689,8 @@ impl Stream {
             posted_claim: None,
             own_stop: None,
             coop_sent: false,
+            coop_pending: false,
+            close_after_coop: false,
             link_up: false,
             next_send: o.startSeq,
             sent_base: o.startSeq,

@@ -65,6 +65,9 @@ impl Stream {
                 && c.claim_posted_call.is_some_and(|t| t <= now)
             {
                 c.claim_posted_call = None;
+                // A cooperative close still not settled by now will not be: claim what it
+                // would have paid while the judge still takes claims.
+                c.coop_pending = false;
                 self.verify_pending(id);
                 self.claim_best(id);
                 self.maybe_claim_posted(id, true);

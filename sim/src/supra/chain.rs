@@ -173,6 +173,8 @@ impl World {
             ack_delay_ms: self.cfg.ack_delay_ms,
             // The seller's settle is mined within Δ.
             settle_wait_ms: 2 * self.cfg.chain.delta_onchain_ms,
+            // So is the seller's closeCooperatively: the buyer's grace period.
+            cooperative_wait_ms: 2 * self.cfg.chain.delta_onchain_ms,
             top_up: self.cfg.top_up_msgs.map(|messages| TopUpPolicy {
                 below_messages: messages / 2,
                 messages,
