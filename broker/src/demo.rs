@@ -29,7 +29,7 @@ pub struct DemoOptions {
     /// Window W (most unacked messages in flight).
     #[arg(long, default_value_t = 64)]
     pub window: u64,
-    /// T_closure in seconds (the demo waits it out before settling).
+    /// T_closure in seconds (what a close waits when the two sides do not close cooperatively).
     #[arg(long, default_value_t = 4)]
     pub t_closure_secs: u32,
     /// Keep the state here instead of a temporary directory.
@@ -173,7 +173,11 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         return Err(format!("only {delivered} of {} messages reached the subscriber", options.messages));
     }
 
-    println!("closing: B stops the channel (final ack), A claims, settlement after T_closure = {} s…", options.t_closure_secs);
+    println!(
+        "closing: B stops the channel (final ack); A answers with its Stop and settles at once with closeCooperatively \
+         (had it not answered: B's close request, A's claim, settlement after T_closure = {} s)…",
+        options.t_closure_secs
+    );
     let (tx, rx) = tokio::sync::oneshot::channel();
     b.commands.send(Command::Close(channel, tx)).await.map_err(|_| "buyer broker stopped")?;
     rx.await.map_err(|_| "buyer broker stopped")??;
