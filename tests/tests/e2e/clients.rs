@@ -47,20 +47,25 @@ pub async fn v5(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut MqttOptions)
     Ok(V5 { client, events, connack, task })
 }
 
+/// The next packet `pick` takes within `within`, skipping the others.
+async fn next_matching<P, T>(events: &mut mpsc::UnboundedReceiver<P>, within: Duration, mut pick: impl FnMut(P) -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(p)) => {
+                if let Some(t) = pick(p) {
+                    return Some(t);
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
 impl V5 {
     /// The next packet of the wanted kind, skipping others.
-    pub async fn next<T>(&mut self, within: Duration, mut pick: impl FnMut(Packet) -> Option<T>) -> Option<T> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(p)) => {
-                    if let Some(t) = pick(p) {
-                        return Some(t);
-                    }
-                }
-                _ => return None,
-            }
-        }
+    pub async fn next<T>(&mut self, within: Duration, pick: impl FnMut(Packet) -> Option<T>) -> Option<T> {
+        next_matching(&mut self.events, within, pick).await
     }
 
     pub async fn publish(&mut self, within: Duration) -> Option<Publish> {
@@ -144,18 +149,8 @@ pub async fn v4(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut rumqttc::Mqt
 }
 
 impl V4 {
-    async fn next<T>(&mut self, within: Duration, mut pick: impl FnMut(rumqttc::Packet) -> Option<T>) -> Option<T> {
-        let deadline = tokio::time::Instant::now() + within;
-        loop {
-            match tokio::time::timeout_at(deadline, self.events.recv()).await {
-                Ok(Some(p)) => {
-                    if let Some(t) = pick(p) {
-                        return Some(t);
-                    }
-                }
-                _ => return None,
-            }
-        }
+    async fn next<T>(&mut self, within: Duration, pick: impl FnMut(rumqttc::Packet) -> Option<T>) -> Option<T> {
+        next_matching(&mut self.events, within, pick).await
     }
 
     pub async fn publish(&mut self, within: Duration) -> Option<rumqttc::Publish> {
