@@ -48,6 +48,11 @@ pub struct MqttConfig {
     /// can reconnect first (MQTT drops what arrives for a clean session that is not connected).
     #[serde(default = "default_restart_hold")]
     pub restart_hold_ms: u64,
+    /// Messages queued per client session beyond its in-flight window before the broker drops the
+    /// oldest (mosquitto's `max_queued_messages`, whose default of 1 000 is too small here: a
+    /// bought stream arrives in bursts, and a dropped message is one that was paid for).
+    #[serde(default = "default_max_queued")]
+    pub max_queued_messages: usize,
 }
 
 /// Room kept in a sealed payload for the envelope (version, epoch, grant count, ephemeral key,
@@ -64,6 +69,9 @@ fn default_max_payload() -> usize {
 }
 fn default_restart_hold() -> u64 {
     2_000
+}
+fn default_max_queued() -> usize {
+    100_000
 }
 
 /// Where the judge lives.

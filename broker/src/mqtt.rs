@@ -64,7 +64,7 @@ fn listener(name: &str, addr: SocketAddr, config: &MqttConfig) -> Result<rmqtt::
         .max_packet_size(packet_size)
         .allow_zero_keepalive(true)
         .max_inflight(std::num::NonZeroU16::new(20).expect("20 > 0"))
-        .max_mqueue_len(1_000)
+        .max_mqueue_len(config.max_queued_messages.max(1))
         .max_topic_aliases(10)
         .message_expiry_interval(NO_EXPIRY)
         .bind()
