@@ -12,7 +12,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::U256;
-use supra_broker::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, MqttConfig, PeerConfig, SellConfig};
+use supra_broker::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, PeerConfig, SellConfig};
 use supra_broker::probe::{Publisher, Subscriber, free_port};
 use supra_broker::status::ChannelRole;
 use supra_broker::{Broker, devnet_with_judge, keys};
@@ -132,7 +132,7 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
     Config {
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.key"),
-        mqtt: MqttConfig { listen: free_port().unwrap(), listen_v5: None, max_payload_size: supra_broker::config::MAX_SOLD_PAYLOAD_BYTES, restart_hold_ms: 0, max_queued_messages: 100_000 },
+        mqtt: MqttConfig { listen: free_port().unwrap(), listen_v5: None, max_payload_size: supra_broker::config::MAX_SOLD_PAYLOAD_BYTES, restart_hold_ms: 0, max_queued_messages: 100_000, sys_interval_secs: 0 },
         chain: ChainConfig {
             endpoint: ChainEndpoint::Rpc { url: rpc.into(), judge },
             onchain_delay_secs: 5,
@@ -143,6 +143,8 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
             cooperative_close: true,
         },
         peer: PeerConfig::default(),
+        // Off: the bench measures the message path alone.
+        http: HttpConfig { listen: None, ..HttpConfig::default() },
         sell: Vec::new(),
         buy: Vec::new(),
     }

@@ -21,6 +21,8 @@ use supra_channel::types::{Ack, ChannelId, Message, Offer, Stop};
 use supra_judge::{ChannelInfo, Judge, JudgeError, LoggedEvent};
 use tokio::sync::mpsc;
 
+use crate::observe::Observer;
+
 /// A judge call the node wants made.
 #[derive(Debug, Clone)]
 pub enum Call {
@@ -49,7 +51,27 @@ pub enum Call {
 }
 
 impl Call {
-    fn name(&self) -> &'static str {
+    /// The channel a call concerns, when it names one (a posting names its stream).
+    pub fn channel(&self) -> Option<ChannelId> {
+        match self {
+            Call::ReadChannel { channel }
+            | Call::TopUp { channel, .. }
+            | Call::ClaimPosted { channel, .. }
+            | Call::Defend { channel }
+            | Call::RequestClose { channel }
+            | Call::Settle { channel }
+            | Call::Accuse { channel, .. }
+            | Call::Resolve { channel }
+            | Call::ProveEquivocation { channel, .. } => Some(*channel),
+            Call::Claim { ack, .. } | Call::ProveWrongCost { ack, .. } | Call::DefendWithAck { ack, .. } | Call::CloseCooperatively { ack, .. } => {
+                Some(ChannelId(ack.channelId))
+            }
+            Call::SubmitStop { stop, .. } => Some(ChannelId(stop.channelId)),
+            Call::Open { .. } | Call::Post(_) => None,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
         match self {
             Call::ReadChannel { .. } => "read channel",
             Call::Open { .. } => "open",
@@ -199,7 +221,7 @@ struct Watched {
 ///   the job runs again (a re-run that the judge now refuses, e.g. `NothingToClaim` after a
 ///   later claim, was unnecessary);
 /// - any other refusal is final and reported to the node.
-pub async fn worker(judge: Judge, mut jobs: mpsc::UnboundedReceiver<Job>, results: mpsc::UnboundedSender<JobResult>, poll: Duration) {
+pub async fn worker(judge: Judge, mut jobs: mpsc::UnboundedReceiver<Job>, results: mpsc::UnboundedSender<JobResult>, poll: Duration, observer: Arc<Observer>) {
     let mut queue: std::collections::VecDeque<(Job, Attempt)> = std::collections::VecDeque::new();
     let mut waiting: Vec<(Due, Job, Attempt)> = Vec::new();
     let mut watched: Vec<Watched> = Vec::new();
@@ -225,7 +247,8 @@ pub async fn worker(judge: Judge, mut jobs: mpsc::UnboundedReceiver<Job>, result
             }
             continue;
         };
-        match run(&judge, &job.call).await {
+        let started = std::time::Instant::now();
+        match run(&judge, &job.call, &observer).await {
             Err(JudgeError::TooEarly { until, refusal }) => {
                 tracing::info!("chain: {} too early ({refusal}); again at chain time {until}", job.call.name());
                 waiting.push((Due::ChainTime(until), job, attempt));
@@ -240,6 +263,10 @@ pub async fn worker(judge: Judge, mut jobs: mpsc::UnboundedReceiver<Job>, result
                     _ => None,
                 };
                 let outcome = outcome.map(|(o, _)| o);
+                if !matches!(job.call, Call::ReadChannel { .. }) {
+                    let result = outcome.as_ref().map(|_| receipt.as_ref()).map_err(|e| e.to_string());
+                    observer.transaction(job.call.name(), job.call.channel(), result, started);
+                }
                 match (&outcome, receipt) {
                     (Ok(_), Some(r)) => tracing::debug!("chain: {} mined in block {} ({} gas)", job.call.name(), r.block, r.gas_used),
                     (Ok(_), None) => {}
@@ -259,11 +286,12 @@ pub async fn worker(judge: Judge, mut jobs: mpsc::UnboundedReceiver<Job>, result
 
 /// Runs a call, retrying transient failures with back-off until it goes through or the judge
 /// answers.
-async fn run(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_judge::Receipt>), JudgeError> {
+async fn run(judge: &Judge, call: &Call, observer: &Observer) -> Result<(Outcome, Option<supra_judge::Receipt>), JudgeError> {
     let mut backoff = FIRST_BACKOFF;
     loop {
         match execute(judge, call).await {
             Err(e) if e.is_transient() => {
+                observer.rpc_error(call.name(), &e.to_string());
                 tracing::warn!("chain: {} failed ({e}); retrying in {backoff:?}", call.name());
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
@@ -407,11 +435,12 @@ pub struct EventBatch {
 /// replaced it, and the watcher rewinds to the newest remembered block still in the chain and
 /// reads the events from there again. The node handles events idempotently (a posting read
 /// twice is a duplicate the buyer does not deliver again).
-pub async fn watch(judge: Judge, mut from: u64, interval: Duration, confirmations: u64, out: mpsc::UnboundedSender<EventBatch>) {
+pub async fn watch(judge: Judge, mut from: u64, interval: Duration, confirmations: u64, out: mpsc::UnboundedSender<EventBatch>, observer: Arc<Observer>) {
     let mut read: std::collections::VecDeque<(u64, alloy_primitives::B256)> = std::collections::VecDeque::new();
     loop {
         match next_batch(&judge, &mut from, confirmations, &mut read).await {
             Ok(Some((batch, more))) => {
+                observer.events_read(batch.to);
                 if out.send(batch).is_err() {
                     return;
                 }
@@ -420,7 +449,10 @@ pub async fn watch(judge: Judge, mut from: u64, interval: Duration, confirmation
                 }
             }
             Ok(None) => {}
-            Err(e) => tracing::warn!("chain: reading events from block {from}: {e}"),
+            Err(e) => {
+                observer.rpc_error("events", &e.to_string());
+                tracing::warn!("chain: reading events from block {from}: {e}");
+            }
         }
         tokio::time::sleep(interval).await;
     }

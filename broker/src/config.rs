@@ -24,8 +24,29 @@ pub struct Config {
     pub mqtt: MqttConfig,
     pub chain: ChainConfig,
     pub peer: PeerConfig,
+    pub http: HttpConfig,
     pub sell: Vec<SellConfig>,
     pub buy: Vec<BuyConfig>,
+}
+
+/// The operator's HTTP server: Prometheus `/metrics`, the live dashboard and its JSON API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Where it listens; `None` (`listen = "off"`): no HTTP server.
+    pub listen: Option<SocketAddr>,
+    /// How often the dashboard's history (messages and wei over time) takes a sample.
+    pub sample_interval_ms: u64,
+    /// Samples kept in memory for the dashboard's charts (the oldest go first).
+    pub history_len: usize,
+}
+
+/// Default address of the HTTP server (loopback only: the page shows the broker's money).
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9811";
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig { listen: DEFAULT_HTTP_LISTEN.parse().ok(), sample_interval_ms: 2_000, history_len: 900 }
+    }
 }
 
 /// MQTT listeners of the embedded broker.
@@ -53,6 +74,10 @@ pub struct MqttConfig {
     /// bought stream arrives in bursts, and a dropped message is one that was paid for).
     #[serde(default = "default_max_queued")]
     pub max_queued_messages: usize,
+    /// Every this many seconds the broker's figures are published as retained messages under
+    /// `$SYS/supra/...` on the embedded broker (0: never).
+    #[serde(default = "default_sys_interval")]
+    pub sys_interval_secs: u64,
 }
 
 /// Room kept in a sealed payload for the envelope (version, epoch, grant count, ephemeral key,
@@ -72,6 +97,9 @@ fn default_restart_hold() -> u64 {
 }
 fn default_max_queued() -> usize {
     100_000
+}
+fn default_sys_interval() -> u64 {
+    5
 }
 
 /// Where the judge lives.
@@ -190,6 +218,8 @@ struct RawConfig {
     #[serde(default)]
     peer: RawPeer,
     #[serde(default)]
+    http: RawHttp,
+    #[serde(default)]
     sell: Vec<RawSell>,
     #[serde(default)]
     buy: Vec<RawBuy>,
@@ -267,6 +297,51 @@ struct RawPeer {
 impl Default for RawPeer {
     fn default() -> Self {
         RawPeer { listen: None, allow: Vec::new(), idle_close_secs: default_idle_close() }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[serde(default = "default_http_listen")]
+    listen: String,
+    #[serde(default = "default_sample_interval")]
+    sample_interval_ms: u64,
+    #[serde(default = "default_history_len")]
+    history_len: usize,
+}
+
+impl Default for RawHttp {
+    fn default() -> Self {
+        RawHttp { listen: default_http_listen(), sample_interval_ms: default_sample_interval(), history_len: default_history_len() }
+    }
+}
+
+fn default_http_listen() -> String {
+    DEFAULT_HTTP_LISTEN.into()
+}
+fn default_sample_interval() -> u64 {
+    HttpConfig::default().sample_interval_ms
+}
+fn default_history_len() -> usize {
+    HttpConfig::default().history_len
+}
+
+impl RawHttp {
+    fn validate(self) -> Result<HttpConfig, ConfigError> {
+        let listen = match self.listen.trim() {
+            "off" => None,
+            text => Some(text.parse::<SocketAddr>().map_err(|_| {
+                invalid("http.listen", format!("`{text}`: give an address and port such as \"{DEFAULT_HTTP_LISTEN}\", or \"off\""))
+            })?),
+        };
+        if self.sample_interval_ms < 100 {
+            return Err(invalid("http.sample_interval_ms", "must be at least 100"));
+        }
+        if !(2..=100_000).contains(&self.history_len) {
+            return Err(invalid("http.history_len", "must be between 2 and 100000"));
+        }
+        Ok(HttpConfig { listen, sample_interval_ms: self.sample_interval_ms, history_len: self.history_len })
     }
 }
 
@@ -408,6 +483,7 @@ impl Config {
             return Err(invalid("chain.confirmations", format!("must be below {}", crate::chain::WATCH_DEPTH)));
         }
 
+        let http = raw.http.validate()?;
         let allow = raw
             .peer
             .allow
@@ -525,6 +601,7 @@ impl Config {
                 cooperative_close: raw.chain.cooperative_close,
             },
             peer: PeerConfig { listen: raw.peer.listen, allow, idle_close_secs: raw.peer.idle_close_secs },
+            http,
             sell,
             buy,
         })
@@ -590,6 +667,23 @@ mod tests {
              endpoint = \"x:1\"\ntopic = \"w/#\"\ndeposit_wei = 9\nmax_price_wei = 1\nlocal_prefix = \"market/\"\n"
         );
         assert!(error_of(&resale).contains("buy[0].local_prefix"));
+        assert!(error_of(&format!("{base}[http]\nlisten = \"everywhere\"\n")).contains("http.listen"));
+        assert!(error_of(&format!("{base}[http]\nsample_interval_ms = 5\n")).contains("http.sample_interval_ms"));
+        assert!(error_of(&format!("{base}[http]\nhistory_len = 1\n")).contains("http.history_len"));
+    }
+
+    #[test]
+    fn the_http_server_is_on_loopback_by_default_and_can_be_turned_off() {
+        let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n";
+        let default = Config::parse(base, Path::new(".")).unwrap();
+        assert_eq!(default.http, HttpConfig::default());
+        assert!(default.http.listen.is_some_and(|a| a.ip().is_loopback()));
+        assert_eq!(default.mqtt.sys_interval_secs, 5);
+        let off = Config::parse(&format!("{base}sys_interval_secs = 0\n[http]\nlisten = \"off\"\n"), Path::new(".")).unwrap();
+        assert_eq!(off.http.listen, None);
+        assert_eq!(off.mqtt.sys_interval_secs, 0);
+        let example = Config::parse(EXAMPLE, Path::new("/etc/supra")).unwrap();
+        assert_eq!(example.http.listen, Some("127.0.0.1:9811".parse().unwrap()));
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use alloy_primitives::{Address, U256};
 use supra_judge::{ChannelStatus, Judge};
 
-use crate::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, MqttConfig, PeerConfig, SellConfig};
+use crate::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, PeerConfig, SellConfig};
 use crate::node::Command;
 use crate::probe::{Publisher, Subscriber, free_port};
 use crate::status::{ChannelRole, ChannelStatusLine, format_wei};
@@ -52,7 +52,7 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
     Ok(Config {
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.key"),
-        mqtt: MqttConfig { listen: free_port().map_err(|e| e.to_string())?, listen_v5: None, max_payload_size: crate::config::MAX_SOLD_PAYLOAD_BYTES, restart_hold_ms: 0, max_queued_messages: 100_000 },
+        mqtt: MqttConfig { listen: free_port().map_err(|e| e.to_string())?, listen_v5: None, max_payload_size: crate::config::MAX_SOLD_PAYLOAD_BYTES, restart_hold_ms: 0, max_queued_messages: 100_000, sys_interval_secs: 5 },
         chain: ChainConfig {
             endpoint: ChainEndpoint::Rpc { url: rpc.to_owned(), judge },
             onchain_delay_secs: 3,
@@ -63,6 +63,7 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
             cooperative_close: true,
         },
         peer: PeerConfig::default(),
+        http: HttpConfig { listen: Some(free_port().map_err(|e| e.to_string())?), ..HttpConfig::default() },
         sell: Vec::new(),
         buy: Vec::new(),
     })
@@ -119,10 +120,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
     }
 
     let (seller_mqtt, buyer_mqtt) = (seller.mqtt.listen, buyer.mqtt.listen);
+    let dashboard = |config: &Config| config.http.listen.map_or_else(String::new, |a| format!(", dashboard http://{a}/"));
+    let (seller_page, buyer_page) = (dashboard(&seller), dashboard(&buyer));
     let a = Broker::start(seller).await.map_err(|e| format!("seller broker: {e}"))?;
-    println!("  broker A (seller) {}: MQTT {seller_mqtt}, peers {peer_addr}, sells sensors/# at {}", a.address, format_wei(U256::from(options.price_wei)));
+    println!("  broker A (seller) {}: MQTT {seller_mqtt}, peers {peer_addr}{seller_page}, sells sensors/# at {}", a.address, format_wei(U256::from(options.price_wei)));
     let b = Broker::start(buyer).await.map_err(|e| format!("buyer broker: {e}"))?;
-    println!("  broker B (buyer)  {}: MQTT {buyer_mqtt}, buys sensors/# from A into market/sensors/#", b.address);
+    println!("  broker B (buyer)  {}: MQTT {buyer_mqtt}{buyer_page}, buys sensors/# from A into market/sensors/#", b.address);
 
     let mut subscriber = Subscriber::connect(buyer_mqtt, "demo-subscriber", "market/sensors/#", Duration::from_secs(10)).await?;
     println!("  subscriber on B: market/sensors/#");

@@ -14,6 +14,7 @@ pub mod demo;
 pub mod keys;
 pub mod mqtt;
 pub mod node;
+pub mod observe;
 pub mod peer;
 pub mod probe;
 pub mod publication;
@@ -72,6 +73,8 @@ pub enum StartError {
     Peer(std::net::SocketAddr, std::io::Error),
     #[error("operator socket: {0}")]
     Admin(std::io::Error),
+    #[error("HTTP listener {0} (http.listen): {1}")]
+    Http(std::net::SocketAddr, std::io::Error),
     #[error("{0}")]
     Restore(String),
 }
@@ -144,9 +147,15 @@ impl Broker {
         let sold: Vec<String> = config.sell.iter().map(|s| s.topic.clone()).collect();
         let (local_tx, local_rx) = mpsc::unbounded_channel();
         let mqtt = mqtt::LocalMqtt::start(&config.mqtt, &sold, local_tx).await?;
+        let observer = observe::Observer::new(key.address(), config.http.history_len);
+        // Bound before anything runs: a taken port is a start error, as for the other listeners.
+        let http = match config.http.listen {
+            Some(addr) => Some(observe::http::bind(addr).await.map_err(|e| StartError::Http(addr, e))?),
+            None => None,
+        };
 
         let (links_tx, links_rx) = mpsc::unbounded_channel();
-        let ctx = LinkContext { domain, key: key.clone(), allow: Arc::new(config.peer.allow.clone()), events: links_tx };
+        let ctx = LinkContext { domain, key: key.clone(), allow: Arc::new(config.peer.allow.clone()), events: links_tx, observer: observer.clone() };
         if let Some(addr) = config.peer.listen {
             let listener = peer::bind(addr).await.map_err(|e| StartError::Peer(addr, e))?;
             tokio::spawn(peer::serve(listener, ctx.clone()));
@@ -154,7 +163,7 @@ impl Broker {
 
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
         let (results_tx, results_rx) = mpsc::unbounded_channel();
-        tokio::spawn(chain::worker(judge.clone(), jobs_rx, results_tx, poll));
+        tokio::spawn(chain::worker(judge.clone(), jobs_rx, results_tx, poll, observer.clone()));
         // After a restart, blocks read just before the stop are read again: a reorganisation may
         // have replaced them meanwhile, and the node handles events idempotently.
         let from = match store.chain_cursor()? {
@@ -162,11 +171,21 @@ impl Broker {
             None => judge.block_number().await.map_err(|e| StartError::Chain(e.to_string()))?,
         };
         let (events_tx, events_rx) = mpsc::unbounded_channel();
-        tokio::spawn(chain::watch(judge.clone(), from, poll, confirmations, events_tx));
+        tokio::spawn(chain::watch(judge.clone(), from, poll, confirmations, events_tx, observer.clone()));
 
-        let mut node = Node::restore(&config, key.clone(), domain, store, mqtt, jobs_tx).map_err(StartError::Restore)?;
+        let sys_mqtt = mqtt.clone();
+        let mut node = Node::restore(&config, key.clone(), domain, (store, mqtt), jobs_tx, observer.clone()).map_err(StartError::Restore)?;
         let (commands_tx, commands_rx) = mpsc::channel(64);
         admin::serve(admin::socket_path(&config.data_dir), commands_tx.clone(), judge.clone()).await.map_err(StartError::Admin)?;
+        let sources = observe::Sources { commands: commands_tx.clone(), judge: judge.clone(), observer };
+        if let Some(listener) = http {
+            tracing::info!("dashboard on http://{} (metrics at /metrics)", listener.local_addr().map_err(|e| StartError::Http(config.http.listen.expect("bound"), e))?);
+            observe::http::serve(listener, sources.clone());
+            tokio::spawn(sources.clone().sample(Duration::from_millis(config.http.sample_interval_ms)));
+        }
+        if config.mqtt.sys_interval_secs > 0 {
+            tokio::spawn(observe::sys::publish(sources, sys_mqtt, Duration::from_secs(config.mqtt.sys_interval_secs)));
+        }
 
         // Sellers we buy from: one link per seller, shared by its [[buy]] entries.
         let mut sellers: Vec<(String, Address)> = config.buy.iter().map(|b| (b.endpoint.clone(), b.seller)).collect();

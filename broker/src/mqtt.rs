@@ -47,7 +47,8 @@ pub enum MqttError {
 const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 
 /// Handle on the embedded broker: publish into it. What local clients publish on sold topics
-/// arrives on the channel given to [`LocalMqtt::start`].
+/// arrives on the channel given to [`LocalMqtt::start`]. Clones publish into the same queue.
+#[derive(Clone)]
 pub struct LocalMqtt {
     deliveries: mpsc::UnboundedSender<Publication>,
 }

@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
 use crate::config::{BuyConfig, Config, SellConfig};
 use crate::mqtt::{LocalMqtt, Publication};
+use crate::observe::{BoughtSnapshot, Observer, Snapshot, StreamSnapshot};
 
 /// Largest sealed plaintext a stream takes: what `mqtt.max_payload_size` lets in, plus the few
 /// bytes by which a publication's encoding can exceed its MQTT packet (of the 4 KiB the seal keeps).
@@ -53,6 +54,8 @@ pub enum Command {
     Close(ChannelId, oneshot::Sender<Result<(), String>>),
     /// Hand the outbox left by the last run to local subscribers (after the restart hold).
     ReplayOutbox,
+    /// The engines' counters, for metrics and the dashboard (`observe`).
+    Observe(oneshot::Sender<Snapshot>),
 }
 
 /// Counters for progress displays and tests.
@@ -68,6 +71,8 @@ struct Sold {
     cfg: SellConfig,
     number: u64,
     engine: Stream,
+    /// Local publishes matching its topic (with or without buyers).
+    published: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,6 +138,7 @@ pub struct Node {
     buyers_away: HashMap<Address, UnixMs>,
     idle_close_ms: u64,
     stats: NodeStats,
+    observer: Arc<Observer>,
 }
 
 fn terms_of(cfg: &SellConfig) -> Terms {
@@ -148,7 +154,14 @@ fn terms_of(cfg: &SellConfig) -> Terms {
 impl Node {
     /// Restores the engines from the store. Channels found there are re-checked on-chain (closes,
     /// accusations and settlements that happened while the broker was down).
-    pub fn restore(config: &Config, me: Arc<Keypair>, domain: Domain, mut store: Store, mqtt: LocalMqtt, jobs: mpsc::UnboundedSender<Job>) -> Result<Node, String> {
+    pub fn restore(
+        config: &Config,
+        me: Arc<Keypair>,
+        domain: Domain,
+        (mut store, mqtt): (Store, LocalMqtt),
+        jobs: mpsc::UnboundedSender<Job>,
+        observer: Arc<Observer>,
+    ) -> Result<Node, String> {
         let now = now_ms();
         let seller_cfg = SellerConfig {
             delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,
@@ -177,7 +190,7 @@ impl Node {
                 Stream::restore(domain, (*me).clone(), id, terms_of(cfg), seller_cfg.clone(), records, now)
             }
             .map_err(|e| format!("stream `{}`: {e}", cfg.topic))?;
-            streams.push(Sold { cfg: cfg.clone(), number, engine });
+            streams.push(Sold { cfg: cfg.clone(), number, engine, published: 0 });
         }
         let mut buys: Vec<Buy> = config.buy.iter().map(|cfg| Buy { cfg: cfg.clone(), state: BuyState::Idle { retry_at: 0 } }).collect();
         let mut bought = BTreeMap::new();
@@ -218,6 +231,7 @@ impl Node {
             buyers_away: HashMap::new(),
             idle_close_ms: config.peer.idle_close_secs.saturating_mul(1000),
             stats: NodeStats::default(),
+            observer,
         };
         // Until they reconnect, the buyers of restored channels count as away since the start.
         for s in &node.streams {
@@ -344,7 +358,11 @@ impl Node {
         let now = now_ms();
         let mut plaintext = None;
         for s in &mut self.streams {
-            if !crate::topics::matches(&s.cfg.topic, &publication.topic) || !s.engine.has_audience() {
+            if !crate::topics::matches(&s.cfg.topic, &publication.topic) {
+                continue;
+            }
+            s.published += 1;
+            if !s.engine.has_audience() {
                 continue;
             }
             let plaintext = plaintext.get_or_insert_with(|| publication.encode());
@@ -845,6 +863,7 @@ impl Node {
                             cost: c.acked_cost,
                             claimed: c.claimed,
                             deposit: c.deposit,
+                            price: s.cfg.price_wei,
                             phase: c.phase.to_owned(),
                             link_up: c.link_up,
                         });
@@ -866,6 +885,7 @@ impl Node {
                         cost,
                         claimed: U256::ZERO,
                         deposit: U256::ZERO,
+                        price: offer.price,
                         phase: b.engine.phase_name().to_owned(),
                         link_up: self.link_for(offer.seller, Role::Buyer).is_some(),
                     });
@@ -889,6 +909,11 @@ impl Node {
                 if let Err(e) = self.replay_outbox() {
                     tracing::error!("{e}");
                 }
+            }
+            Command::Observe(reply) => {
+                let streams = self.streams.iter().map(|s| StreamSnapshot { topic: s.cfg.topic.clone(), published: s.published, stats: s.engine.stats() });
+                let bought = self.bought.iter().map(|(id, b)| BoughtSnapshot { channel: *id, stats: b.engine.stats() });
+                let _ = reply.send(Snapshot { streams: streams.collect(), bought: bought.collect(), node: self.stats });
             }
         }
     }
@@ -931,7 +956,11 @@ impl Node {
         for (channel, seq) in self.outbox_done.drain(..) {
             batch.outbox_done(channel, seq);
         }
-        self.store.commit(batch)?;
+        let started = std::time::Instant::now();
+        if batch.has_work() {
+            self.store.commit(batch)?;
+            self.observer.commit(started.elapsed());
+        }
         for id in self.openings_done.drain(..) {
             self.store.opened(id)?;
         }

@@ -103,6 +103,8 @@ pub struct LinkContext {
     /// Buyers allowed to connect (empty: anyone).
     pub allow: Arc<Vec<Address>>,
     pub events: mpsc::UnboundedSender<LinkEvent>,
+    /// Counts links up and down (metrics, dashboard).
+    pub observer: Arc<crate::observe::Observer>,
 }
 
 fn fresh_nonce() -> B256 {
@@ -232,6 +234,7 @@ async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: t
     if ctx.events.send(LinkEvent::Up(LinkUp { id, role, peer, tx: LinkSender { tx } })).is_err() {
         return;
     }
+    ctx.observer.link(role, peer.address, true);
     let writing = async move {
         let mut writer = BufWriter::with_capacity(256 * 1024, writer);
         while let Some(frame) = rx.recv().await {
@@ -271,6 +274,7 @@ async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: t
         r = reading => match r { Ok(()) => String::new(), Err(e) => e.to_string() },
         _ = pinging => "closed by this broker".to_owned(),
     };
+    ctx.observer.link(role, peer.address, false);
     let _ = ctx.events.send(LinkEvent::Down { id, peer: peer.address, reason });
 }
 

@@ -32,6 +32,9 @@ pub struct ChannelStatusLine {
     pub claimed: U256,
     /// F: the buyer's deposit (from the judge).
     pub deposit: U256,
+    /// Price of one message on the channel (absent from the output of older brokers).
+    #[serde(default)]
+    pub price: U256,
     /// The engine's phase: open, stopping, closing, settled.
     pub phase: String,
     pub link_up: bool,
@@ -166,6 +169,7 @@ mod tests {
             cost: U256::ZERO,
             claimed: U256::ZERO,
             deposit: U256::ZERO,
+            price: U256::from(1),
             phase: "open".into(),
             link_up: true,
         };

@@ -89,6 +89,8 @@ pub struct BrokerProc {
     pub mqtt: SocketAddr,
     pub mqtt_v5: SocketAddr,
     pub peer: SocketAddr,
+    /// The HTTP server: /metrics, the dashboard and its API.
+    pub http: SocketAddr,
     pub address: Address,
     child: Option<Child>,
 }
@@ -123,10 +125,13 @@ impl BrokerProc {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("broker dir");
         supra_broker::keys::write(&dir.join("broker.key"), secret, true).expect("key");
-        let (mqtt, mqtt_v5, peer) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
+        let (mqtt, mqtt_v5, peer, http) = (free_port().unwrap(), free_port().unwrap(), free_port().unwrap(), free_port().unwrap());
         let config = dir.join("supra.toml");
-        std::fs::write(&config, toml(mqtt, mqtt_v5, peer)).expect("config");
-        let mut broker = BrokerProc { name: name.into(), dir, config, mqtt, mqtt_v5, peer, address, child: None };
+        // Every broker its own HTTP port (the default one would be shared), $SYS every second and
+        // a dashboard sample every 0.5 s so that tests see them move.
+        let text = toml(mqtt, mqtt_v5, peer).replacen("[mqtt]\n", "[mqtt]\nsys_interval_secs = 1\n", 1);
+        std::fs::write(&config, format!("{text}\n[http]\nlisten = \"{http}\"\nsample_interval_ms = 500\n")).expect("config");
+        let mut broker = BrokerProc { name: name.into(), dir, config, mqtt, mqtt_v5, peer, http, address, child: None };
         broker.start();
         broker
     }

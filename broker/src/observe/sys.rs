@@ -1,0 +1,96 @@
+//! The broker's figures as retained MQTT messages under `$SYS/supra/`, as mosquitto publishes its
+//! own under `$SYS/broker/`: an MQTT dashboard subscribes to `$SYS/supra/#` and needs nothing
+//! else. They are system publishes into the embedded rmqtt (as bought messages are), so they
+//! follow its rules: retained, delivered at the subscription's QoS (0 here).
+//!
+//! - `$SYS/supra/broker`: JSON of `/api/overview` (address, uptime, sold streams, links, chain);
+//! - `$SYS/supra/streams`, `$SYS/supra/chain`, `$SYS/supra/links`: those parts alone;
+//! - `$SYS/supra/channels/<channel id>`: JSON of the channel's `supra channels --json` line, with
+//!   `owed` and `deposit_left`;
+//! - `$SYS/supra/channels/<channel id>/<field>`: one plain value per topic (messages, acked,
+//!   claimed_wei, owed_wei, deposit_wei, deposit_left_wei, price_wei, phase, link), for
+//!   dashboards that chart a topic's number.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use super::{Money, Sources, http};
+use crate::mqtt::{LocalMqtt, Publication};
+use crate::node::now_ms;
+use crate::status::ChannelStatusLine;
+
+/// Topic prefix of every message published here.
+pub const PREFIX: &str = "$SYS/supra";
+
+#[derive(Serialize)]
+struct ChannelMessage<'a> {
+    #[serde(flatten)]
+    line: &'a ChannelStatusLine,
+    owed: alloy_primitives::U256,
+    deposit_left: alloy_primitives::U256,
+}
+
+fn json<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
+    serde_json::to_vec(value).unwrap_or_default()
+}
+
+fn retained(topic: String, payload: Vec<u8>) -> Publication {
+    Publication { topic, payload, retain: true, qos: 0, properties: None, received_at_ms: now_ms() }
+}
+
+/// What one round publishes, from the broker's state at that moment.
+pub fn messages(sources: &Sources, view: &super::View) -> Vec<Publication> {
+    let overview = http::overview(sources, view);
+    let mut out = vec![
+        retained(format!("{PREFIX}/broker"), json(&overview)),
+        retained(format!("{PREFIX}/streams"), json(overview.streams.as_slice())),
+        retained(format!("{PREFIX}/chain"), json(&overview.chain)),
+        retained(format!("{PREFIX}/links"), json(overview.links.as_slice())),
+    ];
+    for line in &view.lines {
+        let money = Money::of(line);
+        let base = format!("{PREFIX}/channels/{}", line.channel);
+        let message = ChannelMessage { line, owed: money.owed, deposit_left: money.deposit_left };
+        out.push(retained(base.clone(), json(&message)));
+        let fields: [(&str, String); 9] = [
+            ("messages", line.messages.to_string()),
+            ("acked", line.acked.to_string()),
+            ("claimed_wei", line.claimed.to_string()),
+            ("owed_wei", money.owed.to_string()),
+            ("deposit_wei", line.deposit.to_string()),
+            ("deposit_left_wei", money.deposit_left.to_string()),
+            ("price_wei", line.price.to_string()),
+            ("phase", line.phase.clone()),
+            ("link", if line.link_up { "up" } else { "down" }.to_owned()),
+        ];
+        for (field, value) in fields {
+            out.push(retained(format!("{base}/{field}"), value.into_bytes()));
+        }
+    }
+    out
+}
+
+/// Publishes every `every`, for as long as the broker runs.
+pub async fn publish(sources: Sources, mut mqtt: LocalMqtt, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let view = match sources.read().await {
+            Ok(view) => view,
+            Err(e) => {
+                tracing::debug!("$SYS: {e}");
+                if sources.commands.is_closed() {
+                    return;
+                }
+                continue;
+            }
+        };
+        for publication in messages(&sources, &view) {
+            if mqtt.publish(&publication).is_err() {
+                return;
+            }
+        }
+    }
+}
