@@ -265,7 +265,11 @@ pub async fn worker(judge: Judge, mut jobs: mpsc::UnboundedReceiver<Job>, result
                 let outcome = outcome.map(|(o, _)| o);
                 if !matches!(job.call, Call::ReadChannel { .. }) {
                     let result = outcome.as_ref().map(|_| receipt.as_ref()).map_err(|e| e.to_string());
-                    observer.transaction(job.call.name(), job.call.channel(), result, started);
+                    let channel = match &outcome {
+                        Ok(Outcome::Opened(channel)) => Some(*channel),
+                        _ => job.call.channel(),
+                    };
+                    observer.transaction(job.call.name(), channel, result, started);
                 }
                 match (&outcome, receipt) {
                     (Ok(_), Some(r)) => tracing::debug!("chain: {} mined in block {} ({} gas)", job.call.name(), r.block, r.gas_used),
