@@ -135,6 +135,17 @@ async fn metrics_and_sys_topics_move_with_real_traffic() {
     assert_eq!(status, 404);
 }
 
+/// Waits until the dashboard's history took `more` samples (so that its charts show the bursts).
+async fn wait_samples(broker: &BrokerProc, more: usize) {
+    let count = |body: String| body.matches("\"t_ms\"").count();
+    let before = count(get(broker.http, "/api/history").await.1);
+    let deadline = Instant::now() + SECS(10);
+    while count(get(broker.http, "/api/history").await.1) < before + more {
+        assert!(Instant::now() < deadline, "{}: the history takes no samples", broker.name);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// Runs headless Chromium on `url` and returns the DOM once the page's script rendered.
 fn chromium(url: &str, args: &[&str]) -> String {
     let profile = TempDir::new(&format!("chromium-{}", rand_suffix()));
@@ -150,6 +161,7 @@ fn chromium(url: &str, args: &[&str]) -> String {
             "--disable-sync",
             "--virtual-time-budget=5000",
             "--window-size=1280,900",
+            "--hide-scrollbars",
         ])
         .arg(format!("--user-data-dir={}", profile.0.display()))
         .args(args)
@@ -206,7 +218,7 @@ async fn the_dashboard_shows_in_chromium_what_supra_channels_prints() {
         publish(&publisher, sent..sent + burst).await;
         sent += burst;
         wait_paid(&a, &b, sent).await;
-        tokio::time::sleep(Duration::from_millis(1_200)).await; // a sample or two between bursts
+        wait_samples(&a, 2).await;
     }
     for broker in [&a, &b] {
         let json = broker.cli(&["channels", "--json"]);

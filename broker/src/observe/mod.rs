@@ -105,6 +105,9 @@ pub struct ChainHealth {
     pub last_ok_ms: Option<u64>,
     /// The last block whose judge events were read.
     pub events_block: Option<u64>,
+    /// Transactions mined, and the gas they used.
+    pub transactions: u64,
+    pub gas_used: u64,
 }
 
 /// One sample of the dashboard's history: totals over this broker's channels.
@@ -213,7 +216,10 @@ impl Observer {
         if let Some(r) = receipt {
             self.metrics.gas.with_label_values(&[call]).inc_by(r.gas_used);
             self.metrics.tx_latency.with_label_values(&[call]).observe(latency.as_secs_f64());
-            lock(&self.chain).last_ok_ms = Some(now_ms());
+            let mut chain = lock(&self.chain);
+            chain.last_ok_ms = Some(now_ms());
+            chain.transactions += 1;
+            chain.gas_used += r.gas_used;
         }
         let record = TxRecord {
             at_ms: now_ms(),
