@@ -150,7 +150,12 @@ impl Broker {
         let observer = observe::Observer::new(key.address(), config.http.history_len);
         // Bound before anything runs: a taken port is a start error, as for the other listeners.
         let http = match config.http.listen {
-            Some(addr) => Some(observe::http::bind(addr).await.map_err(|e| StartError::Http(addr, e))?),
+            Some(addr) => {
+                if !addr.ip().is_loopback() {
+                    tracing::warn!("http.listen = {addr}: the dashboard and /metrics show this broker's money, without a login, to anyone who reaches that address; keep it on loopback or behind an authenticating proxy");
+                }
+                Some(observe::http::bind(addr).await.map_err(|e| StartError::Http(addr, e))?)
+            }
             None => None,
         };
 
@@ -174,7 +179,7 @@ impl Broker {
         tokio::spawn(chain::watch(judge.clone(), from, poll, confirmations, events_tx, observer.clone()));
 
         let sys_mqtt = mqtt.clone();
-        let mut node = Node::restore(&config, key.clone(), domain, (store, mqtt), jobs_tx, observer.clone()).map_err(StartError::Restore)?;
+        let mut node = Node::restore(&config, key.clone(), domain, store, mqtt, jobs_tx, observer.clone()).map_err(StartError::Restore)?;
         let (commands_tx, commands_rx) = mpsc::channel(64);
         admin::serve(admin::socket_path(&config.data_dir), commands_tx.clone(), judge.clone()).await.map_err(StartError::Admin)?;
         let sources = observe::Sources { commands: commands_tx.clone(), judge: judge.clone(), observer };

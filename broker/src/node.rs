@@ -154,14 +154,7 @@ fn terms_of(cfg: &SellConfig) -> Terms {
 impl Node {
     /// Restores the engines from the store. Channels found there are re-checked on-chain (closes,
     /// accusations and settlements that happened while the broker was down).
-    pub fn restore(
-        config: &Config,
-        me: Arc<Keypair>,
-        domain: Domain,
-        (mut store, mqtt): (Store, LocalMqtt),
-        jobs: mpsc::UnboundedSender<Job>,
-        observer: Arc<Observer>,
-    ) -> Result<Node, String> {
+    pub fn restore(config: &Config, me: Arc<Keypair>, domain: Domain, mut store: Store, mqtt: LocalMqtt, jobs: mpsc::UnboundedSender<Job>, observer: Arc<Observer>) -> Result<Node, String> {
         let now = now_ms();
         let seller_cfg = SellerConfig {
             delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,

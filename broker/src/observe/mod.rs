@@ -328,3 +328,6 @@ impl Sources {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
