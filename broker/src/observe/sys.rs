@@ -23,6 +23,9 @@ use crate::status::ChannelStatusLine;
 /// Topic prefix of every message published here.
 pub const PREFIX: &str = "$SYS/supra";
 
+/// The per channel topics, one plain value each.
+const FIELDS: [&str; 9] = ["messages", "acked", "claimed_wei", "owed_wei", "deposit_wei", "deposit_left_wei", "price_wei", "phase", "link"];
+
 #[derive(Serialize)]
 struct ChannelMessage<'a> {
     #[serde(flatten)]
@@ -53,7 +56,7 @@ pub fn messages(sources: &Sources, view: &super::View) -> Vec<Publication> {
         let base = format!("{PREFIX}/channels/{}", line.channel);
         let message = ChannelMessage { line, owed: money.owed, deposit_left: money.deposit_left };
         out.push(retained(base.clone(), json(&message)));
-        let fields: [(&str, String); 9] = [
+        let fields: [(&str, String); FIELDS.len()] = [
             ("messages", line.messages.to_string()),
             ("acked", line.acked.to_string()),
             ("claimed_wei", line.claimed.to_string()),
@@ -64,6 +67,7 @@ pub fn messages(sources: &Sources, view: &super::View) -> Vec<Publication> {
             ("phase", line.phase.clone()),
             ("link", if line.link_up { "up" } else { "down" }.to_owned()),
         ];
+        debug_assert!(fields.iter().map(|(f, _)| *f).eq(FIELDS));
         for (field, value) in fields {
             out.push(retained(format!("{base}/{field}"), value.into_bytes()));
         }
@@ -71,8 +75,16 @@ pub fn messages(sources: &Sources, view: &super::View) -> Vec<Publication> {
     out
 }
 
-/// Publishes every `every`, for as long as the broker runs.
+/// Empty retained messages, which delete what was retained on a channel's topics.
+fn forget(channel: &str) -> Vec<Publication> {
+    let base = format!("{PREFIX}/channels/{channel}");
+    std::iter::once(base.clone()).chain(FIELDS.iter().map(|f| format!("{base}/{f}"))).map(|topic| retained(topic, Vec::new())).collect()
+}
+
+/// Publishes every `every`, for as long as the broker runs. The topics of a channel that left
+/// the broker's state are emptied (their retained messages deleted).
 pub async fn publish(sources: Sources, mut mqtt: LocalMqtt, every: Duration) {
+    let mut shown: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -87,10 +99,13 @@ pub async fn publish(sources: Sources, mut mqtt: LocalMqtt, every: Duration) {
                 continue;
             }
         };
-        for publication in messages(&sources, &view) {
+        let now: std::collections::BTreeSet<String> = view.lines.iter().map(|l| l.channel.to_string()).collect();
+        let gone = shown.difference(&now).flat_map(|c| forget(c));
+        for publication in gone.chain(messages(&sources, &view)).collect::<Vec<_>>() {
             if mqtt.publish(&publication).is_err() {
                 return;
             }
         }
+        shown = now;
     }
 }

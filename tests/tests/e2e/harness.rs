@@ -89,7 +89,8 @@ pub struct BrokerProc {
     pub mqtt: SocketAddr,
     pub mqtt_v5: SocketAddr,
     pub peer: SocketAddr,
-    /// The HTTP server: /metrics, the dashboard and its API.
+    /// The HTTP server: /metrics, the dashboard and its API (read by tests/observe.rs).
+    #[allow(dead_code)]
     pub http: SocketAddr,
     pub address: Address,
     child: Option<Child>,
