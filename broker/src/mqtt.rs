@@ -49,7 +49,9 @@ const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Handle on the embedded broker: publish into it. What local clients publish on sold topics
 /// arrives on the channel given to [`LocalMqtt::start`].
 pub struct LocalMqtt {
-    deliveries: mpsc::UnboundedSender<Publication>,
+    /// `None` once [`LocalMqtt::finish`] ran.
+    deliveries: Option<mpsc::UnboundedSender<Publication>>,
+    delivering: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// Listener settings, chosen to match mosquitto's defaults where MQTT leaves them to the server.
@@ -106,13 +108,24 @@ impl LocalMqtt {
             }
         });
         let (deliveries, rx) = mpsc::unbounded_channel();
-        tokio::spawn(deliver(scx, rx));
-        Ok(LocalMqtt { deliveries })
+        let delivering = tokio::spawn(deliver(scx, rx));
+        Ok(LocalMqtt { deliveries: Some(deliveries), delivering: Some(delivering) })
     }
 
     /// Publishes to local subscribers (in order, after any earlier call).
     pub fn publish(&mut self, publication: &Publication) -> Result<(), MqttError> {
-        self.deliveries.send(publication.clone()).map_err(|_| MqttError::Stopped)
+        let deliveries = self.deliveries.as_ref().ok_or(MqttError::Stopped)?;
+        deliveries.send(publication.clone()).map_err(|_| MqttError::Stopped)
+    }
+
+    /// Waits until everything given to [`LocalMqtt::publish`] is in rmqtt's hands (routed to
+    /// its subscribers' sessions, retained); later publishes fail. For a graceful stop: what the
+    /// outbox forgets must have left Supra.
+    pub async fn finish(&mut self) {
+        self.deliveries = None;
+        if let Some(delivering) = self.delivering.take() {
+            let _ = delivering.await;
+        }
     }
 }
 
@@ -129,7 +142,12 @@ impl Handler for SoldTopicTap {
             && !from.is_system()
             && self.filters.iter().any(|f| crate::topics::matches(f, &publish.topic))
         {
-            let _ = self.publishes.send(from_mqtt(publish));
+            if self.publishes.send(from_mqtt(publish)).is_err() {
+                // The node has stopped taking publishes (a graceful stop drains what it was
+                // given, then closes): hold this one, so that its publisher never gets a PUBACK
+                // for a message nobody will sell, and sends it again to the next run.
+                std::future::pending::<()>().await;
+            }
         }
         (true, acc)
     }

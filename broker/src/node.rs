@@ -53,6 +53,9 @@ pub enum Command {
     Close(ChannelId, oneshot::Sender<Result<(), String>>),
     /// Hand the outbox left by the last run to local subscribers (after the restart hold).
     ReplayOutbox,
+    /// Stop gracefully: take what local clients already published, commit, hand every bought
+    /// message to the embedded broker, and return from [`Node::run`].
+    Shutdown,
 }
 
 /// Counters for progress displays and tests.
@@ -264,7 +267,10 @@ impl Node {
             let sleep = tokio::time::sleep(std::time::Duration::from_millis(deadline.map_or(1_000, |d| d.saturating_sub(now).min(1_000))));
             tokio::select! {
                 biased;
-                Some(cmd) = io.commands.recv() => self.on_command(cmd),
+                Some(cmd) = io.commands.recv() => match cmd {
+                    Command::Shutdown => return self.finish(io).await,
+                    cmd => self.on_command(cmd),
+                },
                 Some(result) = io.results.recv() => self.on_result(result),
                 Some(batch) = io.events.recv() => self.on_events(batch),
                 Some(event) = io.links.recv() => {
@@ -289,6 +295,24 @@ impl Node {
                 self.forget_published()?;
             }
         }
+    }
+
+    /// The last turn of a graceful stop. Local publishes the hook already took are signed and
+    /// committed (the hook holds back any later one without a PUBACK), frames that arrived are
+    /// handled, and the outbox forgets only what the embedded broker has taken.
+    async fn finish(mut self, mut io: NodeIo) -> Result<(), StoreError> {
+        io.local.close();
+        while let Some(publication) = io.local.recv().await {
+            self.on_local(publication);
+        }
+        while let Ok(event) = io.links.try_recv() {
+            self.on_link(event);
+        }
+        self.flush()?;
+        self.mqtt.finish().await;
+        self.forget_published()?;
+        tracing::info!("node stopped: {} local publishes taken, {} delivered in this run, state committed", self.stats.local_publishes, self.stats.delivered);
+        Ok(())
     }
 
     fn next_timeout(&self) -> Option<UnixMs> {
@@ -890,6 +914,8 @@ impl Node {
                     tracing::error!("{e}");
                 }
             }
+            // Handled by `run`, which owns the inputs to drain.
+            Command::Shutdown => {}
         }
     }
 

@@ -119,7 +119,8 @@ impl Default for SellTerms {
 }
 
 impl BrokerProc {
-    fn spawn_with(name: &str, root: &Path, secret: &[u8; 32], address: Address, toml: impl FnOnce(SocketAddr, SocketAddr, SocketAddr) -> String) -> BrokerProc {
+    /// A broker with the configuration `toml` makes of its MQTT, MQTT 5 and peer addresses.
+    pub fn spawn_with(name: &str, root: &Path, secret: &[u8; 32], address: Address, toml: impl FnOnce(SocketAddr, SocketAddr, SocketAddr) -> String) -> BrokerProc {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("broker dir");
         supra_broker::keys::write(&dir.join("broker.key"), secret, true).expect("key");
@@ -201,6 +202,25 @@ impl BrokerProc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as a service manager stops it; waits for the process to exit and returns how.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill -TERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} still running {within:?} after SIGTERM:\n{}", self.name, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
