@@ -50,9 +50,15 @@ const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// arrives on the channel given to [`LocalMqtt::start`].
 pub struct LocalMqtt {
     /// `None` once [`LocalMqtt::finish`] ran.
-    deliveries: Option<mpsc::UnboundedSender<Publication>>,
+    deliveries: Option<mpsc::UnboundedSender<(Publication, OutboxKey)>>,
     delivering: Option<tokio::task::JoinHandle<()>>,
+    handed_over: HandedOver,
 }
+
+/// Which outbox entry a bought message comes from: (channel index, seq).
+pub type OutboxKey = (u64, u64);
+/// Outbox entries whose message the router has taken, in order, until the node collects them.
+type HandedOver = std::sync::Arc<std::sync::Mutex<Vec<OutboxKey>>>;
 
 /// Listener settings, chosen to match mosquitto's defaults where MQTT leaves them to the server.
 fn listener(name: &str, addr: SocketAddr, config: &MqttConfig) -> Result<rmqtt::net::Listener, MqttError> {
@@ -108,14 +114,23 @@ impl LocalMqtt {
             }
         });
         let (deliveries, rx) = mpsc::unbounded_channel();
-        let delivering = tokio::spawn(deliver(scx, rx));
-        Ok(LocalMqtt { deliveries: Some(deliveries), delivering: Some(delivering) })
+        let handed_over = HandedOver::default();
+        let delivering = tokio::spawn(deliver(scx, rx, handed_over.clone()));
+        Ok(LocalMqtt { deliveries: Some(deliveries), delivering: Some(delivering), handed_over })
     }
 
-    /// Publishes to local subscribers (in order, after any earlier call).
-    pub fn publish(&mut self, publication: &Publication) -> Result<(), MqttError> {
+    /// Publishes to local subscribers (in order, after any earlier call). `key` comes back from
+    /// [`LocalMqtt::take_handed_over`] once the router has taken the message.
+    pub fn publish(&mut self, publication: &Publication, key: OutboxKey) -> Result<(), MqttError> {
         let deliveries = self.deliveries.as_ref().ok_or(MqttError::Stopped)?;
-        deliveries.send(publication.clone()).map_err(|_| MqttError::Stopped)
+        deliveries.send((publication.clone(), key)).map_err(|_| MqttError::Stopped)
+    }
+
+    /// The outbox entries whose messages the router has taken since the last call, in publish
+    /// order. Only these may leave the durable outbox: a message still queued here is lost by a
+    /// crash unless the outbox replays it.
+    pub fn take_handed_over(&self) -> Vec<OutboxKey> {
+        self.handed_over.lock().map(|mut keys| std::mem::take(&mut *keys)).unwrap_or_default()
     }
 
     /// Waits until everything given to [`LocalMqtt::publish`] is in rmqtt's hands (routed to
@@ -174,19 +189,22 @@ fn from_mqtt(publish: &Publish) -> Publication {
 
 /// Forwards what Supra bought into the router, one at a time so that order is kept. A message
 /// whose expiry ran out on the way is dropped, as the MQTT 5 server must (3.3.2.3.3).
-async fn deliver(scx: ServerContext, mut rx: mpsc::UnboundedReceiver<Publication>) {
+async fn deliver(scx: ServerContext, mut rx: mpsc::UnboundedReceiver<(Publication, OutboxKey)>, handed_over: HandedOver) {
     let me = Id::new(scx.node.id(), 0, None, None, "supra".into(), None);
-    while let Some(p) = rx.recv().await {
+    while let Some((p, key)) = rx.recv().await {
         let expiry_left = p.expiry_left_secs(now_ms());
         if expiry_left == Some(0) {
             tracing::debug!("bought message on {} expired before delivery", p.topic);
-            continue;
+        } else {
+            let retain = p.retain;
+            let publish = to_mqtt(p, expiry_left);
+            let expiry = retain.then(|| expiry_left.map_or(NO_EXPIRY, |s| Duration::from_secs(s.into())));
+            if let Err(e) = SessionState::forwards(&scx, From::from_system(me.clone()), publish, false, expiry).await {
+                tracing::warn!("local delivery: {e}");
+            }
         }
-        let retain = p.retain;
-        let publish = to_mqtt(p, expiry_left);
-        let expiry = retain.then(|| expiry_left.map_or(NO_EXPIRY, |s| Duration::from_secs(s.into())));
-        if let Err(e) = SessionState::forwards(&scx, From::from_system(me.clone()), publish, false, expiry).await {
-            tracing::warn!("local delivery: {e}");
+        if let Ok(mut keys) = handed_over.lock() {
+            keys.push(key);
         }
     }
 }

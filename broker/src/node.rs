@@ -126,8 +126,6 @@ pub struct Node {
     recovering: HashMap<ChannelId, (Offer, Signature, usize)>,
     links: HashMap<LinkId, Link>,
     jobs: mpsc::UnboundedSender<Job>,
-    /// Outbox entries handed to the embedded MQTT broker, to remove with the next commit.
-    outbox_done: Vec<(u64, u64)>,
     /// Opens whose channel record is now durable: forget their in-flight entry.
     openings_done: Vec<ChannelId>,
     /// The chain block up to which events were handled this turn (persisted at flush).
@@ -215,7 +213,6 @@ impl Node {
             recovering,
             links: HashMap::new(),
             jobs,
-            outbox_done: Vec::new(),
             openings_done: Vec::new(),
             store_cursor: None,
             buyers_away: HashMap::new(),
@@ -385,12 +382,13 @@ impl Node {
         }
     }
 
+    /// Hands a bought message to the embedded broker; its outbox entry goes once the router has
+    /// taken it (`collect_handed_over`).
     fn publish_locally(&mut self, channel: u64, seq: u64, publication: &Publication) {
-        if let Err(e) = self.mqtt.publish(publication) {
+        if let Err(e) = self.mqtt.publish(publication, (channel, seq)) {
             tracing::error!("local delivery of {}: {e}", publication.topic);
         }
         self.stats.delivered += 1;
-        self.outbox_done.push((channel, seq));
     }
 
     // ----- links ---------------------------------------------------------------------------
@@ -954,7 +952,7 @@ impl Node {
         if let Some(block) = self.store_cursor.take() {
             batch.cursor(block);
         }
-        for (channel, seq) in self.outbox_done.drain(..) {
+        for (channel, seq) in self.mqtt.take_handed_over() {
             batch.outbox_done(channel, seq);
         }
         self.store.commit(batch)?;
@@ -974,16 +972,17 @@ impl Node {
         self.compact()
     }
 
-    /// Removes what was handed to the embedded MQTT broker from the outbox, durably. A crash between the hand-over
-    /// and this commit is the only way a delivery can repeat (it is replayed at restart), so the
-    /// removal is committed with the very next turn's records, or on its own before the node
-    /// waits for input.
+    /// Removes from the outbox, durably, what the embedded MQTT broker's router has taken. A crash
+    /// before that commit replays the delivery at restart (a duplicate, never a loss), so the
+    /// removal rides on the next turn's records, or is committed on its own before the node waits
+    /// for input (what the router takes meanwhile goes at the next turn, within a second).
     fn forget_published(&mut self) -> Result<(), StoreError> {
-        if self.outbox_done.is_empty() {
+        let done = self.mqtt.take_handed_over();
+        if done.is_empty() {
             return Ok(());
         }
         let mut batch = Batch::default();
-        for (channel, seq) in self.outbox_done.drain(..) {
+        for (channel, seq) in done {
             batch.outbox_done(channel, seq);
         }
         self.store.commit(batch)
