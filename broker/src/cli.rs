@@ -265,9 +265,15 @@ fn check(path: &std::path::Path) -> Result<String, String> {
         crate::config::ChainEndpoint::Auto => "a private Anvil started with the broker (rpc = \"auto\")".to_owned(),
         crate::config::ChainEndpoint::Rpc { url, judge } => format!("{url}, judge {judge}"),
     };
-    let mut out = format!("{}: OK\n  broker address {}\n  chain: {chain}\n  MQTT on {}", path.display(), key.address(), config.mqtt.listen);
-    if let Some(v5) = config.mqtt.listen_v5 {
-        out += &format!(" and {v5}");
+    let mut out = format!("{}: OK\n  broker address {}\n  chain: {chain}\n", path.display(), key.address());
+    match &config.external_mqtt {
+        Some(e) => out += &format!("  MQTT: client of the external broker at {}:{}{}", e.host, e.port, if e.tls { " (TLS)" } else { "" }),
+        None => {
+            out += &format!("  MQTT on {}", config.mqtt.listen);
+            if let Some(v5) = config.mqtt.listen_v5 {
+                out += &format!(" and {v5}");
+            }
+        }
     }
     out += &format!("\n  peer listener: {}\n", config.peer.listen.map_or("none (buys only)".to_owned(), |a| a.to_string()));
     for s in &config.sell {

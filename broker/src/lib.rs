@@ -11,6 +11,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod external;
 pub mod keys;
 pub mod mqtt;
 pub mod node;
@@ -150,7 +151,10 @@ impl Broker {
         let restarting_buyer = !store.buyer_channels()?.is_empty();
         let sold: Vec<String> = config.sell.iter().map(|s| s.topic.clone()).collect();
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        let mqtt = mqtt::LocalMqtt::start(&config.mqtt, &sold, local_tx).await?;
+        let mqtt = match &config.external_mqtt {
+            None => mqtt::Mqtt::Embedded(mqtt::LocalMqtt::start(&config.mqtt, &sold, local_tx).await?),
+            Some(external) => mqtt::Mqtt::External(external::ExternalMqtt::start(external, &format!("supra-{}", key.address()), &sold, local_tx)?),
+        };
 
         let (links_tx, links_rx) = mpsc::unbounded_channel();
         let (closing, tasks) = (tokio_util::sync::CancellationToken::new(), tokio_util::task::TaskTracker::new());
@@ -197,7 +201,10 @@ impl Broker {
 
         let io = NodeIo { local: local_rx, links: links_rx, results: results_rx, events: events_rx, commands: commands_rx };
         let node = tokio::spawn(node.run(io));
-        tracing::info!("broker {} up: MQTT on {}", key.address(), config.mqtt.listen);
+        match &config.external_mqtt {
+            None => tracing::info!("broker {} up: MQTT on {}", key.address(), config.mqtt.listen),
+            Some(e) => tracing::info!("broker {} up: client of the MQTT broker at {}:{}", key.address(), e.host, e.port),
+        }
         Ok(Broker { address: key.address(), judge, commands: commands_tx, node, devnet, links: (closing, tasks) })
     }
 

@@ -235,3 +235,46 @@ fn to_mqtt(p: Publication, expiry_left: Option<u32>) -> Publish {
     };
     Publish { inner: Box::new(inner), target_clientid: None, delay_interval: None, create_time: Some(now_ms() as i64) }
 }
+
+/// Where Supra meets local MQTT clients: its embedded broker, or an external broker it is a client
+/// of (`[mqtt] mode = "external"`, see [`crate::external`]).
+pub enum Mqtt {
+    Embedded(LocalMqtt),
+    External(crate::external::ExternalMqtt),
+}
+
+impl Mqtt {
+    /// Delivers a bought message to local subscribers (in order, after any earlier call).
+    pub fn publish(&mut self, publication: &Publication, key: OutboxKey) -> Result<(), MqttError> {
+        match self {
+            Mqtt::Embedded(m) => m.publish(publication, key),
+            Mqtt::External(m) => m.publish(publication, key),
+        }
+    }
+
+    /// Outbox entries whose message has left Supra (routed by the embedded broker, or
+    /// acknowledged by the external one) since the last call.
+    pub fn take_handed_over(&self) -> Vec<OutboxKey> {
+        match self {
+            Mqtt::Embedded(m) => m.take_handed_over(),
+            Mqtt::External(m) => m.take_handed_over(),
+        }
+    }
+
+    /// What the node made of the first `taken` local publishes is durable. The embedded broker
+    /// acknowledged them already (its hook runs before the PUBACK); the external one is
+    /// acknowledged now.
+    pub fn committed(&self, taken: u64) {
+        if let Mqtt::External(m) = self {
+            m.committed(taken);
+        }
+    }
+
+    /// For a graceful stop: waits until every bought message has left Supra.
+    pub async fn finish(&mut self) {
+        match self {
+            Mqtt::Embedded(m) => m.finish().await,
+            Mqtt::External(m) => m.finish().await,
+        }
+    }
+}

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
 use crate::config::{BuyConfig, Config, SellConfig};
-use crate::mqtt::{LocalMqtt, Publication};
+use crate::mqtt::{Mqtt, Publication};
 
 /// Largest sealed plaintext a stream takes: what `mqtt.max_payload_size` lets in, plus the few
 /// bytes by which a publication's encoding can exceed its MQTT packet (of the 4 KiB the seal keeps).
@@ -117,7 +117,7 @@ pub struct Node {
     me: Arc<Keypair>,
     domain: Domain,
     store: Store,
-    mqtt: LocalMqtt,
+    mqtt: Mqtt,
     buyer_cfg: BuyerConfig,
     streams: Vec<Sold>,
     buys: Vec<Buy>,
@@ -149,7 +149,7 @@ fn terms_of(cfg: &SellConfig) -> Terms {
 impl Node {
     /// Restores the engines from the store. Channels found there are re-checked on-chain (closes,
     /// accusations and settlements that happened while the broker was down).
-    pub fn restore(config: &Config, me: Arc<Keypair>, domain: Domain, mut store: Store, mqtt: LocalMqtt, jobs: mpsc::UnboundedSender<Job>) -> Result<Node, String> {
+    pub fn restore(config: &Config, me: Arc<Keypair>, domain: Domain, mut store: Store, mqtt: Mqtt, jobs: mpsc::UnboundedSender<Job>) -> Result<Node, String> {
         let now = now_ms();
         let seller_cfg = SellerConfig {
             delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,
@@ -956,6 +956,7 @@ impl Node {
             batch.outbox_done(channel, seq);
         }
         self.store.commit(batch)?;
+        self.mqtt.committed(self.stats.local_publishes);
         for id in self.openings_done.drain(..) {
             self.store.opened(id)?;
         }
