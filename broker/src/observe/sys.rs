@@ -16,7 +16,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Money, Sources, http};
-use crate::mqtt::{LocalMqtt, Publication};
+use crate::mqtt::{Publication, SystemPublisher};
 use crate::node::now_ms;
 use crate::status::ChannelStatusLine;
 
@@ -83,7 +83,7 @@ fn forget(channel: &str) -> Vec<Publication> {
 
 /// Publishes every `every`, for as long as the broker runs. The topics of a channel that left
 /// the broker's state are emptied (their retained messages deleted).
-pub async fn publish(sources: Sources, mut mqtt: LocalMqtt, every: Duration) {
+pub async fn publish(sources: Sources, mqtt: SystemPublisher, every: Duration) {
     let mut shown: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
     let mut tick = tokio::time::interval(every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -102,8 +102,9 @@ pub async fn publish(sources: Sources, mut mqtt: LocalMqtt, every: Duration) {
         let now: std::collections::BTreeSet<String> = view.lines.iter().map(|l| l.channel.to_string()).collect();
         let gone = shown.difference(&now).flat_map(|c| forget(c));
         for publication in gone.chain(messages(&sources, &view)).collect::<Vec<_>>() {
-            if mqtt.publish(&publication).is_err() {
-                return;
+            if let Err(e) = mqtt.publish(publication).await {
+                tracing::warn!("$SYS: {e}");
+                break;
             }
         }
         shown = now;
