@@ -276,6 +276,7 @@ fn check(path: &std::path::Path) -> Result<String, String> {
         }
     }
     out += &format!("\n  peer listener: {}\n", config.peer.listen.map_or("none (buys only)".to_owned(), |a| a.to_string()));
+    out += &format!("  dashboard and metrics: {}\n", config.http.listen.map_or("off".to_owned(), |a| format!("http://{a}/ (/metrics)")));
     for s in &config.sell {
         out += &format!("  sells `{}` at {} wei per message (W {}, T_ack {} s, T_closure {} s)\n", s.topic, s.price_wei, s.window, s.t_ack_secs, s.t_closure_secs);
     }

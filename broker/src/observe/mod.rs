@@ -28,6 +28,9 @@ use crate::peer::Role;
 use crate::status::{ChannelRole, ChannelStatusLine};
 pub use metrics::Metrics;
 
+/// How long a refresh waits for the node and the judge's channel views.
+const READ_WITHIN: Duration = Duration::from_secs(10);
+
 /// Recent transactions kept for the dashboard.
 const RECENT_TRANSACTIONS: usize = 50;
 
@@ -302,7 +305,10 @@ impl Sources {
     /// Reads the channel lines exactly as `supra channels` does, and the node's counters, and
     /// brings the metrics up to date with them.
     pub async fn read(&self) -> Result<View, String> {
-        let lines = crate::admin::channels(&self.commands, &self.judge).await?;
+        // A chain that does not answer must not hold a scrape or the page for ever.
+        let lines = tokio::time::timeout(READ_WITHIN, crate::admin::channels(&self.commands, &self.judge))
+            .await
+            .map_err(|_| format!("the node or the chain did not answer within {READ_WITHIN:?}"))??;
         let (tx, rx) = oneshot::channel();
         self.commands.send(Command::Observe(tx)).await.map_err(|_| "broker is stopping".to_owned())?;
         let snapshot = rx.await.map_err(|_| "broker is stopping".to_owned())?;

@@ -433,12 +433,14 @@ async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
             n = from.read(&mut buf) => n?,
             _ = mode.wait_for(|m| *m == Mode::Stalled) => continue,
         };
+        if *mode.borrow() == Mode::Stalled {
+            // Bytes read just as the link stalled are lost, as on a dead network; so is the end
+            // of a peer killed just after the stall (the read may see its EOF before this task
+            // sees the stall: checked first, the other side never learns of it).
+            continue;
+        }
         if n == 0 {
             return Ok(());
-        }
-        if *mode.borrow() == Mode::Stalled {
-            // Bytes read just as the link stalled are lost, as on a dead network.
-            continue;
         }
         to.write_all(&buf[..n]).await?;
     }
