@@ -132,7 +132,8 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
     Config {
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.key"),
-        mqtt: MqttConfig { listen: free_port().unwrap(), listen_v5: None, max_payload_size: supra_broker::config::MAX_SOLD_PAYLOAD_BYTES, restart_hold_ms: 0, max_queued_messages: 100_000 },
+        key_password: Default::default(),
+        mqtt: MqttConfig { listen: free_port().unwrap(), restart_hold_ms: 0, ..MqttConfig::default() },
         chain: ChainConfig {
             endpoint: ChainEndpoint::Rpc { url: rpc.into(), judge },
             onchain_delay_secs: 5,

@@ -52,7 +52,8 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
     Ok(Config {
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.key"),
-        mqtt: MqttConfig { listen: free_port().map_err(|e| e.to_string())?, listen_v5: None, max_payload_size: crate::config::MAX_SOLD_PAYLOAD_BYTES, restart_hold_ms: 0, max_queued_messages: 100_000 },
+        key_password: Default::default(),
+        mqtt: MqttConfig { listen: free_port().map_err(|e| e.to_string())?, restart_hold_ms: 0, ..MqttConfig::default() },
         chain: ChainConfig {
             endpoint: ChainEndpoint::Rpc { url: rpc.to_owned(), judge },
             onchain_delay_secs: 3,
