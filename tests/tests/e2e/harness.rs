@@ -119,7 +119,8 @@ impl Default for SellTerms {
 }
 
 impl BrokerProc {
-    fn spawn_with(name: &str, root: &Path, secret: &[u8; 32], address: Address, toml: impl FnOnce(SocketAddr, SocketAddr, SocketAddr) -> String) -> BrokerProc {
+    /// A broker with the config `toml` makes from its MQTT, MQTT 5 and peer ports.
+    pub fn spawn_with(name: &str, root: &Path, secret: &[u8; 32], address: Address, toml: impl FnOnce(SocketAddr, SocketAddr, SocketAddr) -> String) -> BrokerProc {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("broker dir");
         supra_broker::keys::write(&dir.join("broker.key"), secret, true).expect("key");
@@ -211,6 +212,19 @@ impl BrokerProc {
         let sig = if frozen { "-STOP" } else { "-CONT" };
         let status = Command::new("kill").args([sig, &pid]).status().expect("kill runs");
         assert!(status.success(), "kill {sig} {pid}");
+    }
+
+    /// Waits until the process exits by itself, and returns its status.
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} still runs after {within:?}:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     pub fn log(&self) -> String {
