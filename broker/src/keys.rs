@@ -134,17 +134,19 @@ pub fn write(path: &Path, secret: &[u8; 32], force: bool) -> Result<(), KeyFileE
     if path.exists() && !force {
         return Err(KeyFileError::Exists(shown));
     }
-    let write = || -> std::io::Result<()> {
-        use std::io::Write;
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(path)?;
-        writeln!(file, "0x{}", hex::encode(secret))?;
-        file.sync_all()
-    };
-    write().map_err(|source| KeyFileError::Write { path: shown, source })
+    write_private(path, &format!("0x{}\n", hex::encode(secret))).map_err(|source| KeyFileError::Write { path: shown, source })
+}
+
+/// Writes `text` to `path` (replacing it), readable by the owner only, and syncs it.
+pub fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options.open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_all()
 }
 
 /// A fresh random key.

@@ -11,6 +11,7 @@ mod harness;
 #[allow(dead_code)]
 mod clients;
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -49,6 +50,30 @@ fn mosquitto_passwd(file: &Path, user: &str, password: &str) {
         .status()
         .expect("mosquitto_passwd runs (scripts/install-tools installs Debian's mosquitto)");
     assert!(status.success(), "mosquitto_passwd");
+}
+
+/// The CONNACK code an MQTT 3.1.1 client gets (`Success` when accepted).
+async fn connack_v4(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut rumqttc::MqttOptions)) -> rumqttc::ConnectReturnCode {
+    let mut options = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    setup(&mut options);
+    let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    match tokio::time::timeout(WAIT, eventloop.poll()).await {
+        Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(c)))) => c.code,
+        Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => code,
+        other => panic!("{id}: no CONNACK: {other:?}"),
+    }
+}
+
+/// The CONNACK code an MQTT 5 client gets (`Success` when accepted).
+async fn connack_v5(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut rumqttc::v5::MqttOptions)) -> V5Code {
+    let mut options = rumqttc::v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    setup(&mut options);
+    let (_client, mut eventloop) = rumqttc::v5::AsyncClient::new(options, 10);
+    match tokio::time::timeout(WAIT, eventloop.poll()).await {
+        Ok(Ok(rumqttc::v5::Event::Incoming(Packet::ConnAck(c)))) => c.code,
+        Ok(Err(rumqttc::v5::ConnectionError::ConnectionRefused(code))) => code,
+        other => panic!("{id}: no CONNACK: {other:?}"),
+    }
 }
 
 fn creds(user: &'static str, password: &'static str) -> impl FnOnce(&mut rumqttc::v5::MqttOptions) {
@@ -244,7 +269,8 @@ async fn tls_listeners_with_and_without_client_certificates() {
 
     // Server certificate only: --cafile carries messages; plain MQTT on the TLS port fails.
     {
-        let (_broker, port) = tls_broker(&root.0.join("server-only"), chain, &pki, "").await;
+        let (broker, port) = tls_broker(&root.0.join("server-only"), chain, &pki, "").await;
+        assert!(!broker.log().contains("WITHOUT authentication"), "no warning for loopback listeners:\n{}", broker.log());
         // Retained, so that the subscriber started after it gets it (no race with its SUBSCRIBE).
         let out = mosquitto_pub(port, &["--cafile", &ca, "-r"], "over-tls");
         assert!(out.status.success(), "mosquitto_pub over TLS: {}", String::from_utf8_lossy(&out.stderr));
@@ -295,11 +321,19 @@ async fn the_broker_key_as_an_encrypted_keystore() {
     for (password, starts) in [("correct horse", true), ("wrong horse", false)] {
         std::fs::write(dir.join("pw"), format!("{password}\n")).unwrap();
         let mut broker = BrokerProc::spawn_with("ks", &root.0, &[1; 32], address, |mqtt, _, _| {
-            format!("key_file = \"broker.json\"\nkey_password_file = \"pw\"\n[mqtt]\nlisten = \"{mqtt}\"\n[chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\n")
+            // Reachable beyond loopback, without logins: the broker must say so loudly.
+            let port = mqtt.port();
+            format!("key_file = \"broker.json\"\nkey_password_file = \"pw\"\n[mqtt]\nlisten = \"0.0.0.0:{port}\"\n[chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\n")
         });
         if starts {
             broker.wait_ready(Duration::from_secs(30)).await;
-            assert!(broker.log().contains(&address.to_string()), "the broker runs as the keystore's address:\n{}", broker.log());
+            let log = broker.log();
+            assert!(log.contains(&address.to_string()), "the broker runs as the keystore's address:\n{log}");
+            assert!(!log.contains("plain hex"), "no warning about a plain key:\n{log}");
+            assert!(
+                log.lines().any(|l| l.contains("WARN") && l.contains("0.0.0.0") && l.contains("WITHOUT authentication")),
+                "an open listener beyond loopback is warned about:\n{log}"
+            );
         } else {
             let status = broker.wait_exit(Duration::from_secs(30)).await;
             assert!(!status.success());

@@ -174,27 +174,3 @@ impl V4 {
         let _ = tokio::time::timeout(WAIT, async { while self.events.recv().await.is_some() {} }).await;
     }
 }
-
-/// The CONNACK code an MQTT 3.1.1 client gets (`Success` when accepted).
-pub async fn connack_v4(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut rumqttc::MqttOptions)) -> rumqttc::ConnectReturnCode {
-    let mut options = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    setup(&mut options);
-    let (_client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
-    match tokio::time::timeout(WAIT, eventloop.poll()).await {
-        Ok(Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(c)))) => c.code,
-        Ok(Err(rumqttc::ConnectionError::ConnectionRefused(code))) => code,
-        other => panic!("{id}: no CONNACK: {other:?}"),
-    }
-}
-
-/// The CONNACK code an MQTT 5 client gets (`Success` when accepted).
-pub async fn connack_v5(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut MqttOptions)) -> rumqttc::v5::mqttbytes::v5::ConnectReturnCode {
-    let mut options = MqttOptions::new(id, addr.ip().to_string(), addr.port());
-    setup(&mut options);
-    let (_client, mut eventloop) = AsyncClient::new(options, 10);
-    match tokio::time::timeout(WAIT, eventloop.poll()).await {
-        Ok(Ok(Event::Incoming(Packet::ConnAck(c)))) => c.code,
-        Ok(Err(rumqttc::v5::ConnectionError::ConnectionRefused(code))) => code,
-        other => panic!("{id}: no CONNACK: {other:?}"),
-    }
-}
