@@ -234,9 +234,9 @@ impl Access {
         !self.allow_anonymous
     }
 
-    /// Whether anonymous clients may connect (what rmqtt's listeners are told).
-    pub fn allow_anonymous(&self) -> bool {
-        self.allow_anonymous
+    /// Whether anyone may do anything (no user, no rule): then rmqtt's listeners need not ask.
+    pub fn is_open(&self) -> bool {
+        self.allow_anonymous && self.users.is_empty() && self.acl.is_none()
     }
 
     /// Checks a CONNECT's username and password.

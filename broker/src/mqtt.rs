@@ -26,7 +26,7 @@ use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
 use rmqtt::codec::v5::SubscribeAckReason;
-use rmqtt::types::{AuthResult, From, Id, Publish, PublishAclResult, SubscribeAclResult};
+use rmqtt::types::{AuthResult, From, Id, LastWill, Publish, PublishAclResult, SubscribeAclResult};
 use tokio::sync::mpsc;
 
 use crate::access::{Access, Login, TlsConfig};
@@ -97,7 +97,9 @@ fn builder(name: &str, addr: SocketAddr, config: &MqttConfig) -> Builder {
         .max_mqueue_len(config.max_queued_messages.max(1))
         .max_topic_aliases(10)
         .message_expiry_interval(NO_EXPIRY)
-        .allow_anonymous(config.access.allow_anonymous())
+        // Unless access is open, every CONNECT goes through the login hook (anonymous ones too, for
+        // their will's topic).
+        .allow_anonymous(config.access.is_open())
 }
 
 impl LocalMqtt {
@@ -188,7 +190,15 @@ impl Handler for AccessHook {
         match param {
             Parameter::ClientAuthenticate(info) => {
                 let password = info.password().map(|p| p.as_ref());
-                let result = match self.0.login(info.username().map(|u| u.as_ref()), password) {
+                let user = info.username().map(|u| u.as_ref());
+                let will = info.last_will().map(|w| match w {
+                    LastWill::V3(w) => w.topic.clone(),
+                    LastWill::V5(w) => w.topic.clone(),
+                });
+                let result = match self.0.login(user, password) {
+                    // A will is a publish: one on a topic the client may not publish to is refused
+                    // at CONNECT (as mosquitto does), since rmqtt sends wills past its ACL check.
+                    Login::Allowed if will.as_ref().is_some_and(|topic| !self.0.may_publish(user, topic)) => AuthResult::NotAuthorized,
                     Login::Allowed => AuthResult::Allow(false, None),
                     Login::BadCredentials => AuthResult::BadUsernameOrPassword,
                     Login::NotAuthorized => AuthResult::NotAuthorized,

@@ -144,6 +144,13 @@ async fn logins_and_topic_rules_on_a_trading_pair() {
         .await;
         assert_eq!(code, V5Code::BadUserNamePassword, "v5 {user}/{pass}");
     }
+    // A will on a topic the user may not publish to is a refused publish: refused at CONNECT.
+    let code = connack_v5(seller.mqtt_v5, "will5", |o| {
+        o.set_credentials("intruder", "in-secret");
+        o.set_last_will(rumqttc::v5::mqttbytes::v5::LastWill::new("sensors/x", "will", QoS::AtLeastOnce, false, None));
+    })
+    .await;
+    assert_eq!(code, V5Code::NotAuthorized, "a will into the sold stream");
     assert_eq!(connack_v4(seller.mqtt, "anon4", |_| {}).await, rumqttc::ConnectReturnCode::NotAuthorized);
     assert_eq!(connack_v5(seller.mqtt_v5, "anon5", |_| {}).await, V5Code::NotAuthorized);
     let out = Command::new("mosquitto_pub")
@@ -317,6 +324,14 @@ async fn the_broker_key_as_an_encrypted_keystore() {
     assert_eq!(json["version"], 3);
     assert_eq!(json["crypto"]["kdf"], "scrypt");
     supra_tests::fund(address, 10).await;
+    // `supra address` reads the keystore too.
+    let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
+        .args(["address", "--password-env", "KS_PW", "--key"])
+        .arg(dir.join("broker.json"))
+        .env("KS_PW", "correct horse")
+        .output()
+        .expect("supra address runs");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), address.to_string(), "{}", String::from_utf8_lossy(&out.stderr));
 
     for (password, starts) in [("correct horse", true), ("wrong horse", false)] {
         std::fs::write(dir.join("pw"), format!("{password}\n")).unwrap();
@@ -340,4 +355,36 @@ async fn the_broker_key_as_an_encrypted_keystore() {
             assert!(broker.log().contains("wrong password"), "a clear error:\n{}", broker.log());
         }
     }
+}
+
+/// What `supra passwd` writes, Debian's mosquitto 2.0 accepts as its own `password_file` (and what
+/// its mosquitto_passwd writes, supra accepts: the pair test above).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn supra_passwd_files_work_in_mosquitto() {
+    let root = TempDir::new("access-mosquitto");
+    let passwd = root.0.join("mqtt.passwd");
+    supra_passwd(&passwd, "alice", "al-secret");
+    let addr = supra_broker::probe::free_port().expect("a free port");
+    let conf = root.0.join("mosquitto.conf");
+    // `user root`: mosquitto started as root (a CI container) would switch to the `mosquitto` user,
+    // who cannot read the owner-only file; as anyone else the line does nothing.
+    let settings = format!("user root\nlistener {} 127.0.0.1\nallow_anonymous false\npassword_file {}\n", addr.port(), passwd.display());
+    std::fs::write(&conf, settings).unwrap();
+    let mut mosquitto = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto runs");
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while tokio::net::TcpStream::connect(addr).await.is_err() {
+        assert!(tokio::time::Instant::now() < deadline, "mosquitto does not listen");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let publish = |password: &str| {
+        Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &addr.port().to_string(), "-u", "alice", "-P", password, "-t", "t", "-m", "m"])
+            .output()
+            .expect("mosquitto_pub runs")
+    };
+    let (right, wrong) = (publish("al-secret"), publish("wrong"));
+    let _ = mosquitto.kill();
+    let _ = mosquitto.wait();
+    assert!(right.status.success(), "mosquitto accepts supra's hash: {}", String::from_utf8_lossy(&right.stderr));
+    assert!(!wrong.status.success(), "and refuses a wrong password");
 }
