@@ -160,7 +160,9 @@ fn warn_if_open(config: &MqttConfig) {
     if config.access.requires_login() {
         return;
     }
-    let open: Vec<String> = [Some(config.listen), config.listen_v5, config.tls.as_ref().map(|t| t.listen)]
+    // A TLS listener that requires client certificates authenticates its clients.
+    let tls = config.tls.as_ref().filter(|t| t.client_ca_file.is_none()).map(|t| t.listen);
+    let open: Vec<String> = [Some(config.listen), config.listen_v5, tls]
         .into_iter()
         .flatten()
         .filter(|a| !a.ip().is_loopback())
@@ -189,13 +191,16 @@ impl Handler for AccessHook {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         match param {
             Parameter::ClientAuthenticate(info) => {
-                let password = info.password().map(|p| p.as_ref());
-                let user = info.username().map(|u| u.as_ref());
+                let user = info.username().map(|u| u.to_string());
                 let will = info.last_will().map(|w| match w {
                     LastWill::V3(w) => w.topic.clone(),
                     LastWill::V5(w) => w.topic.clone(),
                 });
-                let result = match self.0.login(user, password) {
+                // Hashing a password takes milliseconds of CPU: off the async workers.
+                let (access, password, name) = (self.0.clone(), info.password().cloned(), user.clone());
+                let login = tokio::task::spawn_blocking(move || access.login(name.as_deref(), password.as_deref())).await;
+                let user = user.as_deref();
+                let result = match login.unwrap_or(Login::NotAuthorized) {
                     // A will is a publish: one on a topic the client may not publish to is refused
                     // at CONNECT (as mosquitto does), since rmqtt sends wills past its ACL check.
                     Login::Allowed if will.as_ref().is_some_and(|topic| !self.0.may_publish(user, topic)) => AuthResult::NotAuthorized,
