@@ -214,7 +214,8 @@ impl BrokerProc {
         assert!(status.success(), "kill {sig} {pid}");
     }
 
-    /// Waits until the process exits by itself, and returns its status.
+    /// Waits until the process exits by itself, and returns its status (mqtt_access.rs).
+    #[allow(dead_code)]
     pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
         let deadline = Instant::now() + within;
         loop {
