@@ -133,7 +133,8 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.key"),
         key_password: Default::default(),
-        mqtt: MqttConfig { listen: free_port().unwrap(), restart_hold_ms: 0, ..MqttConfig::default() },
+        mqtt: MqttConfig { restart_hold_ms: 0, ..MqttConfig::listening_on(free_port().unwrap()) },
+        external_mqtt: None,
         chain: ChainConfig {
             endpoint: ChainEndpoint::Rpc { url: rpc.into(), judge },
             onchain_delay_secs: 5,

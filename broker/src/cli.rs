@@ -27,6 +27,13 @@ enum Commands {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Check a configuration without starting anything: parse and validate it, load the key, and
+    /// check the sold terms against the judge's bounds. Exits non-zero with the first problem.
+    Check {
+        /// The TOML configuration to check.
+        #[arg(long, short)]
+        config: PathBuf,
+    },
     /// Make a new broker key (secp256k1) and print its address.
     Keygen {
         /// Where to write the key (readable by the owner only).
@@ -140,6 +147,21 @@ fn init_logging(default: &str) {
     let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(false).with_ansi(ansi).try_init();
 }
 
+/// Waits for SIGTERM (what service managers and `kill` send) or SIGINT (Ctrl-C).
+async fn stop_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+        (Ok(mut term), Ok(mut int)) => tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        },
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+            "SIGINT"
+        }
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("a tokio runtime")
 }
@@ -160,24 +182,43 @@ pub fn main() -> ExitCode {
                 Err(e) => return fail(e),
             };
             runtime().block_on(async move {
-                let broker = match Broker::start(config).await {
+                let mut broker = match Broker::start(config).await {
                     Ok(broker) => broker,
                     Err(e) => return fail(e),
                 };
-                tokio::select! {
-                    result = broker.node => match result {
+                let signal = tokio::select! {
+                    result = &mut broker.node => return match result {
                         Ok(Ok(())) => ExitCode::SUCCESS,
                         Ok(Err(e)) => fail(format!("stopped: {e}")),
                         Err(e) => fail(format!("stopped: {e}")),
                     },
-                    _ = tokio::signal::ctrl_c() => {
-                        // Everything that matters is already durable: stopping here loses nothing.
-                        eprintln!("supra: interrupted; state is durable, restart to resume");
-                        ExitCode::SUCCESS
+                    signal = stop_signal() => signal,
+                };
+                tracing::info!("{signal}: stopping gracefully (send it again to stop at once)");
+                tokio::select! {
+                    result = broker.shutdown() => match result {
+                        Ok(()) => {
+                            tracing::info!("stopped cleanly; restart to resume");
+                            ExitCode::SUCCESS
+                        }
+                        Err(e) => fail(format!("stopping: {e}")),
+                    },
+                    signal = stop_signal() => {
+                        // What was committed stays committed: a restart resumes from there, as
+                        // after a crash.
+                        eprintln!("supra: {signal} again: stopped at once; restart to resume");
+                        ExitCode::FAILURE
                     }
                 }
             })
         }
+        Commands::Check { config } => match check(&config) {
+            Ok(summary) => {
+                print!("{summary}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => fail(e),
+        },
         Commands::Keygen { out, keystore, password, force } => {
             let (secret, key) = keys::generate();
             let written = if keystore {
@@ -284,11 +325,50 @@ pub fn main() -> ExitCode {
         Commands::Demo(options) => {
             init_logging("warn");
             runtime().block_on(async move {
-                match crate::demo::run(options).await {
-                    Ok(_) => ExitCode::SUCCESS,
-                    Err(e) => fail(format!("demo failed: {e}")),
+                tokio::select! {
+                    result = crate::demo::run(options) => match result {
+                        Ok(_) => ExitCode::SUCCESS,
+                        Err(e) => fail(format!("demo failed: {e}")),
+                    },
+                    // Dropping the demo stops its Anvil; its brokers' state is a throwaway.
+                    signal = stop_signal() => fail(format!("demo stopped by {signal}")),
                 }
             })
         }
     }
+}
+
+/// `supra check`: what `supra run` checks before it binds or dials anything, and a summary.
+fn check(path: &std::path::Path) -> Result<String, String> {
+    let config = Config::load(path).map_err(|e| e.to_string())?;
+    let (key, _) = keys::load_any(&config.key_file, &config.key_password).map_err(|e| e.to_string())?;
+    crate::check_judge_limits(&crate::judge_limits_built_for(), &config.sell)?;
+    let chain = match &config.chain.endpoint {
+        crate::config::ChainEndpoint::Auto => "a private Anvil started with the broker (rpc = \"auto\")".to_owned(),
+        crate::config::ChainEndpoint::Rpc { url, judge } => format!("{url}, judge {judge}"),
+    };
+    let mut out = format!("{}: OK\n  broker address {}\n  chain: {chain}\n", path.display(), key.address());
+    match &config.external_mqtt {
+        Some(e) => out += &format!("  MQTT: client of the external broker at {}:{}{}", e.host, e.port, if e.tls { " (TLS)" } else { "" }),
+        None => {
+            out += &format!("  MQTT on {}", config.mqtt.listen);
+            if let Some(v5) = config.mqtt.listen_v5 {
+                out += &format!(" and {v5}");
+            }
+            if let Some(tls) = &config.mqtt.tls {
+                let mutual = if tls.client_ca_file.is_some() { ", client certificates required" } else { "" };
+                out += &format!(", TLS on {}{mutual}", tls.listen);
+            }
+            out += if config.mqtt.access.requires_login() { " (logins required)" } else { " (no login required)" };
+        }
+    }
+    out += &format!("\n  peer listener: {}\n", config.peer.listen.map_or("none (buys only)".to_owned(), |a| a.to_string()));
+    for s in &config.sell {
+        out += &format!("  sells `{}` at {} wei per message (W {}, T_ack {} s, T_closure {} s)\n", s.topic, s.price_wei, s.window, s.t_ack_secs, s.t_closure_secs);
+    }
+    for b in &config.buy {
+        out += &format!("  buys `{}` from {} at {} (deposit {} wei, at most {} wei per message)\n", b.topic, b.seller, b.endpoint, b.deposit_wei, b.max_price_wei);
+    }
+    out += &format!("  state in {}\n", config.data_dir.display());
+    Ok(out)
 }

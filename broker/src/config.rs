@@ -27,6 +27,8 @@ pub struct Config {
     /// Where the keystore's password comes from.
     pub key_password: KeyPassword,
     pub mqtt: MqttConfig,
+    /// The external broker when `mqtt.mode = "external"`.
+    pub external_mqtt: Option<ExternalMqttConfig>,
     pub chain: ChainConfig,
     pub peer: PeerConfig,
     pub sell: Vec<SellConfig>,
@@ -37,7 +39,15 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
-    /// MQTT 3.1.1 listener.
+    /// `embedded` (default): local clients connect to the rmqtt in this process; `external`:
+    /// Supra is a client of the broker in `[mqtt.external]` and opens no MQTT listener.
+    #[serde(default)]
+    pub mode: MqttMode,
+    /// The external broker, for `mode = "external"`.
+    #[serde(default)]
+    pub external: Option<ExternalMqttSection>,
+    /// MQTT 3.1.1 listener (default 127.0.0.1:1883).
+    #[serde(default = "default_listen")]
     pub listen: SocketAddr,
     /// Optional second MQTT listener (for MQTT 5 clients by convention; both listeners speak 3.1.1
     /// and 5).
@@ -78,11 +88,13 @@ pub struct MqttConfig {
     pub access: Access,
 }
 
-impl Default for MqttConfig {
-    /// One open listener on 127.0.0.1:1883, defaults elsewhere.
-    fn default() -> Self {
+impl MqttConfig {
+    /// An embedded broker on `listen` with every default (the demo and benches).
+    pub fn listening_on(listen: SocketAddr) -> MqttConfig {
         MqttConfig {
-            listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            mode: MqttMode::Embedded,
+            external: None,
+            listen,
             listen_v5: None,
             max_payload_size: default_max_payload(),
             restart_hold_ms: default_restart_hold(),
@@ -95,6 +107,101 @@ impl Default for MqttConfig {
             access: Access::default(),
         }
     }
+}
+
+/// Where local MQTT clients are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttMode {
+    #[default]
+    Embedded,
+    External,
+}
+
+/// `[mqtt.external]` as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExternalMqttSection {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS; needs `ca_file`).
+    url: String,
+    /// The persistent session's client id (default: `supra-` and the broker's address).
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    username: Option<String>,
+    /// File holding the password (first line), or the environment variable holding it.
+    #[serde(default)]
+    password_file: Option<PathBuf>,
+    #[serde(default)]
+    password_env: Option<String>,
+    /// PEM file of the CA that signed the external broker's certificate (mqtts://).
+    #[serde(default)]
+    ca_file: Option<PathBuf>,
+}
+
+/// The external broker, validated.
+#[derive(Debug, Clone)]
+pub struct ExternalMqttConfig {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+    pub ca_file: Option<PathBuf>,
+    pub client_id: Option<String>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+    /// Largest packet Supra accepts from it (`mqtt.max_payload_size`).
+    pub max_packet_size: u32,
+}
+
+impl ExternalMqttSection {
+    fn resolve(self, base: &Path, max_packet_size: usize) -> Result<ExternalMqttConfig, ConfigError> {
+        let (tls, rest) = match self.url.split_once("://") {
+            Some(("mqtt", rest)) => (false, rest),
+            Some(("mqtts", rest)) => (true, rest),
+            _ => return Err(invalid("mqtt.external.url", format!("`{}`: use mqtt://host:port or mqtts://host:port", self.url))),
+        };
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (host, port.parse::<u16>().map_err(|_| invalid("mqtt.external.url", format!("`{port}` is not a port")))?),
+            None => (rest, if tls { 8883 } else { 1883 }),
+        };
+        if host.is_empty() || host.contains('/') {
+            return Err(invalid("mqtt.external.url", format!("`{}`: no host", self.url)));
+        }
+        let ca_file = self.ca_file.map(|f| base.join(f));
+        if tls && ca_file.is_none() {
+            return Err(invalid("mqtt.external.ca_file", "required with an mqtts:// URL"));
+        }
+        if let Some(f) = ca_file.as_ref().filter(|f| !f.is_file()) {
+            return Err(invalid("mqtt.external.ca_file", format!("{} is not a readable file", f.display())));
+        }
+        let password = match (self.password_file, self.password_env) {
+            (Some(_), Some(_)) => return Err(invalid("mqtt.external.password_file", "give password_file or password_env, not both")),
+            (Some(file), None) => {
+                let file = base.join(file);
+                let text = std::fs::read_to_string(&file).map_err(|e| invalid("mqtt.external.password_file", format!("{}: {e}", file.display())))?;
+                Some(text.lines().next().unwrap_or_default().to_owned())
+            }
+            (None, Some(var)) => Some(std::env::var(&var).map_err(|_| invalid("mqtt.external.password_env", format!("environment variable `{var}` is not set")))?),
+            (None, None) => None,
+        };
+        if password.is_some() && self.username.is_none() {
+            return Err(invalid("mqtt.external.username", "a password needs a username"));
+        }
+        Ok(ExternalMqttConfig {
+            host: host.to_owned(),
+            port,
+            tls,
+            ca_file,
+            client_id: self.client_id,
+            username: self.username,
+            password,
+            max_packet_size: max_packet_size.min(u32::MAX as usize) as u32,
+        })
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1883))
 }
 
 /// Room kept in a sealed payload for the envelope (version, epoch, grant count, ephemeral key,
@@ -557,6 +664,12 @@ impl Config {
             }
         }
 
+        let external_mqtt = match (raw.mqtt.mode, raw.mqtt.external.clone()) {
+            (MqttMode::External, Some(section)) => Some(section.resolve(base, raw.mqtt.max_payload_size)?),
+            (MqttMode::External, None) => return Err(invalid("mqtt.external", "required with mode = \"external\" (url = \"mqtt://host:port\")")),
+            (MqttMode::Embedded, Some(_)) => return Err(invalid("mqtt.mode", "set mode = \"external\" to use [mqtt.external]")),
+            (MqttMode::Embedded, None) => None,
+        };
         let key_password = match (raw.key_password_file, raw.key_password_env) {
             (Some(_), Some(_)) => return Err(invalid("key_password_env", "set key_password_file or key_password_env, not both")),
             (Some(file), None) => KeyPassword::File(base.join(file)),
@@ -565,6 +678,18 @@ impl Config {
             (None, None) => KeyPassword::None,
         };
         let mut mqtt = raw.mqtt;
+        if mqtt.mode == MqttMode::External {
+            let set = [
+                ("mqtt.password_file", mqtt.password_file.is_some()),
+                ("mqtt.allow_anonymous", mqtt.allow_anonymous.is_some()),
+                ("mqtt.user", !mqtt.user.is_empty()),
+                ("mqtt.acl", !mqtt.acl.is_empty()),
+                ("mqtt.tls", mqtt.tls.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, on)| *on) {
+                return Err(invalid(*key, "applies to the embedded broker only: with mode = \"external\", the operator's broker does logins, rules and TLS"));
+            }
+        }
         mqtt.password_file = mqtt.password_file.map(|f| base.join(f));
         mqtt.access = Access::new(mqtt.password_file.as_deref(), mqtt.allow_anonymous, &mqtt.user, &mqtt.acl)
             .map_err(|(key, message)| invalid(key, message))?;
@@ -577,6 +702,7 @@ impl Config {
             key_file: base.join(raw.key_file),
             key_password,
             mqtt,
+            external_mqtt,
             chain: ChainConfig {
                 endpoint,
                 onchain_delay_secs: raw.chain.onchain_delay_secs,
@@ -701,5 +827,27 @@ mod tests {
         assert!(error_of(&format!("{base}max_deposit_wei = 1000\n")).contains("buy[0].top_up_messages"));
         assert!(error_of(&format!("{base}top_up_messages = 5\nmax_deposit_wei = 99\n")).contains("buy[0].max_deposit_wei"));
         assert!(error_of(&format!("{base}top_up_messages = 0\nmax_deposit_wei = 1000\n")).contains("buy[0].top_up_messages"));
+    }
+
+    #[test]
+    fn an_external_broker_is_named_by_url_and_checked() {
+        let external = |section: &str| format!("[mqtt]\nmode = \"external\"\n[mqtt.external]\n{section}");
+        let config = Config::parse(&external("url = \"mqtt://broker.local:1884\"\nusername = \"u\"\npassword_env = \"PATH\"\n"), Path::new(".")).unwrap();
+        let e = config.external_mqtt.expect("external");
+        assert_eq!((e.host.as_str(), e.port, e.tls, e.username.as_deref()), ("broker.local", 1884, false, Some("u")));
+        assert!(e.password.is_some_and(|p| !p.is_empty()));
+        assert_eq!(Config::parse(&external("url = \"mqtt://h\"\n"), Path::new(".")).unwrap().external_mqtt.unwrap().port, 1883);
+        assert!(error_of(&external("url = \"http://h:1\"\n")).contains("mqtt.external.url"));
+        assert!(error_of(&external("url = \"mqtt://h:x\"\n")).contains("mqtt.external.url"));
+        assert!(error_of(&external("url = \"mqtts://h:8883\"\n")).contains("mqtt.external.ca_file"));
+        assert!(error_of(&external("url = \"mqtts://h\"\nca_file = \"/nonexistent.pem\"\n")).contains("nonexistent.pem"));
+        assert!(error_of(&external("url = \"mqtt://h\"\npassword_env = \"SUPRA_SURELY_UNSET_VAR\"\nusername = \"u\"\n")).contains("SUPRA_SURELY_UNSET_VAR"));
+        assert!(error_of(&external("url = \"mqtt://h\"\npassword_env = \"PATH\"\n")).contains("mqtt.external.username"));
+        assert!(error_of("[mqtt]\nmode = \"external\"\n").contains("mqtt.external"));
+        assert!(error_of("[mqtt]\n[mqtt.external]\nurl = \"mqtt://h\"\n").contains("mqtt.mode"));
+        assert!(error_of("[mqtt]\nmode = \"sideways\"\n").contains("sideways"));
+        // Logins, rules and TLS are the embedded broker's; the external one has its own.
+        let acl = "[mqtt]\nmode = \"external\"\n[[mqtt.acl]]\nuser = \"a\"\n[mqtt.external]\nurl = \"mqtt://h\"\n";
+        assert!(error_of(acl).contains("mqtt.acl"), "{}", error_of(acl));
     }
 }

@@ -53,7 +53,8 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.json"),
         key_password: keys::KeyPassword::File(dir.join(name).join("key.password")),
-        mqtt: MqttConfig { listen: free_port().map_err(|e| e.to_string())?, restart_hold_ms: 0, ..MqttConfig::default() },
+        mqtt: MqttConfig { restart_hold_ms: 0, ..MqttConfig::listening_on(free_port().map_err(|e| e.to_string())?) },
+        external_mqtt: None,
         chain: ChainConfig {
             endpoint: ChainEndpoint::Rpc { url: rpc.to_owned(), judge },
             onchain_delay_secs: 3,

@@ -12,6 +12,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod external;
 pub mod keys;
 pub mod mqtt;
 pub mod node;
@@ -38,12 +39,7 @@ use crate::peer::LinkContext;
 /// sold payload cap relies on its `MAX_PAYLOAD_BYTES`), and every sold stream's terms must be
 /// within them (the judge would refuse to open its channels).
 pub fn check_judge_limits(limits: &supra_judge::JudgeLimits, sell: &[config::SellConfig]) -> Result<(), String> {
-    let built_for = supra_judge::JudgeLimits {
-        max_payload_bytes: supra_judge::MAX_PAYLOAD_BYTES,
-        max_t_ack_secs: supra_judge::MAX_T_ACK_SECS,
-        max_t_closure_secs: supra_judge::MAX_T_CLOSURE_SECS,
-        max_price_wei: supra_judge::MAX_PRICE_WEI,
-    };
+    let built_for = judge_limits_built_for();
     if *limits != built_for {
         return Err(format!("the judge's limits {limits:?} are not the ones this broker was built for ({built_for:?}): another judge version?"));
     }
@@ -56,6 +52,16 @@ pub fn check_judge_limits(limits: &supra_judge::JudgeLimits, sell: &[config::Sel
         }
     }
     Ok(())
+}
+
+/// The judge's bounds this broker was built for (the judge crate's constants).
+pub fn judge_limits_built_for() -> supra_judge::JudgeLimits {
+    supra_judge::JudgeLimits {
+        max_payload_bytes: supra_judge::MAX_PAYLOAD_BYTES,
+        max_t_ack_secs: supra_judge::MAX_T_ACK_SECS,
+        max_t_closure_secs: supra_judge::MAX_T_CLOSURE_SECS,
+        max_price_wei: supra_judge::MAX_PRICE_WEI,
+    }
 }
 
 /// Why a broker could not start.
@@ -89,6 +95,8 @@ pub struct Broker {
     pub node: tokio::task::JoinHandle<Result<(), store::StoreError>>,
     /// The private chain started for `rpc = "auto"`, kept alive as long as the broker.
     pub devnet: Option<Devnet>,
+    /// Peer listener, dialers and links (see [`Broker::shutdown`]).
+    links: (tokio_util::sync::CancellationToken, tokio_util::task::TaskTracker),
 }
 
 /// Deploys the judge on a devnet with its first dev account, and funds `fund` from it.
@@ -144,13 +152,17 @@ impl Broker {
         let restarting_buyer = !store.buyer_channels()?.is_empty();
         let sold: Vec<String> = config.sell.iter().map(|s| s.topic.clone()).collect();
         let (local_tx, local_rx) = mpsc::unbounded_channel();
-        let mqtt = mqtt::LocalMqtt::start(&config.mqtt, &sold, local_tx).await?;
+        let mqtt = match &config.external_mqtt {
+            None => mqtt::Mqtt::Embedded(mqtt::LocalMqtt::start(&config.mqtt, &sold, local_tx).await?),
+            Some(external) => mqtt::Mqtt::External(external::ExternalMqtt::start(external, &format!("supra-{}", key.address()), &sold, local_tx)?),
+        };
 
         let (links_tx, links_rx) = mpsc::unbounded_channel();
-        let ctx = LinkContext { domain, key: key.clone(), allow: Arc::new(config.peer.allow.clone()), events: links_tx };
+        let (closing, tasks) = (tokio_util::sync::CancellationToken::new(), tokio_util::task::TaskTracker::new());
+        let ctx = LinkContext { domain, key: key.clone(), allow: Arc::new(config.peer.allow.clone()), events: links_tx, closing: closing.clone(), tasks: tasks.clone() };
         if let Some(addr) = config.peer.listen {
             let listener = peer::bind(addr).await.map_err(|e| StartError::Peer(addr, e))?;
-            tokio::spawn(peer::serve(listener, ctx.clone()));
+            tasks.spawn(peer::serve(listener, ctx.clone()));
         }
 
         let (jobs_tx, jobs_rx) = mpsc::unbounded_channel();
@@ -184,16 +196,50 @@ impl Broker {
                 let _ = commands.send(Command::ReplayOutbox).await;
             }
             for (endpoint, seller) in sellers {
-                tokio::spawn(peer::keep_dialing(endpoint, seller, ctx.clone()));
+                ctx.tasks.spawn(peer::keep_dialing(endpoint, seller, ctx.clone()));
             }
         });
 
         let io = NodeIo { local: local_rx, links: links_rx, results: results_rx, events: events_rx, commands: commands_rx };
         let node = tokio::spawn(node.run(io));
-        tracing::info!("broker {} up: MQTT on {}", key.address(), config.mqtt.listen);
-        Ok(Broker { address: key.address(), judge, commands: commands_tx, node, devnet })
+        match &config.external_mqtt {
+            None => tracing::info!("broker {} up: MQTT on {}", key.address(), config.mqtt.listen),
+            Some(e) => tracing::info!("broker {} up: client of the MQTT broker at {}:{}", key.address(), e.host, e.port),
+        }
+        Ok(Broker { address: key.address(), judge, commands: commands_tx, node, devnet, links: (closing, tasks) })
+    }
+
+    /// Stops gracefully (SIGTERM, SIGINT): the node takes what local clients already published,
+    /// commits its last turn and hands every bought message to the embedded broker; then the links
+    /// write the node's last frames and close; then the Anvil started for `rpc = "auto"` stops.
+    /// Chain transactions in flight are not waited for: the next start reads every channel from
+    /// the chain again, as after a crash.
+    pub async fn shutdown(self) -> Result<(), String> {
+        let Broker { commands, node, devnet, links: (closing, tasks), .. } = self;
+        let stopped = match commands.send(Command::Shutdown).await {
+            Ok(()) => match node.await {
+                Ok(result) => result.map_err(|e| format!("last commit: {e}")),
+                Err(e) => Err(format!("node: {e}")),
+            },
+            Err(_) => Err("the node had already stopped".to_owned()),
+        };
+        closing.cancel();
+        tasks.close();
+        if tokio::time::timeout(LINKS_CLOSE_WITHIN, tasks.wait()).await.is_err() {
+            tracing::warn!("links still closing after {LINKS_CLOSE_WITHIN:?}; leaving them");
+        }
+        if let Some(devnet) = devnet {
+            let endpoint = devnet.endpoint().to_owned();
+            drop(devnet);
+            tracing::info!("stopped the private Anvil at {endpoint}");
+        }
+        stopped
     }
 }
+
+/// How long a graceful stop waits for links to write their last frames (a peer that does not
+/// read must not hold the stop).
+const LINKS_CLOSE_WITHIN: Duration = Duration::from_secs(3);
 
 #[cfg(test)]
 mod tests {
@@ -205,12 +251,7 @@ mod tests {
 
     #[test]
     fn a_judge_with_other_limits_or_terms_beyond_them_stop_the_start() {
-        let built_for = supra_judge::JudgeLimits {
-            max_payload_bytes: supra_judge::MAX_PAYLOAD_BYTES,
-            max_t_ack_secs: supra_judge::MAX_T_ACK_SECS,
-            max_t_closure_secs: supra_judge::MAX_T_CLOSURE_SECS,
-            max_price_wei: supra_judge::MAX_PRICE_WEI,
-        };
+        let built_for = judge_limits_built_for();
         assert_eq!(check_judge_limits(&built_for, &[sold(30)]), Ok(()));
         let older = supra_judge::JudgeLimits { max_payload_bytes: 256 * 1024, ..built_for };
         assert!(check_judge_limits(&older, &[]).unwrap_err().contains("another judge version"));

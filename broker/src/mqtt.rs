@@ -54,8 +54,16 @@ const NO_EXPIRY: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
 /// Handle on the embedded broker: publish into it. What local clients publish on sold topics
 /// arrives on the channel given to [`LocalMqtt::start`].
 pub struct LocalMqtt {
-    deliveries: mpsc::UnboundedSender<Publication>,
+    /// `None` once [`LocalMqtt::finish`] ran.
+    deliveries: Option<mpsc::UnboundedSender<(Publication, OutboxKey)>>,
+    delivering: Option<tokio::task::JoinHandle<()>>,
+    handed_over: HandedOver,
 }
+
+/// Which outbox entry a bought message comes from: (channel index, seq).
+pub type OutboxKey = (u64, u64);
+/// Outbox entries whose message the router has taken, in order, until the node collects them.
+type HandedOver = std::sync::Arc<std::sync::Mutex<Vec<OutboxKey>>>;
 
 /// Listener settings, chosen to match mosquitto's defaults where MQTT leaves them to the server.
 fn listener(name: &str, addr: SocketAddr, config: &MqttConfig) -> Result<rmqtt::net::Listener, MqttError> {
@@ -145,13 +153,33 @@ impl LocalMqtt {
             }
         });
         let (deliveries, rx) = mpsc::unbounded_channel();
-        tokio::spawn(deliver(scx, rx));
-        Ok(LocalMqtt { deliveries })
+        let handed_over = HandedOver::default();
+        let delivering = tokio::spawn(deliver(scx, rx, handed_over.clone()));
+        Ok(LocalMqtt { deliveries: Some(deliveries), delivering: Some(delivering), handed_over })
     }
 
-    /// Publishes to local subscribers (in order, after any earlier call).
-    pub fn publish(&mut self, publication: &Publication) -> Result<(), MqttError> {
-        self.deliveries.send(publication.clone()).map_err(|_| MqttError::Stopped)
+    /// Publishes to local subscribers (in order, after any earlier call). `key` comes back from
+    /// [`LocalMqtt::take_handed_over`] once the router has taken the message.
+    pub fn publish(&mut self, publication: &Publication, key: OutboxKey) -> Result<(), MqttError> {
+        let deliveries = self.deliveries.as_ref().ok_or(MqttError::Stopped)?;
+        deliveries.send((publication.clone(), key)).map_err(|_| MqttError::Stopped)
+    }
+
+    /// The outbox entries whose messages the router has taken since the last call, in publish
+    /// order. Only these may leave the durable outbox: a message still queued here is lost by a
+    /// crash unless the outbox replays it.
+    pub fn take_handed_over(&self) -> Vec<OutboxKey> {
+        self.handed_over.lock().map(|mut keys| std::mem::take(&mut *keys)).unwrap_or_default()
+    }
+
+    /// Waits until everything given to [`LocalMqtt::publish`] is in rmqtt's hands (routed to
+    /// its subscribers' sessions, retained); later publishes fail. For a graceful stop: what the
+    /// outbox forgets must have left Supra.
+    pub async fn finish(&mut self) {
+        self.deliveries = None;
+        if let Some(delivering) = self.delivering.take() {
+            let _ = delivering.await;
+        }
     }
 }
 
@@ -255,7 +283,12 @@ impl Handler for SoldTopicTap {
             && self.filters.iter().any(|f| crate::topics::matches(f, &publish.topic))
             && self.access.may_publish(from.id.username.as_deref(), &publish.topic)
         {
-            let _ = self.publishes.send(from_mqtt(publish));
+            if self.publishes.send(from_mqtt(publish)).is_err() {
+                // The node has stopped taking publishes (a graceful stop drains what it was
+                // given, then closes): hold this one, so that its publisher never gets a PUBACK
+                // for a message nobody will sell, and sends it again to the next run.
+                std::future::pending::<()>().await;
+            }
         }
         (true, acc)
     }
@@ -282,19 +315,22 @@ fn from_mqtt(publish: &Publish) -> Publication {
 
 /// Forwards what Supra bought into the router, one at a time so that order is kept. A message
 /// whose expiry ran out on the way is dropped, as the MQTT 5 server must (3.3.2.3.3).
-async fn deliver(scx: ServerContext, mut rx: mpsc::UnboundedReceiver<Publication>) {
+async fn deliver(scx: ServerContext, mut rx: mpsc::UnboundedReceiver<(Publication, OutboxKey)>, handed_over: HandedOver) {
     let me = Id::new(scx.node.id(), 0, None, None, "supra".into(), None);
-    while let Some(p) = rx.recv().await {
+    while let Some((p, key)) = rx.recv().await {
         let expiry_left = p.expiry_left_secs(now_ms());
         if expiry_left == Some(0) {
             tracing::debug!("bought message on {} expired before delivery", p.topic);
-            continue;
+        } else {
+            let retain = p.retain;
+            let publish = to_mqtt(p, expiry_left);
+            let expiry = retain.then(|| expiry_left.map_or(NO_EXPIRY, |s| Duration::from_secs(s.into())));
+            if let Err(e) = SessionState::forwards(&scx, From::from_system(me.clone()), publish, false, expiry).await {
+                tracing::warn!("local delivery: {e}");
+            }
         }
-        let retain = p.retain;
-        let publish = to_mqtt(p, expiry_left);
-        let expiry = retain.then(|| expiry_left.map_or(NO_EXPIRY, |s| Duration::from_secs(s.into())));
-        if let Err(e) = SessionState::forwards(&scx, From::from_system(me.clone()), publish, false, expiry).await {
-            tracing::warn!("local delivery: {e}");
+        if let Ok(mut keys) = handed_over.lock() {
+            keys.push(key);
         }
     }
 }
@@ -324,4 +360,47 @@ fn to_mqtt(p: Publication, expiry_left: Option<u32>) -> Publish {
         properties,
     };
     Publish { inner: Box::new(inner), target_clientid: None, delay_interval: None, create_time: Some(now_ms() as i64) }
+}
+
+/// Where Supra meets local MQTT clients: its embedded broker, or an external broker it is a client
+/// of (`[mqtt] mode = "external"`, see [`crate::external`]).
+pub enum Mqtt {
+    Embedded(LocalMqtt),
+    External(crate::external::ExternalMqtt),
+}
+
+impl Mqtt {
+    /// Delivers a bought message to local subscribers (in order, after any earlier call).
+    pub fn publish(&mut self, publication: &Publication, key: OutboxKey) -> Result<(), MqttError> {
+        match self {
+            Mqtt::Embedded(m) => m.publish(publication, key),
+            Mqtt::External(m) => m.publish(publication, key),
+        }
+    }
+
+    /// Outbox entries whose message has left Supra (routed by the embedded broker, or
+    /// acknowledged by the external one) since the last call.
+    pub fn take_handed_over(&self) -> Vec<OutboxKey> {
+        match self {
+            Mqtt::Embedded(m) => m.take_handed_over(),
+            Mqtt::External(m) => m.take_handed_over(),
+        }
+    }
+
+    /// What the node made of the first `taken` local publishes is durable. The embedded broker
+    /// acknowledged them already (its hook runs before the PUBACK); the external one is
+    /// acknowledged now.
+    pub fn committed(&self, taken: u64) {
+        if let Mqtt::External(m) = self {
+            m.committed(taken);
+        }
+    }
+
+    /// For a graceful stop: waits until every bought message has left Supra.
+    pub async fn finish(&mut self) {
+        match self {
+            Mqtt::Embedded(m) => m.finish().await,
+            Mqtt::External(m) => m.finish().await,
+        }
+    }
 }

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
 use crate::config::{BuyConfig, Config, SellConfig};
-use crate::mqtt::{LocalMqtt, Publication};
+use crate::mqtt::{Mqtt, Publication};
 
 /// Largest sealed plaintext a stream takes: what `mqtt.max_payload_size` lets in, plus the few
 /// bytes by which a publication's encoding can exceed its MQTT packet (of the 4 KiB the seal keeps).
@@ -53,6 +53,9 @@ pub enum Command {
     Close(ChannelId, oneshot::Sender<Result<(), String>>),
     /// Hand the outbox left by the last run to local subscribers (after the restart hold).
     ReplayOutbox,
+    /// Stop gracefully: take what local clients already published, commit, hand every bought
+    /// message to the embedded broker, and return from [`Node::run`].
+    Shutdown,
 }
 
 /// Counters for progress displays and tests.
@@ -114,7 +117,7 @@ pub struct Node {
     me: Arc<Keypair>,
     domain: Domain,
     store: Store,
-    mqtt: LocalMqtt,
+    mqtt: Mqtt,
     buyer_cfg: BuyerConfig,
     streams: Vec<Sold>,
     buys: Vec<Buy>,
@@ -123,8 +126,6 @@ pub struct Node {
     recovering: HashMap<ChannelId, (Offer, Signature, usize)>,
     links: HashMap<LinkId, Link>,
     jobs: mpsc::UnboundedSender<Job>,
-    /// Outbox entries handed to the embedded MQTT broker, to remove with the next commit.
-    outbox_done: Vec<(u64, u64)>,
     /// Opens whose channel record is now durable: forget their in-flight entry.
     openings_done: Vec<ChannelId>,
     /// The chain block up to which events were handled this turn (persisted at flush).
@@ -148,7 +149,7 @@ fn terms_of(cfg: &SellConfig) -> Terms {
 impl Node {
     /// Restores the engines from the store. Channels found there are re-checked on-chain (closes,
     /// accusations and settlements that happened while the broker was down).
-    pub fn restore(config: &Config, me: Arc<Keypair>, domain: Domain, mut store: Store, mqtt: LocalMqtt, jobs: mpsc::UnboundedSender<Job>) -> Result<Node, String> {
+    pub fn restore(config: &Config, me: Arc<Keypair>, domain: Domain, mut store: Store, mqtt: Mqtt, jobs: mpsc::UnboundedSender<Job>) -> Result<Node, String> {
         let now = now_ms();
         let seller_cfg = SellerConfig {
             delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,
@@ -212,7 +213,6 @@ impl Node {
             recovering,
             links: HashMap::new(),
             jobs,
-            outbox_done: Vec::new(),
             openings_done: Vec::new(),
             store_cursor: None,
             buyers_away: HashMap::new(),
@@ -264,7 +264,10 @@ impl Node {
             let sleep = tokio::time::sleep(std::time::Duration::from_millis(deadline.map_or(1_000, |d| d.saturating_sub(now).min(1_000))));
             tokio::select! {
                 biased;
-                Some(cmd) = io.commands.recv() => self.on_command(cmd),
+                Some(cmd) = io.commands.recv() => match cmd {
+                    Command::Shutdown => return self.finish(io).await,
+                    cmd => self.on_command(cmd),
+                },
                 Some(result) = io.results.recv() => self.on_result(result),
                 Some(batch) = io.events.recv() => self.on_events(batch),
                 Some(event) = io.links.recv() => {
@@ -289,6 +292,24 @@ impl Node {
                 self.forget_published()?;
             }
         }
+    }
+
+    /// The last turn of a graceful stop. Local publishes the hook already took are signed and
+    /// committed (the hook holds back any later one without a PUBACK), frames that arrived are
+    /// handled, and the outbox forgets only what the embedded broker has taken.
+    async fn finish(mut self, mut io: NodeIo) -> Result<(), StoreError> {
+        io.local.close();
+        while let Some(publication) = io.local.recv().await {
+            self.on_local(publication);
+        }
+        while let Ok(event) = io.links.try_recv() {
+            self.on_link(event);
+        }
+        self.flush()?;
+        self.mqtt.finish().await;
+        self.forget_published()?;
+        tracing::info!("node stopped: {} local publishes taken, {} delivered in this run, state committed", self.stats.local_publishes, self.stats.delivered);
+        Ok(())
     }
 
     fn next_timeout(&self) -> Option<UnixMs> {
@@ -361,12 +382,13 @@ impl Node {
         }
     }
 
+    /// Hands a bought message to the embedded broker; its outbox entry goes once the router has
+    /// taken it (`collect_handed_over`).
     fn publish_locally(&mut self, channel: u64, seq: u64, publication: &Publication) {
-        if let Err(e) = self.mqtt.publish(publication) {
+        if let Err(e) = self.mqtt.publish(publication, (channel, seq)) {
             tracing::error!("local delivery of {}: {e}", publication.topic);
         }
         self.stats.delivered += 1;
-        self.outbox_done.push((channel, seq));
     }
 
     // ----- links ---------------------------------------------------------------------------
@@ -890,6 +912,8 @@ impl Node {
                     tracing::error!("{e}");
                 }
             }
+            // Handled by `run`, which owns the inputs to drain.
+            Command::Shutdown => {}
         }
     }
 
@@ -928,10 +952,11 @@ impl Node {
         if let Some(block) = self.store_cursor.take() {
             batch.cursor(block);
         }
-        for (channel, seq) in self.outbox_done.drain(..) {
+        for (channel, seq) in self.mqtt.take_handed_over() {
             batch.outbox_done(channel, seq);
         }
         self.store.commit(batch)?;
+        self.mqtt.committed(self.stats.local_publishes);
         for id in self.openings_done.drain(..) {
             self.store.opened(id)?;
         }
@@ -948,16 +973,17 @@ impl Node {
         self.compact()
     }
 
-    /// Removes what was handed to the embedded MQTT broker from the outbox, durably. A crash between the hand-over
-    /// and this commit is the only way a delivery can repeat (it is replayed at restart), so the
-    /// removal is committed with the very next turn's records, or on its own before the node
-    /// waits for input.
+    /// Removes from the outbox, durably, what the embedded MQTT broker's router has taken. A crash
+    /// before that commit replays the delivery at restart (a duplicate, never a loss), so the
+    /// removal rides on the next turn's records, or is committed on its own before the node waits
+    /// for input (what the router takes meanwhile goes at the next turn, within a second).
     fn forget_published(&mut self) -> Result<(), StoreError> {
-        if self.outbox_done.is_empty() {
+        let done = self.mqtt.take_handed_over();
+        if done.is_empty() {
             return Ok(());
         }
         let mut batch = Batch::default();
-        for (channel, seq) in self.outbox_done.drain(..) {
+        for (channel, seq) in done {
             batch.outbox_done(channel, seq);
         }
         self.store.commit(batch)

@@ -19,6 +19,8 @@ use supra_channel::wire::{Frame, FrameBytes, FrameDecoder};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// How long a peer may take to complete the handshake.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -103,6 +105,10 @@ pub struct LinkContext {
     /// Buyers allowed to connect (empty: anyone).
     pub allow: Arc<Vec<Address>>,
     pub events: mpsc::UnboundedSender<LinkEvent>,
+    /// Cancelled when the broker stops: links write what the node queued, then close.
+    pub closing: CancellationToken,
+    /// The listener, dialers and links, so that a graceful stop can wait for them.
+    pub tasks: TaskTracker,
 }
 
 fn fresh_nonce() -> B256 {
@@ -145,7 +151,11 @@ fn split(stream: TcpStream) -> (FrameReader, tokio::net::tcp::OwnedWriteHalf) {
 /// Accepts buyer brokers on `listener` for as long as the broker runs.
 pub async fn serve(listener: TcpListener, ctx: LinkContext) {
     loop {
-        let (stream, addr) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = ctx.closing.cancelled() => return,
+        };
+        let (stream, addr) = match accepted {
             Ok(accepted) => accepted,
             Err(e) => {
                 tracing::warn!("peer listener: {e}");
@@ -154,7 +164,7 @@ pub async fn serve(listener: TcpListener, ctx: LinkContext) {
             }
         };
         let ctx = ctx.clone();
-        tokio::spawn(async move {
+        ctx.tasks.clone().spawn(async move {
             if let Err(e) = accept(stream, ctx).await {
                 tracing::info!("peer {addr} refused: {e}");
             }
@@ -211,14 +221,21 @@ async fn dial(endpoint: &str, expected: Address, ctx: &LinkContext) -> Result<(P
 pub async fn keep_dialing(endpoint: String, seller: Address, ctx: LinkContext) {
     let mut backoff = Duration::from_millis(200);
     loop {
-        match dial(&endpoint, seller, &ctx).await {
+        let dialled = tokio::select! {
+            dialled = dial(&endpoint, seller, &ctx) => dialled,
+            _ = ctx.closing.cancelled() => return,
+        };
+        match dialled {
             Ok((peer, reader, writer)) => {
                 backoff = Duration::from_millis(200);
                 run_link(Role::Buyer, peer, reader, writer, &ctx).await;
             }
             Err(e) => tracing::info!("seller {seller} at {endpoint}: {e}; retrying in {backoff:?}"),
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = ctx.closing.cancelled() => return,
+        }
         backoff = (backoff * 2).min(Duration::from_secs(10));
     }
 }
@@ -232,16 +249,31 @@ async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: t
     if ctx.events.send(LinkEvent::Up(LinkUp { id, role, peer, tx: LinkSender { tx } })).is_err() {
         return;
     }
+    let closing = ctx.closing.clone();
     let writing = async move {
         let mut writer = BufWriter::with_capacity(256 * 1024, writer);
-        while let Some(frame) = rx.recv().await {
+        loop {
+            let frame = tokio::select! {
+                biased;
+                frame = rx.recv() => frame,
+                _ = closing.cancelled() => {
+                    // The broker is stopping and its node has sent its last frames: write them,
+                    // then close our side (FIN), so that the peer sees a clean end, not silence.
+                    while let Ok(frame) = rx.try_recv() {
+                        writer.write_all(&frame).await?;
+                    }
+                    writer.flush().await?;
+                    writer.shutdown().await?;
+                    return Ok::<_, std::io::Error>("this broker is stopping");
+                }
+            };
+            let Some(frame) = frame else { return Ok("closed by this broker") };
             writer.write_all(&frame).await?;
             while let Ok(frame) = rx.try_recv() {
                 writer.write_all(&frame).await?;
             }
             writer.flush().await?;
         }
-        Ok::<_, std::io::Error>(())
     };
     let events = ctx.events.clone();
     let reading = async move {
@@ -251,7 +283,9 @@ async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: t
                 Err(_) => return Err::<(), _>(LinkError::Silent(SILENCE_LIMIT)),
             };
             if events.send(LinkEvent::Frame { id, peer: peer.address, frame }).is_err() {
-                return Err(LinkError::Closed);
+                // The node has stopped: the broker is stopping, and the writer closes the link
+                // once it has written the node's last frames.
+                std::future::pending::<()>().await;
             }
         }
     };
@@ -267,7 +301,7 @@ async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: t
         }
     };
     let reason = tokio::select! {
-        r = writing => match r { Ok(()) => "closed by this broker".to_owned(), Err(e) => e.to_string() },
+        r = writing => match r { Ok(why) => why.to_owned(), Err(e) => e.to_string() },
         r = reading => match r { Ok(()) => String::new(), Err(e) => e.to_string() },
         _ = pinging => "closed by this broker".to_owned(),
     };

@@ -63,7 +63,20 @@ impl Drop for Subscriber {
 impl Subscriber {
     /// Connects, subscribes to `filter` at QoS 1 and waits for the broker's SUBACK.
     pub async fn connect(addr: SocketAddr, id: &str, filter: &str, within: Duration) -> Result<Subscriber, String> {
-        let (client, mut eventloop) = AsyncClient::new(options(id, addr), 10_000);
+        Subscriber::connect_with(options(id, addr), filter, within).await
+    }
+
+    /// As [`connect`](Self::connect), with a persistent session (clean session off): the broker
+    /// keeps the subscription and queues messages while the subscriber or the broker restarts.
+    pub async fn connect_persistent(addr: SocketAddr, id: &str, filter: &str, within: Duration) -> Result<Subscriber, String> {
+        let mut options = options(id, addr);
+        options.set_clean_session(false);
+        Subscriber::connect_with(options, filter, within).await
+    }
+
+    async fn connect_with(options: MqttOptions, filter: &str, within: Duration) -> Result<Subscriber, String> {
+        let addr = format!("{}:{}", options.broker_address().0, options.broker_address().1);
+        let (client, mut eventloop) = AsyncClient::new(options, 10_000);
         client.subscribe(filter, QoS::AtLeastOnce).await.map_err(|e| e.to_string())?;
         wait_for(&mut eventloop, within, |p| matches!(p, Packet::SubAck(_))).await.map_err(|e| format!("no SUBACK from {addr}: {e}"))?;
         let (tx, rx) = mpsc::unbounded_channel();

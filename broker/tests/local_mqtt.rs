@@ -52,7 +52,7 @@ async fn a_burst_of_bought_messages_reaches_a_slow_qos1_subscriber_whole() {
     for i in 0..BURST {
         let mut p = Publication::plain("market/sensors/t", i.to_be_bytes().to_vec());
         p.qos = 1;
-        mqtt.publish(&p).unwrap();
+        mqtt.publish(&p, (7, i)).unwrap();
     }
     let mut next = 0u64;
     while next < BURST {
@@ -68,4 +68,11 @@ async fn a_burst_of_bought_messages_reaches_a_slow_qos1_subscriber_whole() {
             other => panic!("stalled after {next} of {BURST} messages: {other:?}"),
         }
     }
+    // Each message's outbox entry is released once the router took it, in order, each once.
+    mqtt.finish().await;
+    let released: Vec<(u64, u64)> = mqtt.take_handed_over();
+    assert_eq!(released, (0..BURST).map(|i| (7, i)).collect::<Vec<_>>());
+    assert!(mqtt.take_handed_over().is_empty());
+    let late = Publication::plain("market/sensors/t", vec![0]);
+    assert!(mqtt.publish(&late, (7, BURST)).is_err(), "a finished broker takes no more");
 }

@@ -13,7 +13,7 @@ mod harness;
 mod clients;
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -31,39 +31,6 @@ struct Target {
     name: &'static str,
     v4: SocketAddr,
     v5: SocketAddr,
-}
-
-/// mosquitto, killed on drop.
-struct Mosquitto(Child, #[allow(dead_code)] TempDir);
-
-impl Drop for Mosquitto {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_mosquitto() -> (Mosquitto, SocketAddr) {
-    let dir = TempDir::new("mosquitto-conformance");
-    let addr = supra_broker::probe::free_port().expect("a free port");
-    let conf = dir.0.join("mosquitto.conf");
-    std::fs::write(&conf, format!("listener {} 127.0.0.1\nallow_anonymous true\n", addr.port())).expect("mosquitto.conf");
-    let child = Command::new("mosquitto")
-        .arg("-c")
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto runs (scripts/install-tools installs Debian's mosquitto)");
-    (Mosquitto(child, dir), addr)
-}
-
-async fn wait_listening(addr: SocketAddr) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "{addr} does not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
 }
 
 /// Receives until `marker`, failing if anything else arrives first, then waits `QUIET` more.
@@ -537,12 +504,14 @@ const CASES: &[&str] = &[
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn supra_does_what_mosquitto_does_for_plain_mqtt_clients() {
-    let (_mosquitto, mosquitto_addr) = start_mosquitto();
+    let mosquitto_dir = TempDir::new("mosquitto-conformance");
+    let mosquitto = Mosquitto::start(&mosquitto_dir.0, false);
+    let mosquitto_addr = mosquitto.addr;
     let chain = chain().await;
     let root = TempDir::new("mqtt-conformance");
     let mut supra = BrokerProc::seller(&root.0, chain, chain.fresh_key().await, SellTerms::default(), "");
     supra.wait_ready(Duration::from_secs(30)).await;
-    wait_listening(mosquitto_addr).await;
+    mosquitto.wait_listening(WAIT).await;
     let targets = [
         Target { name: "mosquitto", v4: mosquitto_addr, v5: mosquitto_addr },
         Target { name: "supra", v4: supra.mqtt, v5: supra.mqtt_v5 },

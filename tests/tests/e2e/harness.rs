@@ -119,7 +119,7 @@ impl Default for SellTerms {
 }
 
 impl BrokerProc {
-    /// A broker with the config `toml` makes from its MQTT, MQTT 5 and peer ports.
+    /// A broker with the configuration `toml` makes of its MQTT, MQTT 5 and peer addresses.
     pub fn spawn_with(name: &str, root: &Path, secret: &[u8; 32], address: Address, toml: impl FnOnce(SocketAddr, SocketAddr, SocketAddr) -> String) -> BrokerProc {
         let dir = root.join(name);
         std::fs::create_dir_all(&dir).expect("broker dir");
@@ -202,6 +202,25 @@ impl BrokerProc {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM, as a service manager stops it; waits for the process to exit and returns how.
+    pub async fn terminate(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let status = Command::new("kill").args(["-TERM", &child.id().to_string()]).status().expect("kill runs");
+        assert!(status.success(), "kill -TERM");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                return status;
+            }
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{} still running {within:?} after SIGTERM:\n{}", self.name, self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -430,5 +449,76 @@ async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
             continue;
         }
         to.write_all(&buf[..n]).await?;
+    }
+}
+
+/// A Debian mosquitto on a loopback port of its own, stopped on drop. With `persistent`, it keeps
+/// sessions and queued messages across [`Mosquitto::restart`] (saved at a clean stop).
+pub struct Mosquitto {
+    pub addr: SocketAddr,
+    conf: PathBuf,
+    child: Option<Child>,
+}
+
+impl Mosquitto {
+    pub fn start(dir: &Path, persistent: bool) -> Mosquitto {
+        std::fs::create_dir_all(dir).expect("mosquitto dir");
+        let addr = free_port().expect("a free port");
+        let conf = dir.join("mosquitto.conf");
+        let mut text = format!("listener {} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n", addr.port());
+        if persistent {
+            text += &format!("persistence true\npersistence_location {}/\n", dir.display());
+            // Started as root, mosquitto runs as the `mosquitto` user: it must be able to save there.
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        }
+        std::fs::write(&conf, text).expect("mosquitto.conf");
+        let mut mosquitto = Mosquitto { addr, conf, child: None };
+        mosquitto.spawn();
+        mosquitto
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("mosquitto")
+            .arg("-c")
+            .arg(&self.conf)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("mosquitto runs (scripts/install-tools installs Debian's mosquitto)");
+        self.child = Some(child);
+    }
+
+    /// SIGTERM (mosquitto saves its sessions), then the same broker again on the same port.
+    pub async fn restart(&mut self, within: Duration) {
+        self.stop();
+        self.spawn();
+        self.wait_listening(within).await;
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while child.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub async fn wait_listening(&self, within: Duration) {
+        let deadline = Instant::now() + within;
+        while tokio::net::TcpStream::connect(self.addr).await.is_err() {
+            assert!(Instant::now() < deadline, "mosquitto at {} does not listen", self.addr);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
