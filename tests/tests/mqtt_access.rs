@@ -364,18 +364,12 @@ async fn supra_passwd_files_work_in_mosquitto() {
     let root = TempDir::new("access-mosquitto");
     let passwd = root.0.join("mqtt.passwd");
     supra_passwd(&passwd, "alice", "al-secret");
-    let addr = supra_broker::probe::free_port().expect("a free port");
-    let conf = root.0.join("mosquitto.conf");
     // `user root`: mosquitto started as root (a CI container) would switch to the `mosquitto` user,
     // who cannot read the owner-only file; as anyone else the line does nothing.
-    let settings = format!("user root\nlistener {} 127.0.0.1\nallow_anonymous false\npassword_file {}\n", addr.port(), passwd.display());
-    std::fs::write(&conf, settings).unwrap();
-    let mut mosquitto = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto runs");
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while tokio::net::TcpStream::connect(addr).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "mosquitto does not listen");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let settings = format!("user root\nallow_anonymous false\npassword_file {}\n", passwd.display());
+    let mosquitto = Mosquitto::start_with(&root.0.join("mosquitto"), false, &settings);
+    mosquitto.wait_listening(WAIT).await;
+    let addr = mosquitto.addr;
     let publish = |password: &str| {
         Command::new("mosquitto_pub")
             .args(["-h", "127.0.0.1", "-p", &addr.port().to_string(), "-u", "alice", "-P", password, "-t", "t", "-m", "m"])
@@ -383,8 +377,7 @@ async fn supra_passwd_files_work_in_mosquitto() {
             .expect("mosquitto_pub runs")
     };
     let (right, wrong) = (publish("al-secret"), publish("wrong"));
-    let _ = mosquitto.kill();
-    let _ = mosquitto.wait();
+    drop(mosquitto);
     assert!(right.status.success(), "mosquitto accepts supra's hash: {}", String::from_utf8_lossy(&right.stderr));
     assert!(!wrong.status.success(), "and refuses a wrong password");
 }

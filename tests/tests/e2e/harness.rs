@@ -462,10 +462,15 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start(dir: &Path, persistent: bool) -> Mosquitto {
+        Mosquitto::start_with(dir, persistent, "allow_anonymous true\n")
+    }
+
+    /// With `settings` (mosquitto.conf lines) instead of `allow_anonymous true`.
+    pub fn start_with(dir: &Path, persistent: bool, settings: &str) -> Mosquitto {
         std::fs::create_dir_all(dir).expect("mosquitto dir");
         let addr = free_port().expect("a free port");
         let conf = dir.join("mosquitto.conf");
-        let mut text = format!("listener {} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n", addr.port());
+        let mut text = format!("listener {} 127.0.0.1\n{settings}max_queued_messages 0\n", addr.port());
         if persistent {
             text += &format!("persistence true\npersistence_location {}/\n", dir.display());
             // Started as root, mosquitto runs as the `mosquitto` user: it must be able to save there.
