@@ -210,8 +210,8 @@ fn warn_if_open(config: &MqttConfig) {
 /// username or password) or 5 / 0x87 (not authorised), a refused subscription SUBACK 0x80 / 0x87.
 /// A refused publish gets PUBACK (or PUBREC) 0x87 from MQTT 5 at QoS 1 and 2; MQTT 3.1.1 has no
 /// refusal code, and MQTT 5 at QoS 0 no acknowledgement, so there the connection is closed (MQTT
-/// 3.1.1 3.3.5: acknowledge or close; rmqtt closes without a DISCONNECT packet), never a silent
-/// drop.
+/// 3.1.1 3.3.5: acknowledge or close; MQTT 5 gets DISCONNECT 0x87 first, a patch of
+/// vendor/rmqtt), never a silent drop.
 struct AccessHook(Arc<Access>);
 
 #[async_trait]
