@@ -222,6 +222,12 @@ async fn run(mut eventloop: EventLoop, client: AsyncClient, subscriptions: Vec<F
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
             Ok(_) => {}
+            Err(rumqttc::v5::ConnectionError::ConnectionRefused(code)) => {
+                lock(&state).connected = false;
+                tracing::error!("external MQTT broker {url} refused the connection: {code:?} (check [mqtt.external] username, password, client_id); retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
             Err(e) => {
                 let was_connected = std::mem::replace(&mut lock(&state).connected, false);
                 if was_connected {

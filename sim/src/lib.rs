@@ -26,6 +26,7 @@
 #![warn(missing_docs)]
 
 pub mod baseline;
+pub mod capacity;
 pub mod chain;
 pub mod crypto;
 pub mod judge;

@@ -7,7 +7,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use supra_sim::params::{Crypto, DelayDist, Protocol, RunConfig, Scenario};
 use supra_sim::sweep::{self, default_threads};
-use supra_sim::{crypto, plot};
+use supra_sim::{capacity, crypto, plot};
 
 /// Discrete-event simulator: the real supra-channel engine (SUPRA hybrid channels) against SDPP
 /// and pay-before-delivery (PPSP) over lossy links and a block-time chain.
@@ -40,6 +40,17 @@ enum Cmd {
         /// the wall time.
         #[arg(long)]
         crypto_cost: bool,
+    },
+    /// How far one judge on one chain goes: subscriptions, fallback posts, claims, top-ups and
+    /// disputes per second, from the simulated gas of an honest subscription and the judge's gas
+    /// table, for Ethereum L1 and an L2 (assumed gas limits) or the chain you give.
+    Capacity {
+        /// Your chain's gas limit per block (with --block-secs): replaces the default chains.
+        #[arg(long, requires = "block_secs")]
+        gas_per_block: Option<u64>,
+        /// Your chain's block time in seconds.
+        #[arg(long, requires = "gas_per_block")]
+        block_secs: Option<f64>,
     },
     /// Sweeps over loss rate, N and K: one CSV per sweep and PNG plots in --out.
     Sweep {
@@ -234,6 +245,23 @@ fn main() -> anyhow::Result<()> {
                 sweep::write_csv(&p, "table", &results)?;
                 println!("wrote {}", p.display());
             }
+        }
+        Cmd::Capacity { gas_per_block, block_secs } => {
+            let chains = match (gas_per_block, block_secs) {
+                (Some(gas_per_block), Some(block_secs)) if gas_per_block > 0 && block_secs > 0.0 => vec![capacity::ChainProfile {
+                    name: format!("{gas_per_block} gas / {block_secs} s"),
+                    gas_per_block,
+                    block_secs,
+                }],
+                (Some(_), Some(_)) => bail!("--gas-per-block and --block-secs must be positive"),
+                _ => capacity::ChainProfile::defaults(),
+            };
+            let costs = capacity::measure(base.n);
+            println!(
+                "an honest subscription of {} messages: {} transactions, {} gas ({} without cooperative close)\n",
+                base.n, costs.subscription_txs, costs.subscription, costs.subscription_without_cooperative
+            );
+            print!("{}", capacity::format(&costs, &chains));
         }
         Cmd::Run {
             protocol,

@@ -18,32 +18,6 @@ use supra_broker::status::ChannelRole;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-fn seller_on(root: &std::path::Path, chain: &Chain, key: ([u8; 32], alloy::primitives::Address), mosquitto: &Mosquitto) -> BrokerProc {
-    let (rpc, judge, url) = (chain.rpc().to_owned(), chain.judge, format!("mqtt://{}", mosquitto.addr));
-    BrokerProc::spawn_with("seller", root, &key.0, key.1, |_, _, peer| {
-        format!(
-            "[mqtt]\nmode = \"external\"\n[mqtt.external]\nurl = \"{url}\"\n\
-             [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = 2\npoll_interval_ms = 100\nclaim_threshold_wei = 0\n\
-             [peer]\nlisten = \"{peer}\"\n\
-             [[sell]]\ntopic = \"sensors/#\"\nprice_wei = {PRICE_WEI}\nwindow = 64\nt_ack_secs = 60\nt_closure_secs = 3\n"
-        )
-    })
-}
-
-fn buyer_on(root: &std::path::Path, chain: &Chain, key: ([u8; 32], alloy::primitives::Address), seller: &BrokerProc, mosquitto: &Mosquitto) -> BrokerProc {
-    let (rpc, judge, url) = (chain.rpc().to_owned(), chain.judge, format!("mqtt://{}", mosquitto.addr));
-    let (address, endpoint) = (seller.address, seller.peer);
-    BrokerProc::spawn_with("buyer", root, &key.0, key.1, |_, _, _| {
-        format!(
-            "[mqtt]\nmode = \"external\"\nrestart_hold_ms = 0\n[mqtt.external]\nurl = \"{url}\"\n\
-             [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n\
-             [[buy]]\nseller = \"{address}\"\nendpoint = \"{endpoint}\"\ntopic = \"sensors/#\"\n\
-             deposit_wei = {}\nmax_price_wei = {PRICE_WEI}\nlocal_prefix = \"market/\"\n",
-            10_000 * PRICE_WEI
-        )
-    })
-}
-
 async fn publish(publisher: &Publisher, range: std::ops::Range<u64>) {
     for i in range {
         publisher.publish(&format!("sensors/room{}/t", i % 4), payload(i)).await.expect("publish");
@@ -60,9 +34,9 @@ async fn beside_two_mosquittos_a_supra_crash_and_a_mosquitto_restart_lose_nothin
     mosquitto_a.wait_listening(SECS(10)).await;
     mosquitto_b.wait_listening(SECS(10)).await;
 
-    let mut a = seller_on(&dir.0, chain, chain.fresh_key().await, &mosquitto_a);
+    let mut a = BrokerProc::external_seller(&dir.0, chain, chain.rpc(), chain.fresh_key().await, mosquitto_a.addr);
     a.wait_ready(SECS(30)).await;
-    let mut b = buyer_on(&dir.0, chain, chain.fresh_key().await, &a, &mosquitto_b);
+    let mut b = BrokerProc::external_buyer(&dir.0, chain, chain.rpc(), chain.fresh_key().await, (a.address, a.peer), mosquitto_b.addr, "");
     b.wait_ready(SECS(30)).await;
     let mut subscriber = Subscriber::connect_persistent(mosquitto_b.addr, "sub", "market/sensors/#", SECS(10)).await.expect("subscribe at mosquitto B");
     let channel = a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await.channel;

@@ -182,6 +182,40 @@ impl BrokerProc {
         })
     }
 
+    /// A seller of `sensors/#` beside the MQTT broker at `mqtt` (external mode), reaching the chain
+    /// through `rpc`.
+    pub fn external_seller(root: &Path, chain: &Chain, rpc: &str, key: ([u8; 32], Address), mqtt: SocketAddr) -> BrokerProc {
+        let judge = chain.judge;
+        BrokerProc::spawn_with("seller", root, &key.0, key.1, |_, _, peer| {
+            format!(
+                "[mqtt]\nmode = \"external\"\n[mqtt.external]\nurl = \"mqtt://{mqtt}\"\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = 2\npoll_interval_ms = 100\nclaim_threshold_wei = 0\n\
+                 [peer]\nlisten = \"{peer}\"\n\
+                 [[sell]]\ntopic = \"sensors/#\"\nprice_wei = {PRICE_WEI}\nwindow = 64\nt_ack_secs = 60\nt_closure_secs = 3\n"
+            )
+        })
+    }
+
+    /// A buyer of `(seller, endpoint)`'s `sensors/#` beside the MQTT broker at `mqtt`, republished
+    /// there under `market/`, with a deposit of 10 000 messages (and `buy_extra` in its `[[buy]]`).
+    pub fn external_buyer(root: &Path, chain: &Chain, rpc: &str, key: ([u8; 32], Address), (seller, endpoint): (Address, SocketAddr), mqtt: SocketAddr, buy_extra: &str) -> BrokerProc {
+        let judge = chain.judge;
+        BrokerProc::spawn_with("buyer", root, &key.0, key.1, |_, _, _| {
+            format!(
+                "[mqtt]\nmode = \"external\"\nrestart_hold_ms = 0\n[mqtt.external]\nurl = \"mqtt://{mqtt}\"\n\
+                 [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n\
+                 [[buy]]\nseller = \"{seller}\"\nendpoint = \"{endpoint}\"\ntopic = \"sensors/#\"\n\
+                 deposit_wei = {}\nmax_price_wei = {PRICE_WEI}\nlocal_prefix = \"market/\"\n{buy_extra}\n",
+                10_000 * PRICE_WEI
+            )
+        })
+    }
+
+    /// Whether the process is running (not killed, not exited).
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+    }
+
     /// Starts (or restarts) the process.
     pub fn start(&mut self) {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("broker.log")).expect("log");
