@@ -132,6 +132,7 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
     Config {
         data_dir: dir.join(name).join("data"),
         key_file: dir.join(name).join("broker.key"),
+        key_password: Default::default(),
         mqtt: MqttConfig { restart_hold_ms: 0, sys_interval_secs: 0, ..MqttConfig::listening_on(free_port().unwrap()) },
         external_mqtt: None,
         chain: ChainConfig {

@@ -36,27 +36,45 @@ enum Commands {
     },
     /// Make a new broker key (secp256k1) and print its address.
     Keygen {
-        /// Where to write the key (hex, readable by the owner only).
+        /// Where to write the key (readable by the owner only).
         #[arg(long, short, default_value = "broker.key")]
         out: PathBuf,
+        /// Write an encrypted JSON keystore (v3, scrypt) rather than hex. Its password comes from
+        /// --password-file or --password-env, else from the terminal (twice) or standard input.
+        #[arg(long)]
+        keystore: bool,
+        #[command(flatten)]
+        password: PasswordArgs,
         /// Overwrite an existing file.
         #[arg(long)]
         force: bool,
     },
     /// Print the address of a key file.
     Address {
-        /// The key file.
+        /// The key file (hex or keystore).
         #[arg(long, short, default_value = "broker.key")]
         key: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
     },
     /// Deploy the judge contract and print its address.
     Deploy {
         /// JSON-RPC URL of the chain.
         #[arg(long)]
         rpc: String,
-        /// Key file of the deploying account (pays the gas).
+        /// Key file of the deploying account (pays the gas; hex or keystore).
         #[arg(long, short)]
         key: PathBuf,
+        #[command(flatten)]
+        password: PasswordArgs,
+    },
+    /// Add a user to an MQTT password file (mosquitto_passwd's format; created if missing), or
+    /// change its password. The password is read from the terminal (twice) or standard input.
+    Passwd {
+        /// The password file (`mqtt.password_file`).
+        file: PathBuf,
+        /// The user name.
+        user: String,
     },
     /// Show the channels of a running broker: messages, acks, cost, claimed, deposit.
     Channels {
@@ -78,6 +96,48 @@ enum Commands {
     },
     /// Run the demo: a private Anvil with the judge, two brokers, a publisher and a subscriber.
     Demo(crate::demo::DemoOptions),
+}
+
+/// Where the password of a keystore comes from on the command line.
+#[derive(Debug, clap::Args)]
+struct PasswordArgs {
+    /// A file whose first line is the keystore's password.
+    #[arg(long, conflicts_with = "password_env")]
+    password_file: Option<PathBuf>,
+    /// An environment variable holding the keystore's password.
+    #[arg(long)]
+    password_env: Option<String>,
+}
+
+impl PasswordArgs {
+    fn source(&self) -> keys::KeyPassword {
+        match (&self.password_file, &self.password_env) {
+            (Some(file), _) => keys::KeyPassword::File(file.clone()),
+            (None, Some(name)) => keys::KeyPassword::Env(name.clone()),
+            (None, None) => keys::KeyPassword::None,
+        }
+    }
+}
+
+/// Reads a new password: from the terminal without echo (asked twice), else the first line of
+/// standard input.
+fn new_password(what: &str) -> Result<String, String> {
+    let password = if std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        let first = rpassword::prompt_password(format!("{what}: ")).map_err(|e| e.to_string())?;
+        let again = rpassword::prompt_password(format!("{what} again: ")).map_err(|e| e.to_string())?;
+        if first != again {
+            return Err("the passwords differ".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line).map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+        line.trim_end_matches(['\r', '\n']).to_owned()
+    };
+    if password.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(password)
 }
 
 fn init_logging(default: &str) {
@@ -159,9 +219,22 @@ pub fn main() -> ExitCode {
             }
             Err(e) => fail(e),
         },
-        Commands::Keygen { out, force } => {
+        Commands::Keygen { out, keystore, password, force } => {
             let (secret, key) = keys::generate();
-            match keys::write(&out, &secret, force) {
+            let written = if keystore {
+                let password = match password.source().read() {
+                    Ok(Some(p)) => Ok(p),
+                    Ok(None) => new_password("keystore password"),
+                    Err(e) => Err(e.to_string()),
+                };
+                match password {
+                    Ok(p) => keys::write_keystore(&out, &secret, &p, force),
+                    Err(e) => return fail(e),
+                }
+            } else {
+                keys::write(&out, &secret, force)
+            };
+            match written {
                 Ok(()) => {
                     println!("{}", key.address());
                     eprintln!("wrote {} (keep it secret; fund this address to pay gas)", out.display());
@@ -170,15 +243,24 @@ pub fn main() -> ExitCode {
                 Err(e) => fail(e),
             }
         }
-        Commands::Address { key } => match keys::load(&key) {
+        Commands::Address { key, password } => match keys::load_any(&key, &password.source()) {
             Ok((key, _)) => {
                 println!("{}", key.address());
                 ExitCode::SUCCESS
             }
             Err(e) => fail(e),
         },
-        Commands::Deploy { rpc, key } => {
-            let secret = match keys::load(&key) {
+        Commands::Passwd { file, user } => {
+            match new_password(&format!("password of {user}")).and_then(|p| crate::access::set_password(&file, &user, &p)) {
+                Ok(()) => {
+                    eprintln!("{user} set in {}", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
+        }
+        Commands::Deploy { rpc, key, password } => {
+            let secret = match keys::load_any(&key, &password.source()) {
                 Ok((_, secret)) => B256::from(secret),
                 Err(e) => return fail(e),
             };
@@ -259,7 +341,7 @@ pub fn main() -> ExitCode {
 /// `supra check`: what `supra run` checks before it binds or dials anything, and a summary.
 fn check(path: &std::path::Path) -> Result<String, String> {
     let config = Config::load(path).map_err(|e| e.to_string())?;
-    let (key, _) = keys::load(&config.key_file).map_err(|e| e.to_string())?;
+    let (key, _) = keys::load_any(&config.key_file, &config.key_password).map_err(|e| e.to_string())?;
     crate::check_judge_limits(&crate::judge_limits_built_for(), &config.sell)?;
     let chain = match &config.chain.endpoint {
         crate::config::ChainEndpoint::Auto => "a private Anvil started with the broker (rpc = \"auto\")".to_owned(),
@@ -273,6 +355,11 @@ fn check(path: &std::path::Path) -> Result<String, String> {
             if let Some(v5) = config.mqtt.listen_v5 {
                 out += &format!(" and {v5}");
             }
+            if let Some(tls) = &config.mqtt.tls {
+                let mutual = if tls.client_ca_file.is_some() { ", client certificates required" } else { "" };
+                out += &format!(", TLS on {}{mutual}", tls.listen);
+            }
+            out += if config.mqtt.access.requires_login() { " (logins required)" } else { " (no login required)" };
         }
     }
     out += &format!("\n  peer listener: {}\n", config.peer.listen.map_or("none (buys only)".to_owned(), |a| a.to_string()));

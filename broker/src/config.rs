@@ -11,6 +11,8 @@ use std::str::FromStr;
 use alloy_primitives::{Address, U256};
 use serde::Deserialize;
 
+use crate::access::{Access, AclRule, RawUser, TlsConfig};
+use crate::keys::KeyPassword;
 use crate::topics::{check_filter, overlap};
 use supra_channel::buyer::TopUpPolicy;
 
@@ -19,8 +21,11 @@ use supra_channel::buyer::TopUpPolicy;
 pub struct Config {
     /// Directory of the durable state (created if missing).
     pub data_dir: PathBuf,
-    /// File holding the broker's secp256k1 key as hex (`supra keygen` writes one).
+    /// File holding the broker's secp256k1 key: an encrypted JSON keystore (`supra keygen
+    /// --keystore`) or hex (`supra keygen`).
     pub key_file: PathBuf,
+    /// Where the keystore's password comes from.
+    pub key_password: KeyPassword,
     pub mqtt: MqttConfig,
     /// The external broker when `mqtt.mode = "external"`.
     pub external_mqtt: Option<ExternalMqttConfig>,
@@ -88,6 +93,24 @@ pub struct MqttConfig {
     /// `$SYS/supra/...` on the embedded broker (0: never).
     #[serde(default = "default_sys_interval")]
     pub sys_interval_secs: u64,
+    /// A mosquitto password file of the clients that may log in (see [`crate::access`]).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Whether clients without a username may connect (default: only when no user is configured).
+    #[serde(default)]
+    pub allow_anonymous: Option<bool>,
+    /// Users with their password hashes, beside or instead of `password_file`.
+    #[serde(default)]
+    pub user: Vec<RawUser>,
+    /// Per-user topic rules for publishing and subscribing.
+    #[serde(default)]
+    pub acl: Vec<AclRule>,
+    /// An MQTT-over-TLS listener.
+    #[serde(default)]
+    pub tls: Option<TlsConfig>,
+    /// What the settings above allow, checked by [`Config::parse`].
+    #[serde(skip)]
+    pub access: Access,
 }
 
 impl MqttConfig {
@@ -102,6 +125,12 @@ impl MqttConfig {
             restart_hold_ms: default_restart_hold(),
             max_queued_messages: default_max_queued(),
             sys_interval_secs: default_sys_interval(),
+            password_file: None,
+            allow_anonymous: None,
+            user: Vec::new(),
+            acl: Vec::new(),
+            tls: None,
+            access: Access::default(),
         }
     }
 }
@@ -333,6 +362,10 @@ struct RawConfig {
     data_dir: PathBuf,
     #[serde(default = "default_key_file")]
     key_file: PathBuf,
+    #[serde(default)]
+    key_password_file: Option<PathBuf>,
+    #[serde(default)]
+    key_password_env: Option<String>,
     mqtt: MqttConfig,
     #[serde(default)]
     chain: RawChain,
@@ -714,10 +747,38 @@ impl Config {
             (MqttMode::Embedded, Some(_)) => return Err(invalid("mqtt.mode", "set mode = \"external\" to use [mqtt.external]")),
             (MqttMode::Embedded, None) => None,
         };
+        let key_password = match (raw.key_password_file, raw.key_password_env) {
+            (Some(_), Some(_)) => return Err(invalid("key_password_env", "set key_password_file or key_password_env, not both")),
+            (Some(file), None) => KeyPassword::File(base.join(file)),
+            (None, Some(name)) if name.is_empty() => return Err(invalid("key_password_env", "empty variable name")),
+            (None, Some(name)) => KeyPassword::Env(name),
+            (None, None) => KeyPassword::None,
+        };
+        let mut mqtt = raw.mqtt;
+        if mqtt.mode == MqttMode::External {
+            let set = [
+                ("mqtt.password_file", mqtt.password_file.is_some()),
+                ("mqtt.allow_anonymous", mqtt.allow_anonymous.is_some()),
+                ("mqtt.user", !mqtt.user.is_empty()),
+                ("mqtt.acl", !mqtt.acl.is_empty()),
+                ("mqtt.tls", mqtt.tls.is_some()),
+            ];
+            if let Some((key, _)) = set.iter().find(|(_, on)| *on) {
+                return Err(invalid(*key, "applies to the embedded broker only: with mode = \"external\", the operator's broker does logins, rules and TLS"));
+            }
+        }
+        mqtt.password_file = mqtt.password_file.map(|f| base.join(f));
+        mqtt.access = Access::new(mqtt.password_file.as_deref(), mqtt.allow_anonymous, &mqtt.user, &mqtt.acl)
+            .map_err(|(key, message)| invalid(key, message))?;
+        if let Some(tls) = &mut mqtt.tls {
+            tls.resolve(base).map_err(|(key, message)| invalid(key, message))?;
+        }
+
         Ok(Config {
             data_dir: base.join(raw.data_dir),
             key_file: base.join(raw.key_file),
-            mqtt: raw.mqtt,
+            key_password,
+            mqtt,
             external_mqtt,
             chain: ChainConfig {
                 endpoint,
@@ -769,6 +830,23 @@ mod tests {
         assert!(parse_wei("12 parsecs").is_err());
         assert!(parse_wei("-3").is_err());
         assert!(parse_wei("").is_err());
+    }
+
+    #[test]
+    fn access_tls_and_keystore_settings() {
+        let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n";
+        let hash = crate::access::PasswordHash::new("pw").to_string();
+        let ok = format!("key_password_env = \"PW\"\n{base}[[mqtt.user]]\nname = \"a\"\npassword_hash = \"{hash}\"\n[[mqtt.acl]]\nuser = \"a\"\npublish = [\"s/#\"]\n");
+        let config = Config::parse(&ok, Path::new(".")).expect("parses");
+        assert!(config.mqtt.access.requires_login());
+        assert_eq!(config.key_password, KeyPassword::Env("PW".into()));
+        assert!(error_of(&format!("{base}[[mqtt.user]]\nname = \"a\"\npassword_hash = \"plain\"\n")).contains("mqtt.user[0].password_hash"));
+        assert!(error_of(&format!("{base}[[mqtt.acl]]\nuser = \"a\"\nsubscribe = [\"a/#/b\"]\n")).contains("mqtt.acl[0].subscribe"));
+        assert!(error_of(&format!("{base}password_file = \"/nonexistent/passwd\"\n")).contains("/nonexistent/passwd"));
+        let tls = error_of(&format!("{base}[mqtt.tls]\nlisten = \"127.0.0.1:8883\"\ncert_file = \"/nonexistent/server.crt\"\nkey_file = \"k\"\n"));
+        assert!(tls.contains("mqtt.tls.cert_file") && tls.contains("/nonexistent/server.crt"), "{tls}");
+        let both = format!("key_password_env = \"PW\"\nkey_password_file = \"f\"\n{base}");
+        assert!(error_of(&both).contains("key_password_env"));
     }
 
     fn error_of(text: &str) -> String {
@@ -863,5 +941,8 @@ mod tests {
         assert!(error_of("[mqtt]\nmode = \"external\"\n").contains("mqtt.external"));
         assert!(error_of("[mqtt]\n[mqtt.external]\nurl = \"mqtt://h\"\n").contains("mqtt.mode"));
         assert!(error_of("[mqtt]\nmode = \"sideways\"\n").contains("sideways"));
+        // Logins, rules and TLS are the embedded broker's; the external one has its own.
+        let acl = "[mqtt]\nmode = \"external\"\n[[mqtt.acl]]\nuser = \"a\"\n[mqtt.external]\nurl = \"mqtt://h\"\n";
+        assert!(error_of(acl).contains("mqtt.acl"), "{}", error_of(acl));
     }
 }

@@ -51,7 +51,8 @@ pub struct DemoReport {
 fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -> Result<Config, String> {
     Ok(Config {
         data_dir: dir.join(name).join("data"),
-        key_file: dir.join(name).join("broker.key"),
+        key_file: dir.join(name).join("broker.json"),
+        key_password: keys::KeyPassword::File(dir.join(name).join("key.password")),
         mqtt: MqttConfig { restart_hold_ms: 0, ..MqttConfig::listening_on(free_port().map_err(|e| e.to_string())?) },
         external_mqtt: None,
         chain: ChainConfig {
@@ -117,7 +118,12 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
     });
     for (config, secret) in [(&seller, &seller_secret), (&buyer, &buyer_secret)] {
         std::fs::create_dir_all(config.data_dir.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;
-        keys::write(&config.key_file, secret, true).map_err(|e| e.to_string())?;
+        // Each key in an encrypted keystore, as an operator's should be (a random password in a file).
+        let password = hex::encode(rand::random::<[u8; 16]>());
+        if let keys::KeyPassword::File(path) = &config.key_password {
+            std::fs::write(path, &password).map_err(|e| e.to_string())?;
+        }
+        keys::write_keystore(&config.key_file, secret, &password, true).map_err(|e| e.to_string())?;
     }
 
     let (seller_mqtt, buyer_mqtt) = (seller.mqtt.listen, buyer.mqtt.listen);

@@ -6,6 +6,7 @@
 //! ([`chain`]), the durable store ([`store`]), the operator socket ([`admin`]), and the [`node`]
 //! task that owns the protocol engines.
 
+pub mod access;
 pub mod admin;
 pub mod chain;
 pub mod cli;
@@ -116,7 +117,7 @@ pub async fn devnet_with_judge(fund: &[Address]) -> Result<(Devnet, Address), St
 impl Broker {
     /// Starts a broker from a validated configuration.
     pub async fn start(config: Config) -> Result<Broker, StartError> {
-        let (key, secret) = keys::load(&config.key_file)?;
+        let (key, secret) = keys::load_any(&config.key_file, &config.key_password)?;
         let key = Arc::new(key);
         let secret = B256::from(secret);
         let (rpc, judge_address, devnet) = match &config.chain.endpoint {

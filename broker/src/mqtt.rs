@@ -14,6 +14,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -24,9 +25,11 @@ use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
 use rmqtt::session::SessionState;
-use rmqtt::types::{From, Id, Publish};
+use rmqtt::codec::v5::SubscribeAckReason;
+use rmqtt::types::{AuthResult, From, Id, LastWill, Publish, PublishAclResult, SubscribeAclResult};
 use tokio::sync::mpsc;
 
+use crate::access::{Access, Login, TlsConfig};
 use crate::config::MqttConfig;
 pub use crate::publication::{MessageProperties, Publication};
 use crate::publication::now_ms;
@@ -36,6 +39,8 @@ use crate::publication::now_ms;
 pub enum MqttError {
     #[error("MQTT listener {0} is not free: {1}")]
     Listen(SocketAddr, String),
+    #[error("MQTT TLS listener {0}")]
+    Tls(String),
     #[error("embedded MQTT broker: {0}")]
     Start(String),
     #[error("embedded MQTT broker has stopped")]
@@ -78,6 +83,31 @@ type HandedOver = std::sync::Arc<std::sync::Mutex<Vec<OutboxKey>>>;
 
 /// Listener settings, chosen to match mosquitto's defaults where MQTT leaves them to the server.
 fn listener(name: &str, addr: SocketAddr, config: &MqttConfig) -> Result<rmqtt::net::Listener, MqttError> {
+    builder(name, addr, config).bind().and_then(|b| b.tcp()).map_err(|e| MqttError::Listen(addr, e.to_string()))
+}
+
+/// The TLS listener of `[mqtt.tls]` (certificate files checked by the config already).
+fn tls_listener(tls: &TlsConfig, config: &MqttConfig) -> Result<rmqtt::net::Listener, MqttError> {
+    let path = |p: &std::path::Path| p.display().to_string();
+    builder("mqtt-tls", tls.listen, config)
+        .tls_cert(Some(path(&tls.cert_file)))
+        .tls_key(Some(path(&tls.key_file)))
+        .tls_cross_certificate(tls.client_ca_file.is_some())
+        .tls_client_ca_certs(tls.client_ca_file.as_deref().map(path))
+        .bind()
+        .and_then(|b| b.tls())
+        .map_err(|e| {
+            MqttError::Tls(format!(
+                "{} (cert_file {}, key_file {}{}): {e:#}",
+                tls.listen,
+                tls.cert_file.display(),
+                tls.key_file.display(),
+                tls.client_ca_file.as_ref().map(|f| format!(", client_ca_file {}", f.display())).unwrap_or_default()
+            ))
+        })
+}
+
+fn builder(name: &str, addr: SocketAddr, config: &MqttConfig) -> Builder {
     // The whole PUBLISH (topic and properties too) is what gets sealed, so the limit is on the packet.
     let packet_size = config.max_payload_size.min(u32::MAX as usize) as u32;
     Builder::new()
@@ -91,9 +121,9 @@ fn listener(name: &str, addr: SocketAddr, config: &MqttConfig) -> Result<rmqtt::
         .max_mqueue_len(config.max_queued_messages.max(1))
         .max_topic_aliases(10)
         .message_expiry_interval(NO_EXPIRY)
-        .bind()
-        .and_then(|b| b.tcp())
-        .map_err(|e| MqttError::Listen(addr, e.to_string()))
+        // Unless access is open, every CONNECT goes through the login hook (anonymous ones too, for
+        // their will's topic).
+        .allow_anonymous(config.access.is_open())
 }
 
 impl LocalMqtt {
@@ -109,6 +139,11 @@ impl LocalMqtt {
         if let Some(addr) = config.listen_v5 {
             listeners.push(listener("mqtt-v5", addr, config)?);
         }
+        if let Some(tls) = &config.tls {
+            listeners.push(tls_listener(tls, config)?);
+        }
+        warn_if_open(config);
+        let access = Arc::new(config.access.clone());
         let scx = ServerContext::new()
             .plugins_config_map_add("rmqtt-retainer", r#"storage.type = "ram""#)
             .build()
@@ -116,7 +151,11 @@ impl LocalMqtt {
         rmqtt_retainer::register(&scx, true, false).await.map_err(|e| MqttError::Start(e.to_string()))?;
         scx.plugins.start("rmqtt-retainer").await.map_err(|e| MqttError::Start(e.to_string()))?;
         let hooks = scx.extends.hook_mgr().register();
-        hooks.add(Type::MessagePublish, Box::new(SoldTopicTap { filters: filters.to_vec(), publishes })).await;
+        let tap = SoldTopicTap { filters: filters.to_vec(), publishes, access: access.clone() };
+        hooks.add(Type::MessagePublish, Box::new(tap)).await;
+        for typ in [Type::ClientAuthenticate, Type::ClientSubscribeCheckAcl, Type::MessagePublishCheckAcl] {
+            hooks.add(typ, Box::new(AccessHook(access.clone()))).await;
+        }
         hooks.start().await;
 
         let mut server = MqttServer::new(scx.clone());
@@ -161,10 +200,96 @@ impl LocalMqtt {
     }
 }
 
+/// Warns loudly when a listener beyond loopback lets anyone in.
+fn warn_if_open(config: &MqttConfig) {
+    if config.access.requires_login() {
+        return;
+    }
+    // A TLS listener that requires client certificates authenticates its clients.
+    let tls = config.tls.as_ref().filter(|t| t.client_ca_file.is_none()).map(|t| t.listen);
+    let open: Vec<String> = [Some(config.listen), config.listen_v5, tls]
+        .into_iter()
+        .flatten()
+        .filter(|a| !a.ip().is_loopback())
+        .map(|a| a.to_string())
+        .collect();
+    if !open.is_empty() {
+        tracing::warn!(
+            "MQTT listener(s) {} reachable beyond this machine WITHOUT authentication: anyone can read every bought \
+             stream and publish into every sold one. Set mqtt.password_file or [[mqtt.user]] (and [[mqtt.acl]]), \
+             or listen on 127.0.0.1",
+            open.join(", ")
+        );
+    }
+}
+
+/// Logins and topic rules ([`Access`]) in rmqtt's hooks: a refused login gets CONNACK 4 / 0x86 (bad
+/// username or password) or 5 / 0x87 (not authorised), a refused subscription SUBACK 0x80 / 0x87.
+/// A refused publish gets PUBACK (or PUBREC) 0x87 from MQTT 5 at QoS 1 and 2; MQTT 3.1.1 has no
+/// refusal code, and MQTT 5 at QoS 0 no acknowledgement, so there the connection is closed (MQTT
+/// 3.1.1 3.3.5: acknowledge or close; MQTT 5 gets DISCONNECT 0x87 first, a patch of
+/// vendor/rmqtt), never a silent drop.
+struct AccessHook(Arc<Access>);
+
+#[async_trait]
+impl Handler for AccessHook {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(info) => {
+                let user = info.username().map(|u| u.to_string());
+                let will = info.last_will().map(|w| match w {
+                    LastWill::V3(w) => w.topic.clone(),
+                    LastWill::V5(w) => w.topic.clone(),
+                });
+                // Hashing a password takes milliseconds of CPU: off the async workers.
+                let (access, password, name) = (self.0.clone(), info.password().cloned(), user.clone());
+                let login = tokio::task::spawn_blocking(move || access.login(name.as_deref(), password.as_deref())).await;
+                let user = user.as_deref();
+                let result = match login.unwrap_or(Login::NotAuthorized) {
+                    // A will is a publish: one on a topic the client may not publish to is refused
+                    // at CONNECT (as mosquitto does), since rmqtt sends wills past its ACL check.
+                    Login::Allowed if will.as_ref().is_some_and(|topic| !self.0.may_publish(user, topic)) => AuthResult::NotAuthorized,
+                    Login::Allowed => AuthResult::Allow(false, None),
+                    Login::BadCredentials => AuthResult::BadUsernameOrPassword,
+                    Login::NotAuthorized => AuthResult::NotAuthorized,
+                };
+                if !matches!(result, AuthResult::Allow(..)) {
+                    tracing::info!("MQTT login refused: client {} user {:?}: {result:?}", info.id().client_id, info.username());
+                }
+                (false, Some(HookResult::AuthResult(result)))
+            }
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let user = session.id.username.as_deref();
+                if self.0.may_subscribe(user, &subscribe.topic_filter) {
+                    (true, acc)
+                } else {
+                    tracing::info!("MQTT subscription refused: user {user:?} to {}", subscribe.topic_filter);
+                    (false, Some(HookResult::SubscribeAclResult(SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized))))
+                }
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let user = session.id.username.as_deref();
+                if self.0.may_publish(user, &publish.topic) {
+                    return (true, acc);
+                }
+                let v5 = session.protocol().await.is_ok_and(|p| p == 5);
+                let disconnect = !v5 || publish.qos == QoS::AtMostOnce;
+                tracing::info!("MQTT publish refused: user {user:?} on {}{}", publish.topic, if disconnect { " (disconnected)" } else { "" });
+                let reason = Some("not authorised to publish on this topic".into());
+                (false, Some(HookResult::PublishAclResult(PublishAclResult::rejected(disconnect, reason))))
+            }
+            _ => (true, acc),
+        }
+    }
+}
+
 /// The publish hook: hands every local client publish (or will message) on a sold topic to the node.
+/// It runs before rmqtt's publish ACL check, so it applies the publish rules itself: a refused
+/// publish is never sold.
 struct SoldTopicTap {
     filters: Vec<String>,
     publishes: mpsc::UnboundedSender<Publication>,
+    access: Arc<Access>,
 }
 
 #[async_trait]
@@ -173,6 +298,7 @@ impl Handler for SoldTopicTap {
         if let Parameter::MessagePublish(_, from, publish) = param
             && !from.is_system()
             && self.filters.iter().any(|f| crate::topics::matches(f, &publish.topic))
+            && self.access.may_publish(from.id.username.as_deref(), &publish.topic)
         {
             if self.publishes.send(from_mqtt(publish)).is_err() {
                 // The node has stopped taking publishes (a graceful stop drains what it was

@@ -26,22 +26,9 @@ pub fn check_name(topic: &str) -> Result<(), String> {
 }
 
 /// Whether `topic` matches `filter`. Topics starting with `$` match no wildcard at their first
-/// level (MQTT 3.1.1 §4.7.2).
+/// level (MQTT 3.1.1 §4.7.2). A topic holds no wildcard, so this is [`covers`] for one topic.
 pub fn matches(filter: &str, topic: &str) -> bool {
-    if topic.starts_with('$') && (filter.starts_with('+') || filter.starts_with('#')) {
-        return false;
-    }
-    let mut filter_levels = filter.split('/');
-    let mut topic_levels = topic.split('/');
-    loop {
-        match (filter_levels.next(), topic_levels.next()) {
-            (Some("#"), _) => return true,
-            (Some("+"), Some(_)) => {}
-            (Some(f), Some(t)) if f == t => {}
-            (None, None) => return true,
-            _ => return false,
-        }
-    }
+    covers(filter, topic)
 }
 
 /// Whether some topic matches both filters.
@@ -53,6 +40,25 @@ pub fn overlap(a: &str, b: &str) -> bool {
             (Some("#"), _) | (_, Some("#")) => return true,
             (None, None) => return true,
             (Some(x), Some(y)) if x == "+" || y == "+" || x == y => {}
+            _ => return false,
+        }
+    }
+}
+
+/// Whether every topic `filter` matches is matched by `allowed` (`sensors/#` covers `sensors/+/t`;
+/// `sensors/+` does not cover `sensors/#`).
+pub fn covers(allowed: &str, filter: &str) -> bool {
+    // Wildcards at the first level do not match `$` topics ($SYS/...).
+    if filter.starts_with('$') && allowed.starts_with(['+', '#']) {
+        return false;
+    }
+    let (mut a, mut f) = (allowed.split('/'), filter.split('/'));
+    loop {
+        match (a.next(), f.next()) {
+            (Some("#"), _) => return true,
+            (Some("+"), Some(level)) if level != "#" => {}
+            (Some(x), Some(y)) if x == y => {}
+            (None, None) => return true,
             _ => return false,
         }
     }
@@ -97,5 +103,19 @@ mod tests {
         assert!(!overlap("sensors/#", "market/#"));
         assert!(!overlap("a/b", "a/b/c"));
         assert!(overlap("#", "anything"));
+    }
+
+    #[test]
+    fn filters_cover() {
+        assert!(covers("sensors/#", "sensors/+/temp"));
+        assert!(covers("sensors/#", "sensors"));
+        assert!(covers("sensors/+/temp", "sensors/a/temp"));
+        assert!(!covers("sensors/+/temp", "sensors/#"));
+        assert!(!covers("sensors/+", "sensors/+/x"));
+        assert!(!covers("sensors/a", "sensors/+"));
+        assert!(covers("#", "a/b"));
+        assert!(!covers("#", "$SYS/x"));
+        assert!(!covers("+/x", "$SYS/x"));
+        assert!(covers("$SYS/#", "$SYS/x"));
     }
 }

@@ -149,7 +149,7 @@ pub async fn v4(addr: SocketAddr, id: &str, setup: impl FnOnce(&mut rumqttc::Mqt
 }
 
 impl V4 {
-    async fn next<T>(&mut self, within: Duration, pick: impl FnMut(rumqttc::Packet) -> Option<T>) -> Option<T> {
+    pub async fn next<T>(&mut self, within: Duration, pick: impl FnMut(rumqttc::Packet) -> Option<T>) -> Option<T> {
         next_matching(&mut self.events, within, pick).await
     }
 

@@ -273,6 +273,20 @@ impl BrokerProc {
         assert!(status.success(), "kill {sig} {pid}");
     }
 
+    /// Waits until the process exits by itself, and returns its status (mqtt_access.rs).
+    #[allow(dead_code)]
+    pub async fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
+                self.child = None;
+                return status;
+            }
+            assert!(Instant::now() < deadline, "{} still runs after {within:?}:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("broker.log")).unwrap_or_default()
     }
@@ -490,10 +504,15 @@ pub struct Mosquitto {
 
 impl Mosquitto {
     pub fn start(dir: &Path, persistent: bool) -> Mosquitto {
+        Mosquitto::start_with(dir, persistent, "allow_anonymous true\n")
+    }
+
+    /// With `settings` (mosquitto.conf lines) instead of `allow_anonymous true`.
+    pub fn start_with(dir: &Path, persistent: bool, settings: &str) -> Mosquitto {
         std::fs::create_dir_all(dir).expect("mosquitto dir");
         let addr = free_port().expect("a free port");
         let conf = dir.join("mosquitto.conf");
-        let mut text = format!("listener {} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n", addr.port());
+        let mut text = format!("listener {} 127.0.0.1\n{settings}max_queued_messages 0\n", addr.port());
         if persistent {
             text += &format!("persistence true\npersistence_location {}/\n", dir.display());
             // Started as root, mosquitto runs as the `mosquitto` user: it must be able to save there.

@@ -206,6 +206,17 @@ impl SessionState {
             }
             Err(reason) => {
                 log::debug!("{} Reason: {}", self.id, reason);
+                // (MQTT 5 4.13.2) A v5 session ended for a refused publish (an ACL hook asking to
+                // disconnect) says why, with the publish's reason code, before the connection
+                // closes: the DISCONNECT sent further down comes after `sink.close()`.
+                if let (Sink::V5(s), Reason::MqttError(MqttError::PublishAckReason(code, why))) = (&mut sink, &reason) {
+                    let d = v5::Disconnect {
+                        reason_code: code.to_reason_code(),
+                        reason_string: Some(why.clone()),
+                        ..Default::default()
+                    };
+                    let _ = s.send_disconnect(d).await;
+                }
                 let _ = self.disconnected_reason_add(reason).await;
             }
         }
