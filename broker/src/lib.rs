@@ -117,6 +117,9 @@ pub async fn devnet_with_judge(fund: &[Address]) -> Result<(Devnet, Address), St
 impl Broker {
     /// Starts a broker from a validated configuration.
     pub async fn start(config: Config) -> Result<Broker, StartError> {
+        // rustls is built with two crypto back-ends here (see broker/Cargo.toml) and would panic
+        // at the first TLS handshake (an mqtts:// external broker) without a choice.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let (key, secret) = keys::load_any(&config.key_file, &config.key_password)?;
         let key = Arc::new(key);
         let secret = B256::from(secret);

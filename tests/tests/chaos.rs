@@ -68,7 +68,7 @@ async fn brokers_killed_links_cut_and_rpc_lost_at_random_lose_nothing_and_every_
     let anvil: std::net::SocketAddr = chain.rpc().trim_start_matches("http://").parse().expect("anvil address");
     let (rpc_a, rpc_b) = (CuttableLink::to(anvil).await, CuttableLink::to(anvil).await);
 
-    let mut a = BrokerProc::external_seller(&dir.0, chain, &format!("http://{}", rpc_a.addr), chain.fresh_key().await, mosquitto_a.addr);
+    let mut a = BrokerProc::external_seller(&dir.0, chain, &format!("http://{}", rpc_a.addr), chain.fresh_key().await, &format!("mqtt://{}", mosquitto_a.addr), "");
     a.wait_ready(SECS(30)).await;
     let link = CuttableLink::to(a.peer).await;
     // The buyer tops its deposit up by 10 000 messages whenever fewer than 5 000 are left (the

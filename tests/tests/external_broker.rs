@@ -34,7 +34,7 @@ async fn beside_two_mosquittos_a_supra_crash_and_a_mosquitto_restart_lose_nothin
     mosquitto_a.wait_listening(SECS(10)).await;
     mosquitto_b.wait_listening(SECS(10)).await;
 
-    let mut a = BrokerProc::external_seller(&dir.0, chain, chain.rpc(), chain.fresh_key().await, mosquitto_a.addr);
+    let mut a = BrokerProc::external_seller(&dir.0, chain, chain.rpc(), chain.fresh_key().await, &format!("mqtt://{}", mosquitto_a.addr), "");
     a.wait_ready(SECS(30)).await;
     let mut b = BrokerProc::external_buyer(&dir.0, chain, chain.rpc(), chain.fresh_key().await, (a.address, a.peer), mosquitto_b.addr, "");
     b.wait_ready(SECS(30)).await;
@@ -80,4 +80,64 @@ async fn beside_two_mosquittos_a_supra_crash_and_a_mosquitto_restart_lose_nothin
     let info = wait_settled(&chain.reader().await, channel, SECS(60)).await;
     assert_eq!(info.claimed, U256::from(sold * PRICE_WEI), "seller paid sold x price");
     assert_eq!(info.acked, sold, "the buyer acknowledged every sold message");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_with_a_password_the_stream_flows_and_a_wrong_password_is_refused_aloud() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("external-tls");
+    let pki = dir.0.join("pki");
+    std::fs::create_dir_all(&pki).unwrap();
+    make_pki(&pki);
+    let passwords = dir.0.join("passwords");
+    let made = std::process::Command::new("mosquitto_passwd").args(["-b", "-c"]).arg(&passwords).args(["supra", "s3cret"]).status().expect("mosquitto_passwd runs");
+    assert!(made.success(), "mosquitto_passwd");
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&passwords, std::fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    // mosquitto A: TLS only, logins required.
+    let p = pki.display();
+    let settings = format!("cafile {p}/ca.crt\ncertfile {p}/server.crt\nkeyfile {p}/server.key\nallow_anonymous false\npassword_file {}\n", passwords.display());
+    let mosquitto_a = Mosquitto::start_with(&dir.0.join("mosquitto-a"), false, &settings);
+    let mosquitto_b = Mosquitto::start(&dir.0.join("mosquitto-b"), false);
+    mosquitto_a.wait_listening(SECS(10)).await;
+    mosquitto_b.wait_listening(SECS(10)).await;
+    std::fs::write(dir.0.join("mqtt-password"), "s3cret\n").unwrap();
+    let url = format!("mqtts://{}", mosquitto_a.addr);
+    let tls = format!("ca_file = \"{p}/ca.crt\"\nusername = \"supra\"\npassword_file = \"{}\"", dir.0.join("mqtt-password").display());
+
+    let mut a = BrokerProc::external_seller(&dir.0, chain, chain.rpc(), chain.fresh_key().await, &url, &tls);
+    a.wait_ready(SECS(30)).await;
+    let mut b = BrokerProc::external_buyer(&dir.0, chain, chain.rpc(), chain.fresh_key().await, (a.address, a.peer), mosquitto_b.addr, "");
+    b.wait_ready(SECS(30)).await;
+    let mut subscriber = Subscriber::connect(mosquitto_b.addr, "sub", "market/sensors/#", SECS(10)).await.expect("subscribe at mosquitto B");
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+    // A TLS publisher with its own login, as an operator's device would be.
+    let port = mosquitto_a.addr.port().to_string();
+    for i in 0..5u64 {
+        let payload = String::from_utf8(payload(i)).expect("text payload");
+        let out = std::process::Command::new("mosquitto_pub")
+            .args(["-h", "127.0.0.1", "-p", &port, "--cafile", &format!("{p}/ca.crt"), "-u", "supra", "-P", "s3cret", "-q", "1", "-t", "sensors/tls", "-m", &payload])
+            .output()
+            .expect("mosquitto_pub runs");
+        assert!(out.status.success(), "mosquitto_pub over TLS: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let mut seen = BTreeMap::new();
+    collect(&mut subscriber, &mut seen, 5, SECS(30)).await;
+    assert_eq!(seen.keys().copied().collect::<Vec<_>>(), (0..5).collect::<Vec<_>>(), "the five TLS publishes crossed:\n{}", a.log());
+
+    // The same seller set-up with a wrong password: refused, said as an error, and retried.
+    std::fs::write(dir.0.join("wrong-password"), "guess\n").unwrap();
+    let wrong = tls.replace("mqtt-password", "wrong-password");
+    let other = dir.0.join("wrong");
+    let mut intruder = BrokerProc::external_seller(&other, chain, chain.rpc(), chain.fresh_key().await, &url, &wrong);
+    intruder.wait_ready(SECS(30)).await;
+    let deadline = std::time::Instant::now() + SECS(20);
+    while !intruder.log().contains("refused the connection") {
+        assert!(std::time::Instant::now() < deadline, "no refusal in the log:\n{}", intruder.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(intruder.log().contains("ERROR"), "a refused login is an error:\n{}", intruder.log());
 }

@@ -228,23 +228,6 @@ async fn logins_and_topic_rules_on_a_trading_pair() {
     drop((nosy, nosy4, intruder4));
 }
 
-/// Makes a CA, a server certificate for 127.0.0.1 and a client certificate, with the openssl CLI.
-fn make_pki(dir: &Path) {
-    let run = |args: &[&str]| {
-        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
-        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    // Extensions make X.509 v3 certificates (webpki refuses v1).
-    std::fs::write(dir.join("server.ext"), "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n").unwrap();
-    std::fs::write(dir.join("client.ext"), "extendedKeyUsage = clientAuth\n").unwrap();
-    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=supra test CA"]);
-    for name in ["server", "client"] {
-        run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={name}")]);
-        let (csr, crt, ext) = (format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
-        run(&["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &ext]);
-    }
-}
-
 /// mosquitto_sub for one message, in the background.
 fn mosquitto_sub(port: u16, extra: &[&str]) -> std::process::Child {
     Command::new("mosquitto_sub")

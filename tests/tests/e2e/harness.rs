@@ -188,13 +188,13 @@ impl BrokerProc {
         })
     }
 
-    /// A seller of `sensors/#` beside the MQTT broker at `mqtt` (external mode), reaching the chain
-    /// through `rpc`.
-    pub fn external_seller(root: &Path, chain: &Chain, rpc: &str, key: ([u8; 32], Address), mqtt: SocketAddr) -> BrokerProc {
+    /// A seller of `sensors/#` beside the MQTT broker at `url` (external mode; `external_extra`:
+    /// more `[mqtt.external]` lines), reaching the chain through `rpc`.
+    pub fn external_seller(root: &Path, chain: &Chain, rpc: &str, key: ([u8; 32], Address), url: &str, external_extra: &str) -> BrokerProc {
         let judge = chain.judge;
         BrokerProc::spawn_with("seller", root, &key.0, key.1, |_, _, peer| {
             format!(
-                "[mqtt]\nmode = \"external\"\n[mqtt.external]\nurl = \"mqtt://{mqtt}\"\n\
+                "[mqtt]\nmode = \"external\"\n[mqtt.external]\nurl = \"{url}\"\n{external_extra}\n\
                  [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = 2\npoll_interval_ms = 100\nclaim_threshold_wei = 0\n\
                  [peer]\nlisten = \"{peer}\"\n\
                  [[sell]]\ntopic = \"sensors/#\"\nprice_wei = {PRICE_WEI}\nwindow = 64\nt_ack_secs = 60\nt_closure_secs = 3\n"
@@ -567,5 +567,28 @@ impl Mosquitto {
 impl Drop for Mosquitto {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Makes a CA (`ca.crt`), a server certificate for 127.0.0.1 (`server.crt`, `server.key`) and a
+/// client certificate (`client.crt`, `client.key`) in `dir`, with the openssl CLI. Test keys only:
+/// readable by everyone, so that a mosquitto running as its own user can load them.
+pub fn make_pki(dir: &Path) {
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl").args(args).current_dir(dir).output().expect("openssl runs");
+        assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    // Extensions make X.509 v3 certificates (webpki refuses v1).
+    std::fs::write(dir.join("server.ext"), "subjectAltName = IP:127.0.0.1\nextendedKeyUsage = serverAuth\n").unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage = clientAuth\n").unwrap();
+    run(&["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2", "-subj", "/CN=supra test CA"]);
+    for name in ["server", "client"] {
+        run(&["req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", &format!("{name}.key"), "-out", &format!("{name}.csr"), "-subj", &format!("/CN={name}")]);
+        let (csr, crt, ext) = (format!("{name}.csr"), format!("{name}.crt"), format!("{name}.ext"));
+        run(&["x509", "-req", "-in", &csr, "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-out", &crt, "-days", "2", "-extfile", &ext]);
+    }
+    use std::os::unix::fs::PermissionsExt;
+    for name in ["server.key", "client.key"] {
+        std::fs::set_permissions(dir.join(name), std::fs::Permissions::from_mode(0o644)).expect("chmod");
     }
 }
