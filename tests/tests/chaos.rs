@@ -28,16 +28,12 @@ use supra_broker::status::ChannelRole;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// splitmix64: a small, seedable generator (the schedule must replay from the seed alone).
-struct Schedule(u64);
+/// The fault schedule, from its seed alone.
+struct Schedule(supra_tests::SplitMix64);
 
 impl Schedule {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     fn millis(&mut self, low: u64, high: u64) -> Duration {
@@ -55,7 +51,7 @@ async fn brokers_killed_links_cut_and_rpc_lost_at_random_lose_nothing_and_every_
     let seed = env_u64("SUPRA_CHAOS_SEED").unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
     let secs = env_u64("SUPRA_CHAOS_SECS").unwrap_or(45);
     eprintln!("chaos: seed {seed}, {secs} s of faults (replay: SUPRA_CHAOS_SEED={seed} SUPRA_CHAOS_SECS={secs})");
-    let mut schedule = Schedule(seed);
+    let mut schedule = Schedule(supra_tests::SplitMix64(seed));
 
     let chain = chain().await;
     let judge = chain.reader().await;

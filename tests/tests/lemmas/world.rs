@@ -153,18 +153,11 @@ pub struct Outcome {
 const JANITOR_DELAY_MS: u64 = 60_000;
 
 /// A small deterministic PRNG (SplitMix64) for link losses.
-struct Rng(u64);
+struct Rng(supra_tests::SplitMix64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
     fn chance(&mut self, permille: u32) -> bool {
-        permille > 0 && self.next() % 1000 < u64::from(permille)
+        permille > 0 && self.0.next_u64() % 1000 < u64::from(permille)
     }
 }
 
@@ -275,7 +268,7 @@ impl World {
             now: t0,
             t0,
             chain_cache: t0,
-            rng: Rng(sc.link.seed),
+            rng: Rng(supra_tests::SplitMix64(sc.link.seed)),
             to_buyer: BTreeMap::new(),
             to_seller: BTreeMap::new(),
             frame_ids: 0,
