@@ -331,6 +331,8 @@ contract SupraJudgeProps {
     }
 
     /// @notice The money properties of check_money over 2 calls: accuse of any seq, then any call.
+    /// @custom:release-only 1 440 paths, about 9 min on 2 shared cores:
+    ///      scripts/halmos-check with no flag, not --ci.
     function check_money_after_accuse() public {
         _moneySequence(6);
     }
