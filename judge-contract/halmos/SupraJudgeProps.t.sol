@@ -41,6 +41,9 @@ contract SupraJudgeProps {
     address internal constant BYSTANDER = address(0xB0B2);
     uint256 internal constant START = 1_700_000_000;
     uint256 internal constant PRICE = 1e12;
+    /// @dev The price of the money sequences: 2^40 wei (about 10^12), a power of two, so that the solver
+    ///      multiplies by a shift; products by 10^12 take past the 60 s solver budget on 2-call sequences.
+    uint256 internal constant SHIFT_PRICE = 1 << 40;
 
     SupraJudge internal judge;
     bytes32 internal streamId;
@@ -78,7 +81,12 @@ contract SupraJudgeProps {
     ///      symbolic (any 72-bit value) in the checks where the solver copes with 256-bit products of two
     ///      unknowns, and PRICE in the others (sequences of claims compare such products at every step).
     function _open(bool symbolicPrice) internal {
-        price = symbolicPrice ? svm.createUint(72, "price") : PRICE;
+        _openPriced(symbolicPrice ? 0 : PRICE);
+    }
+
+    /// @dev Opens the channel at price `fixedPrice`, or a symbolic price if it is 0.
+    function _openPriced(uint256 fixedPrice) internal {
+        price = fixedPrice == 0 ? svm.createUint(72, "price") : fixedPrice;
         window = svm.createUint(2, "window"); // 0..3, 0 is refused by open
         startSeq = uint64(svm.createUint(64, "startSeq"));
         uint256 deposit = svm.createUint(96, "deposit");
@@ -106,6 +114,15 @@ contract SupraJudgeProps {
         vm.assume(who != address(judge));
     }
 
+    /// @dev The buyer, the seller or a third party (the solver chooses). The judge tells callers apart only by
+    ///      comparing them with the channel's buyer and seller, so one third party stands for every other
+    ///      account; concrete addresses keep the balance queries of long sequences within the solver budget.
+    function _party(string memory name) internal pure returns (address) {
+        uint256 k = svm.createUint(2, name);
+        vm.assume(k < 3);
+        return k == 0 ? BUYER : k == 1 ? SELLER : OTHER;
+    }
+
     /// @dev Whether a step of the sequence is taken: a reverted call changes nothing, so the checks call the
     ///      judge directly (a revert ends the path, halmos does not count it) and cover shorter sequences by
     ///      skipping steps instead.
@@ -119,6 +136,7 @@ contract SupraJudgeProps {
 
     function _ack(string memory name) internal pure returns (Ack memory a) {
         a.seq = uint64(svm.createUint(64, string.concat(name, ".seq")));
+
         a.digest = svm.createBytes32(string.concat(name, ".digest"));
         a.cost = svm.createUint(256, string.concat(name, ".cost"));
         a.timestamp = uint64(svm.createUint(64, string.concat(name, ".ts")));
@@ -190,9 +208,7 @@ contract SupraJudgeProps {
     function _act(uint256 action, address who) internal {
         if (action == 0) {
             uint256 value = svm.createUint(96, "topUp.value");
-            vm.deal(who, who.balance + value);
-            if (who == BUYER) buyerStart += value;
-            if (who == SELLER) sellerStart += value;
+            vm.deal(who, who.balance + value); // spent by the call: the caller's balance ends where it was
             vm.prank(who);
             judge.topUp{value: value}(id);
             deposits += value;
@@ -264,41 +280,113 @@ contract SupraJudgeProps {
     ///         payouts); R never decreases, never exceeds F, and is what the seller received; a settled
     ///         channel pays nothing more; every wei leaving the judge goes to the channel's buyer or seller
     ///         (nobody else can move the buyer's refund anywhere else; a third party never gains).
-    /// @dev Bound: open, then 1 step, any of the state-changing functions but closeCooperatively
-    ///      (or none), by any caller, at any later time, with symbolic arguments.
+    /// @dev Bound: open (symbolic P), then 1 call, any of the 15 state-changing functions (or none), by any
+    ///      caller, at any later time, with symbolic arguments. Sequences of 2 calls: the check_money_after_*
+    ///      checks below.
     function check_money() public {
         _open(true);
         _startMeasuring();
-        for (uint256 i = 0; i < 1; ++i) {
-            if (!_take("take")) continue;
-            _later("dt");
-            address who = _caller("who");
-            uint256 action = svm.createUint(4, "action");
-            vm.assume(action < 15 && action != 13);
-            uint256 claimedBefore = _claimed();
-            bool settledBefore = _status() == ISupraJudge.Status.Settled;
-            uint256 judgeBefore = address(judge).balance;
-            uint256 whoBefore = who.balance;
-            _act(action, who);
-            _measure();
-            uint256 claimedAfter = _claimed();
-            // R never decreases and never exceeds F; it is exactly what the seller received.
-            assert(claimedAfter >= claimedBefore);
-            assert(claimedAfter <= deposits);
-            assert(sellerIn == claimedAfter);
-            // Payouts never exceed deposits; the judge holds exactly the rest.
-            assert(sellerIn + buyerIn <= deposits);
-            assert(address(judge).balance == deposits - sellerIn - buyerIn);
-            // A settled channel pays nothing more; once settled, everything was paid out.
-            if (settledBefore) {
-                assert(address(judge).balance == judgeBefore);
-                assert(claimedAfter == claimedBefore);
-            }
-            if (_status() == ISupraJudge.Status.Settled) assert(address(judge).balance == 0);
-            // Nobody but the buyer and the seller is paid; the buyer's refund address never changes.
-            if (who != BUYER && who != SELLER && action != 0) assert(who.balance <= whoBefore);
-            assert(judge.channel(id).buyer == BUYER);
+        if (!_take("take")) return;
+        _moneyStep(_anyAction("action"), "who");
+    }
+
+    /// @dev Sequences of 2 calls, split by the first call (each check stays within the solver budget; run
+    ///      in parallel): open (fixed P: products of two unknowns at every step exhaust the solver), then
+    ///      the first call (its function fixed, arguments symbolic), then any of the 15 functions (or none),
+    ///      each by any caller (buyer, seller or a third party), at any later time, the money properties
+    ///      asserted after each call. The first calls are every function that can succeed right after open;
+    ///      the others revert there (claimPosted: nothing posted; settle: not Closing; defend,
+    ///      defendWithAck, resolve: no accusation; withdraw: nothing owed), so a sequence starting with
+    ///      one of them is a 1-call sequence (check_money).
+    function _moneySequence(uint256 first) internal {
+        _openPriced(SHIFT_PRICE);
+        _startMeasuring();
+        _moneyStep(first, "who1");
+        if (!_take("second")) return;
+        _moneyStep(_anyAction("action2"), "who2");
+    }
+
+    /// @notice The money properties of check_money over 2 calls: topUp, then any call.
+    function check_money_after_topUp() public {
+        _moneySequence(0);
+    }
+
+    /// @notice The money properties of check_money over 2 calls: claim of any ack, then any call.
+    /// @custom:release-only 4 400 paths, about 13 min on 2 shared cores:
+    ///      scripts/halmos-check with no flag, not --ci.
+    function check_money_after_claim() public {
+        _moneySequence(1);
+    }
+
+    /// @notice The money properties of check_money over 2 calls: post of any message, then any call.
+    /// @custom:release-only 2 250 paths, about 6.5 min on 2 shared cores:
+    ///      scripts/halmos-check with no flag, not --ci.
+    function check_money_after_post() public {
+        _moneySequence(2);
+    }
+
+    /// @notice The money properties of check_money over 2 calls: requestClose, then any call.
+    function check_money_after_requestClose() public {
+        _moneySequence(4);
+    }
+
+    /// @notice The money properties of check_money over 2 calls: accuse of any seq, then any call.
+    /// @custom:release-only 1 440 paths, about 9 min on 2 shared cores:
+    ///      scripts/halmos-check with no flag, not --ci.
+    function check_money_after_accuse() public {
+        _moneySequence(6);
+    }
+
+    /// @notice The money properties of check_money over 2 calls: a call that settles at once
+    ///         (proveWrongCost, proveEquivocation or closeCooperatively), then any call.
+    /// @custom:release-only 1 600 paths, about 9 min on 2 shared cores:
+    ///      scripts/halmos-check with no flag, not --ci.
+    function check_money_after_settling() public {
+        uint256 k = svm.createUint(2, "first");
+        vm.assume(k < 3);
+        _moneySequence(k == 0 ? 10 : k == 1 ? 11 : 13);
+    }
+
+    /// @notice The money properties of check_money over 2 calls: submitStop of any Stop, then any call.
+    /// @custom:release-only over 15 min on 2 shared cores (load 8), not finished there:
+    ///      scripts/halmos-check with no flag, not --ci.
+    function check_money_after_submitStop() public {
+        _moneySequence(12);
+    }
+
+    /// @dev Any of the 15 functions (the solver picks).
+    function _anyAction(string memory name) internal pure returns (uint256 action) {
+        action = svm.createUint(4, name);
+        vm.assume(action < 15);
+    }
+
+    /// @dev One call of a money sequence, by any caller at any later time, and the money properties after it.
+    function _moneyStep(uint256 action, string memory whoName) internal {
+        _later(string.concat(whoName, ".dt"));
+        address who = _party(whoName);
+        uint256 claimedBefore = _claimed();
+        bool settledBefore = _status() == ISupraJudge.Status.Settled;
+        uint256 judgeBefore = address(judge).balance;
+        uint256 whoBefore = who.balance;
+        _act(action, who);
+        _measure();
+        uint256 claimedAfter = _claimed();
+        // R never decreases and never exceeds F; it is exactly what the seller received.
+        assert(claimedAfter >= claimedBefore);
+        assert(claimedAfter <= deposits);
+        assert(sellerIn == claimedAfter);
+        // Payouts never exceed deposits; the judge holds exactly the rest.
+        assert(sellerIn + buyerIn <= deposits);
+        assert(address(judge).balance == deposits - sellerIn - buyerIn);
+        // A settled channel pays nothing more; once settled, everything was paid out.
+        if (settledBefore) {
+            assert(address(judge).balance == judgeBefore);
+            assert(claimedAfter == claimedBefore);
         }
+        if (_status() == ISupraJudge.Status.Settled) assert(address(judge).balance == 0);
+        // Nobody but the buyer and the seller is paid; the buyer's refund address never changes.
+        if (who != BUYER && who != SELLER && action != 0) assert(who.balance <= whoBefore);
+        assert(judge.channel(id).buyer == BUYER);
     }
 
     /// @notice A settled channel pays nothing more: after it is settled (by settle, resolve, proveWrongCost,
@@ -346,21 +434,36 @@ contract SupraJudgeProps {
     // Acks: what the seller receives never exceeds the cost of the highest valid ack
     // ------------------------------------------------------------------------------------------------
 
-    /// @notice The seller never receives more for acks than the cost of the highest ack a successful claim
-    ///         presented (acks are valid because the judge accepted them).
-    /// @dev Bound: open (symbolic price), then 2 claims (or none) with any acks, by any caller, at any later
-    ///      time.
+    /// @notice The seller never receives more for acks than the cost of the highest ack the judge accepted,
+    ///         by any of the three calls that pay for an ack: claim, defendWithAck and closeCooperatively
+    ///         (acks are valid because the judge accepted them); R is what the seller received.
+    /// @dev Bound: open (P fixed at SHIFT_PRICE: with a symbolic P, closeCooperatively's paths went past
+    ///      10 min), an optional claim of any ack, then one of: a second claim; the buyer's accusation of any
+    ///      seq and defendWithAck; closeCooperatively (with any Stop). Any acks, by any caller, each at any
+    ///      later time.
     function check_ackPayoutsBoundedByHighestAck() public {
-        _open(true);
+        _openPriced(SHIFT_PRICE);
         _startMeasuring();
-        for (uint256 i = 0; i < 2; ++i) {
-            if (!_take("take")) continue;
-            _later("dt");
-            _act(1, _caller("who"));
+        if (_take("claimFirst")) {
+            _later("dt0");
+            _act(1, _caller("claimer"));
         }
+        uint256 then = svm.createUint(2, "then");
+        vm.assume(then < 3);
+        if (then == 1) _accuseAny("dtAccuse");
+        _later("dt");
+        _act(then == 0 ? 1 : then == 1 ? 8 : 13, _caller("who"));
         _measure();
         assert(sellerIn <= maxAckCost);
         assert(_claimed() == sellerIn);
+    }
+
+    /// @dev The buyer's accusation of any seq, with any seen message, at any later time.
+    function _accuseAny(string memory dtName) internal returns (uint64 missing) {
+        _later(dtName);
+        missing = uint64(svm.createUint(64, "missing"));
+        vm.prank(BUYER);
+        judge.accuse(id, _message("seen"), _sig("seen.sig"), missing);
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -502,10 +605,7 @@ contract SupraJudgeProps {
             _later("dt0");
             _act(1, _caller("claimer"));
         }
-        _later("dt1");
-        uint64 missing = uint64(svm.createUint(64, "missing"));
-        vm.prank(BUYER);
-        judge.accuse(id, _message("seen"), _sig("seen.sig"), missing);
+        uint64 missing = _accuseAny("dt1");
         uint256 postBy = judge.channelTiming(id).disputePostBy;
         _later("dt2");
         vm.assume(block.timestamp > postBy);
@@ -593,10 +693,7 @@ contract SupraJudgeProps {
             _later("dt1");
             _act(12, _caller("stopper"));
         }
-        _later("dtAccuse");
-        uint64 missing = uint64(svm.createUint(64, "missing"));
-        vm.prank(BUYER);
-        judge.accuse(id, _message("seen"), _sig("seen.sig"), missing);
+        uint64 missing = _accuseAny("dtAccuse");
         ISupraJudge.ChannelInfo memory c = judge.channel(id);
         ISupraJudge.ChannelTiming memory t = judge.channelTiming(id);
         uint256 n = uint256(missing) - startSeq; // accuse refuses a seq before startSeq + acked
