@@ -7,7 +7,6 @@
 //!   `block.timestamp` is never behind the engines' injected clock.
 //! * [`payouts`]: what the judge paid to a channel's seller and buyer, from its own events.
 //! * [`property`]: runs a proptest property with a bounded, counted and reported number of cases.
-//! * [`SplitMix64`]: a small seedable generator, for schedules that must replay from a seed.
 
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Mutex, OnceLock};
@@ -297,20 +296,4 @@ pub fn property<S: proptest::strategy::Strategy>(
     let ran = ran.load(Ordering::Relaxed);
     eprintln!("{name}: {ran} cases passed against Anvil");
     assert_eq!(ran, cases, "{name}: every generated case must run");
-}
-
-// ---- a seedable generator -------------------------------------------------------------------
-
-/// SplitMix64: small, fast and seedable; the lemmas' link losses and the chaos test's fault
-/// schedule replay from their seed alone.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
 }

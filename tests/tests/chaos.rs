@@ -25,21 +25,9 @@ use alloy::primitives::U256;
 use harness::*;
 use supra_broker::probe::{Publisher, Subscriber};
 use supra_broker::status::ChannelRole;
+use supra_channel::testkit::Rng;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
-
-/// The fault schedule, from its seed alone.
-struct Schedule(supra_tests::SplitMix64);
-
-impl Schedule {
-    fn next(&mut self) -> u64 {
-        self.0.next_u64()
-    }
-
-    fn millis(&mut self, low: u64, high: u64) -> Duration {
-        Duration::from_millis(low + self.next() % (high - low + 1))
-    }
-}
 
 fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.parse().ok())
@@ -51,7 +39,8 @@ async fn brokers_killed_links_cut_and_rpc_lost_at_random_lose_nothing_and_every_
     let seed = env_u64("SUPRA_CHAOS_SEED").unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(1, |d| d.as_nanos() as u64));
     let secs = env_u64("SUPRA_CHAOS_SECS").unwrap_or(45);
     eprintln!("chaos: seed {seed}, {secs} s of faults (replay: SUPRA_CHAOS_SEED={seed} SUPRA_CHAOS_SECS={secs})");
-    let mut schedule = Schedule(supra_tests::SplitMix64(seed));
+    // The fault schedule replays from its seed alone.
+    let mut schedule = Rng::new(seed);
 
     let chain = chain().await;
     let judge = chain.reader().await;
@@ -97,36 +86,36 @@ async fn brokers_killed_links_cut_and_rpc_lost_at_random_lose_nothing_and_every_
     let deadline = Instant::now() + SECS(secs);
     let mut faults = Vec::new();
     while Instant::now() < deadline {
-        tokio::time::sleep(schedule.millis(100, 1_500)).await;
+        tokio::time::sleep(Duration::from_millis(schedule.range(100, 1_500))).await;
         let at = published.load(Ordering::Relaxed);
-        let fault = match schedule.next() % 5 {
+        let fault = match schedule.below(5) {
             0 => {
                 a.kill();
-                tokio::time::sleep(schedule.millis(0, 1_000)).await;
+                tokio::time::sleep(Duration::from_millis(schedule.range(0, 1_000))).await;
                 a.start();
                 "kill -9 seller"
             }
             1 => {
                 b.kill();
-                tokio::time::sleep(schedule.millis(0, 1_000)).await;
+                tokio::time::sleep(Duration::from_millis(schedule.range(0, 1_000))).await;
                 b.start();
                 "kill -9 buyer"
             }
             2 => {
                 link.set_cut(true);
-                tokio::time::sleep(schedule.millis(300, 3_000)).await;
+                tokio::time::sleep(Duration::from_millis(schedule.range(300, 3_000))).await;
                 link.set_cut(false);
                 "link cut"
             }
             3 => {
                 rpc_a.set_cut(true);
-                tokio::time::sleep(schedule.millis(500, 4_000)).await;
+                tokio::time::sleep(Duration::from_millis(schedule.range(500, 4_000))).await;
                 rpc_a.set_cut(false);
                 "seller's RPC cut"
             }
             _ => {
                 rpc_b.set_cut(true);
-                tokio::time::sleep(schedule.millis(500, 4_000)).await;
+                tokio::time::sleep(Duration::from_millis(schedule.range(500, 4_000))).await;
                 rpc_b.set_cut(false);
                 "buyer's RPC cut"
             }

@@ -14,6 +14,7 @@ use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig};
 use supra_channel::seller::{SellerAction, SellerConfig, Stream, Terms};
 use supra_channel::sign::Signature;
 use supra_channel::types::{Ack, ChannelId, Message, Offer, Stop, StreamId, UnixMs};
+use supra_channel::testkit::Rng;
 use supra_channel::wire::{Frame, FrameBytes};
 use supra_judge::{ChannelStatus, Judge, JudgeError, JudgeEvent, Receipt};
 use supra_tests::{Party, advance_to, chain_ms, refusal};
@@ -152,15 +153,6 @@ pub struct Outcome {
 /// the buyer's `chain_grace_ms + settle_wait_ms`), if nobody did.
 const JANITOR_DELAY_MS: u64 = 60_000;
 
-/// A small deterministic PRNG (SplitMix64) for link losses.
-struct Rng(supra_tests::SplitMix64);
-
-impl Rng {
-    fn chance(&mut self, permille: u32) -> bool {
-        permille > 0 && self.0.next_u64() % 1000 < u64::from(permille)
-    }
-}
-
 /// One channel between a seller engine and a buyer engine, on the real judge.
 pub struct World {
     pub seller: Party,
@@ -268,7 +260,7 @@ impl World {
             now: t0,
             t0,
             chain_cache: t0,
-            rng: Rng(supra_tests::SplitMix64(sc.link.seed)),
+            rng: Rng::new(sc.link.seed),
             to_buyer: BTreeMap::new(),
             to_seller: BTreeMap::new(),
             frame_ids: 0,
