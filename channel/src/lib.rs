@@ -8,6 +8,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`types`] | statements from `SupraTypes.sol` (alloy `sol!`), EIP-712 [`Domain`], [`StreamId`], [`ChannelId`], costs |
+//! | [`proof`] | amortised signatures: a signed Merkle [`Batch`](types::Batch) of messages, each message's [`MessageProof`](proof::MessageProof) |
 //! | [`sign`] | [`Keypair`], 65-byte low-s [`Signature`]s, [`verify`](sign::verify) and the known-key fast path |
 //! | [`wire`] | link [`Frame`]s, strict length-prefixed codec, incremental [`FrameDecoder`] |
 //! | [`handshake`] | mutual peer authentication (`Hello`/`Auth`) |
@@ -31,6 +32,7 @@
 
 pub mod buyer;
 pub mod handshake;
+pub mod proof;
 pub mod records;
 pub mod seal;
 pub mod seller;
@@ -47,9 +49,10 @@ pub use records::{BuyerRecord, SellerRecord};
 pub use seller::{
     SellerAction, SellerConfig, SellerError, SellerEvent, SignedMessage, Stream, Terms,
 };
+pub use proof::{MessageProof, ProofError};
 pub use sign::{Keypair, PublicKey, SigError, Signature};
 pub use types::{
-    Ack, ChannelId, Domain, Message, Offer, PeerAuth, Stop, StreamId, UnixMs, ack_cost,
+    Ack, Batch, ChannelId, Domain, Message, Offer, PeerAuth, Stop, StreamId, UnixMs, ack_cost,
     channel_id_of,
 };
 pub use wire::{Frame, FrameBytes, FrameDecoder, WireError};

@@ -16,7 +16,7 @@ mod generated {
     );
 }
 
-pub use generated::{Ack, Message, Offer, PeerAuth, Stop};
+pub use generated::{Ack, Batch, BatchProof, Message, Offer, PeerAuth, Stop};
 
 /// Unix time in milliseconds: the engine's only notion of time, injected by the caller.
 pub type UnixMs = u64;
@@ -36,6 +36,7 @@ pub struct Domain {
     separator: B256,
     /// Type hashes of the hot statements (alloy recomputes them on every hash).
     message_type_hash: B256,
+    batch_type_hash: B256,
     ack_type_hash: B256,
 }
 
@@ -48,6 +49,7 @@ impl Domain {
             judge,
             separator,
             message_type_hash: keccak256(Message::eip712_encode_type().as_bytes()),
+            batch_type_hash: keccak256(Batch::eip712_encode_type().as_bytes()),
             ack_type_hash: keccak256(Ack::eip712_encode_type().as_bytes()),
         }
     }
@@ -89,6 +91,7 @@ impl Domain {
     pub fn digest<T: SolStruct>(&self, statement: &T) -> B256 {
         let type_hash = match T::NAME {
             "Message" => Some(self.message_type_hash),
+            "Batch" => Some(self.batch_type_hash),
             "Ack" => Some(self.ack_type_hash),
             _ => None,
         };

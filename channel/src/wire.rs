@@ -1,6 +1,6 @@
 //! Link frames between brokers (PROTOCOL.md §4) and their strict codec.
 //!
-//! On the wire every frame is `[u32 big-endian length][u8 version = 1][bincode body]`, where the
+//! On the wire every frame is `[u32 big-endian length][u8 version = 2][bincode body]`, where the
 //! length counts the version byte and the body and is at most [`MAX_FRAME_LEN`]. The body is the
 //! [`Frame`] enum encoded by bincode 2 (serde mode, standard config: varint integers) with an
 //! allocation limit, and must be consumed exactly. Anything else is a [`WireError`]: the link
@@ -15,11 +15,12 @@ use std::sync::Arc;
 use alloy_primitives::{Address, B256};
 use serde::{Deserialize, Serialize};
 
+use crate::proof::MessageProof;
 use crate::sign::Signature;
 use crate::types::{Ack, ChannelId, Message, Offer, Stop};
 
-/// Frame format version carried in every frame.
-pub const VERSION: u8 = 1;
+/// Frame format version carried in every frame (2: `Data` carries a [`MessageProof`], issue 11).
+pub const VERSION: u8 = 2;
 /// Largest accepted value of the length prefix (version byte + body): 1 MiB.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Largest topic accepted in `Request` / `Offer` frames (bytes).
@@ -81,14 +82,15 @@ pub struct Hello {
     pub auth: Option<Signature>,
 }
 
-/// A data frame: one signed message of the stream and its sealed payload.
+/// A data frame: one message of the stream, the proof that the seller signed it, and its sealed
+/// payload.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Data {
-    /// The signed message.
+    /// The message.
     #[serde(with = "adapters::MessageDef")]
     pub message: Message,
-    /// The seller's signature of `message`.
-    pub sig: Signature,
+    /// Its batch, the seller's signature of the batch, and its Merkle path.
+    pub proof: MessageProof,
     /// The sealed payload (`keccak256(payload) == message.payloadHash`).
     #[serde(with = "adapters::bytes")]
     pub payload: Vec<u8>,
@@ -379,7 +381,7 @@ pub(crate) mod adapters {
     use alloy_primitives::{Address, B256, U256};
     use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-    use crate::types::{Ack, Message, Offer, Stop};
+    use crate::types::{Ack, Batch, Message, Offer, Stop};
 
     pub(crate) mod b256 {
         use super::*;
@@ -484,6 +486,34 @@ pub(crate) mod adapters {
 
     #[allow(non_snake_case, dead_code)]
     #[derive(Serialize, Deserialize)]
+    #[serde(remote = "Batch")]
+    pub(crate) struct BatchDef {
+        #[serde(with = "b256")]
+        streamId: B256,
+        firstSeq: u64,
+        lastSeq: u64,
+        #[serde(with = "b256")]
+        root: B256,
+    }
+
+    /// A list of hashes (a Merkle path), at most [`crate::proof::MAX_PROOF_DEPTH`] long: a longer
+    /// one is refused while decoding.
+    pub(crate) mod b256_vec {
+        use super::*;
+        pub(crate) fn serialize<S: Serializer>(v: &[B256], s: S) -> Result<S::Ok, S::Error> {
+            v.iter().map(|b| b.0).collect::<Vec<[u8; 32]>>().serialize(s)
+        }
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<B256>, D::Error> {
+            let v = Vec::<[u8; 32]>::deserialize(d)?;
+            if v.len() > crate::proof::MAX_PROOF_DEPTH {
+                return Err(serde::de::Error::custom("Merkle path too long"));
+            }
+            Ok(v.into_iter().map(B256::from).collect())
+        }
+    }
+
+    #[allow(non_snake_case, dead_code)]
+    #[derive(Serialize, Deserialize)]
     #[serde(remote = "Ack")]
     pub(crate) struct AckDef {
         #[serde(with = "u256")]
@@ -568,7 +598,16 @@ mod tests {
             },
             Frame::Data(Data {
                 message: message.clone(),
-                sig: sig(1),
+                proof: crate::proof::MessageProof {
+                    batch: crate::types::Batch {
+                        streamId: B256::repeat_byte(1),
+                        firstSeq: 40,
+                        lastSeq: 47,
+                        root: B256::repeat_byte(5),
+                    },
+                    sig: sig(1),
+                    path: vec![B256::repeat_byte(6); 3],
+                },
                 payload: vec![1, 2, 3, 255],
             }),
             Frame::Ack {
@@ -686,10 +725,21 @@ mod tests {
                 payloadHash: B256::ZERO,
                 prev: B256::ZERO,
             },
-            sig: sig(1),
+            proof: crate::proof::MessageProof {
+                batch: crate::types::Batch {
+                    streamId: B256::ZERO,
+                    firstSeq: 0,
+                    lastSeq: 63,
+                    root: B256::ZERO,
+                },
+                sig: sig(1),
+                path: vec![B256::ZERO; 6],
+            },
             payload: vec![0; 100],
         });
         let n = f.encode().unwrap().len();
-        assert!(n < 32 * 3 + 2 + 9 + 66 + 101 + 10, "{n}");
+        // Message (3 hashes, 2 varints), batch (2 hashes, 2 varints), signature, 6-hash path,
+        // payload, and a few bytes of framing.
+        assert!(n < 32 * 5 + 2 * 9 + 66 + 1 + 6 * 32 + 101 + 10, "{n}");
     }
 }

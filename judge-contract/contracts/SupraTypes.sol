@@ -34,7 +34,8 @@ struct Offer {
     uint256 nonce;
 }
 
-/// @notice One message of a stream's signed chain, signed once by the seller for all its buyers.
+/// @notice One message of a stream's chain, signed once by the seller for all its buyers, as a leaf of a
+///         signed `Batch`.
 struct Message {
     bytes32 streamId;
     uint64 seq;
@@ -44,6 +45,32 @@ struct Message {
     bytes32 payloadHash;
     /// EIP-712 digest of message seq-1 of the same stream; zero for the stream's first message.
     bytes32 prev;
+}
+
+/// @notice The seller's one signature over a run of consecutive messages of its stream: the Merkle root
+///         of their digests. The seller signs batches, never single messages; a message is seller-signed
+///         when a Merkle path leads from its digest to the root of a seller-signed batch of the same stream
+///         whose range holds its seq (a batch of one message has `root` = that message's digest, no path).
+/// @dev The tree (docs/PROTOCOL.md §1): leaves are the EIP-712 digests of messages `firstSeq..=lastSeq`
+///      in order; a parent is keccak256 of its two children in ascending order (OpenZeppelin's
+///      `Hashes.commutativeKeccak256`); a level with an odd count carries its last node up unchanged.
+///      `lastSeq - firstSeq < MAX_BATCH` (256), so a path has at most 8 hashes.
+struct Batch {
+    bytes32 streamId;
+    uint64 firstSeq;
+    uint64 lastSeq;
+    /// Merkle root over the digests of messages firstSeq..=lastSeq.
+    bytes32 root;
+}
+
+/// @notice What proves that the seller signed a message (not itself a signed statement): a batch, the
+///         seller's signature of it, and the message digest's Merkle path to the batch's root.
+struct BatchProof {
+    Batch batch;
+    /// The seller's 65-byte low-s signature of `batch`.
+    bytes sig;
+    /// Sibling hashes from the leaf up (at most 8).
+    bytes32[] path;
 }
 
 /// @notice The buyer's cumulative acknowledgement: it received every message of the channel up to seq.
