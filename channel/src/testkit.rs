@@ -17,7 +17,8 @@ use alloy_primitives::{Address, B256, U256, keccak256};
 use crate::buyer::{BuyerAction, BuyerChannel, BuyerConfig, BuyerEvent};
 use crate::records::{BuyerRecord, SellerRecord};
 use crate::seller::{SellerAction, SellerConfig, SellerEvent, Stream, Terms};
-use crate::sign::{Keypair, Signature};
+use crate::proof::MessageProof;
+use crate::sign::Keypair;
 use crate::types::{Ack, ChannelId, Domain, Message, StreamId, UnixMs, ack_cost};
 use crate::wire::{Frame, FrameBytes};
 
@@ -244,7 +245,7 @@ enum Dest {
 
 #[derive(Clone, Debug)]
 enum Tx {
-    Post(Message, Signature, Vec<u8>),
+    Post(Message, MessageProof, Vec<u8>),
     Claim(Ack),
     Accuse(usize, u64),
     Defend(ChannelId),
@@ -259,7 +260,7 @@ enum Tx {
 #[derive(Clone, Debug)]
 pub enum ChainEvent {
     /// A message of the stream posted on-chain.
-    Posted(Message, Signature, Vec<u8>),
+    Posted(Message, MessageProof, Vec<u8>),
     /// An accusation opened on the channel, with its deadline (seconds).
     AccusationOpened(u64),
     /// The accusation was defended or resolved.
@@ -278,9 +279,9 @@ impl ChainEvent {
     /// Hands the event to `chan` at `now`.
     pub fn apply(self, chan: &mut BuyerChannel, now: UnixMs) {
         match self {
-            ChainEvent::Posted(m, sig, payload) => {
+            ChainEvent::Posted(m, proof, payload) => {
                 // A posting the engine refuses (another stream's, say) changes nothing.
-                let _ = chan.on_posted(now, m, sig, payload);
+                let _ = chan.on_posted(now, m, proof, payload);
             }
             ChainEvent::AccusationOpened(deadline) => chan.on_accusation_opened(now, deadline),
             ChainEvent::AccusationClosed => chan.on_accusation_closed(now),
@@ -905,7 +906,7 @@ impl Sim {
                     let id = self.id();
                     self.txs.insert(
                         (self.now + self.cfg.chain_delay_ms, id),
-                        Tx::Post(m.message.clone(), m.sig, m.payload.clone()),
+                        Tx::Post(m.message.clone(), m.proof.clone(), m.payload.clone()),
                     );
                 }
                 SellerAction::Claim { ack, .. } => {
@@ -1041,7 +1042,7 @@ impl Sim {
     fn mine(&mut self, tx: Tx) {
         let now = self.now;
         match tx {
-            Tx::Post(m, sig, payload) => {
+            Tx::Post(m, proof, payload) => {
                 let d = self.domain.digest(&m);
                 match self.posted.get(&m.seq) {
                     Some(x) if *x != d => {
@@ -1056,7 +1057,7 @@ impl Sim {
                         for i in 0..self.buyers.len() {
                             self.chain_event(
                                 i,
-                                ChainEvent::Posted(m.clone(), sig, payload.clone()),
+                                ChainEvent::Posted(m.clone(), proof.clone(), payload.clone()),
                             );
                         }
                         // Defended disputes.

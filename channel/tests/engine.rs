@@ -470,7 +470,7 @@ fn unacked_messages_are_posted_at_t_off_ack() {
     // The buyer takes the posted message as if from the link.
     let m = p.seller.message(0).unwrap().clone();
     p.buyer
-        .on_posted(p.now, m.message.clone(), m.sig, m.payload.clone())
+        .on_posted(p.now, m.message.clone(), m.proof.clone(), m.payload.clone())
         .unwrap();
     p.buyer_out();
     assert_eq!(p.delivered, vec![(0, b"m0".to_vec())]);
@@ -664,8 +664,8 @@ fn equivocation_is_proved() {
         payloadHash: keccak256(&payload),
         prev: Default::default(),
     };
-    let sig = skey.sign(&domain().digest(&m));
-    p.buyer.on_posted(T0, m, sig, payload).unwrap();
+    let proof = MessageProof::sign_single(&domain(), &skey, &m, domain().digest(&m));
+    p.buyer.on_posted(T0, m, proof, payload).unwrap();
     p.buyer_out();
     assert!(
         p.bother
@@ -965,7 +965,7 @@ fn departed_buyer_cannot_read_later_messages() {
     seller.drain_actions();
     let m0 = seller.message(0).unwrap().clone();
     for c in chans.iter_mut() {
-        c.on_posted(T0, m0.message.clone(), m0.sig, m0.payload.clone())
+        c.on_posted(T0, m0.message.clone(), m0.proof.clone(), m0.payload.clone())
             .unwrap();
         assert!(
             c.drain_actions()
@@ -989,7 +989,7 @@ fn departed_buyer_cannot_read_later_messages() {
     let m1 = seller.message(1).unwrap().clone();
     assert_eq!(seller.epoch(), 2);
     chans[0]
-        .on_posted(T0, m1.message.clone(), m1.sig, m1.payload.clone())
+        .on_posted(T0, m1.message.clone(), m1.proof.clone(), m1.payload.clone())
         .unwrap();
     assert!(chans[0].drain_actions().any(
         |a| matches!(a, BuyerAction::Deliver { seq: 1, ref payload } if payload == b"only b1")
@@ -1039,16 +1039,16 @@ fn extreme_values_do_not_panic() {
             payloadHash: keccak256(&payload),
             prev: Default::default(),
         };
-        let sig = skey.sign(&domain().digest(&m));
+        let proof = MessageProof::sign_single(&domain(), &skey, &m, domain().digest(&m));
         let _ = p.buyer.handle_frame(
             u64::MAX,
             Frame::Data(supra_channel::wire::Data {
                 message: m.clone(),
-                sig,
+                proof: proof.clone(),
                 payload: payload.clone(),
             }),
         );
-        let _ = p.buyer.on_posted(0, m, sig, payload);
+        let _ = p.buyer.on_posted(0, m, proof, payload);
     }
     let _ = p.buyer.handle_timeout(u64::MAX);
     p.buyer.on_accusation_opened(u64::MAX, u64::MAX);

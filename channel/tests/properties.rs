@@ -222,8 +222,14 @@ proptest! {
                 d2.message.prev = B256::from_slice(&raw[80..112]);
             }
             1 => {
-                let i = bit.index(65 * 8);
-                d2.sig.0[i / 8] ^= 1 << (i % 8);
+                // The batch's signature or its root.
+                let i = bit.index((65 + 32) * 8);
+                if i < 65 * 8 {
+                    d2.proof.sig.0[i / 8] ^= 1 << (i % 8);
+                } else {
+                    let j = i - 65 * 8;
+                    d2.proof.batch.root.0[j / 8] ^= 1 << (j % 8);
+                }
             }
             _ => {
                 let i = bit.index(d2.payload.len() * 8);
@@ -292,7 +298,7 @@ proptest! {
         s[..32].copy_from_slice(&sig);
         let sig = Signature(s);
         let frames = vec![
-            Frame::Data(Data { message: Message { streamId: B256::from(h), seq, timestamp: ts, payloadHash: B256::from(sig.0[..32].try_into().unwrap_or([0; 32])), prev: B256::from(h) }, sig, payload: payload.clone() }),
+            Frame::Data(Data { message: Message { streamId: B256::from(h), seq, timestamp: ts, payloadHash: B256::from(sig.0[..32].try_into().unwrap_or([0; 32])), prev: B256::from(h) }, proof: MessageProof { batch: Batch { streamId: B256::from(h), firstSeq: seq, lastSeq: seq.saturating_add(ts % 256), root: B256::from(cost) }, sig, path: vec![B256::from(h); (ts % 9) as usize] }, payload: payload.clone() }),
             Frame::Ack { ack: Ack { channelId: U256::from_be_bytes(cost), seq, digest: B256::from(h), cost: U256::from_be_bytes(cost), timestamp: ts }, sig },
             Frame::Request { topic: topic.clone() },
             Frame::Hello(Hello { version: 1, from: Address::from_slice(&h[..20]), nonce: B256::from(h), auth: Some(sig) }),
