@@ -10,7 +10,7 @@
 //! While running it records what the protocol properties need ([`Observations`]), and
 //! [`Sim::check`] turns violations into errors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 
@@ -137,6 +137,9 @@ pub struct SimConfig {
     pub messages: u64,
     /// Interval between publications.
     pub publish_every_ms: u64,
+    /// Most messages published together, as one `publish_batch` (a broker's turn): each
+    /// publication draws 1 to this many. 1: one message per publication, one batch each.
+    pub publish_batch: u64,
     /// Payload size in bytes.
     pub payload_len: usize,
     /// Per-mille chance, per event and per action batch, that the seller crashes (possibly after
@@ -188,6 +191,7 @@ impl Default for SimConfig {
             chain_delay_ms: 1_000,
             messages: 100,
             publish_every_ms: 10,
+            publish_batch: 1,
             payload_len: 32,
             seller_crash_permille: 0,
             buyer_crash_permille: 0,
@@ -347,7 +351,8 @@ pub struct Sim {
     claimed: BTreeMap<ChannelId, U256>,
     disputes: BTreeMap<ChannelId, Dispute>,
     posted: BTreeMap<u64, B256>,
-    unpersisted: Option<(u64, Vec<u8>, UnixMs)>,
+    /// Publications whose records are not persisted yet: (seq, payload, time).
+    unpersisted: VecDeque<(u64, Vec<u8>, UnixMs)>,
     seller_restarts: u64,
 }
 
@@ -398,7 +403,7 @@ impl Sim {
             claimed: BTreeMap::new(),
             disputes: BTreeMap::new(),
             posted: BTreeMap::new(),
-            unpersisted: None,
+            unpersisted: VecDeque::new(),
             seller_restarts: 0,
             cfg,
         }
@@ -560,16 +565,28 @@ impl Sim {
         }
         // Publication.
         if self.next_publish.is_some_and(|t| t <= now) {
-            let seq = self.obs.published.len() as u64;
-            let mut payload = vec![0u8; self.cfg.payload_len.max(8)];
-            payload[..8].copy_from_slice(&seq.to_be_bytes());
-            for b in payload.iter_mut().skip(8) {
-                *b = self.rng.next_u64() as u8;
-            }
-            // The publication counts once its record is persisted (see flush_seller); a crash
+            let first = self.obs.published.len() as u64;
+            let left = self.cfg.messages.saturating_sub(first).max(1);
+            let count = match self.cfg.publish_batch {
+                0 | 1 => 1,
+                n => 1 + self.rng.below(n.min(left)),
+            };
+            let payloads: Vec<Vec<u8>> = (first..first + count)
+                .map(|seq| {
+                    let mut payload = vec![0u8; self.cfg.payload_len.max(8)];
+                    payload[..8].copy_from_slice(&seq.to_be_bytes());
+                    for b in payload.iter_mut().skip(8) {
+                        *b = self.rng.next_u64() as u8;
+                    }
+                    payload
+                })
+                .collect();
+            // A publication counts once its record is persisted (see flush_seller); a crash
             // before that loses it, as a broker would not have acknowledged it.
-            if let Ok(seq) = self.seller.publish(now, &payload) {
-                self.unpersisted = Some((seq, payload, now));
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            self.unpersisted.clear();
+            if let Ok(seqs) = self.seller.publish_batch(now, &refs) {
+                self.unpersisted = seqs.zip(payloads).map(|(seq, p)| (seq, p, now)).collect();
             }
             self.flush_seller();
             let n = self.obs.published.len() as u64;
@@ -878,8 +895,8 @@ impl Sim {
             match a {
                 SellerAction::Persist(r) => {
                     if let SellerRecord::Message { message, .. } = &r
-                        && let Some((seq, payload, ts)) = self.unpersisted.take()
-                        && seq == message.seq
+                        && self.unpersisted.front().is_some_and(|(seq, _, _)| *seq == message.seq)
+                        && let Some((seq, payload, ts)) = self.unpersisted.pop_front()
                         && seq == self.obs.published.len() as u64
                     {
                         self.obs.published.push(payload);
