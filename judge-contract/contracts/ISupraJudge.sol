@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {IERC5267} from "@openzeppelin/contracts/interfaces/IERC5267.sol";
-import {Offer, Message, Ack, Stop, PeerAuth} from "./SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack, Stop, PeerAuth} from "./SupraTypes.sol";
 
 /// @title ISupraJudge
 /// @notice The judge of Supra payment channels: a buyer locks ETH for a seller's live MQTT stream, the
@@ -10,6 +10,9 @@ import {Offer, Message, Ack, Stop, PeerAuth} from "./SupraTypes.sol";
 ///         the other's misbehaviour. The rules are those of docs/PROTOCOL.md, section 2.
 /// @dev Every amount is in wei, every on-chain time in seconds (`block.timestamp`); the `timestamp` fields
 ///      of signed statements are unix milliseconds. Signatures are 65 bytes `r ‖ s ‖ v`, low-s only.
+///      The seller signs batches of messages, never single messages: wherever a function takes a message
+///      as the seller's word, it takes its `BatchProof` (the batch, the seller's signature of it, and the
+///      message digest's Merkle path to the batch's root; docs/PROTOCOL.md section 1, Batches).
 ///      "Count" fields (`acked`, `postedClaim`) are numbers of messages counted from the channel's
 ///      `startSeq`: the highest seq they cover is `startSeq + count - 1`, and 0 means none.
 interface ISupraJudge is IERC5267 {
@@ -88,8 +91,11 @@ interface ISupraJudge is IERC5267 {
     /// @notice The buyer added `amount` to the channel's deposit, which is now `deposit`.
     event ToppedUp(uint256 indexed channelId, uint256 amount, uint256 deposit);
 
-    /// @notice Message `seq` of stream `streamId` was posted on-chain, with its sealed payload and the
-    ///         seller's signature, so every buyer of the stream can take it as delivered.
+    /// @notice Message `seq` of stream `streamId` was posted on-chain, with its sealed payload and the proof
+    ///         that the seller signed it, so every buyer of the stream can check it as it checks a `Data` frame
+    ///         of the link and take it as delivered.
+    /// @dev The message is `{streamId, seq, timestamp, keccak256(payload), prev}`; its EIP-712 digest is
+    ///      `digest`. `proof` is the `BatchProof` the judge checked, as submitted.
     event Posted(
         bytes32 indexed streamId,
         uint64 indexed seq,
@@ -97,7 +103,7 @@ interface ISupraJudge is IERC5267 {
         uint64 timestamp,
         bytes32 prev,
         bytes payload,
-        bytes sig
+        BatchProof proof
     );
 
     /// @notice An ack for `seq` was presented: `amount` paid to the seller, who has now received `claimed`.
@@ -195,6 +201,15 @@ interface ISupraJudge is IERC5267 {
     /// @notice Another message (digest prefix `posted`) is already posted for `(streamId, seq)`; prove the
     ///         equivocation with {proveEquivocation}.
     error ConflictingPost(bytes32 streamId, uint64 seq, bytes24 posted, bytes32 digest);
+    /// @notice The message's `seq` is outside the range `[firstSeq, lastSeq]` of the batch its proof shows.
+    error NotInBatch(uint64 seq, uint64 firstSeq, uint64 lastSeq);
+    /// @notice A batch spans at most {MAX_BATCH} seqs (`lastSeq - firstSeq < MAX_BATCH`) and a Merkle path has
+    ///         at most {MAX_PROOF_DEPTH} hashes; this proof's batch spans `firstSeq..=lastSeq` with a path of
+    ///         `pathLength` hashes.
+    error BatchTooLarge(uint64 firstSeq, uint64 lastSeq, uint256 pathLength);
+    /// @notice The proof's Merkle path folds the message's digest onto `computed`, not onto the batch's `root`:
+    ///         the message is not one of the batch's.
+    error WrongRoot(bytes32 root, bytes32 computed);
     /// @notice `seq` is before the channel's `startSeq`.
     error SeqBeforeStart(uint64 seq, uint64 startSeq);
     /// @notice The ack for `seq` carries `cost`, not `(seq - startSeq + 1) * price` (`expected`); the seller
@@ -218,7 +233,8 @@ interface ISupraJudge is IERC5267 {
     error AccusationOpen(uint256 channelId, uint64 missingSeq);
     /// @notice No accusation is open on the channel.
     error NoAccusation(uint256 channelId);
-    /// @notice The message is on stream `actual`, not on the channel's stream `expected`.
+    /// @notice The message (or the batch proving it) is on stream `actual`, not on stream `expected` (the
+    ///         channel's, or the message's).
     error WrongStream(bytes32 expected, bytes32 actual);
     /// @notice An accusation must be about a seq in `[lowest, seenSeq)`: not yet covered by a claimed ack,
     ///         and before the signed message the buyer has seen.
@@ -261,15 +277,16 @@ interface ISupraJudge is IERC5267 {
     function topUp(uint256 channelId) external payable;
 
     /// @notice Posts message `m` of a stream on-chain with its sealed payload, as a delivery of last resort.
-    /// @dev Anyone may submit it; it must be signed by the stream's seller and `keccak256(payload)` must be
+    /// @dev Anyone may submit it; `proof` must show it signed by the stream's seller ({WrongStream},
+    ///      {NotInBatch}, {BatchTooLarge}, {WrongRoot}, {WrongSigner}) and `keccak256(payload)` must be
     ///      `m.payloadHash`; `payload.length <= MAX_PAYLOAD_BYTES` ({PayloadTooLarge}: a bigger transaction
     ///      would not be relayed by common tx pools). The first posting of `(streamId, seq)` is stored as one
     ///      slot (digest prefix + `block.timestamp`, the posting's time) and emits {Posted}; posting the same message again is a no-op; a different
     ///      message for a posted seq reverts {ConflictingPost}. One posting serves every channel of the stream.
     /// @param m The message.
     /// @param payload Its sealed payload.
-    /// @param sellerSig The seller's EIP-712 signature of `m`.
-    function post(Message calldata m, bytes calldata payload, bytes calldata sellerSig) external;
+    /// @param proof The seller's signed batch holding `m`, and `m`'s path in it (emitted in {Posted}).
+    function post(Message calldata m, bytes calldata payload, BatchProof calldata proof) external;
 
     /// @notice Pays the seller for the buyer's cumulative ack `a`: `min(cost - R, F - R)`.
     /// @dev Anyone may submit it (payment always goes to the seller). Channel Open or Closing; `a` signed by
@@ -313,7 +330,7 @@ interface ISupraJudge is IERC5267 {
     ///         message `seen`. The seller has T_ack to answer ({defend}, {defendWithAck}), else {resolve}.
     /// @dev Caller must be the buyer; channel Open or Closing, and when Closing before `closeRequestedAt +
     ///      tClosure` ({ClosureElapsed}); no accusation open; `seen` on the channel's stream and signed by
-    ///      the seller; `startSeq + acked <= missingSeq < seen.seq`; `missingSeq` owed ({NotOwed}): below
+    ///      the seller through `proof`; `startSeq + acked <= missingSeq < seen.seq`; `missingSeq` owed ({NotOwed}): below
     ///      `startSeq + min(acked + window, deposit / price, sellerStopCount)`.
     ///      Posting limit `postBy = min(anchor, block.timestamp) + tAck`, with `anchor = max(seen.timestamp
     ///      / 1000, openedAt, extendedAt)`: the honest seller has every owed message before `seen` acked or
@@ -322,9 +339,10 @@ interface ISupraJudge is IERC5267 {
     ///      (inclusive). Emits {Accused}.
     /// @param channelId The channel.
     /// @param seen A message after the missing one.
-    /// @param sellerSig The seller's signature of `seen`.
+    /// @param proof The seller's signed batch holding `seen`, and `seen`'s path in it.
     /// @param missingSeq The seq the buyer did not receive.
-    function accuse(uint256 channelId, Message calldata seen, bytes calldata sellerSig, uint64 missingSeq) external;
+    function accuse(uint256 channelId, Message calldata seen, BatchProof calldata proof, uint64 missingSeq)
+        external;
 
     /// @notice Answers the open accusation by its on-chain posting: the missing message was posted (mined)
     ///         by the accusation's posting limit `postBy`.
@@ -361,20 +379,20 @@ interface ISupraJudge is IERC5267 {
     /// @notice Proves that the seller signed two messages of the channel's stream that cannot both be in
     ///         its chain: the buyer takes `F - R` as a penalty and the channel is Settled.
     /// @dev Anyone may call it; channel Open or Closing; both messages on the channel's stream, signed by
-    ///      the seller, `a.seq >= startSeq`, and either the same seq with different digests, or
+    ///      the seller (each through its proof: from one batch or two), `a.seq >= startSeq`, and either the same seq with different digests, or
     ///      `b.seq == a.seq + 1` with `b.prev != hashMessage(a)` (a broken link). Emits
     ///      {EquivocationProven} and {Settled}.
     /// @param channelId The channel.
     /// @param a First message.
-    /// @param sigA The seller's signature of `a`.
+    /// @param proofA The seller's signed batch holding `a`, and `a`'s path in it.
     /// @param b Second message.
-    /// @param sigB The seller's signature of `b`.
+    /// @param proofB The seller's signed batch holding `b`, and `b`'s path in it.
     function proveEquivocation(
         uint256 channelId,
         Message calldata a,
-        bytes calldata sigA,
+        BatchProof calldata proofA,
         Message calldata b,
-        bytes calldata sigB
+        BatchProof calldata proofB
     ) external;
 
     /// @notice Records the seller's signed Stop of a channel (it sends, and is owed, nothing after `s.seq`)
@@ -422,6 +440,12 @@ interface ISupraJudge is IERC5267 {
     /// @param m The message.
     /// @return The digest.
     function hashMessage(Message calldata m) external view returns (bytes32);
+
+    /// @notice The full EIP-712 digest of a batch (what the seller signs; its `root` is the Merkle root of
+    ///         the digests of messages `firstSeq..=lastSeq`).
+    /// @param b The batch.
+    /// @return The digest.
+    function hashBatch(Batch calldata b) external view returns (bytes32);
 
     /// @notice The full EIP-712 digest of an ack.
     /// @param a The ack.
@@ -474,6 +498,15 @@ interface ISupraJudge is IERC5267 {
     /// @notice Largest price per message {open} accepts, in wei (2^72 - 1, about 4 722 ether; storage packing).
     /// @return 2^72 - 1.
     function MAX_PRICE() external view returns (uint256);
+
+    /// @notice Most messages one signed batch may hold: a `BatchProof` is refused unless its batch has
+    ///         `lastSeq - firstSeq < MAX_BATCH`.
+    /// @return 256.
+    function MAX_BATCH() external view returns (uint256);
+
+    /// @notice Most hashes a `BatchProof`'s Merkle path may have (`log2(MAX_BATCH)`).
+    /// @return 8.
+    function MAX_PROOF_DEPTH() external view returns (uint256);
 
     /// @notice Gas forwarded with each pushed payment (besides the 2300 stipend of a value transfer); a payee
     ///         needing more is credited instead (see {PayoutDeferred}, {withdraw}).

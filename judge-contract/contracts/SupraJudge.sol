@@ -3,7 +3,8 @@ pragma solidity ^0.8.24;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
-import {Offer, Message, Ack, Stop, PeerAuth} from "./SupraTypes.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {Offer, Message, Batch, BatchProof, Ack, Stop, PeerAuth} from "./SupraTypes.sol";
 import {ISupraJudge} from "./ISupraJudge.sol";
 import {SupraHashing} from "./SupraHashing.sol";
 import {
@@ -39,6 +40,13 @@ import {
 ///      is owed last grew (`extendedAt`: a claim raising `acked`, or a top-up). An accusation's posting
 ///      limit runs from the latest of those and the seen message's timestamp, capped at the accusation.
 ///
+///      Signatures of messages. The seller signs batches, never single messages (docs/PROTOCOL.md section 1,
+///      Batches): a message is seller-signed when its `BatchProof` holds, which {_checkSigned} checks for
+///      {post}, {accuse} and {proveEquivocation} alike: the batch is of the message's stream, its range
+///      holds the message's seq and spans at most {MAX_BATCH} seqs, the Merkle path (at most
+///      {MAX_PROOF_DEPTH} hashes) folds the message's digest, which the judge recomputes from the message,
+///      onto the batch's root, and the seller signed the batch.
+///
 ///      Payments. Every transfer is the last step of a call, after all its state changes
 ///      (checks-effects-interactions): a payee that re-enters sees the final state, and no function uses a
 ///      cached value after a transfer. Payments are pushed, so that a seller's claim or a buyer's refund is
@@ -57,6 +65,10 @@ contract SupraJudge is ISupraJudge, EIP712 {
     uint32 public constant MAX_T_CLOSURE = 7 days;
     /// @inheritdoc ISupraJudge
     uint256 public constant MAX_PRICE = (1 << 72) - 1;
+    /// @inheritdoc ISupraJudge
+    uint256 public constant MAX_BATCH = 256;
+    /// @inheritdoc ISupraJudge
+    uint256 public constant MAX_PROOF_DEPTH = 8;
 
     mapping(uint256 channelId => ChannelRecord) private _channels;
     /// @dev bytes24 digest prefix (high) ‖ uint32 message timestamp in seconds (clamped) ‖ uint32 block timestamp of
@@ -137,7 +149,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
     }
 
     /// @inheritdoc ISupraJudge
-    function post(Message calldata m, bytes calldata payload, bytes calldata sellerSig) external {
+    function post(Message calldata m, bytes calldata payload, BatchProof calldata proof) external {
         if (payload.length > MAX_PAYLOAD_BYTES) revert PayloadTooLarge(payload.length, MAX_PAYLOAD_BYTES);
         bytes32 payloadHash = keccak256(payload);
         if (payloadHash != m.payloadHash) revert PayloadMismatch(m.payloadHash, payloadHash);
@@ -146,12 +158,12 @@ contract SupraJudge is ISupraJudge, EIP712 {
         uint64 seq = m.seq;
         bytes32 stored = _postings[streamId][seq];
         if (stored != 0 && bytes24(stored) == bytes24(digest)) return; // the same message again
-        _checkSigner(digest, sellerSig, _seller(streamId));
+        _checkSigned(m, digest, proof, _seller(streamId));
         if (stored != 0) revert ConflictingPost(streamId, seq, bytes24(stored), digest);
         uint256 signedSecs = m.timestamp / 1000;
         if (signedSecs > MASK_32) signedSecs = MASK_32;
         _postings[streamId][seq] = bytes32(bytes24(digest)) | bytes32((signedSecs << 32) | (block.timestamp & MASK_32));
-        emit Posted(streamId, seq, digest, m.timestamp, m.prev, payload, sellerSig);
+        emit Posted(streamId, seq, digest, m.timestamp, m.prev, payload, proof);
     }
 
     /// @inheritdoc ISupraJudge
@@ -254,7 +266,9 @@ contract SupraJudge is ISupraJudge, EIP712 {
     // ------------------------------------------------------------------------------------------------
 
     /// @inheritdoc ISupraJudge
-    function accuse(uint256 channelId, Message calldata seen, bytes calldata sellerSig, uint64 missingSeq) external {
+    function accuse(uint256 channelId, Message calldata seen, BatchProof calldata proof, uint64 missingSeq)
+        external
+    {
         (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
         if (msg.sender != account.buyer()) revert NotBuyer(msg.sender, account.buyer());
         Terms terms = c.terms;
@@ -267,7 +281,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
         if (pending.disputeDeadline() != 0) revert AccusationOpen(channelId, pending.disputeSeq());
         bytes32 streamId = c.streamId;
         if (seen.streamId != streamId) revert WrongStream(streamId, seen.streamId);
-        _checkSigner(_hashTypedDataV4(SupraHashing.hash(seen)), sellerSig, _seller(streamId));
+        _checkSigned(seen, _hashTypedDataV4(SupraHashing.hash(seen)), proof, _seller(streamId));
         uint256 startSeq = terms.startSeq();
         uint256 acked = progress.acked();
         if (missingSeq < startSeq + acked || missingSeq >= seen.seq) {
@@ -369,9 +383,9 @@ contract SupraJudge is ISupraJudge, EIP712 {
     function proveEquivocation(
         uint256 channelId,
         Message calldata a,
-        bytes calldata sigA,
+        BatchProof calldata proofA,
         Message calldata b,
-        bytes calldata sigB
+        BatchProof calldata proofB
     ) external {
         (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
         bytes32 streamId = c.streamId;
@@ -385,8 +399,8 @@ contract SupraJudge is ISupraJudge, EIP712 {
         bool brokenLink = uint256(b.seq) == uint256(a.seq) + 1 && b.prev != digestA;
         if (!sameSeq && !brokenLink) revert NotEquivocation(digestA, digestB);
         address seller = _seller(streamId);
-        _checkSigner(digestA, sigA, seller);
-        _checkSigner(digestB, sigB, seller);
+        _checkSigned(a, digestA, proofA, seller);
+        _checkSigned(b, digestB, proofB, seller);
         uint256 refund = account.deposit() - progress.claimed();
 
         c.progress = progress.settled();
@@ -479,6 +493,11 @@ contract SupraJudge is ISupraJudge, EIP712 {
     /// @inheritdoc ISupraJudge
     function hashMessage(Message calldata m) external view returns (bytes32) {
         return _hashTypedDataV4(SupraHashing.hash(m));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function hashBatch(Batch calldata b) external view returns (bytes32) {
+        return _hashTypedDataV4(SupraHashing.hash(b));
     }
 
     /// @inheritdoc ISupraJudge
@@ -648,6 +667,30 @@ contract SupraJudge is ISupraJudge, EIP712 {
             next = next.withClaimed(claimed + paid);
         }
         if (count > progress.acked()) next = next.withAcked(count).withExtendedAt(block.timestamp);
+    }
+
+    /// @dev Reverts unless `p` shows that `seller` signed message `m`, whose EIP-712 digest is `digest`
+    ///      (docs/PROTOCOL.md section 1, Batches): the batch is of `m`'s stream ({WrongStream}), its range holds
+    ///      `m.seq` ({NotInBatch}), it spans at most {MAX_BATCH} seqs and the path has at most
+    ///      {MAX_PROOF_DEPTH} hashes ({BatchTooLarge}), the path folds `digest` onto the batch's root
+    ///      (sorted pairs, OpenZeppelin's `processProofCalldata`; {WrongRoot}), and `p.sig` is the seller's
+    ///      signature of the batch's digest ({WrongSigner}, or OpenZeppelin's ECDSA errors).
+    ///      The leaf is always the digest the judge computed from a `Message`: an inner node of a tree, or a
+    ///      message digest signed directly (stage 1), is not a seller-signed message.
+    function _checkSigned(Message calldata m, bytes32 digest, BatchProof calldata p, address seller) private view {
+        Batch calldata b = p.batch;
+        if (b.streamId != m.streamId) revert WrongStream(m.streamId, b.streamId);
+        uint64 seq = m.seq;
+        uint64 firstSeq = b.firstSeq;
+        uint64 lastSeq = b.lastSeq;
+        if (seq < firstSeq || seq > lastSeq) revert NotInBatch(seq, firstSeq, lastSeq);
+        // firstSeq <= lastSeq here.
+        if (lastSeq - firstSeq >= MAX_BATCH || p.path.length > MAX_PROOF_DEPTH) {
+            revert BatchTooLarge(firstSeq, lastSeq, p.path.length);
+        }
+        bytes32 root = MerkleProof.processProofCalldata(p.path, digest);
+        if (root != b.root) revert WrongRoot(b.root, root);
+        _checkSigner(_hashTypedDataV4(SupraHashing.hash(b)), p.sig, seller);
     }
 
     /// @dev Reverts unless `sig` is a valid low-s 65-byte signature of `digest` by `expected`.

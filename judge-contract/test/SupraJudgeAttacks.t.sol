@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {ISupraJudge} from "../contracts/ISupraJudge.sol";
-import {Offer, Message, Ack, Stop} from "../contracts/SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack, Stop} from "../contracts/SupraTypes.sol";
 import {vm} from "./utils/Vm.sol";
 import {SupraTestBase} from "./utils/SupraTestBase.sol";
 
@@ -33,7 +33,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
     }
 
     function accuse(uint64 seenSeq, uint64 missingSeq) internal {
-        bytes memory sig = msgSig(chain[seenSeq]);
+        BatchProof memory sig = msgProof(chain[seenSeq]);
         vm.prank(buyer);
         judge.accuse(id, chain[seenSeq], sig, missingSeq);
     }
@@ -125,7 +125,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         bytes memory payload = new bytes(MAX_PAYLOAD + 1);
         (Message memory m,) = freshMessage(40);
         m.payloadHash = keccak256(payload);
-        bytes memory sig = msgSig(m);
+        BatchProof memory sig = msgProof(m);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.PayloadTooLarge.selector, MAX_PAYLOAD + 1, MAX_PAYLOAD));
         judge.post(m, payload, sig);
     }
@@ -134,7 +134,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         bytes memory payload = new bytes(MAX_PAYLOAD);
         (Message memory m,) = freshMessage(40);
         m.payloadHash = keccak256(payload);
-        bytes memory sig = msgSig(m);
+        BatchProof memory sig = msgProof(m);
         judge.post(m, payload, sig);
         (, uint64 postedAt) = judge.posting(streamId, 40);
         assertEq(postedAt, block.timestamp, "posting time is block time");
@@ -229,7 +229,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         vm.warp(START_TIME + T_ACK);
         postSeq(3);
         vm.warp(START_TIME + 3 * uint256(T_ACK));
-        bytes memory sig = msgSig(chain[5]);
+        BatchProof memory sig = msgProof(chain[5]);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.AlreadyPosted.selector, streamId, 3));
         judge.accuse(id, chain[5], sig, 3);
@@ -257,7 +257,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
     function test_accuse_futureTimestampIsCappedAtTheAccusation() public {
         (Message memory m,) = freshMessage(7);
         m.timestamp = uint64(block.timestamp + 1 days) * 1000;
-        bytes memory sig = msgSig(m);
+        BatchProof memory sig = msgProof(m);
         vm.prank(buyer);
         judge.accuse(id, m, sig, 3);
         assertEq(judge.channelTiming(id).disputePostBy, block.timestamp + T_ACK, "capped");
@@ -271,7 +271,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
     /// W messages unacked), even if the buyer saw a later message (e.g. posted for another channel).
     function test_attack_accusationPastTheWindowIsRefused() public {
         postSeq(25); // posted for another channel of the stream
-        bytes memory sig = msgSig(chain[25]);
+        BatchProof memory sig = msgProof(chain[25]);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.NotOwed.selector, WINDOW, WINDOW));
         judge.accuse(id, chain[25], sig, WINDOW);
@@ -282,7 +282,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
     function test_attack_accusationPastTheDepositIsRefused() public {
         (uint256 small, Offer memory so) = (0, makeOffer(0));
         small = openWith(so, WINDOW * PRICE); // exactly W messages
-        bytes memory sig = msgSig(chain[20]);
+        BatchProof memory sig = msgProof(chain[20]);
         Ack memory a = makeAck(small, 5, costOf(so, 5));
         judge.claim(a, ackSig(a)); // acked 6: the window would allow up to seq 13, the deposit up to 7
         vm.prank(buyer);
@@ -298,7 +298,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
     function test_attack_accusationPastTheSellerStopIsRefused() public {
         Stop memory s = stopOf(id, 4);
         judge.submitStop(s, stopSig(s));
-        bytes memory sig = msgSig(chain[7]);
+        BatchProof memory sig = msgProof(chain[7]);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.NotOwed.selector, 5, 5));
         judge.accuse(id, chain[7], sig, 5);
@@ -316,7 +316,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         vm.warp(settleAfter + T_ACK - 1);
         Ack memory a = makeAck(id, 3, costOf(o, 3));
         judge.defendWithAck(a, ackSig(a)); // answered just before the deadline
-        bytes memory sig = msgSig(chain[6]);
+        BatchProof memory sig = msgProof(chain[6]);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.ClosureElapsed.selector, settleAfter, block.timestamp));
         judge.accuse(id, chain[6], sig, 4);
@@ -349,7 +349,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         if (stopCount < owedCount) owedCount = stopCount;
         uint64 missingSeq = start + uint64(ackedCount) + uint64(missing % 24);
         ensureChain(60);
-        bytes memory sig = msgSig(chain[50]);
+        BatchProof memory sig = msgProof(chain[50]);
         vm.prank(buyer);
         if (missingSeq - start >= owedCount) {
             vm.expectRevert(abi.encodeWithSelector(ISupraJudge.NotOwed.selector, missingSeq, start + owedCount));
@@ -406,7 +406,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         for (uint64 i = 0; i < WINDOW; ++i) {
             // re-link them onto seq 10.. for the claim: seqs 10..17 (fixture chain has them unposted)
             late[i].seq = 10 + i;
-            judge.post(late[i], latePayloads[i], msgSig(late[i]));
+            judge.post(late[i], latePayloads[i], msgProof(late[i]));
         }
         vm.prank(seller);
         vm.expectRevert(
@@ -427,7 +427,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         uint256 closeAt = block.timestamp;
         vm.warp(closeAt + 1);
         (Message memory m, bytes memory payload) = freshMessage(10);
-        judge.post(m, payload, msgSig(m));
+        judge.post(m, payload, msgProof(m));
         vm.prank(seller);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.PostedAfterClose.selector, 10, closeAt + 1, closeAt));
         judge.claimPosted(id, 10);
@@ -529,7 +529,7 @@ contract SupraJudgeAttacksTest is SupraTestBase {
         Stop memory s = stopOf(late, 3);
         judge.submitStop(s, stopSig(s));
         assertEq(judge.channelTiming(late).sellerStopCount, 0, "nothing owed");
-        bytes memory sig = msgSig(chain[12]);
+        BatchProof memory sig = msgProof(chain[12]);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.NotOwed.selector, 10, 10));
         judge.accuse(late, chain[12], sig, 10);

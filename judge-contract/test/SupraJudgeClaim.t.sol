@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {ISupraJudge} from "../contracts/ISupraJudge.sol";
-import {Offer, Message, Ack} from "../contracts/SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack} from "../contracts/SupraTypes.sol";
 import {vm} from "./utils/Vm.sol";
 import {SupraTestBase} from "./utils/SupraTestBase.sol";
 
@@ -16,7 +16,7 @@ contract SupraJudgeClaimTest is SupraTestBase {
     function test_post_storesDigestPrefixAndBlockTime() public {
         ensureChain(2);
         Message memory m = chain[2];
-        bytes memory sig = msgSig(m);
+        BatchProof memory sig = msgProof(m);
         bytes32 digest = judge.hashMessage(m);
         vm.expectEmit(address(judge));
         emit ISupraJudge.Posted(streamId, 2, digest, m.timestamp, m.prev, payloads[2], sig);
@@ -40,7 +40,7 @@ contract SupraJudgeClaimTest is SupraTestBase {
     function test_post_revertsOnPayloadMismatch() public {
         ensureChain(0);
         Message memory m = chain[0];
-        bytes memory sig = msgSig(m);
+        BatchProof memory sig = msgProof(m);
         bytes memory wrong = payloadFor(99, 64);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.PayloadMismatch.selector, m.payloadHash, keccak256(wrong)));
         judge.post(m, wrong, sig);
@@ -49,14 +49,15 @@ contract SupraJudgeClaimTest is SupraTestBase {
     function test_post_revertsWhenNotSignedByTheStreamSeller() public {
         ensureChain(0);
         Message memory m = chain[0];
-        bytes memory forged = sign(OTHER_PK, judge.hashMessage(m));
+        BatchProof memory forged = singleProof(OTHER_PK, m);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.WrongSigner.selector, seller, other));
         judge.post(m, payloads[0], forged);
 
-        bytes memory sig = highS(msgSig(m));
-        (, bytes32 s,) = split(sig);
+        BatchProof memory proof = msgProof(m);
+        proof.sig = highS(proof.sig);
+        (, bytes32 s,) = split(proof.sig);
         vm.expectRevert(abi.encodeWithSelector(ECDSA.ECDSAInvalidSignatureS.selector, s));
-        judge.post(m, payloads[0], sig);
+        judge.post(m, payloads[0], proof);
     }
 
     function test_post_conflictingMessageReverts() public {
@@ -65,7 +66,7 @@ contract SupraJudgeClaimTest is SupraTestBase {
         bytes memory payload = payloadFor(1000, 64);
         twin.payloadHash = keccak256(payload);
         bytes32 digest = judge.hashMessage(twin);
-        bytes memory sig = msgSig(twin);
+        BatchProof memory sig = msgProof(twin);
         (bytes24 posted,) = judge.posting(streamId, 1);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.ConflictingPost.selector, streamId, 1, posted, digest));
         judge.post(twin, payload, sig);
@@ -75,7 +76,7 @@ contract SupraJudgeClaimTest is SupraTestBase {
         bytes memory payload = payloadFor(0, 256);
         Message memory m =
             Message({streamId: streamId, seq: 0, timestamp: 1, payloadHash: keccak256(payload), prev: bytes32(0)});
-        judge.post(m, payload, msgSig(m));
+        judge.post(m, payload, msgProof(m));
         (bytes24 prefix,) = judge.posting(streamId, 0);
         assertTrue(prefix != bytes24(0), "posted");
     }

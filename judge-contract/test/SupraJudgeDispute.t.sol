@@ -2,7 +2,7 @@
 pragma solidity ^0.8.24;
 
 import {ISupraJudge} from "../contracts/ISupraJudge.sol";
-import {Offer, Message, Ack} from "../contracts/SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack} from "../contracts/SupraTypes.sol";
 import {vm} from "./utils/Vm.sol";
 import {SupraTestBase} from "./utils/SupraTestBase.sol";
 
@@ -46,7 +46,7 @@ contract SupraJudgeDisputeTest is SupraTestBase {
     }
 
     function accuse(uint64 seenSeq, uint64 missingSeq) internal {
-        bytes memory sig = msgSig(chain[seenSeq]);
+        BatchProof memory sig = msgProof(chain[seenSeq]);
         vm.prank(buyer);
         judge.accuse(id, chain[seenSeq], sig, missingSeq);
     }
@@ -56,7 +56,7 @@ contract SupraJudgeDisputeTest is SupraTestBase {
     // --------------------------------------------------------------------------------------------
 
     function test_accuse_opensADispute() public {
-        bytes memory sig = msgSig(chain[5]);
+        BatchProof memory sig = msgProof(chain[5]);
         vm.expectEmit(address(judge));
         emit ISupraJudge.Accused(id, 3, 5, block.timestamp + T_ACK);
         vm.prank(buyer);
@@ -67,20 +67,20 @@ contract SupraJudgeDisputeTest is SupraTestBase {
     }
 
     function test_accuse_rejections() public {
-        bytes memory sig = msgSig(chain[5]);
+        BatchProof memory sig = msgProof(chain[5]);
         vm.prank(other);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.NotBuyer.selector, other, buyer));
         judge.accuse(id, chain[5], sig, 3);
 
         vm.startPrank(buyer);
         // seen must be signed by the seller
-        bytes memory forged = sign(OTHER_PK, judge.hashMessage(chain[5]));
+        BatchProof memory forged = singleProof(OTHER_PK, chain[5]);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.WrongSigner.selector, seller, other));
         judge.accuse(id, chain[5], forged, 3);
         // seen must be on the channel's stream
         Message memory elsewhere = chain[5];
         elsewhere.streamId = streamOf(seller, 2);
-        bytes memory elsewhereSig = msgSig(elsewhere);
+        BatchProof memory elsewhereSig = msgProof(elsewhere);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.WrongStream.selector, streamId, elsewhere.streamId));
         judge.accuse(id, elsewhere, elsewhereSig, 3);
         // missing must be before seen
@@ -100,7 +100,7 @@ contract SupraJudgeDisputeTest is SupraTestBase {
         judge.accuse(id, chain[5], sig, 3);
         // one accusation at a time
         accuse(5, 4);
-        bytes memory sig6 = msgSig(chain[6]);
+        BatchProof memory sig6 = msgProof(chain[6]);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.AccusationOpen.selector, id, 4));
         judge.accuse(id, chain[6], sig6, 5);
@@ -108,7 +108,7 @@ contract SupraJudgeDisputeTest is SupraTestBase {
 
     function test_accuse_beforeStartSeqIsOutOfRange() public {
         (uint256 late,) = openDefault(10);
-        bytes memory sig = msgSig(chain[12]);
+        BatchProof memory sig = msgProof(chain[12]);
         vm.prank(buyer);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.MissingSeqOutOfRange.selector, 9, 10, 12));
         judge.accuse(late, chain[12], sig, 9);
@@ -213,10 +213,10 @@ contract SupraJudgeDisputeTest is SupraTestBase {
         bytes memory ackSignature = ackSig(a);
         Ack memory bad = makeAck(id, 4, 1);
         bytes memory badSig = ackSig(bad);
-        bytes memory sig5 = msgSig(chain[5]);
+        BatchProof memory sig5 = msgProof(chain[5]);
         Message memory twin = twinOf(4);
-        bytes memory sig4 = msgSig(chain[4]);
-        bytes memory twinSig = msgSig(twin);
+        BatchProof memory sig4 = msgProof(chain[4]);
+        BatchProof memory twinSig = msgProof(twin);
 
         vm.startPrank(buyer);
         vm.expectRevert(wrongStatus);
@@ -388,8 +388,8 @@ contract SupraJudgeDisputeTest is SupraTestBase {
         claimAck(id, o, 2);
         Message memory a = chain[4];
         Message memory b = twinOf(4);
-        bytes memory sigA = msgSig(a);
-        bytes memory sigB = msgSig(b);
+        BatchProof memory sigA = msgProof(a);
+        BatchProof memory sigB = msgProof(b);
         uint256 before = buyer.balance;
         bytes32 digestA = judge.hashMessage(a);
         bytes32 digestB = judge.hashMessage(b);
@@ -407,8 +407,8 @@ contract SupraJudgeDisputeTest is SupraTestBase {
         Message memory a = chain[4];
         Message memory b = chain[5];
         b.prev = keccak256("not message 4");
-        bytes memory sigA = msgSig(a);
-        bytes memory sigB = msgSig(b);
+        BatchProof memory sigA = msgProof(a);
+        BatchProof memory sigB = msgProof(b);
         judge.proveEquivocation(id, a, sigA, b, sigB);
         assertStatus(id, ISupraJudge.Status.Settled, "settled");
     }
@@ -416,10 +416,10 @@ contract SupraJudgeDisputeTest is SupraTestBase {
     function test_proveEquivocation_afterAConflictingPost() public {
         postSeq(7);
         Message memory twin = twinOf(7);
-        bytes memory twinSig = msgSig(twin);
+        BatchProof memory twinSig = msgProof(twin);
         vm.expectPartialRevert(ISupraJudge.ConflictingPost.selector);
         judge.post(twin, twinPayload(7), twinSig);
-        bytes memory sig7 = msgSig(chain[7]);
+        BatchProof memory sig7 = msgProof(chain[7]);
         judge.proveEquivocation(id, chain[7], sig7, twin, twinSig); // the rejected post was proof enough
         assertStatus(id, ISupraJudge.Status.Settled, "settled");
     }
@@ -427,8 +427,8 @@ contract SupraJudgeDisputeTest is SupraTestBase {
     function test_proveEquivocation_clearsAnOpenAccusation() public {
         accuse(6, 3);
         Message memory b = twinOf(4);
-        bytes memory sigA = msgSig(chain[4]);
-        bytes memory sigB = msgSig(b);
+        BatchProof memory sigA = msgProof(chain[4]);
+        BatchProof memory sigB = msgProof(b);
         judge.proveEquivocation(id, chain[4], sigA, b, sigB);
         assertEq(judge.channel(id).disputeDeadline, 0, "cleared");
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.WrongStatus.selector, id, ISupraJudge.Status.Settled));
@@ -436,9 +436,9 @@ contract SupraJudgeDisputeTest is SupraTestBase {
     }
 
     function test_proveEquivocation_rejections() public {
-        bytes memory sig4 = msgSig(chain[4]);
-        bytes memory sig5 = msgSig(chain[5]);
-        bytes memory sig7 = msgSig(chain[7]);
+        BatchProof memory sig4 = msgProof(chain[4]);
+        BatchProof memory sig5 = msgProof(chain[5]);
+        BatchProof memory sig7 = msgProof(chain[7]);
         bytes32 d4 = judge.hashMessage(chain[4]);
         bytes32 d5 = judge.hashMessage(chain[5]);
         bytes32 d7 = judge.hashMessage(chain[7]);
@@ -453,18 +453,18 @@ contract SupraJudgeDisputeTest is SupraTestBase {
         judge.proveEquivocation(id, chain[4], sig4, chain[7], sig7);
         // the twin must be signed by the seller
         Message memory twin = twinOf(4);
-        bytes memory forged = sign(OTHER_PK, judge.hashMessage(twin));
+        BatchProof memory forged = singleProof(OTHER_PK, twin);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.WrongSigner.selector, seller, other));
         judge.proveEquivocation(id, chain[4], sig4, twin, forged);
         // both on the channel's stream
         Message memory elsewhere = twinOf(4);
         elsewhere.streamId = streamOf(seller, 2);
-        bytes memory elsewhereSig = msgSig(elsewhere);
+        BatchProof memory elsewhereSig = msgProof(elsewhere);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.WrongStream.selector, streamId, elsewhere.streamId));
         judge.proveEquivocation(id, chain[4], sig4, elsewhere, elsewhereSig);
         // within the channel's range
         (uint256 late,) = openDefault(10);
-        bytes memory twinSig = msgSig(twin);
+        BatchProof memory twinSig = msgProof(twin);
         vm.expectRevert(abi.encodeWithSelector(ISupraJudge.SeqBeforeStart.selector, 4, 10));
         judge.proveEquivocation(late, chain[4], sig4, twin, twinSig);
     }

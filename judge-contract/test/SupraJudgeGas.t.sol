@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: MIT
 pragma solidity ^0.8.24;
 
-import {Offer, Message, Ack, Stop} from "../contracts/SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack, Stop} from "../contracts/SupraTypes.sol";
 import {vm, Vm} from "./utils/Vm.sol";
 import {SupraTestBase} from "./utils/SupraTestBase.sol";
 
@@ -95,7 +95,7 @@ contract SupraJudgeGasTest is SupraTestBase {
             payloadHash: keccak256(payload),
             prev: digestOf(20)
         });
-        bytes memory sig = msgSig(m);
+        BatchProof memory sig = msgProof(m);
         vm.prank(seller);
         judge.post(m, payload, sig);
         within("post 256 B", BUDGET_POST_256);
@@ -120,7 +120,7 @@ contract SupraJudgeGasTest is SupraTestBase {
 
     function test_gas_accuse_defend() public {
         (id, o) = openDefault(0);
-        bytes memory sig = msgSig(chain[5]);
+        BatchProof memory sig = msgProof(chain[5]);
         vm.prank(buyer);
         judge.accuse(id, chain[5], sig, 3);
         within("accuse", BUDGET_ACCUSE);
@@ -132,7 +132,7 @@ contract SupraJudgeGasTest is SupraTestBase {
 
     function test_gas_accuse_defendWithAck() public {
         (id, o) = openDefault(0);
-        bytes memory sig = msgSig(chain[5]);
+        BatchProof memory sig = msgProof(chain[5]);
         vm.prank(buyer);
         judge.accuse(id, chain[5], sig, 3);
         Ack memory a = makeAck(id, 4, costOf(o, 4));
@@ -144,7 +144,7 @@ contract SupraJudgeGasTest is SupraTestBase {
 
     function test_gas_accuse_resolve() public {
         (id, o) = openDefault(0);
-        bytes memory sig = msgSig(chain[5]);
+        BatchProof memory sig = msgProof(chain[5]);
         vm.prank(buyer);
         judge.accuse(id, chain[5], sig, 3);
         vm.warp(block.timestamp + T_ACK + 1);
@@ -155,7 +155,7 @@ contract SupraJudgeGasTest is SupraTestBase {
 
     function test_gas_resolve_postedInTime() public {
         (id, o) = openDefault(0);
-        bytes memory sig = msgSig(chain[5]);
+        BatchProof memory sig = msgProof(chain[5]);
         vm.prank(buyer);
         judge.accuse(id, chain[5], sig, 3);
         postSeq(3);
@@ -178,8 +178,8 @@ contract SupraJudgeGasTest is SupraTestBase {
         (id, o) = openDefault(0);
         Message memory twin = chain[4];
         twin.payloadHash = keccak256("twin");
-        bytes memory sigA = msgSig(chain[4]);
-        bytes memory sigB = msgSig(twin);
+        BatchProof memory sigA = msgProof(chain[4]);
+        BatchProof memory sigB = msgProof(twin);
         vm.prank(buyer);
         judge.proveEquivocation(id, chain[4], sigA, twin, sigB);
         within("proveEquivocation", BUDGET_PROVE_EQUIVOCATION);
@@ -195,7 +195,7 @@ contract SupraJudgeGasTest is SupraTestBase {
 
     function test_gas_submitStop_answersAnAccusation() public {
         (id, o) = openDefault(0);
-        bytes memory mSig = msgSig(chain[7]);
+        BatchProof memory mSig = msgProof(chain[7]);
         vm.prank(buyer);
         judge.accuse(id, chain[7], mSig, 6);
         (Stop memory s, bytes memory sig) = stopOf(5);

@@ -2,9 +2,10 @@
 pragma solidity ^0.8.24;
 
 import {ISupraJudge} from "../contracts/ISupraJudge.sol";
-import {Offer, Message, Ack, Stop} from "../contracts/SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack, Stop} from "../contracts/SupraTypes.sol";
 import {vm} from "./utils/Vm.sol";
 import {Assertions} from "./utils/Assertions.sol";
+import {MerkleBuilder} from "./utils/MerkleBuilder.sol";
 
 /// @dev Drives the judge with random sequences of every action, by honest and dishonest parties: one seller
 ///      and its stream, three buyers, up to MAX_CHANNELS channels. It measures every payout from the
@@ -23,6 +24,10 @@ contract JudgeHandler is Assertions {
 
     Message[] internal chain;
     bytes[] internal payloads;
+    /// The seller's signed batches (each `produce` signs one), and the batch of each seq.
+    Batch[] internal batches;
+    bytes[] internal batchSigs;
+    uint256[] internal batchOf;
     uint256 internal nonce;
 
     uint256[] public ids;
@@ -180,9 +185,10 @@ contract JudgeHandler is Assertions {
         } catch {}
     }
 
-    /// @dev The seller signs the next messages of its stream (delivered off-chain, not posted).
+    /// @dev The seller signs the next messages of its stream as one batch (delivered off-chain, not posted).
     function produce(uint8 n) external {
         n = uint8(bound(n, 1, 6));
+        uint64 first = uint64(chain.length);
         for (uint256 i = 0; i < n; ++i) {
             uint64 seq = uint64(chain.length);
             bytes memory payload = abi.encode("payload", seq);
@@ -196,7 +202,36 @@ contract JudgeHandler is Assertions {
                 })
             );
             payloads.push(payload);
+            batchOf.push(batches.length);
         }
+        uint64 last = uint64(chain.length - 1);
+        Batch memory b =
+            Batch({streamId: streamId, firstSeq: first, lastSeq: last, root: MerkleBuilder.root(_leaves(first, last))});
+        batches.push(b);
+        batchSigs.push(_sign(SELLER_PK, judge.hashBatch(b)));
+    }
+
+    /// @dev The digests of chain[first..=last].
+    function _leaves(uint64 first, uint64 last) private view returns (bytes32[] memory leaves) {
+        leaves = new bytes32[](last - first + 1);
+        for (uint256 i = 0; i < leaves.length; ++i) {
+            leaves[i] = judge.hashMessage(chain[first + i]);
+        }
+    }
+
+    /// @dev The seller's proof of chain[seq], from the batch it was signed in.
+    function _proof(uint64 seq) internal view returns (BatchProof memory p) {
+        uint256 i = batchOf[seq];
+        p.batch = batches[i];
+        p.sig = batchSigs[i];
+        p.path = MerkleBuilder.path(_leaves(p.batch.firstSeq, p.batch.lastSeq), seq - p.batch.firstSeq);
+    }
+
+    /// @dev A seller-signed batch of the single message `m` (say, a second message for a seq).
+    function _singleProof(Message memory m) internal view returns (BatchProof memory p) {
+        p.batch = Batch({streamId: m.streamId, firstSeq: m.seq, lastSeq: m.seq, root: judge.hashMessage(m)});
+        p.sig = _sign(SELLER_PK, judge.hashBatch(p.batch));
+        p.path = new bytes32[](0);
     }
 
     function post(uint256 seqSeed) external {
@@ -206,8 +241,7 @@ contract JudgeHandler is Assertions {
 
     function _post(uint64 seq) internal {
         Message memory m = chain[seq];
-        bytes memory sig = _sign(SELLER_PK, judge.hashMessage(m));
-        judge.post(m, payloads[seq], sig);
+        judge.post(m, payloads[seq], _proof(seq));
     }
 
     function claim(uint256 seed, uint256 seqSeed) external {
@@ -271,7 +305,7 @@ contract JudgeHandler is Assertions {
         uint256 lowest = c.startSeq + c.acked;
         if (chain.length < lowest + 2) return;
         Message memory seen = chain[lowest + 1 + seenSeed % (chain.length - lowest - 1)];
-        bytes memory sig = _sign(SELLER_PK, judge.hashMessage(seen));
+        BatchProof memory sig = _proof(seen.seq);
         uint64 missing = uint64(lowest + missingSeed % (seen.seq - lowest));
         Snapshot memory s = _before(id);
         vm.prank(buyerOf(id));
@@ -286,7 +320,7 @@ contract JudgeHandler is Assertions {
         ISupraJudge.ChannelInfo memory c = judge.channel(id);
         if (c.disputeDeadline != 0 && c.disputeSeq < chain.length) {
             Message memory m = chain[c.disputeSeq];
-            judge.post(m, payloads[m.seq], _sign(SELLER_PK, judge.hashMessage(m)));
+            judge.post(m, payloads[m.seq], _proof(m.seq));
         }
         Snapshot memory s = _before(id);
         try judge.defend(id) {
@@ -342,8 +376,8 @@ contract JudgeHandler is Assertions {
         Message memory a = chain[seqSeed % chain.length];
         Message memory b = a;
         b.payloadHash = keccak256(abi.encode("twin", a.seq));
-        bytes memory sigA = _sign(SELLER_PK, judge.hashMessage(a));
-        bytes memory sigB = _sign(SELLER_PK, judge.hashMessage(b));
+        BatchProof memory sigA = _proof(a.seq);
+        BatchProof memory sigB = _singleProof(b);
         Snapshot memory s = _before(id);
         try judge.proveEquivocation(id, a, sigA, b, sigB) {
             _after(s, 0, "proveEquivocation", true);

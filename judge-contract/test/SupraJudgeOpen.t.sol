@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {ISupraJudge} from "../contracts/ISupraJudge.sol";
-import {Offer, Message, Ack, Stop, PeerAuth} from "../contracts/SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack, Stop, PeerAuth} from "../contracts/SupraTypes.sol";
 import {vm} from "./utils/Vm.sol";
 import {SupraTestBase} from "./utils/SupraTestBase.sol";
 

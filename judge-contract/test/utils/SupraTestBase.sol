@@ -2,9 +2,10 @@
 pragma solidity ^0.8.24;
 
 import {ISupraJudge} from "../../contracts/ISupraJudge.sol";
-import {Offer, Message, Ack, Stop, PeerAuth} from "../../contracts/SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack, Stop, PeerAuth} from "../../contracts/SupraTypes.sol";
 import {vm} from "./Vm.sol";
 import {Assertions} from "./Assertions.sol";
+import {MerkleBuilder} from "./MerkleBuilder.sol";
 
 /// @dev Shared fixture: a judge, a seller with one stream, a buyer, signing helpers, and an independent
 ///      (field-by-field) EIP-712 implementation used to check the judge's hash views and to forge
@@ -144,8 +145,57 @@ abstract contract SupraTestBase is Assertions {
         }
     }
 
-    function msgSig(Message memory m) internal view returns (bytes memory) {
-        return sign(SELLER_PK, judge.hashMessage(m));
+    /// @dev The seller's proof of `m` as a batch of one message (root = its digest, empty path).
+    function msgProof(Message memory m) internal view returns (BatchProof memory) {
+        return singleProof(SELLER_PK, m);
+    }
+
+    /// @dev `pk`'s proof of `m` as a batch of one message.
+    function singleProof(uint256 pk, Message memory m) internal view returns (BatchProof memory p) {
+        p.batch = Batch({streamId: m.streamId, firstSeq: m.seq, lastSeq: m.seq, root: judge.hashMessage(m)});
+        p.sig = sign(pk, judge.hashBatch(p.batch));
+        p.path = new bytes32[](0);
+    }
+
+    /// @dev One seller-signed batch over `ms` (consecutive seqs of one stream): every message's proof, in order.
+    function batchProofs(Message[] memory ms) internal view returns (BatchProof[] memory) {
+        return batchProofsBy(SELLER_PK, ms);
+    }
+
+    function batchProofsBy(uint256 pk, Message[] memory ms) internal view returns (BatchProof[] memory proofs) {
+        bytes32[] memory leaves = new bytes32[](ms.length);
+        for (uint256 i = 0; i < ms.length; ++i) {
+            leaves[i] = judge.hashMessage(ms[i]);
+        }
+        Batch memory b = Batch({
+            streamId: ms[0].streamId,
+            firstSeq: ms[0].seq,
+            lastSeq: ms[ms.length - 1].seq,
+            root: merkleRoot(leaves)
+        });
+        bytes memory sig = sign(pk, judge.hashBatch(b));
+        proofs = new BatchProof[](ms.length);
+        for (uint256 i = 0; i < ms.length; ++i) {
+            proofs[i] = BatchProof({batch: b, sig: sig, path: merklePath(leaves, i)});
+        }
+    }
+
+    /// @dev The seller's proofs of chain[first..=last] under one batch.
+    function chainBatch(uint64 first, uint64 last) internal returns (BatchProof[] memory) {
+        ensureChain(last);
+        Message[] memory ms = new Message[](last - first + 1);
+        for (uint64 s = first; s <= last; ++s) {
+            ms[s - first] = chain[s];
+        }
+        return batchProofs(ms);
+    }
+
+    function merkleRoot(bytes32[] memory leaves) internal pure returns (bytes32) {
+        return MerkleBuilder.root(leaves);
+    }
+
+    function merklePath(bytes32[] memory leaves, uint256 index) internal pure returns (bytes32[] memory) {
+        return MerkleBuilder.path(leaves, index);
     }
 
     function digestOf(uint64 seq) internal returns (bytes32) {
@@ -155,7 +205,7 @@ abstract contract SupraTestBase is Assertions {
 
     function postSeq(uint64 seq) internal {
         ensureChain(seq);
-        judge.post(chain[seq], payloads[seq], msgSig(chain[seq]));
+        judge.post(chain[seq], payloads[seq], msgProof(chain[seq]));
     }
 
     /// @dev An ack for `seq`; its digest is message seq's when the chain already has it (the judge never
@@ -222,6 +272,18 @@ abstract contract SupraTestBase is Assertions {
                 uint256(m.timestamp),
                 m.payloadHash,
                 m.prev
+            )
+        );
+    }
+
+    function structHash(Batch memory b) internal pure returns (bytes32) {
+        return keccak256(
+            abi.encodePacked(
+                keccak256("Batch(bytes32 streamId,uint64 firstSeq,uint64 lastSeq,bytes32 root)"),
+                b.streamId,
+                uint256(b.firstSeq),
+                uint256(b.lastSeq),
+                b.root
             )
         );
     }
