@@ -9,6 +9,7 @@
 use alloy_primitives::{Address, B256, U256};
 use serde::{Deserialize, Serialize};
 
+use crate::proof::MessageProof;
 use crate::sign::Signature;
 use crate::types::{Ack, ChannelId, Message, Offer, Stop};
 use crate::wire::adapters;
@@ -40,8 +41,8 @@ pub enum SellerRecord {
         /// The message.
         #[serde(with = "adapters::MessageDef")]
         message: Message,
-        /// The seller's signature.
-        sig: Signature,
+        /// The proof that the seller signed it (its batch, the batch signature, its path).
+        proof: MessageProof,
         /// The sealed payload.
         #[serde(with = "adapters::bytes")]
         payload: Vec<u8>,

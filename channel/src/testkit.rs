@@ -10,14 +10,15 @@
 //! While running it records what the protocol properties need ([`Observations`]), and
 //! [`Sim::check`] turns violations into errors.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 
 use crate::buyer::{BuyerAction, BuyerChannel, BuyerConfig, BuyerEvent};
 use crate::records::{BuyerRecord, SellerRecord};
 use crate::seller::{SellerAction, SellerConfig, SellerEvent, Stream, Terms};
-use crate::sign::{Keypair, Signature};
+use crate::proof::MessageProof;
+use crate::sign::Keypair;
 use crate::types::{Ack, ChannelId, Domain, Message, StreamId, UnixMs, ack_cost};
 use crate::wire::{Frame, FrameBytes};
 
@@ -136,6 +137,9 @@ pub struct SimConfig {
     pub messages: u64,
     /// Interval between publications.
     pub publish_every_ms: u64,
+    /// Most messages published together, as one `publish_batch` (a broker's turn): each
+    /// publication draws 1 to this many. 1: one message per publication, one batch each.
+    pub publish_batch: u64,
     /// Payload size in bytes.
     pub payload_len: usize,
     /// Per-mille chance, per event and per action batch, that the seller crashes (possibly after
@@ -187,6 +191,7 @@ impl Default for SimConfig {
             chain_delay_ms: 1_000,
             messages: 100,
             publish_every_ms: 10,
+            publish_batch: 1,
             payload_len: 32,
             seller_crash_permille: 0,
             buyer_crash_permille: 0,
@@ -244,7 +249,7 @@ enum Dest {
 
 #[derive(Clone, Debug)]
 enum Tx {
-    Post(Message, Signature, Vec<u8>),
+    Post(Message, MessageProof, Vec<u8>),
     Claim(Ack),
     Accuse(usize, u64),
     Defend(ChannelId),
@@ -259,7 +264,7 @@ enum Tx {
 #[derive(Clone, Debug)]
 pub enum ChainEvent {
     /// A message of the stream posted on-chain.
-    Posted(Message, Signature, Vec<u8>),
+    Posted(Message, MessageProof, Vec<u8>),
     /// An accusation opened on the channel, with its deadline (seconds).
     AccusationOpened(u64),
     /// The accusation was defended or resolved.
@@ -278,9 +283,9 @@ impl ChainEvent {
     /// Hands the event to `chan` at `now`.
     pub fn apply(self, chan: &mut BuyerChannel, now: UnixMs) {
         match self {
-            ChainEvent::Posted(m, sig, payload) => {
+            ChainEvent::Posted(m, proof, payload) => {
                 // A posting the engine refuses (another stream's, say) changes nothing.
-                let _ = chan.on_posted(now, m, sig, payload);
+                let _ = chan.on_posted(now, m, proof, payload);
             }
             ChainEvent::AccusationOpened(deadline) => chan.on_accusation_opened(now, deadline),
             ChainEvent::AccusationClosed => chan.on_accusation_closed(now),
@@ -346,7 +351,8 @@ pub struct Sim {
     claimed: BTreeMap<ChannelId, U256>,
     disputes: BTreeMap<ChannelId, Dispute>,
     posted: BTreeMap<u64, B256>,
-    unpersisted: Option<(u64, Vec<u8>, UnixMs)>,
+    /// Publications whose records are not persisted yet: (seq, payload, time).
+    unpersisted: VecDeque<(u64, Vec<u8>, UnixMs)>,
     seller_restarts: u64,
 }
 
@@ -397,7 +403,7 @@ impl Sim {
             claimed: BTreeMap::new(),
             disputes: BTreeMap::new(),
             posted: BTreeMap::new(),
-            unpersisted: None,
+            unpersisted: VecDeque::new(),
             seller_restarts: 0,
             cfg,
         }
@@ -559,16 +565,28 @@ impl Sim {
         }
         // Publication.
         if self.next_publish.is_some_and(|t| t <= now) {
-            let seq = self.obs.published.len() as u64;
-            let mut payload = vec![0u8; self.cfg.payload_len.max(8)];
-            payload[..8].copy_from_slice(&seq.to_be_bytes());
-            for b in payload.iter_mut().skip(8) {
-                *b = self.rng.next_u64() as u8;
-            }
-            // The publication counts once its record is persisted (see flush_seller); a crash
+            let first = self.obs.published.len() as u64;
+            let left = self.cfg.messages.saturating_sub(first).max(1);
+            let count = match self.cfg.publish_batch {
+                0 | 1 => 1,
+                n => 1 + self.rng.below(n.min(left)),
+            };
+            let payloads: Vec<Vec<u8>> = (first..first + count)
+                .map(|seq| {
+                    let mut payload = vec![0u8; self.cfg.payload_len.max(8)];
+                    payload[..8].copy_from_slice(&seq.to_be_bytes());
+                    for b in payload.iter_mut().skip(8) {
+                        *b = self.rng.next_u64() as u8;
+                    }
+                    payload
+                })
+                .collect();
+            // A publication counts once its record is persisted (see flush_seller); a crash
             // before that loses it, as a broker would not have acknowledged it.
-            if let Ok(seq) = self.seller.publish(now, &payload) {
-                self.unpersisted = Some((seq, payload, now));
+            let refs: Vec<&[u8]> = payloads.iter().map(Vec::as_slice).collect();
+            self.unpersisted.clear();
+            if let Ok(seqs) = self.seller.publish_batch(now, &refs) {
+                self.unpersisted = seqs.zip(payloads).map(|(seq, p)| (seq, p, now)).collect();
             }
             self.flush_seller();
             let n = self.obs.published.len() as u64;
@@ -877,8 +895,8 @@ impl Sim {
             match a {
                 SellerAction::Persist(r) => {
                     if let SellerRecord::Message { message, .. } = &r
-                        && let Some((seq, payload, ts)) = self.unpersisted.take()
-                        && seq == message.seq
+                        && self.unpersisted.front().is_some_and(|(seq, _, _)| *seq == message.seq)
+                        && let Some((seq, payload, ts)) = self.unpersisted.pop_front()
                         && seq == self.obs.published.len() as u64
                     {
                         self.obs.published.push(payload);
@@ -905,7 +923,7 @@ impl Sim {
                     let id = self.id();
                     self.txs.insert(
                         (self.now + self.cfg.chain_delay_ms, id),
-                        Tx::Post(m.message.clone(), m.sig, m.payload.clone()),
+                        Tx::Post(m.message.clone(), m.proof.clone(), m.payload.clone()),
                     );
                 }
                 SellerAction::Claim { ack, .. } => {
@@ -1041,7 +1059,7 @@ impl Sim {
     fn mine(&mut self, tx: Tx) {
         let now = self.now;
         match tx {
-            Tx::Post(m, sig, payload) => {
+            Tx::Post(m, proof, payload) => {
                 let d = self.domain.digest(&m);
                 match self.posted.get(&m.seq) {
                     Some(x) if *x != d => {
@@ -1056,7 +1074,7 @@ impl Sim {
                         for i in 0..self.buyers.len() {
                             self.chain_event(
                                 i,
-                                ChainEvent::Posted(m.clone(), sig, payload.clone()),
+                                ChainEvent::Posted(m.clone(), proof.clone(), payload.clone()),
                             );
                         }
                         // Defended disputes.

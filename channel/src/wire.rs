@@ -676,10 +676,18 @@ mod tests {
     #[test]
     fn rejects_bad_frames() {
         let good = Frame::Ping { nonce: 3 }.encode().unwrap();
-        // wrong version
+        // wrong version (a stage-1 peer, whose Data frames carried one signature per message)
         let mut v = good.clone();
-        v[4] = 2;
-        assert_eq!(Frame::decode(&v).unwrap_err(), WireError::Version(2));
+        v[4] = 1;
+        assert_eq!(Frame::decode(&v).unwrap_err(), WireError::Version(1));
+        // a Merkle path longer than any batch allows is refused while decoding
+        let Some(Frame::Data(mut data)) = samples().into_iter().find(|f| matches!(f, Frame::Data(_)))
+        else {
+            panic!("samples hold a Data frame")
+        };
+        data.proof.path = vec![B256::repeat_byte(6); crate::proof::MAX_PROOF_DEPTH + 1];
+        let long = Frame::Data(data).encode().unwrap();
+        assert!(Frame::decode(&long).is_err());
         // trailing byte inside the declared body
         let mut t = good.clone();
         t.push(0);

@@ -8,129 +8,9 @@ use supra_channel::seller::{SellerConfig, Terms};
 use supra_channel::testkit::test_key;
 use supra_channel::*;
 
-const T0: u64 = 1_700_000_000_000;
+mod common;
+use common::*;
 
-fn domain() -> Domain {
-    Domain::new(31337, alloy_primitives::Address::repeat_byte(0x42))
-}
-
-fn terms(window: u64) -> Terms {
-    Terms {
-        price: U256::from(10u64),
-        window,
-        t_ack_secs: 10,
-        t_closure_secs: 60,
-        offer_validity_secs: 600,
-    }
-}
-
-struct Pair {
-    seller: Stream,
-    buyer: BuyerChannel,
-    bkey: Keypair,
-    store: Vec<SellerRecord>,
-    bstore: Vec<BuyerRecord>,
-    delivered: Vec<(u64, Vec<u8>)>,
-    other: Vec<SellerAction>,
-    bother: Vec<BuyerAction>,
-    now: u64,
-}
-
-impl Pair {
-    fn new(window: u64, scfg: SellerConfig, bcfg: BuyerConfig) -> Self {
-        Self::with_deposit(window, scfg, bcfg, U256::from(10_000u64))
-    }
-
-    fn with_deposit(window: u64, scfg: SellerConfig, bcfg: BuyerConfig, deposit: U256) -> Self {
-        let skey = test_key("s", 1);
-        let bkey = test_key("b", 1);
-        let sid = StreamId::new(skey.address(), 7).unwrap();
-        let mut seller = Stream::new(domain(), skey, sid, terms(window), scfg).unwrap();
-        let (offer, sig) = seller.make_offer(T0, *bkey.public(), "t").unwrap();
-        let buyer =
-            BuyerChannel::new(domain(), bkey.clone(), offer.clone(), sig, bcfg, T0).unwrap();
-        let id = buyer.id();
-        seller.open_channel(T0, id, deposit).unwrap();
-        let mut p = Self {
-            seller,
-            buyer,
-            bkey,
-            store: vec![],
-            bstore: vec![],
-            delivered: vec![],
-            other: vec![],
-            bother: vec![],
-            now: T0,
-        };
-        p.seller_out();
-        p.buyer_out();
-        p
-    }
-
-    /// Drains the seller's actions: returns frames for the buyer, keeps the rest.
-    fn seller_out(&mut self) -> Vec<Frame> {
-        let mut frames = vec![];
-        for a in self.seller.drain_actions() {
-            match a {
-                SellerAction::Persist(r) => self.store.push(r),
-                SellerAction::Send { frame, .. } => frames.push(Frame::decode(&frame).unwrap()),
-                other => self.other.push(other),
-            }
-        }
-        frames
-    }
-
-    fn buyer_out(&mut self) -> Vec<Frame> {
-        let mut frames = vec![];
-        for a in self.buyer.drain_actions() {
-            match a {
-                BuyerAction::Persist(r) => self.bstore.push(r),
-                BuyerAction::Send(f) => frames.push(Frame::decode(&f).unwrap()),
-                BuyerAction::Deliver { seq, payload } => self.delivered.push((seq, payload)),
-                other => self.bother.push(other),
-            }
-        }
-        frames
-    }
-
-    /// Publishes messages `0..n`, one per millisecond, each exchanged until quiet.
-    fn publish_each(&mut self, n: u64) {
-        for i in 0..n {
-            self.now += 1;
-            self.seller.publish(self.now, &payload(i)).unwrap();
-            self.exchange();
-        }
-    }
-
-    /// Exchanges frames until quiet (perfect link, zero delay).
-    fn exchange(&mut self) {
-        loop {
-            let to_b = self.seller_out();
-            for f in to_b {
-                if !matches!(f, Frame::Offer { .. }) {
-                    let _ = self.buyer.handle_frame(self.now, f);
-                }
-            }
-            let to_s = self.buyer_out();
-            if to_s.is_empty() && self.seller.pending_actions() == 0 {
-                break;
-            }
-            for f in to_s {
-                let _ = self.seller.handle_frame(self.now, self.bkey.address(), f);
-            }
-        }
-    }
-
-    fn advance(&mut self, ms: u64) {
-        self.now += ms;
-        self.seller.handle_timeout(self.now);
-        let _ = self.buyer.handle_timeout(self.now);
-    }
-}
-
-fn payload(i: u64) -> Vec<u8> {
-    format!("payload {i}").into_bytes()
-}
 
 /// Issue 10, first must-deliver: with F = 8·P the seller used to deliver all 40 messages (the
 /// last ack carried 40·P, so 32 delivered messages could never be paid). It sends nothing whose
@@ -470,7 +350,7 @@ fn unacked_messages_are_posted_at_t_off_ack() {
     // The buyer takes the posted message as if from the link.
     let m = p.seller.message(0).unwrap().clone();
     p.buyer
-        .on_posted(p.now, m.message.clone(), m.sig, m.payload.clone())
+        .on_posted(p.now, m.message.clone(), m.proof.clone(), m.payload.clone())
         .unwrap();
     p.buyer_out();
     assert_eq!(p.delivered, vec![(0, b"m0".to_vec())]);
@@ -664,8 +544,8 @@ fn equivocation_is_proved() {
         payloadHash: keccak256(&payload),
         prev: Default::default(),
     };
-    let sig = skey.sign(&domain().digest(&m));
-    p.buyer.on_posted(T0, m, sig, payload).unwrap();
+    let proof = MessageProof::sign_single(&domain(), &skey, &m, domain().digest(&m));
+    p.buyer.on_posted(T0, m, proof, payload).unwrap();
     p.buyer_out();
     assert!(
         p.bother
@@ -965,7 +845,7 @@ fn departed_buyer_cannot_read_later_messages() {
     seller.drain_actions();
     let m0 = seller.message(0).unwrap().clone();
     for c in chans.iter_mut() {
-        c.on_posted(T0, m0.message.clone(), m0.sig, m0.payload.clone())
+        c.on_posted(T0, m0.message.clone(), m0.proof.clone(), m0.payload.clone())
             .unwrap();
         assert!(
             c.drain_actions()
@@ -989,7 +869,7 @@ fn departed_buyer_cannot_read_later_messages() {
     let m1 = seller.message(1).unwrap().clone();
     assert_eq!(seller.epoch(), 2);
     chans[0]
-        .on_posted(T0, m1.message.clone(), m1.sig, m1.payload.clone())
+        .on_posted(T0, m1.message.clone(), m1.proof.clone(), m1.payload.clone())
         .unwrap();
     assert!(chans[0].drain_actions().any(
         |a| matches!(a, BuyerAction::Deliver { seq: 1, ref payload } if payload == b"only b1")
@@ -1039,16 +919,16 @@ fn extreme_values_do_not_panic() {
             payloadHash: keccak256(&payload),
             prev: Default::default(),
         };
-        let sig = skey.sign(&domain().digest(&m));
+        let proof = MessageProof::sign_single(&domain(), &skey, &m, domain().digest(&m));
         let _ = p.buyer.handle_frame(
             u64::MAX,
             Frame::Data(supra_channel::wire::Data {
                 message: m.clone(),
-                sig,
+                proof: proof.clone(),
                 payload: payload.clone(),
             }),
         );
-        let _ = p.buyer.on_posted(0, m, sig, payload);
+        let _ = p.buyer.on_posted(0, m, proof, payload);
     }
     let _ = p.buyer.handle_timeout(u64::MAX);
     p.buyer.on_accusation_opened(u64::MAX, u64::MAX);

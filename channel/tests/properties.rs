@@ -18,7 +18,7 @@ fn sim_config() -> impl Strategy<Value = SimConfig> {
         (0u32..300, 0u32..200, 1u64..80, 0u32..30),
         (0u32..12, 0u32..12),
         (2u64..33, 1u64..9),
-        (20u64..160, 1u64..60),
+        (20u64..160, 1u64..60, 1u64..40, 1u64..70),
         proptest::collection::vec(0u64..3_000, 0..4),
     )
         .prop_map(
@@ -28,7 +28,7 @@ fn sim_config() -> impl Strategy<Value = SimConfig> {
                 (loss, dup, delay_max, flap),
                 (scrash, bcrash),
                 (window, ack_every),
-                (messages, every),
+                (messages, every, publish_batch, max_batch),
                 join_at,
             )| SimConfig {
                 seed,
@@ -44,6 +44,7 @@ fn sim_config() -> impl Strategy<Value = SimConfig> {
                 seller: SellerConfig {
                     delta_onchain_ms: 2_000,
                     retransmit_timeout_ms: 200,
+                    max_batch,
                     ..SellerConfig::default()
                 },
                 buyer: BuyerConfig {
@@ -62,6 +63,7 @@ fn sim_config() -> impl Strategy<Value = SimConfig> {
                 chain_delay_ms: 1_000,
                 messages,
                 publish_every_ms: every,
+                publish_batch,
                 payload_len: 24,
                 seller_crash_permille: scrash,
                 buyer_crash_permille: bcrash,
@@ -171,11 +173,10 @@ fn setup(n: u64) -> (Stream, BuyerChannel, Keypair, Vec<Vec<u8>>) {
         .open_channel(T0, buyer.id(), U256::from(1000u64))
         .unwrap();
     seller.drain_actions();
-    for i in 0..n {
-        seller
-            .publish(T0 + i, format!("message {i}").as_bytes())
-            .unwrap();
-    }
+    // One batch: every frame's proof carries a Merkle path.
+    let plaintexts: Vec<Vec<u8>> = (0..n).map(|i| format!("message {i}").into_bytes()).collect();
+    let refs: Vec<&[u8]> = plaintexts.iter().map(Vec::as_slice).collect();
+    seller.publish_batch(T0, &refs).unwrap();
     let frames = seller
         .drain_actions()
         .filter_map(|a| match a {
@@ -193,8 +194,8 @@ fn fingerprint(b: &BuyerChannel) -> (u64, usize, Option<u64>) {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
-    /// Any single bit flip in a Data frame's message, signature or payload is rejected (or
-    /// ignored) and changes nothing; the genuine frame is then accepted.
+    /// Any single bit flip in a Data frame's message, batch signature or root, or payload is
+    /// rejected (or ignored) and changes nothing; the genuine frame is then accepted.
     #[test]
     fn tampered_data_frames_change_nothing(which in 0usize..3, bit in any::<prop::sample::Index>(), before in 0usize..3) {
         let (_seller, mut buyer, _bkey, frames) = setup(3);
@@ -222,8 +223,14 @@ proptest! {
                 d2.message.prev = B256::from_slice(&raw[80..112]);
             }
             1 => {
-                let i = bit.index(65 * 8);
-                d2.sig.0[i / 8] ^= 1 << (i % 8);
+                // The batch's signature or its root.
+                let i = bit.index((65 + 32) * 8);
+                if i < 65 * 8 {
+                    d2.proof.sig.0[i / 8] ^= 1 << (i % 8);
+                } else {
+                    let j = i - 65 * 8;
+                    d2.proof.batch.root.0[j / 8] ^= 1 << (j % 8);
+                }
             }
             _ => {
                 let i = bit.index(d2.payload.len() * 8);
@@ -292,7 +299,7 @@ proptest! {
         s[..32].copy_from_slice(&sig);
         let sig = Signature(s);
         let frames = vec![
-            Frame::Data(Data { message: Message { streamId: B256::from(h), seq, timestamp: ts, payloadHash: B256::from(sig.0[..32].try_into().unwrap_or([0; 32])), prev: B256::from(h) }, sig, payload: payload.clone() }),
+            Frame::Data(Data { message: Message { streamId: B256::from(h), seq, timestamp: ts, payloadHash: B256::from(sig.0[..32].try_into().unwrap_or([0; 32])), prev: B256::from(h) }, proof: MessageProof { batch: Batch { streamId: B256::from(h), firstSeq: seq, lastSeq: seq.saturating_add(ts % 256), root: B256::from(cost) }, sig, path: vec![B256::from(h); (ts % 9) as usize] }, payload: payload.clone() }),
             Frame::Ack { ack: Ack { channelId: U256::from_be_bytes(cost), seq, digest: B256::from(h), cost: U256::from_be_bytes(cost), timestamp: ts }, sig },
             Frame::Request { topic: topic.clone() },
             Frame::Hello(Hello { version: 1, from: Address::from_slice(&h[..20]), nonce: B256::from(h), auth: Some(sig) }),

@@ -231,7 +231,7 @@ impl Pair {
         self.seller.on_posted(self.now, seq);
         let m = self.seller.message(seq).unwrap().clone();
         self.buyer
-            .on_posted(self.now, m.message.clone(), m.sig, m.payload.clone())
+            .on_posted(self.now, m.message.clone(), m.proof.clone(), m.payload.clone())
             .unwrap();
         self.seller_frames();
         self.buyer_frames();
@@ -404,7 +404,7 @@ fn messages_in_flight_at_the_buyers_stop_are_delivered_and_paid() {
             p.now,
             Frame::Data(supra_channel::wire::Data {
                 message: m6.message.clone(),
-                sig: m6.sig,
+                proof: m6.proof.clone(),
                 payload: m6.payload.clone(),
             }),
         )
@@ -635,7 +635,7 @@ fn an_ack_for_posted_messages_reopens_the_window() {
         // The buyer wakes up and reads the postings from the chain.
         for m in &posted {
             p.buyer
-                .on_posted(p.now, m.message.clone(), m.sig, m.payload.clone())
+                .on_posted(p.now, m.message.clone(), m.proof.clone(), m.payload.clone())
                 .unwrap();
         }
         assert_eq!(p.buyer.next_seq(), 26);

@@ -164,6 +164,7 @@ fn lost_ack_with_full_window_after_restarts() {
         chain_delay_ms: 1000,
         messages: 61,
         publish_every_ms: 38,
+        publish_batch: 1,
         payload_len: 24,
         seller_crash_permille: 4,
         buyer_crash_permille: 2,

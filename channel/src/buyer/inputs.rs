@@ -4,7 +4,7 @@ use alloy_primitives::{B256, U256, keccak256};
 
 use crate::records::BuyerRecord;
 use crate::seal::{EpochKey, SealError};
-use crate::sign::Signature;
+use crate::proof::MessageProof;
 use crate::types::{Ack, Message, UnixMs, ack_cost};
 use crate::wire::{Data, Frame};
 
@@ -18,9 +18,9 @@ impl BuyerChannel {
         match frame {
             Frame::Data(Data {
                 message,
-                sig,
+                proof,
                 payload,
-            }) => self.handle_message(now, message, sig, payload, Source::Link),
+            }) => self.handle_message(now, message, proof, payload, Source::Link),
             Frame::Stop { stop, sig } => self.handle_stop(now, stop, sig),
             Frame::Ping { nonce } => {
                 self.tick(now);
@@ -33,15 +33,33 @@ impl BuyerChannel {
         }
     }
 
-    /// A message posted on-chain (`Posted` event) for this channel's stream.
+    /// A message posted on-chain (`Posted` event, with the proof the judge checked) for this
+    /// channel's stream.
     pub fn on_posted(
         &mut self,
         now: UnixMs,
         message: Message,
-        sig: Signature,
+        proof: MessageProof,
         payload: Vec<u8>,
     ) -> Result<(), BuyerError> {
-        self.handle_message(now, message, sig, payload, Source::Chain)
+        self.handle_message(now, message, proof, payload, Source::Chain)
+    }
+
+    /// Checks that the seller signed `message` (digest `d`) through `proof`, verifying the
+    /// batch's signature only the first time this batch is seen.
+    pub(super) fn check_signed(
+        &mut self,
+        message: &Message,
+        d: B256,
+        proof: &MessageProof,
+    ) -> Result<(), BuyerError> {
+        if self
+            .batches
+            .verify(&self.domain, &self.seller_key, message, d, proof)?
+        {
+            self.stats.sigs_verified += 1;
+        }
+        Ok(())
     }
 
     /// The link to the seller is up (again): queues `Resume` and the latest ack.
@@ -72,7 +90,7 @@ impl BuyerChannel {
         &mut self,
         now: UnixMs,
         message: Message,
-        sig: Signature,
+        proof: MessageProof,
         payload: Vec<u8>,
         source: Source,
     ) -> Result<(), BuyerError> {
@@ -103,19 +121,19 @@ impl BuyerChannel {
         }
         let d = self.domain.digest(&message);
         if m < self.next {
-            return self.on_duplicate(message, d, sig, source);
+            return self.on_duplicate(message, d, proof, source);
         }
         if let Some(h) = self.buffer.get(&m) {
             if h.digest == d {
                 self.stats.duplicates += 1;
                 return Ok(());
             }
-            self.seller_key.verify(&d, &sig)?;
-            self.stats.sigs_verified += 1;
+            let h = h.clone();
+            self.check_signed(&message, d, &proof)?;
             // A held message authenticated by its successor's link has not had its own
-            // signature checked; the judge needs both.
-            if h.sig_ok || self.seller_key.verify(&h.digest, &h.sig).is_ok() {
-                self.equivocation(h.message.clone(), h.sig, message, sig);
+            // proof checked; the judge needs both.
+            if h.sig_ok || self.check_signed(&h.message, h.digest, &h.proof).is_ok() {
+                self.equivocation(h.message, h.proof, message, proof);
             }
             return Ok(());
         }
@@ -128,14 +146,13 @@ impl BuyerChannel {
         let sig_ok = if linked {
             false
         } else {
-            self.seller_key.verify(&d, &sig)?;
-            self.stats.sigs_verified += 1;
+            self.check_signed(&message, d, &proof)?;
             true
         };
         let held = Held {
             message,
             digest: d,
-            sig,
+            proof,
             payload,
             sig_ok,
             seen_at: self.now,
@@ -146,7 +163,7 @@ impl BuyerChannel {
             {
                 self.actions
                     .push_back(BuyerAction::Event(BuyerEvent::BrokenChain { seq: m }));
-                self.broken_link(&held.message, d, sig, sig_ok);
+                self.broken_link(&held.message, d, &held.proof, sig_ok);
                 return Err(BuyerError::BrokenChain(m));
             }
             self.deliver_from(held);
@@ -154,7 +171,7 @@ impl BuyerChannel {
             if sig_ok && self.gap.as_ref().is_none_or(|g| g.message.seq < self.next) {
                 self.gap = Some(Seen {
                     message: held.message.clone(),
-                    sig,
+                    proof: held.proof.clone(),
                     seen_at: self.now,
                 });
             }
@@ -169,7 +186,7 @@ impl BuyerChannel {
         &mut self,
         message: Message,
         d: B256,
-        sig: Signature,
+        proof: MessageProof,
         source: Source,
     ) -> Result<(), BuyerError> {
         let m = message.seq;
@@ -189,14 +206,13 @@ impl BuyerChannel {
                 }
                 Ok(())
             }
-            Some((_, known, Some((a, sa)))) => {
-                let (known, a, sa) = (*known, a.clone(), *sa);
-                self.seller_key.verify(&d, &sig)?;
-                self.stats.sigs_verified += 1;
+            Some((_, known, Some((a, pa)))) => {
+                let (known, a, pa) = (*known, a.clone(), pa.clone());
+                self.check_signed(&message, d, &proof)?;
                 // The delivered message may have been authenticated by its successor's link
-                // only: the judge needs its own signature too.
-                if self.seller_key.verify(&known, &sa).is_ok() {
-                    self.equivocation(a, sa, message, sig);
+                // only: the judge needs its own proof too.
+                if self.check_signed(&a, known, &pa).is_ok() {
+                    self.equivocation(a, pa, message, proof);
                 }
                 Ok(())
             }
@@ -205,8 +221,7 @@ impl BuyerChannel {
                 // Too old to compare (or we restarted): authenticate before re-acking.
                 self.stats.duplicates += 1;
                 if reack_due {
-                    self.seller_key.verify(&d, &sig)?;
-                    self.stats.sigs_verified += 1;
+                    self.check_signed(&message, d, &proof)?;
                     self.reack();
                 }
                 Ok(())
@@ -234,16 +249,16 @@ impl BuyerChannel {
     pub(super) fn equivocation(
         &mut self,
         a: Message,
-        sig_a: Signature,
+        proof_a: MessageProof,
         b: Message,
-        sig_b: Signature,
+        proof_b: MessageProof,
     ) {
         self.actions.push_back(BuyerAction::ProveEquivocation {
             channel: self.id,
             a,
-            sig_a,
+            proof_a,
             b,
-            sig_b,
+            proof_b,
         });
     }
 
@@ -253,7 +268,7 @@ impl BuyerChannel {
         &mut self,
         b: &Message,
         b_digest: B256,
-        b_sig: Signature,
+        b_proof: &MessageProof,
         b_sig_ok: bool,
     ) {
         let Some(prev_seq) = b.seq.checked_sub(1) else {
@@ -265,10 +280,10 @@ impl BuyerChannel {
             .find(|(s, _, _)| *s == prev_seq)
             .and_then(|(_, known, signed)| signed.clone().map(|(a, sa)| (*known, a, sa)));
         let Some((known, a, sa)) = held else { return };
-        if (b_sig_ok || self.seller_key.verify(&b_digest, &b_sig).is_ok())
-            && self.seller_key.verify(&known, &sa).is_ok()
+        if (b_sig_ok || self.check_signed(b, b_digest, b_proof).is_ok())
+            && self.check_signed(&a, known, &sa).is_ok()
         {
-            self.equivocation(a, sa, b.clone(), b_sig);
+            self.equivocation(a, sa, b.clone(), b_proof.clone());
         }
     }
 
@@ -292,7 +307,7 @@ impl BuyerChannel {
             self.last_digest = Some(h.digest);
             // Kept whether its signature was checked or its digest vouched for by its
             // successor's link: a conflicting message later is checked against it then.
-            let signed = Some((h.message.clone(), h.sig));
+            let signed = Some((h.message, h.proof));
             self.recent.push_back((seq, h.digest, signed));
             while self.recent.len() > self.cfg.equivocation_memory.max(1) {
                 self.recent.pop_front();
@@ -306,7 +321,7 @@ impl BuyerChannel {
                         .push_back(BuyerAction::Event(BuyerEvent::BrokenChain {
                             seq: n.message.seq,
                         }));
-                    self.broken_link(&n.message, n.digest, n.sig, n.sig_ok);
+                    self.broken_link(&n.message, n.digest, &n.proof, n.sig_ok);
                 }
             }
         }
@@ -347,7 +362,7 @@ impl BuyerChannel {
     pub(super) fn first_held_evidence(&self) -> Option<Seen> {
         self.buffer.values().find(|h| h.sig_ok).map(|h| Seen {
             message: h.message.clone(),
-            sig: h.sig,
+            proof: h.proof.clone(),
             seen_at: h.seen_at,
         })
     }

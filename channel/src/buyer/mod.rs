@@ -18,6 +18,7 @@ use alloy_primitives::{Address, B256, U256};
 
 use crate::records::BuyerRecord;
 use crate::seal::{Opener, SealError};
+use crate::proof::{MessageProof, ProofError, VerifiedBatches};
 use crate::sign::{Keypair, PublicKey, SigError, Signature, recover};
 use crate::types::{Ack, ChannelId, Domain, Message, Offer, Stop, StreamId, UnixMs};
 use crate::wire::{Frame, FrameBytes, WireError};
@@ -151,7 +152,7 @@ pub enum BuyerAction {
         /// Its signature.
         sig: Signature,
     },
-    /// Call `judge.accuse(channel, seen, sig, missing)`; report `on_accusation_opened`, or
+    /// Call `judge.accuse(channel, seen, proof, missing)`; report `on_accusation_opened`, or
     /// `on_accusation_refused` if the judge refuses it (a revert), or `on_accusation_closed` if
     /// the transaction failed otherwise (it is retried).
     Accuse {
@@ -159,8 +160,8 @@ pub enum BuyerAction {
         channel: ChannelId,
         /// A seller-signed message after the gap.
         seen: Message,
-        /// Its signature.
-        sig: Signature,
+        /// The proof that the seller signed it.
+        proof: MessageProof,
         /// The missing seq.
         missing: u64,
     },
@@ -169,19 +170,19 @@ pub enum BuyerAction {
         /// Channel.
         channel: ChannelId,
     },
-    /// Call `judge.proveEquivocation(channel, a, sigA, b, sigB)`.
+    /// Call `judge.proveEquivocation(channel, a, proofA, b, proofB)`.
     ProveEquivocation {
         /// Channel.
         channel: ChannelId,
         /// First message.
         a: Message,
-        /// Its signature.
-        sig_a: Signature,
+        /// The proof that the seller signed it.
+        proof_a: MessageProof,
         /// Conflicting message: the same seq, or the next seq with a `prev` that is not the
         /// digest of `a` (a broken link).
         b: Message,
-        /// Its signature.
-        sig_b: Signature,
+        /// The proof that the seller signed it.
+        proof_b: MessageProof,
     },
     /// Call `judge.submitStop(stop, sig)` with the seller's own signed `Stop`: the seller
     /// recorded a posted claim past it, and the judge gives the buyer `F - R` (Lemma 3's
@@ -238,6 +239,9 @@ pub enum BuyerError {
     /// The seller's signature does not verify.
     #[error("bad seller signature: {0}")]
     Signature(#[from] SigError),
+    /// The message's proof does not show that the seller signed it.
+    #[error("message not signed by the seller: {0}")]
+    Proof(#[from] ProofError),
     /// The message's `prev` is not the digest of the previous message.
     #[error("message {0} does not chain onto the previous one")]
     BrokenChain(u64),
@@ -270,19 +274,20 @@ enum Phase {
 struct Held {
     message: Message,
     digest: B256,
-    sig: Signature,
+    proof: MessageProof,
     payload: Vec<u8>,
+    /// Its proof was checked (else its digest was vouched for by its successor's link).
     sig_ok: bool,
     seen_at: UnixMs,
 }
 
 /// A recently delivered message: seq, digest, and the signed message (`None` after a restore).
-type Recent = (u64, B256, Option<(Message, Signature)>);
+type Recent = (u64, B256, Option<(Message, MessageProof)>);
 
 #[derive(Clone, Debug)]
 struct Seen {
     message: Message,
-    sig: Signature,
+    proof: MessageProof,
     seen_at: UnixMs,
 }
 
@@ -291,7 +296,7 @@ struct Seen {
 pub struct BuyerStats {
     /// Messages delivered.
     pub delivered: u64,
-    /// Seller signatures verified.
+    /// Seller (batch) signatures verified.
     pub sigs_verified: u64,
     /// Acks signed.
     pub acks_signed: u64,
@@ -308,6 +313,8 @@ pub struct BuyerChannel {
     offer: Offer,
     offer_sig: Signature,
     seller_key: PublicKey,
+    /// Batches whose signature was checked: one verification per batch.
+    batches: VerifiedBatches,
     stream: StreamId,
     cfg: BuyerConfig,
     ack_every: u64,
@@ -505,6 +512,7 @@ impl BuyerChannel {
             offer,
             offer_sig,
             seller_key,
+            batches: VerifiedBatches::default(),
             cfg,
             ack_every,
             capacity,

@@ -39,7 +39,7 @@ impl BuyerChannel {
             self.actions.push_back(BuyerAction::Accuse {
                 channel: self.id,
                 seen: g.message,
-                sig: g.sig,
+                proof: g.proof,
                 missing,
             });
         }

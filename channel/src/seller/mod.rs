@@ -21,6 +21,7 @@ use std::sync::Arc;
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 
+use crate::proof::{MAX_BATCH, MessageProof};
 use crate::records::{MemberRecord, SellerRecord};
 use crate::seal::{SealError, Sealer};
 use crate::sign::{Keypair, PublicKey, SigError, Signature};
@@ -75,6 +76,9 @@ pub struct SellerConfig {
     /// Close a channel with `closeCooperatively` once the buyer's ack reaches the seller's Stop
     /// (else it always takes the normal close, `T_closure` long).
     pub cooperative_close: bool,
+    /// Most messages under one batch signature (at most [`MAX_BATCH`]): bounds the Merkle path a
+    /// `post` carries on-chain (`log2(max_batch)` hashes) and what one verification vouches for.
+    pub max_batch: u64,
 }
 
 impl Default for SellerConfig {
@@ -87,19 +91,21 @@ impl Default for SellerConfig {
             max_backlog: 1 << 16,
             chain_grace_ms: 2_000,
             cooperative_close: true,
+            max_batch: 64,
         }
     }
 }
 
-/// A signed, sealed message of the stream, shared by all channels.
+/// A sealed message of the stream with the proof that the seller signed it, shared by all
+/// channels.
 #[derive(Debug)]
 pub struct SignedMessage {
     /// The message.
     pub message: Message,
     /// Its EIP-712 digest.
     pub digest: B256,
-    /// The seller's signature.
-    pub sig: Signature,
+    /// Its batch, the seller's signature of the batch, and its Merkle path.
+    pub proof: MessageProof,
     /// The sealed payload.
     pub payload: Vec<u8>,
     /// The encoded `Data` frame, ready for every link.
@@ -111,17 +117,19 @@ impl SignedMessage {
     fn new(
         message: Message,
         digest: B256,
-        sig: Signature,
+        proof: MessageProof,
         payload: Vec<u8>,
     ) -> Result<Self, SellerError> {
         let data = Frame::Data(Data {
             message,
-            sig,
+            proof,
             payload,
         });
         let frame = data.encode_shared()?;
         let Frame::Data(Data {
-            message, payload, ..
+            message,
+            proof,
+            payload,
         }) = data
         else {
             return Err(SellerError::UnexpectedFrame);
@@ -129,7 +137,7 @@ impl SignedMessage {
         Ok(Self {
             message,
             digest,
-            sig,
+            proof,
             payload,
             frame,
         })
@@ -345,8 +353,10 @@ pub struct ChannelSummary {
 /// Counters for metrics and benches.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SellerStats {
-    /// Messages signed.
+    /// Messages signed (as leaves of batches).
     pub signed: u64,
+    /// Batch signatures made (one per [`Stream::publish_batch`] run of at most `max_batch`).
+    pub batches: u64,
     /// Ack signatures verified.
     pub acks_verified: u64,
     /// Acks received.
@@ -784,45 +794,36 @@ impl Stream {
 
     // ----- publishing ------------------------------------------------------------------------
 
-    /// Publishes `plaintext` as the next message: seals it once, signs it once, queues
-    /// `Persist(Message)` (and `Persist(Epoch)` when a sealing epoch starts) and then one `Send`
-    /// per channel that is caught up and has window room. Returns the new message's seq.
+    /// Publishes `plaintext` as the next message, alone in its batch: a batch of one (see
+    /// [`Stream::publish_batch`]). Returns the new message's seq.
     pub fn publish(&mut self, now: UnixMs, plaintext: &[u8]) -> Result<u64, SellerError> {
+        self.publish_batch(now, &[plaintext]).map(|seqs| seqs.start)
+    }
+
+    /// Publishes `plaintexts` as the next messages, signed together: each is sealed once, chained
+    /// onto the one before, and every run of at most `max_batch` of them gets **one** signature,
+    /// on the Merkle root of their digests (docs/PROTOCOL.md §1, Batches). Queues
+    /// `Persist(Epoch)` when a sealing epoch starts, `Persist(Message)` for each message with its
+    /// proof, and then one `Send` per message and channel that is caught up and has window room.
+    /// Returns the seqs of the new messages.
+    ///
+    /// The broker calls it once per turn of its node with whatever local clients published
+    /// meanwhile, so at low rate a batch is one message and nothing waits for a batch to fill.
+    pub fn publish_batch(
+        &mut self,
+        now: UnixMs,
+        plaintexts: &[&[u8]],
+    ) -> Result<std::ops::Range<u64>, SellerError> {
         self.tick(now);
-        let seq = self.next_seq;
-        let next = seq.checked_add(1).ok_or(SellerError::Exhausted)?;
-        let rotating = self.sealer.rotation_pending();
-        let payload = self.sealer.seal(seq, plaintext)?;
-        if rotating {
-            let members = self.member_records();
-            self.actions
-                .push_back(SellerAction::Persist(SellerRecord::Epoch {
-                    epoch: self.sealer.epoch(),
-                    members,
-                }));
+        let first = self.next_seq;
+        let end = u64::try_from(plaintexts.len())
+            .ok()
+            .and_then(|n| first.checked_add(n))
+            .ok_or(SellerError::Exhausted)?;
+        let cap = usize::try_from(self.cfg.max_batch.clamp(1, MAX_BATCH)).unwrap_or(1);
+        for chunk in plaintexts.chunks(cap) {
+            self.sign_batch(chunk)?;
         }
-        let ts = self.now.max(self.last_ts);
-        let message = Message {
-            streamId: self.id.0,
-            seq,
-            timestamp: ts,
-            payloadHash: keccak256(&payload),
-            prev: self.last_digest,
-        };
-        let digest = self.domain.digest(&message);
-        let sig = self.key.sign(&digest);
-        self.stats.signed += 1;
-        let signed = SignedMessage::new(message, digest, sig, payload)?;
-        self.actions
-            .push_back(SellerAction::Persist(SellerRecord::Message {
-                message: signed.message.clone(),
-                sig,
-                payload: signed.payload.clone(),
-            }));
-        self.push_log(Arc::new(signed));
-        self.next_seq = next;
-        self.last_digest = digest;
-        self.last_ts = ts;
         // One pass over the channels without lookups; only a window blocked behind an
         // unverified ack needs the slow path.
         let (head, now, rto) = (self.next_seq, self.now, self.cfg.retransmit_timeout_ms);
@@ -845,10 +846,56 @@ impl Stream {
         for id in blocked {
             self.pump(id);
         }
-        if seq.is_multiple_of(64) {
+        if first / 64 != end / 64 {
             self.prune();
         }
-        Ok(seq)
+        Ok(first..end)
+    }
+
+    /// Seals and chains `plaintexts` (at most `MAX_BATCH`), signs their batch and logs them.
+    fn sign_batch(&mut self, plaintexts: &[&[u8]]) -> Result<(), SellerError> {
+        let mut batch = Vec::with_capacity(plaintexts.len());
+        let (mut seq, mut prev, ts) = (self.next_seq, self.last_digest, self.now.max(self.last_ts));
+        for plaintext in plaintexts {
+            let rotating = self.sealer.rotation_pending();
+            let payload = self.sealer.seal(seq, plaintext)?;
+            if rotating {
+                let members = self.member_records();
+                self.actions
+                    .push_back(SellerAction::Persist(SellerRecord::Epoch {
+                        epoch: self.sealer.epoch(),
+                        members,
+                    }));
+            }
+            let message = Message {
+                streamId: self.id.0,
+                seq,
+                timestamp: ts,
+                payloadHash: keccak256(&payload),
+                prev,
+            };
+            prev = self.domain.digest(&message);
+            batch.push((message, prev, payload));
+            seq = seq.checked_add(1).ok_or(SellerError::Exhausted)?;
+        }
+        let leaves: Vec<(&Message, B256)> = batch.iter().map(|(m, d, _)| (m, *d)).collect();
+        let proofs = MessageProof::sign_batch(&self.domain, &self.key, &leaves);
+        self.stats.signed += batch.len() as u64;
+        self.stats.batches += 1;
+        for ((message, digest, payload), proof) in batch.into_iter().zip(proofs) {
+            let signed = SignedMessage::new(message, digest, proof, payload)?;
+            self.actions
+                .push_back(SellerAction::Persist(SellerRecord::Message {
+                    message: signed.message.clone(),
+                    proof: signed.proof.clone(),
+                    payload: signed.payload.clone(),
+                }));
+            self.push_log(Arc::new(signed));
+        }
+        self.next_seq = seq;
+        self.last_digest = prev;
+        self.last_ts = ts;
+        Ok(())
     }
 
     fn push_log(&mut self, m: Arc<SignedMessage>) {

@@ -35,7 +35,7 @@ impl Stream {
         for m in &self.log {
             out.push(SellerRecord::Message {
                 message: m.message.clone(),
-                sig: m.sig,
+                proof: m.proof.clone(),
                 payload: m.payload.clone(),
             });
         }
@@ -147,7 +147,7 @@ impl Stream {
                 }
                 SellerRecord::Message {
                     message,
-                    sig,
+                    proof,
                     payload,
                 } => {
                     if message.streamId != id.0 {
@@ -170,7 +170,7 @@ impl Stream {
                     s.last_digest = digest;
                     s.last_ts = message.timestamp;
                     s.log
-                        .push_back(Arc::new(SignedMessage::new(message, digest, sig, payload)?));
+                        .push_back(Arc::new(SignedMessage::new(message, digest, proof, payload)?));
                 }
                 SellerRecord::Offer {
                     offer,
