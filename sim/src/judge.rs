@@ -7,6 +7,11 @@
 //! same payouts. `sim/tests/replay.rs` replays a simulated run's calls on the real contract
 //! (Anvil) and compares every outcome, payout and the final channel state.
 //!
+//! Messages are seller-signed through a [`MessageProof`] (issue 11, docs/PROTOCOL.md §1 Batches):
+//! `post`, `accuse` and `proveEquivocation` check it as the contract's `_checkSigned` does, in its
+//! order and with its error names (`WrongStream`, `NotInBatch`, `BatchTooLarge`, `WrongRoot`, then
+//! the batch signature: `WrongSigner`).
+//!
 //! Signatures are checked with the engine's own key code, digests with its EIP-712 [`Domain`]:
 //! the parties' public keys are registered ([`Judge::register`]) and a signature must verify
 //! under the expected signer's key ([`PublicKey::verify`], what `ecrecover` and a comparison
@@ -22,6 +27,7 @@
 use std::collections::BTreeMap;
 
 use alloy_primitives::{Address, B256, U256, keccak256};
+use supra_channel::proof::{MAX_BATCH, MAX_PROOF_DEPTH, MessageProof, fold_path};
 use supra_channel::sign::verify;
 use supra_channel::{
     Ack, ChannelId, Domain, Message, Offer, PublicKey, Signature, Stop, StreamId, ack_cost,
@@ -263,6 +269,28 @@ impl Judge {
         r.or_else(|_| err("WrongSigner", signer))
     }
 
+    /// `_checkSigned`: `proof` shows that `seller` signed `m` (whose digest is `digest`): the batch
+    /// is of `m`'s stream, its range holds `m.seq` and spans fewer than `MAX_BATCH` seqs, the path
+    /// has at most `MAX_PROOF_DEPTH` hashes and folds `digest` onto the batch's root, and the
+    /// seller signed the batch.
+    fn check_signed(&self, m: &Message, digest: B256, proof: &MessageProof, seller: Address) -> R<()> {
+        let b = &proof.batch;
+        if b.streamId != m.streamId {
+            return err("WrongStream", (m.streamId, b.streamId));
+        }
+        if m.seq < b.firstSeq || m.seq > b.lastSeq {
+            return err("NotInBatch", (m.seq, b.firstSeq, b.lastSeq));
+        }
+        if b.lastSeq - b.firstSeq >= MAX_BATCH || proof.path.len() > MAX_PROOF_DEPTH {
+            return err("BatchTooLarge", (b.firstSeq, b.lastSeq, proof.path.len()));
+        }
+        let root = fold_path(digest, &proof.path);
+        if root != b.root {
+            return err("WrongRoot", (b.root, root));
+        }
+        self.check_sig(&self.domain.digest(b), &proof.sig, seller)
+    }
+
     /// `_live`: a channel that is Open or Closing.
     fn live(&self, id: ChannelId) -> R<ChannelRec> {
         match self.channels.get(&id) {
@@ -392,8 +420,8 @@ impl Judge {
         Ok(Outcome::ToppedUp(deposit))
     }
 
-    /// `post(m, payload, sig)` mined at `now`.
-    pub fn post(&mut self, m: &Message, payload: &[u8], sig: &Signature, now: u64) -> R<Outcome> {
+    /// `post(m, payload, proof)` mined at `now`.
+    pub fn post(&mut self, m: &Message, payload: &[u8], proof: &MessageProof, now: u64) -> R<Outcome> {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return err("PayloadTooLarge", payload.len());
         }
@@ -407,7 +435,7 @@ impl Judge {
         if stored.is_some_and(|p| p.digest[..24] == d[..24]) {
             return Ok(Outcome::Posted(false)); // the same message again
         }
-        self.check_sig(&d, sig, m.stream().seller())?;
+        self.check_signed(m, d, proof, m.stream().seller())?;
         if stored.is_some() {
             return err("ConflictingPost", (m.seq, d));
         }
@@ -522,13 +550,13 @@ impl Judge {
         Ok(out)
     }
 
-    /// `accuse(id, seen, sig, missing)` by `from` at `now`.
+    /// `accuse(id, seen, proof, missing)` by `from` at `now`.
     pub fn accuse(
         &mut self,
         from: Address,
         id: ChannelId,
         seen: &Message,
-        sig: &Signature,
+        proof: &MessageProof,
         missing: u64,
         now: u64,
     ) -> R<Outcome> {
@@ -549,7 +577,7 @@ impl Judge {
         if seen.stream() != c.stream {
             return err("WrongStream", seen.streamId);
         }
-        self.check_sig(&self.domain.digest(seen), sig, c.seller)?;
+        self.check_signed(seen, self.domain.digest(seen), proof, c.seller)?;
         let lowest = u128::from(c.start) + c.acked;
         if u128::from(missing) < lowest || missing >= seen.seq {
             return err("MissingSeqOutOfRange", (missing, lowest, seen.seq));
@@ -666,14 +694,14 @@ impl Judge {
         Ok(out)
     }
 
-    /// `proveEquivocation(id, a, sigA, b, sigB)` (anyone): the buyer takes `F - R`.
+    /// `proveEquivocation(id, a, proofA, b, proofB)` (anyone): the buyer takes `F - R`.
     pub fn prove_equivocation(
         &mut self,
         id: ChannelId,
         a: &Message,
-        sig_a: &Signature,
+        proof_a: &MessageProof,
         b: &Message,
-        sig_b: &Signature,
+        proof_b: &MessageProof,
     ) -> R<Outcome> {
         let mut c = self.live(id)?;
         if a.stream() != c.stream {
@@ -691,8 +719,8 @@ impl Judge {
         if !same_seq && !broken_link {
             return err("NotEquivocation", (da, db));
         }
-        self.check_sig(&da, sig_a, c.seller)?;
-        self.check_sig(&db, sig_b, c.seller)?;
+        self.check_signed(a, da, proof_a, c.seller)?;
+        self.check_signed(b, db, proof_b, c.seller)?;
         let refund = c.deposit - c.claimed;
         let out = c.settle_with(U256::ZERO, refund);
         self.put(id, c);

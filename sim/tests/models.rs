@@ -2,6 +2,7 @@
 
 use alloy_primitives::{Address, B256, U256, keccak256};
 use supra_channel::testkit::test_key;
+use supra_channel::proof::MessageProof;
 use supra_channel::{Ack, ChannelId, Domain, Message, Offer, StreamId, ack_cost};
 use supra_sim::chain::{Mempool, gas};
 use supra_sim::judge::{Judge, Outcome, Status};
@@ -17,7 +18,8 @@ struct Fixture {
     buyer: supra_channel::Keypair,
     id: ChannelId,
     stream: StreamId,
-    msgs: Vec<(Message, supra_channel::Signature, Vec<u8>)>,
+    /// The stream's messages 0..40, signed in batches of 8, each with its proof.
+    msgs: Vec<(Message, MessageProof, Vec<u8>)>,
 }
 
 fn fixture(window: u64, deposit_msgs: u64) -> Fixture {
@@ -48,7 +50,7 @@ fn fixture(window: u64, deposit_msgs: u64) -> Fixture {
     ) else {
         panic!("open failed")
     };
-    let mut msgs = Vec::new();
+    let mut chain = Vec::new();
     let mut prev = B256::ZERO;
     for seq in 0..40u64 {
         let payload = seq.to_be_bytes().to_vec();
@@ -60,8 +62,15 @@ fn fixture(window: u64, deposit_msgs: u64) -> Fixture {
             prev,
         };
         prev = domain.digest(&m);
-        let s = seller.sign(&prev);
-        msgs.push((m, s, payload));
+        chain.push((m, prev, payload));
+    }
+    let mut msgs = Vec::new();
+    for batch in chain.chunks(8) {
+        let refs: Vec<_> = batch.iter().map(|(m, d, _)| (m, *d)).collect();
+        let proofs = MessageProof::sign_batch(&domain, &seller, &refs);
+        for ((m, _, payload), proof) in batch.iter().zip(proofs) {
+            msgs.push((m.clone(), proof, payload.clone()));
+        }
     }
     Fixture {
         judge,
@@ -192,7 +201,7 @@ fn judge_posted_claims_stay_within_w_of_the_last_ack_and_before_the_close() {
     let late = {
         let (mut m, _, p) = g.msgs[0].clone();
         m.timestamp = (T0 + 1) * 1000;
-        let s = g.seller.sign(&g.domain.digest(&m));
+        let s = MessageProof::sign_single(&g.domain, &g.seller, &m, g.domain.digest(&m));
         (m, s, p)
     };
     g.judge.post(&late.0, &late.2, &late.1, T0 + 12).unwrap();
@@ -379,9 +388,47 @@ fn chain_mines_in_the_next_block_in_submission_order_and_gas_matches_the_table()
     assert_eq!(m.pop_due(12_000), Some((12_000, "c")));
     assert_eq!(m.pop_due(30_000), Some((24_000, "b")));
     assert!(m.is_empty());
-    assert_eq!(gas::post(64), gas::POST_64B);
-    assert_eq!(gas::post(256), gas::POST_256B);
-    assert!(gas::post(100) > gas::POST_64B && gas::post(100) < gas::POST_256B);
+    assert_eq!(gas::post(64, 0), gas::POST_64B);
+    assert_eq!(gas::post(256, 0), gas::POST_256B);
+    assert!(gas::post(100, 0) > gas::POST_64B && gas::post(100, 0) < gas::POST_256B);
     assert_eq!(gas::claim_posted(2), gas::CLAIM_POSTED_2);
     assert_eq!(gas::claim_posted(3), gas::CLAIM_POSTED_3);
+}
+
+#[test]
+fn judge_checks_batch_proofs_as_the_contract_does() {
+    let mut f = fixture(8, 40);
+    let (m, proof, p) = f.msgs[10].clone();
+    // Another message of the batch under this proof: its digest is not on the path.
+    let (m11, _, p11) = f.msgs[11].clone();
+    assert_eq!(name(f.judge.post(&m11, &p11, &proof, T0)), refused("WrongRoot"));
+    // A forged sibling.
+    let mut forged = proof.clone();
+    forged.path[0] = B256::repeat_byte(9);
+    assert_eq!(name(f.judge.post(&m, &p, &forged, T0)), refused("WrongRoot"));
+    // Outside the batch's range (batch 8..=15), another stream's batch, a batch of 257, a path of 9.
+    let (m20, _, p20) = f.msgs[20].clone();
+    assert_eq!(name(f.judge.post(&m20, &p20, &proof, T0)), refused("NotInBatch"));
+    let mut elsewhere = proof.clone();
+    elsewhere.batch.streamId = StreamId::new(f.seller.address(), 2).unwrap().0;
+    assert_eq!(name(f.judge.post(&m, &p, &elsewhere, T0)), refused("WrongStream"));
+    let mut wide = proof.clone();
+    wide.batch.lastSeq = wide.batch.firstSeq + 256;
+    assert_eq!(name(f.judge.post(&m, &p, &wide, T0)), refused("BatchTooLarge"));
+    let mut deep = proof.clone();
+    deep.path = vec![B256::repeat_byte(1); 9];
+    assert_eq!(name(f.judge.post(&m, &p, &deep, T0)), refused("BatchTooLarge"));
+    // A stage-1 signature of the message digest itself, as a batch of one.
+    let mut stage1 = MessageProof::sign_single(&f.domain, &f.seller, &m, f.domain.digest(&m));
+    stage1.sig = f.seller.sign(&f.domain.digest(&m));
+    assert_eq!(name(f.judge.post(&m, &p, &stage1, T0)), refused("WrongSigner"));
+    // The real proof posts; a twin of seq 10 in a batch of its own proves the equivocation.
+    assert_eq!(f.judge.post(&m, &p, &proof, T0), Ok(Outcome::Posted(true)));
+    let mut twin = m.clone();
+    twin.payloadHash = B256::repeat_byte(7);
+    let twin_proof = MessageProof::sign_single(&f.domain, &f.seller, &twin, f.domain.digest(&twin));
+    assert!(matches!(
+        f.judge.prove_equivocation(f.id, &m, &proof, &twin, &twin_proof),
+        Ok(Outcome::Settled { .. })
+    ));
 }

@@ -43,7 +43,7 @@ pub fn execute(judge: &mut Judge, from: Address, at_secs: u64, tx: Tx) -> (Call,
     let outcome = match &tx {
         Tx::Open(o, value) => j.open(from, &o.0, &o.1, *value, now),
         Tx::TopUp(id, value) => j.top_up(from, *id, *value, now),
-        Tx::Post(m) => j.post(&m.message, &m.payload, &m.sig, now),
+        Tx::Post(m) => j.post(&m.message, &m.payload, &m.proof, now),
         Tx::Claim(a, s) => j.claim(a, s, now),
         Tx::ClaimPosted(id, upto) => j.claim_posted(from, *id, *upto),
         Tx::RequestClose(id) => j.request_close(from, *id, now),
@@ -93,7 +93,7 @@ pub fn call_gas(
     match tx {
         Tx::Open(..) => (Call::Open, gas::OPEN),
         Tx::TopUp(..) => (Call::TopUp, later(gas::TOP_UP)),
-        Tx::Post(m) => (Call::Post, gas::post(m.payload.len())),
+        Tx::Post(m) => (Call::Post, gas::post(m.payload.len(), m.proof.path.len())),
         Tx::Claim(..) if first_write => (Call::Claim, gas::CLAIM_FIRST),
         Tx::Claim(..) => (Call::Claim, gas::CLAIM_NEXT),
         Tx::ClaimPosted(..) => (Call::ClaimPosted, gas::claim_posted(posted_span)),
@@ -113,7 +113,10 @@ pub fn call_gas(
             }
             _ => (Call::Settle, gas::SETTLE),
         },
-        Tx::Accuse(..) => (Call::Accuse, gas::ACCUSE),
+        Tx::Accuse(_, _, proof, _) => (
+            Call::Accuse,
+            gas::ACCUSE + proof.path.len() as u64 * gas::PATH_HASH,
+        ),
         Tx::Defend(..) => (Call::Defend, gas::DEFEND),
         Tx::DefendWithAck(..) => (Call::DefendWithAck, gas::DEFEND_WITH_ACK),
         Tx::Resolve(..) => match outcome {
@@ -121,7 +124,10 @@ pub fn call_gas(
             _ => (Call::Resolve, later(gas::RESOLVE_REFUND)),
         },
         Tx::ProveWrongCost(..) => (Call::ProveWrongCost, gas::PROVE_WRONG_COST),
-        Tx::ProveEquivocation(..) => (Call::ProveEquivocation, gas::PROVE_EQUIVOCATION),
+        Tx::ProveEquivocation(_, _, a, b) => (
+            Call::ProveEquivocation,
+            gas::PROVE_EQUIVOCATION + (a.path.len() + b.path.len()) as u64 * gas::PATH_HASH,
+        ),
         Tx::SubmitStop(..) => match outcome {
             // The table's penalty was measured after a claim (a non-zero progress word).
             Ok(Outcome::Settled { .. }) if first_write => (

@@ -61,7 +61,7 @@ impl World {
                 self.flush_seller();
                 self.buyer_chain(ChainEvent::Posted(
                     m.message.clone(),
-                    m.sig,
+                    m.proof.clone(),
                     m.payload.clone(),
                 ));
             }

@@ -35,7 +35,7 @@ use alloy_primitives::{Address, B256, U256};
 use supra_channel::seller::{SellerConfig, SignedMessage, Terms};
 use supra_channel::testkit::{ChainEvent, Rng, fast_test_key, test_key};
 use supra_channel::{
-    Ack, BuyerChannel, ChannelId, Domain, FrameBytes, Keypair, Message, Offer, Signature, Stop,
+    Ack, BuyerChannel, ChannelId, Domain, FrameBytes, Keypair, Message, MessageProof, Offer, Signature, Stop,
     Stream, StreamId,
 };
 
@@ -74,12 +74,12 @@ pub enum Tx {
     ClaimPosted(ChannelId, u64),
     RequestClose(ChannelId),
     Settle(ChannelId),
-    Accuse(ChannelId, Box<Message>, Signature, u64),
+    Accuse(ChannelId, Box<Message>, Box<MessageProof>, u64),
     Defend(ChannelId),
     DefendWithAck(Box<Ack>, Signature),
     Resolve(ChannelId),
     ProveWrongCost(Box<Ack>, Signature),
-    ProveEquivocation(ChannelId, Box<(Message, Message)>, Signature, Signature),
+    ProveEquivocation(ChannelId, Box<(Message, Message)>, Box<MessageProof>, Box<MessageProof>),
     /// `submitStop(stop, sellerSig)`.
     SubmitStop(Box<Stop>, Signature),
     /// `closeCooperatively(ack, buyerSig, stop, sellerSig)`.
