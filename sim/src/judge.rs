@@ -273,7 +273,13 @@ impl Judge {
     /// is of `m`'s stream, its range holds `m.seq` and spans fewer than `MAX_BATCH` seqs, the path
     /// has at most `MAX_PROOF_DEPTH` hashes and folds `digest` onto the batch's root, and the
     /// seller signed the batch.
-    fn check_signed(&self, m: &Message, digest: B256, proof: &MessageProof, seller: Address) -> R<()> {
+    fn check_signed(
+        &self,
+        m: &Message,
+        digest: B256,
+        proof: &MessageProof,
+        seller: Address,
+    ) -> R<()> {
         let b = &proof.batch;
         if b.streamId != m.streamId {
             return err("WrongStream", (m.streamId, b.streamId));
@@ -421,7 +427,13 @@ impl Judge {
     }
 
     /// `post(m, payload, proof)` mined at `now`.
-    pub fn post(&mut self, m: &Message, payload: &[u8], proof: &MessageProof, now: u64) -> R<Outcome> {
+    pub fn post(
+        &mut self,
+        m: &Message,
+        payload: &[u8],
+        proof: &MessageProof,
+        now: u64,
+    ) -> R<Outcome> {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return err("PayloadTooLarge", payload.len());
         }

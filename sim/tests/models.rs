@@ -1,8 +1,8 @@
 //! The simulator's own models: the judge's rules, the link, the chain.
 
 use alloy_primitives::{Address, B256, U256, keccak256};
-use supra_channel::testkit::test_key;
 use supra_channel::proof::MessageProof;
+use supra_channel::testkit::test_key;
 use supra_channel::{Ack, ChannelId, Domain, Message, Offer, StreamId, ack_cost};
 use supra_sim::chain::{Mempool, gas};
 use supra_sim::judge::{Judge, Outcome, Status};
@@ -401,34 +401,56 @@ fn judge_checks_batch_proofs_as_the_contract_does() {
     let (m, proof, p) = f.msgs[10].clone();
     // Another message of the batch under this proof: its digest is not on the path.
     let (m11, _, p11) = f.msgs[11].clone();
-    assert_eq!(name(f.judge.post(&m11, &p11, &proof, T0)), refused("WrongRoot"));
+    assert_eq!(
+        name(f.judge.post(&m11, &p11, &proof, T0)),
+        refused("WrongRoot")
+    );
     // A forged sibling.
     let mut forged = proof.clone();
     forged.path[0] = B256::repeat_byte(9);
-    assert_eq!(name(f.judge.post(&m, &p, &forged, T0)), refused("WrongRoot"));
+    assert_eq!(
+        name(f.judge.post(&m, &p, &forged, T0)),
+        refused("WrongRoot")
+    );
     // Outside the batch's range (batch 8..=15), another stream's batch, a batch of 257, a path of 9.
     let (m20, _, p20) = f.msgs[20].clone();
-    assert_eq!(name(f.judge.post(&m20, &p20, &proof, T0)), refused("NotInBatch"));
+    assert_eq!(
+        name(f.judge.post(&m20, &p20, &proof, T0)),
+        refused("NotInBatch")
+    );
     let mut elsewhere = proof.clone();
     elsewhere.batch.streamId = StreamId::new(f.seller.address(), 2).unwrap().0;
-    assert_eq!(name(f.judge.post(&m, &p, &elsewhere, T0)), refused("WrongStream"));
+    assert_eq!(
+        name(f.judge.post(&m, &p, &elsewhere, T0)),
+        refused("WrongStream")
+    );
     let mut wide = proof.clone();
     wide.batch.lastSeq = wide.batch.firstSeq + 256;
-    assert_eq!(name(f.judge.post(&m, &p, &wide, T0)), refused("BatchTooLarge"));
+    assert_eq!(
+        name(f.judge.post(&m, &p, &wide, T0)),
+        refused("BatchTooLarge")
+    );
     let mut deep = proof.clone();
     deep.path = vec![B256::repeat_byte(1); 9];
-    assert_eq!(name(f.judge.post(&m, &p, &deep, T0)), refused("BatchTooLarge"));
+    assert_eq!(
+        name(f.judge.post(&m, &p, &deep, T0)),
+        refused("BatchTooLarge")
+    );
     // A stage-1 signature of the message digest itself, as a batch of one.
     let mut stage1 = MessageProof::sign_single(&f.domain, &f.seller, &m, f.domain.digest(&m));
     stage1.sig = f.seller.sign(&f.domain.digest(&m));
-    assert_eq!(name(f.judge.post(&m, &p, &stage1, T0)), refused("WrongSigner"));
+    assert_eq!(
+        name(f.judge.post(&m, &p, &stage1, T0)),
+        refused("WrongSigner")
+    );
     // The real proof posts; a twin of seq 10 in a batch of its own proves the equivocation.
     assert_eq!(f.judge.post(&m, &p, &proof, T0), Ok(Outcome::Posted(true)));
     let mut twin = m.clone();
     twin.payloadHash = B256::repeat_byte(7);
     let twin_proof = MessageProof::sign_single(&f.domain, &f.seller, &twin, f.domain.digest(&twin));
     assert!(matches!(
-        f.judge.prove_equivocation(f.id, &m, &proof, &twin, &twin_proof),
+        f.judge
+            .prove_equivocation(f.id, &m, &proof, &twin, &twin_proof),
         Ok(Outcome::Settled { .. })
     ));
 }

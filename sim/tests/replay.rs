@@ -455,7 +455,12 @@ impl Script {
     }
 
     /// `message` with `payload` under `proof` (whether or not it holds).
-    fn signed(&self, message: Message, payload: Vec<u8>, proof: MessageProof) -> Arc<SignedMessage> {
+    fn signed(
+        &self,
+        message: Message,
+        payload: Vec<u8>,
+        proof: MessageProof,
+    ) -> Arc<SignedMessage> {
         Arc::new(SignedMessage {
             digest: self.domain.digest(&message),
             message,
@@ -475,8 +480,13 @@ impl Script {
 
     /// Messages `first..=last` (stamped at `stamp`, payload `tag`) signed as one batch.
     fn batch(&self, first: u64, last: u64, stamp: u64, tag: u8) -> Vec<Arc<SignedMessage>> {
-        let messages: Vec<_> = (first..=last).map(|seq| self.message(seq, stamp, tag)).collect();
-        let digests: Vec<_> = messages.iter().map(|(m, _)| (m, self.domain.digest(m))).collect();
+        let messages: Vec<_> = (first..=last)
+            .map(|seq| self.message(seq, stamp, tag))
+            .collect();
+        let digests: Vec<_> = messages
+            .iter()
+            .map(|(m, _)| (m, self.domain.digest(m)))
+            .collect();
         let proofs = MessageProof::sign_batch(&self.domain, &self.seller, &digests);
         messages
             .iter()
@@ -519,8 +529,20 @@ impl Script {
     }
 
     /// The buyer accuses: `missing` is missing before `seen` (with its proof).
-    fn accuse_with(&mut self, at: u64, id: ChannelId, missing: u64, seen: &SignedMessage, want: &str) {
-        let tx = Tx::Accuse(id, Box::new(seen.message.clone()), Box::new(seen.proof.clone()), missing);
+    fn accuse_with(
+        &mut self,
+        at: u64,
+        id: ChannelId,
+        missing: u64,
+        seen: &SignedMessage,
+        want: &str,
+    ) {
+        let tx = Tx::Accuse(
+            id,
+            Box::new(seen.message.clone()),
+            Box::new(seen.proof.clone()),
+            missing,
+        );
         self.check(false, at, tx, want);
     }
 }
@@ -609,7 +631,12 @@ fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, V
     let (m1, m2) = (s.msg(50, t, 1), s.msg(50, t, 2));
     let pair = |a: &SignedMessage, b: &SignedMessage| {
         let both = Box::new((a.message.clone(), b.message.clone()));
-        Tx::ProveEquivocation(f, both, Box::new(a.proof.clone()), Box::new(b.proof.clone()))
+        Tx::ProveEquivocation(
+            f,
+            both,
+            Box::new(a.proof.clone()),
+            Box::new(b.proof.clone()),
+        )
     };
     s.check(no, t + 36, pair(&m1, &m1), "NotEquivocation");
     s.check(no, t + 36, pair(&m1, &m2), "ok");
@@ -620,7 +647,11 @@ fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, V
     let batch = s.batch(60, 67, t, 1);
     s.check(yes, t + 12, Tx::Post(batch[0].clone()), "ok");
     s.check(yes, t + 12, Tx::Post(batch[5].clone()), "ok");
-    let swapped = s.signed(batch[3].message.clone(), batch[3].payload.clone(), batch[2].proof.clone());
+    let swapped = s.signed(
+        batch[3].message.clone(),
+        batch[3].payload.clone(),
+        batch[2].proof.clone(),
+    );
     s.check(yes, t + 12, Tx::Post(swapped), "WrongRoot");
     let mut forged = batch[2].proof.clone();
     forged.path[1] = B256::repeat_byte(0xee);
@@ -639,7 +670,11 @@ fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, V
     s.check(yes, t + 12, Tx::Post(wide), "BatchTooLarge");
     let mut elsewhere = batch[2].proof.clone();
     elsewhere.batch.streamId = StreamId::new(s.seller.address(), 3).expect("stream id").0;
-    let elsewhere = s.signed(batch[2].message.clone(), batch[2].payload.clone(), elsewhere);
+    let elsewhere = s.signed(
+        batch[2].message.clone(),
+        batch[2].payload.clone(),
+        elsewhere,
+    );
     s.check(yes, t + 12, Tx::Post(elsewhere), "WrongStream");
     let mut stage1 = s.msg(62, t, 1).proof.clone();
     stage1.sig = s.seller.sign(&s.domain.digest(&batch[2].message));
@@ -648,7 +683,12 @@ fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, V
     s.accuse_with(t + 24, g, 62, &batch[6], "ok");
     let twins = s.batch(63, 64, t, 2);
     let across = Box::new((batch[4].message.clone(), twins[1].message.clone()));
-    let across = Tx::ProveEquivocation(g, across, Box::new(batch[4].proof.clone()), Box::new(twins[1].proof.clone()));
+    let across = Tx::ProveEquivocation(
+        g,
+        across,
+        Box::new(batch[4].proof.clone()),
+        Box::new(twins[1].proof.clone()),
+    );
     s.check(no, t + 36, across, "ok");
     let plan = Plan {
         calls: s.calls,

@@ -35,8 +35,8 @@ use alloy_primitives::{Address, B256, U256};
 use supra_channel::seller::{SellerConfig, SignedMessage, Terms};
 use supra_channel::testkit::{ChainEvent, Rng, fast_test_key, test_key};
 use supra_channel::{
-    Ack, BuyerChannel, ChannelId, Domain, FrameBytes, Keypair, Message, MessageProof, Offer, Signature, Stop,
-    Stream, StreamId,
+    Ack, BuyerChannel, ChannelId, Domain, FrameBytes, Keypair, Message, MessageProof, Offer,
+    Signature, Stop, Stream, StreamId,
 };
 
 use crate::chain::{Ledger, Mempool};
@@ -79,7 +79,12 @@ pub enum Tx {
     DefendWithAck(Box<Ack>, Signature),
     Resolve(ChannelId),
     ProveWrongCost(Box<Ack>, Signature),
-    ProveEquivocation(ChannelId, Box<(Message, Message)>, Box<MessageProof>, Box<MessageProof>),
+    ProveEquivocation(
+        ChannelId,
+        Box<(Message, Message)>,
+        Box<MessageProof>,
+        Box<MessageProof>,
+    ),
     /// `submitStop(stop, sellerSig)`.
     SubmitStop(Box<Stop>, Signature),
     /// `closeCooperatively(ack, buyerSig, stop, sellerSig)`.
