@@ -32,7 +32,7 @@ interface HVM {
 ///      than the real setting, except where a property is about a *valid* statement: then the statement's
 ///      content (cost, chain link) is what makes it valid. keccak256 is an uninterpreted injective function.
 ///      Messages are signed through a `BatchProof` (issue 11): in the sequences, a batch of the one message
-///      with a symbolic root and signature (`_proof`), so any message may be "seller-signed" as before;
+///      with a symbolic signature (`_proof`), so any message may be "seller-signed" as before;
 ///      {check_postNeedsMembership} is about the proof itself (symbolic batch, range and path).
 contract SupraJudgeProps {
     SVM internal constant svm = SVM(0xF3993A62377BCd56AE39D773740A5390411E8BC9);
@@ -80,15 +80,12 @@ contract SupraJudgeProps {
         return abi.encodePacked(svm.createBytes32(name), bytes32(uint256(1)), uint8(27));
     }
 
-    /// @dev A proof that makes `m` seller-signed if the solver wants: a batch of `m` alone whose root and
-    ///      signature are symbolic (the root check then asks root == digest(m); ecrecover picks the signer).
-    function _proof(string memory name, Message memory m) internal pure returns (BatchProof memory p) {
-        p.batch = Batch({
-            streamId: m.streamId,
-            firstSeq: m.seq,
-            lastSeq: m.seq,
-            root: svm.createBytes32(string.concat(name, ".root"))
-        });
+    /// @dev A proof that makes `m` seller-signed if the solver wants: a batch of `m` alone (root = the
+    ///      judge's digest of `m`, the very term the judge compares it with) and a symbolic signature
+    ///      (ecrecover picks the signer). A symbolic root constrained to the digest took the solver past
+    ///      its budget on the late-posting mutant; this one is the same set of proofs.
+    function _proof(string memory name, Message memory m) internal view returns (BatchProof memory p) {
+        p.batch = Batch({streamId: m.streamId, firstSeq: m.seq, lastSeq: m.seq, root: judge.hashMessage(m)});
         p.sig = _sig(string.concat(name, ".sig"));
         p.path = new bytes32[](0);
     }
@@ -238,8 +235,9 @@ contract SupraJudgeProps {
             Message memory m = _message("post.msg");
             bytes memory payload = svm.createBytes(32, "post.payload");
             m.payloadHash = keccak256(payload);
+            BatchProof memory proof = _proof("post.proof", m); // before the prank: it calls the judge
             vm.prank(who);
-            judge.post(m, payload, _proof("post.proof", m));
+            judge.post(m, payload, proof);
         } else if (action == 3) {
             vm.prank(who);
             judge.claimPosted(id, uint64(svm.createUint(64, "claimPosted.upto")));
@@ -581,8 +579,10 @@ contract SupraJudgeProps {
         } else {
             b = a;
         }
+        BatchProof memory proofA = _proof("a.proof", a);
+        BatchProof memory proofB = _proof("b.proof", b);
         vm.prank(_caller("prover"));
-        try judge.proveEquivocation(id, a, _proof("a.proof", a), b, _proof("b.proof", b)) {
+        try judge.proveEquivocation(id, a, proofA, b, proofB) {
             assert(false);
         } catch {}
     }
