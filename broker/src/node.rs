@@ -76,6 +76,8 @@ struct Sold {
     engine: Stream,
     /// Local publishes matching its topic (with or without buyers).
     published: u64,
+    /// Plaintexts taken this turn, signed together at its end (one batch, see `sign_pending`).
+    pending: Vec<Vec<u8>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,7 +186,7 @@ impl Node {
                 Stream::restore(domain, (*me).clone(), id, terms_of(cfg), seller_cfg.clone(), records, now)
             }
             .map_err(|e| format!("stream `{}`: {e}", cfg.topic))?;
-            streams.push(Sold { cfg: cfg.clone(), number, engine, published: 0 });
+            streams.push(Sold { cfg: cfg.clone(), number, engine, published: 0, pending: Vec::new() });
         }
         let mut buys: Vec<Buy> = config.buy.iter().map(|cfg| Buy { cfg: cfg.clone(), state: BuyState::Idle { retry_at: 0 } }).collect();
         let mut bought = BTreeMap::new();
@@ -369,7 +371,6 @@ impl Node {
 
     fn on_local(&mut self, publication: Publication) {
         self.stats.local_publishes += 1;
-        let now = now_ms();
         let mut plaintext = None;
         for s in &mut self.streams {
             if !crate::topics::matches(&s.cfg.topic, &publication.topic) {
@@ -386,9 +387,24 @@ impl Node {
                 tracing::error!("stream `{}`: a {}-byte message cannot be sold (at most {MAX_SOLD_PLAINTEXT_BYTES})", s.cfg.topic, plaintext.len());
                 continue;
             }
-            match s.engine.publish(now, plaintext) {
-                Ok(_) => self.stats.messages_signed += 1,
-                Err(e) => tracing::error!("stream `{}`: cannot publish: {e}", s.cfg.topic),
+            s.pending.push(plaintext.clone());
+        }
+    }
+
+    /// Signs what each stream took this turn as one batch (issue 11): one signature for all of it,
+    /// however many messages the turn brought (the engine caps a batch at `max_batch`). At low
+    /// rate a turn holds one message, so nothing waits for a batch to fill.
+    fn sign_pending(&mut self) {
+        let now = now_ms();
+        for s in &mut self.streams {
+            if s.pending.is_empty() {
+                continue;
+            }
+            let pending = std::mem::take(&mut s.pending);
+            let plaintexts: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+            match s.engine.publish_batch(now, &plaintexts) {
+                Ok(seqs) => self.stats.messages_signed += seqs.end - seqs.start,
+                Err(e) => tracing::error!("stream `{}`: cannot publish {} messages: {e}", s.cfg.topic, plaintexts.len()),
             }
         }
     }
@@ -768,15 +784,14 @@ impl Node {
         let me = self.me.address();
         for logged in batch.events {
             match logged.event {
-                JudgeEvent::Posted { message, payload, sig, .. } => {
-                    let Ok(sig) = Signature::from_slice(&sig) else { continue };
+                JudgeEvent::Posted { message, payload, proof, .. } => {
                     if message.stream().seller() == me
                         && let Some(s) = self.streams.iter_mut().find(|s| s.engine.id() == message.stream())
                     {
                         s.engine.on_posted(now, message.seq);
                     }
                     for b in self.bought.values_mut().filter(|b| b.engine.stream() == message.stream()) {
-                        if let Err(e) = b.engine.on_posted(now, message.clone(), sig, payload.to_vec()) {
+                        if let Err(e) = b.engine.on_posted(now, message.clone(), proof.clone(), payload.to_vec()) {
                             tracing::warn!("posted message {} rejected: {e}", message.seq);
                         }
                     }
@@ -939,6 +954,7 @@ impl Node {
 
     /// Commits every record of the turn, then carries out the other actions in order.
     fn flush(&mut self) -> Result<(), StoreError> {
+        self.sign_pending();
         let mut batch = Batch::default();
         let mut seller_acts = Vec::new();
         let mut buyer_acts = Vec::new();
@@ -1048,10 +1064,10 @@ impl Node {
             }
             BuyerAction::Claim { ack, sig, .. } => self.job(origin, Call::Claim { ack, sig }),
             BuyerAction::TopUp { channel, amount } => self.job(origin, Call::TopUp { channel, amount }),
-            BuyerAction::Accuse { channel, seen, sig, missing } => self.job(origin, Call::Accuse { channel, seen, sig, missing }),
+            BuyerAction::Accuse { channel, seen, proof, missing } => self.job(origin, Call::Accuse { channel, seen, proof, missing }),
             BuyerAction::Resolve { channel } => self.job(origin, Call::Resolve { channel }),
-            BuyerAction::ProveEquivocation { channel, a, sig_a, b, sig_b } => {
-                self.job(origin, Call::ProveEquivocation { channel, a, sig_a, b, sig_b })
+            BuyerAction::ProveEquivocation { channel, a, proof_a, b, proof_b } => {
+                self.job(origin, Call::ProveEquivocation { channel, a, proof_a, b, proof_b })
             }
             BuyerAction::RequestClose { channel } => self.job(origin, Call::RequestClose { channel }),
             BuyerAction::Settle { channel } => self.job(origin, Call::Settle { channel }),

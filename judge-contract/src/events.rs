@@ -4,6 +4,8 @@ use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::{DynProvider, Provider};
 use alloy::rpc::types::Filter;
 use alloy::sol_types::SolEventInterface;
+use supra_channel::proof::MessageProof;
+use supra_channel::sign::Signature;
 use supra_channel::types::{ChannelId, Message, StreamId};
 
 use crate::JudgeError;
@@ -15,7 +17,8 @@ pub enum JudgeEvent {
     ChannelOpened { channel: ChannelId, stream: StreamId, buyer: Address, deposit: U256 },
     ToppedUp { channel: ChannelId, amount: U256, deposit: U256 },
     /// A stream message posted on-chain, complete: buyers take it as delivered.
-    Posted { message: Message, digest: B256, payload: Bytes, sig: Bytes },
+    /// `proof` is the one the judge checked: the buyer checks it again as it checks a link frame.
+    Posted { message: Message, digest: B256, payload: Bytes, proof: MessageProof },
     Claimed { channel: ChannelId, seq: u64, amount: U256, claimed: U256 },
     PostedClaimRecorded { channel: ChannelId, upto_seq: u64 },
     CloseRequested { channel: ChannelId, by: Address, settle_after: u64 },
@@ -68,7 +71,12 @@ fn translate(event: SupraJudgeEvents) -> Option<JudgeEvent> {
             },
             digest: e.digest,
             payload: e.payload,
-            sig: e.sig,
+            proof: MessageProof {
+                batch: crate::convert(&e.proof.batch),
+                // The judge emits only proofs whose signature it checked (65 bytes).
+                sig: Signature::from_slice(&e.proof.sig).ok()?,
+                path: e.proof.path,
+            },
         },
         E::Claimed(e) => JudgeEvent::Claimed { channel: ChannelId(e.channelId), seq: e.seq, amount: e.amount, claimed: e.claimed },
         E::PostedClaimRecorded(e) => JudgeEvent::PostedClaimRecorded { channel: ChannelId(e.channelId), upto_seq: e.uptoSeq },

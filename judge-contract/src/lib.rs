@@ -18,7 +18,8 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolValue;
-use supra_channel::types::{Ack, ChannelId, Domain, Message, Offer, PeerAuth, Stop, StreamId};
+use supra_channel::proof::MessageProof;
+use supra_channel::types::{Ack, Batch, ChannelId, Domain, Message, Offer, PeerAuth, Stop, StreamId};
 
 pub use events::{JudgeEvent, LoggedEvent};
 
@@ -232,6 +233,11 @@ fn channel_ids_in_hex(text: &str) -> String {
 /// bindings' copies of them) through their ABI encoding.
 fn convert<A: SolValue, B: SolValue + From<<B::SolType as alloy::sol_types::SolType>::RustType>>(value: &A) -> B {
     B::abi_decode(&value.abi_encode()).expect("identical layouts: both come from SupraTypes.sol")
+}
+
+/// The judge's `BatchProof` of the engine's [`MessageProof`].
+fn batch_proof(p: &MessageProof) -> SupraJudge::BatchProof {
+    SupraJudge::BatchProof { batch: convert(&p.batch), sig: Bytes::copy_from_slice(p.sig.as_bytes()), path: p.path.clone() }
 }
 
 /// A connection to one judge deployment, with the key that signs this client's transactions.
@@ -524,13 +530,9 @@ impl Judge {
         self.transact(call).await
     }
 
-    /// Posts a signed stream message and its sealed payload on-chain.
-    pub async fn post(&self, message: &Message, payload: &[u8], seller_sig: &[u8]) -> Result<Receipt, JudgeError> {
-        let call = self.contract.post(
-            convert(message),
-            Bytes::copy_from_slice(payload),
-            Bytes::copy_from_slice(seller_sig),
-        );
+    /// Posts a stream message, the proof that the seller signed it, and its sealed payload on-chain.
+    pub async fn post(&self, message: &Message, payload: &[u8], proof: &MessageProof) -> Result<Receipt, JudgeError> {
+        let call = self.contract.post(convert(message), Bytes::copy_from_slice(payload), batch_proof(proof));
         self.transact(call).await
     }
 
@@ -561,8 +563,8 @@ impl Judge {
     // ---- disputes and proofs ----
 
     /// Accuses the seller of not delivering `missing_seq`, shown by the later signed message `seen`.
-    pub async fn accuse(&self, channel: ChannelId, seen: &Message, seller_sig: &[u8], missing_seq: u64) -> Result<Receipt, JudgeError> {
-        let call = self.contract.accuse(channel.as_u256(), convert(seen), Bytes::copy_from_slice(seller_sig), missing_seq);
+    pub async fn accuse(&self, channel: ChannelId, seen: &Message, proof: &MessageProof, missing_seq: u64) -> Result<Receipt, JudgeError> {
+        let call = self.contract.accuse(channel.as_u256(), convert(seen), batch_proof(proof), missing_seq);
         self.transact(call).await
     }
 
@@ -619,15 +621,15 @@ impl Judge {
     pub async fn prove_equivocation(
         &self,
         channel: ChannelId,
-        a: (&Message, &[u8]),
-        b: (&Message, &[u8]),
+        a: (&Message, &MessageProof),
+        b: (&Message, &MessageProof),
     ) -> Result<Receipt, JudgeError> {
         let call = self.contract.proveEquivocation(
             channel.as_u256(),
             convert(a.0),
-            Bytes::copy_from_slice(a.1),
+            batch_proof(a.1),
             convert(b.0),
-            Bytes::copy_from_slice(b.1),
+            batch_proof(b.1),
         );
         self.transact(call).await
     }
@@ -707,6 +709,11 @@ impl Judge {
     /// The judge's own EIP-712 digest of a message.
     pub async fn hash_message(&self, message: &Message) -> Result<B256, JudgeError> {
         self.contract.hashMessage(convert(message)).call().await.map_err(JudgeError::from_contract)
+    }
+
+    /// The judge's own EIP-712 digest of a batch (what the seller signs for many messages).
+    pub async fn hash_batch(&self, batch: &Batch) -> Result<B256, JudgeError> {
+        self.contract.hashBatch(convert(batch)).call().await.map_err(JudgeError::from_contract)
     }
 
     /// The judge's own EIP-712 digest of an ack.

@@ -2,8 +2,9 @@
 //! judge's refusals, events, and the EIP-712 digests of Rust against the judge's own views.
 
 use alloy::primitives::{Address, B256, U256};
+use supra_channel::proof::MessageProof;
 use supra_channel::sign::Keypair;
-use supra_channel::types::{Ack, ChannelId, Message, Offer, PeerAuth, Stop, StreamId, ack_cost};
+use supra_channel::types::{Ack, Batch, ChannelId, Message, Offer, PeerAuth, Stop, StreamId, ack_cost};
 use supra_judge::devnet::Devnet;
 use supra_judge::{ChannelStatus, Judge, JudgeError, JudgeEvent, JudgeLimits};
 
@@ -66,6 +67,8 @@ async fn rust_digests_equal_the_judge_views() {
     assert_eq!(domain.digest(&o), judge.hash_offer(&o).await.unwrap());
     let m = message(o.stream(), 42, B256::repeat_byte(7), b"payload");
     assert_eq!(domain.digest(&m), judge.hash_message(&m).await.unwrap());
+    let b = Batch { streamId: o.stream().0, firstSeq: 40, lastSeq: 295, root: B256::repeat_byte(3) };
+    assert_eq!(domain.digest(&b), judge.hash_batch(&b).await.unwrap());
     let a = Ack { channelId: U256::MAX - U256::from(5), seq: 42, digest: B256::repeat_byte(9), cost: U256::from(43u64 * PRICE), timestamp: 1 };
     assert_eq!(domain.digest(&a), judge.hash_ack(&a).await.unwrap());
     let s = Stop { channelId: U256::from(3), seq: u64::MAX, timestamp: 2 };
@@ -107,9 +110,13 @@ async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
         prev = domain.digest(&m);
         chain.push((m, payload));
     }
+    // Signed as one batch: the posting carries m2's Merkle path to the batch's root.
+    let leaves: Vec<(&Message, B256)> = chain.iter().map(|(m, _)| (m, domain.digest(m))).collect();
+    let proofs = MessageProof::sign_batch(&domain, &seller_key, &leaves);
     let (m2, payload2) = &chain[2];
-    let sig2 = seller_key.sign(&domain.digest(m2));
-    seller.post(m2, payload2, sig2.as_bytes()).await.expect("post");
+    let proof2 = &proofs[2];
+    assert!(!proof2.path.is_empty());
+    seller.post(m2, payload2, proof2).await.expect("post");
     let posting = seller.posting(o.stream(), 2).await.unwrap().expect("posted");
     assert_eq!(&posting.0[..], &domain.digest(m2)[..24]);
     assert_eq!(posting.1, seller.block_timestamp().await.unwrap(), "a posting's time is its block time");
@@ -164,15 +171,16 @@ async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
         })
         .collect();
     assert_eq!(kinds, ["opened", "posted", "claimed", "close", "settled"]);
-    // The posted event carries the complete signed message: a buyer can verify and take it.
+    // The posted event carries the message and its proof: a buyer can verify and take it.
     let posted = events.iter().find_map(|e| match &e.event {
-        JudgeEvent::Posted { message, payload, sig, .. } => Some((message.clone(), payload.clone(), sig.clone())),
+        JudgeEvent::Posted { message, payload, proof, .. } => Some((message.clone(), payload.clone(), proof.clone())),
         _ => None,
     });
-    let (message, payload, sig) = posted.unwrap();
+    let (message, payload, proof) = posted.unwrap();
     assert_eq!(message, *m2);
     assert_eq!(&payload[..], &payload2[..]);
-    assert_eq!(&sig[..], &sig2.as_bytes()[..]);
+    assert_eq!(&proof, proof2);
+    proof.verify(&domain, seller_key.public(), &message, domain.digest(&message)).expect("the event's proof checks");
     drop(p.devnet);
 }
 
@@ -255,11 +263,11 @@ async fn a_posting_in_time_answers_even_when_defend_lands_late() {
         let mut m = message(o.stream(), seq, prev, &payload);
         m.timestamp = now * 1000;
         prev = domain.digest(&m);
-        let sig = seller_key.sign(&prev);
+        let sig = MessageProof::sign_single(&domain, &seller_key, &m, prev);
         chain.push((m, payload, sig));
     }
     let (seen, _, seen_sig) = &chain[3];
-    buyer.accuse(channel, seen, seen_sig.as_bytes(), 1).await.expect("accuse");
+    buyer.accuse(channel, seen, seen_sig, 1).await.expect("accuse");
     let timing = buyer.channel_timing(channel).await.unwrap();
     let post_by = timing.dispute_post_by.expect("open accusation");
     let (_, deadline) = buyer.channel(channel).await.unwrap().dispute.expect("open accusation");
@@ -271,7 +279,7 @@ async fn a_posting_in_time_answers_even_when_defend_lands_late() {
         seller.increase_time(post_by - at - 1).await.unwrap();
     }
     let (m1, payload1, sig1) = &chain[1];
-    let posted = seller.post(m1, payload1, sig1.as_bytes()).await.expect("post");
+    let posted = seller.post(m1, payload1, sig1).await.expect("post");
     let (_, posted_at) = seller.posting(o.stream(), 1).await.unwrap().expect("posted");
     assert!(posted_at <= post_by, "mined in time: {posted_at} <= {post_by} (block {})", posted.block);
     seller.increase_time(deadline + 5 - posted_at).await.unwrap();
@@ -282,8 +290,8 @@ async fn a_posting_in_time_answers_even_when_defend_lands_late() {
 
     // Message 2 is then posted far too late: a new accusation about it is upheld.
     let (m2, payload2, sig2) = &chain[2];
-    seller.post(m2, payload2, sig2.as_bytes()).await.expect("late post");
-    buyer.accuse(channel, seen, seen_sig.as_bytes(), 2).await.expect("a late posting does not shield the seller");
+    seller.post(m2, payload2, sig2).await.expect("late post");
+    buyer.accuse(channel, seen, seen_sig, 2).await.expect("a late posting does not shield the seller");
     let refused = seller.defend(channel).await.unwrap_err();
     assert!(matches!(&refused, JudgeError::Refused(r) if r.contains("DeadlinePassed")), "{refused}");
     buyer.increase_time(u64::from(o.tAck) + 1).await.unwrap();

@@ -22,6 +22,7 @@
 use std::collections::BTreeMap;
 
 use alloy_primitives::{Address, B256, U256, keccak256};
+use supra_channel::proof::{MessageProof, ProofError};
 use supra_channel::sign::verify;
 use supra_channel::{
     Ack, ChannelId, Domain, Message, Offer, PublicKey, Signature, Stop, StreamId, ack_cost,
@@ -264,6 +265,18 @@ impl Judge {
     }
 
     /// `_live`: a channel that is Open or Closing.
+    /// `_checkSigned`: `proof` shows that `seller` signed `m` (digest `d`): the batch's stream and
+    /// range, its size, the Merkle path to its root, then the batch's signature.
+    fn check_signed(&self, m: &Message, d: B256, proof: &MessageProof, seller: Address) -> R<()> {
+        let batch_digest = proof.check_membership(&self.domain, m, d).or_else(|e| match e {
+            ProofError::WrongStream => err("WrongStream", proof.batch.streamId),
+            ProofError::NotInBatch { .. } => err("NotInBatch", (m.seq, proof.batch.firstSeq, proof.batch.lastSeq)),
+            ProofError::BatchTooLarge => err("BatchTooLarge", (proof.batch.firstSeq, proof.batch.lastSeq, proof.path.len())),
+            ProofError::WrongRoot | ProofError::Sig(_) => err("WrongRoot", proof.batch.root),
+        })?;
+        self.check_sig(&batch_digest, &proof.sig, seller)
+    }
+
     fn live(&self, id: ChannelId) -> R<ChannelRec> {
         match self.channels.get(&id) {
             None => err("WrongStatus", "None"),
@@ -393,7 +406,7 @@ impl Judge {
     }
 
     /// `post(m, payload, sig)` mined at `now`.
-    pub fn post(&mut self, m: &Message, payload: &[u8], sig: &Signature, now: u64) -> R<Outcome> {
+    pub fn post(&mut self, m: &Message, payload: &[u8], proof: &MessageProof, now: u64) -> R<Outcome> {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return err("PayloadTooLarge", payload.len());
         }
@@ -407,7 +420,7 @@ impl Judge {
         if stored.is_some_and(|p| p.digest[..24] == d[..24]) {
             return Ok(Outcome::Posted(false)); // the same message again
         }
-        self.check_sig(&d, sig, m.stream().seller())?;
+        self.check_signed(m, d, proof, m.stream().seller())?;
         if stored.is_some() {
             return err("ConflictingPost", (m.seq, d));
         }
@@ -528,7 +541,7 @@ impl Judge {
         from: Address,
         id: ChannelId,
         seen: &Message,
-        sig: &Signature,
+        proof: &MessageProof,
         missing: u64,
         now: u64,
     ) -> R<Outcome> {
@@ -549,7 +562,7 @@ impl Judge {
         if seen.stream() != c.stream {
             return err("WrongStream", seen.streamId);
         }
-        self.check_sig(&self.domain.digest(seen), sig, c.seller)?;
+        self.check_signed(seen, self.domain.digest(seen), proof, c.seller)?;
         let lowest = u128::from(c.start) + c.acked;
         if u128::from(missing) < lowest || missing >= seen.seq {
             return err("MissingSeqOutOfRange", (missing, lowest, seen.seq));
@@ -671,9 +684,9 @@ impl Judge {
         &mut self,
         id: ChannelId,
         a: &Message,
-        sig_a: &Signature,
+        proof_a: &MessageProof,
         b: &Message,
-        sig_b: &Signature,
+        proof_b: &MessageProof,
     ) -> R<Outcome> {
         let mut c = self.live(id)?;
         if a.stream() != c.stream {
@@ -691,8 +704,8 @@ impl Judge {
         if !same_seq && !broken_link {
             return err("NotEquivocation", (da, db));
         }
-        self.check_sig(&da, sig_a, c.seller)?;
-        self.check_sig(&db, sig_b, c.seller)?;
+        self.check_signed(a, da, proof_a, c.seller)?;
+        self.check_signed(b, db, proof_b, c.seller)?;
         let refund = c.deposit - c.claimed;
         let out = c.settle_with(U256::ZERO, refund);
         self.put(id, c);

@@ -1,6 +1,7 @@
 //! The simulator's own models: the judge's rules, the link, the chain.
 
 use alloy_primitives::{Address, B256, U256, keccak256};
+use supra_channel::proof::MessageProof;
 use supra_channel::testkit::test_key;
 use supra_channel::{Ack, ChannelId, Domain, Message, Offer, StreamId, ack_cost};
 use supra_sim::chain::{Mempool, gas};
@@ -17,7 +18,7 @@ struct Fixture {
     buyer: supra_channel::Keypair,
     id: ChannelId,
     stream: StreamId,
-    msgs: Vec<(Message, supra_channel::Signature, Vec<u8>)>,
+    msgs: Vec<(Message, MessageProof, Vec<u8>)>,
 }
 
 fn fixture(window: u64, deposit_msgs: u64) -> Fixture {
@@ -48,7 +49,7 @@ fn fixture(window: u64, deposit_msgs: u64) -> Fixture {
     ) else {
         panic!("open failed")
     };
-    let mut msgs = Vec::new();
+    let mut chain = Vec::new();
     let mut prev = B256::ZERO;
     for seq in 0..40u64 {
         let payload = seq.to_be_bytes().to_vec();
@@ -60,8 +61,16 @@ fn fixture(window: u64, deposit_msgs: u64) -> Fixture {
             prev,
         };
         prev = domain.digest(&m);
-        let s = seller.sign(&prev);
-        msgs.push((m, s, payload));
+        chain.push((m, prev, payload));
+    }
+    // Signed in batches of 8, as a seller's broker signs what one turn brings.
+    let mut msgs = Vec::new();
+    for batch in chain.chunks(8) {
+        let leaves: Vec<(&Message, B256)> = batch.iter().map(|(m, d, _)| (m, *d)).collect();
+        let proofs = MessageProof::sign_batch(&domain, &seller, &leaves);
+        for ((m, _, payload), proof) in batch.iter().zip(proofs) {
+            msgs.push((m.clone(), proof, payload.clone()));
+        }
     }
     Fixture {
         judge,
@@ -192,7 +201,7 @@ fn judge_posted_claims_stay_within_w_of_the_last_ack_and_before_the_close() {
     let late = {
         let (mut m, _, p) = g.msgs[0].clone();
         m.timestamp = (T0 + 1) * 1000;
-        let s = g.seller.sign(&g.domain.digest(&m));
+        let s = MessageProof::sign_single(&g.domain, &g.seller, &m, g.domain.digest(&m));
         (m, s, p)
     };
     g.judge.post(&late.0, &late.2, &late.1, T0 + 12).unwrap();

@@ -14,6 +14,7 @@ use alloy::providers::Provider;
 use std::sync::Arc;
 
 use alloy::primitives::keccak256;
+use supra_channel::proof::MessageProof;
 use supra_channel::seller::SignedMessage;
 use supra_channel::{
     Ack, ChannelId, Domain, FrameBytes, Keypair, Message, Offer, Signature, Stop, StreamId,
@@ -65,19 +66,19 @@ async fn send(party: &Judge, tx: &Tx) -> Result<Receipt, String> {
             .await
             .map(|(_, r)| r),
         Tx::TopUp(id, value) => party.top_up(*id, *value).await,
-        Tx::Post(m) => party.post(&m.message, &m.payload, m.sig.as_bytes()).await,
+        Tx::Post(m) => party.post(&m.message, &m.payload, &m.proof).await,
         Tx::Claim(a, s) => party.claim(a, s.as_bytes()).await,
         Tx::ClaimPosted(id, upto) => party.claim_posted(*id, *upto).await,
         Tx::RequestClose(id) => party.request_close(*id).await,
         Tx::Settle(id) => party.settle(*id).await,
-        Tx::Accuse(id, m, s, missing) => party.accuse(*id, m, s.as_bytes(), *missing).await,
+        Tx::Accuse(id, seen, missing) => party.accuse(*id, &seen.0, &seen.1, *missing).await,
         Tx::Defend(id) => party.defend(*id).await,
         Tx::DefendWithAck(a, s) => party.defend_with_ack(a, s.as_bytes()).await,
         Tx::Resolve(id) => party.resolve(*id).await,
         Tx::ProveWrongCost(a, s) => party.prove_wrong_cost(a, s.as_bytes()).await,
-        Tx::ProveEquivocation(id, ms, sa, sb) => {
+        Tx::ProveEquivocation(id, ms) => {
             party
-                .prove_equivocation(*id, (&ms.0, sa.as_bytes()), (&ms.1, sb.as_bytes()))
+                .prove_equivocation(*id, (&ms[0].0, &ms[0].1), (&ms[1].0, &ms[1].1))
                 .await
         }
         Tx::SubmitStop(stop, sig) => party.submit_stop(stop, sig.as_bytes()).await,
@@ -453,10 +454,11 @@ impl Script {
             prev: B256::ZERO,
         };
         let digest = self.domain.digest(&message);
+        let proof = MessageProof::sign_single(&self.domain, &self.seller, &message, digest);
         Arc::new(SignedMessage {
             message,
             digest,
-            sig: self.seller.sign(&digest),
+            proof,
             payload,
             frame: FrameBytes::from(&[][..]),
         })
@@ -492,7 +494,7 @@ impl Script {
     /// The buyer accuses: `missing` is missing before `seen` (stamped at `stamp`).
     fn accuse(&mut self, at: u64, id: ChannelId, missing: u64, seen: u64, stamp: u64, want: &str) {
         let m = self.msg(seen, stamp, 1);
-        let tx = Tx::Accuse(id, Box::new(m.message.clone()), m.sig, missing);
+        let tx = Tx::Accuse(id, Box::new((m.message.clone(), m.proof.clone())), missing);
         self.check(false, at, tx, want);
     }
 }
@@ -580,8 +582,7 @@ fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, V
     let f = s.open(t + 24, 50, 4);
     let (m1, m2) = (s.msg(50, t, 1), s.msg(50, t, 2));
     let pair = |a: &SignedMessage, b: &SignedMessage| {
-        let both = Box::new((a.message.clone(), b.message.clone()));
-        Tx::ProveEquivocation(f, both, a.sig, b.sig)
+        Tx::ProveEquivocation(f, Box::new([(a.message.clone(), a.proof.clone()), (b.message.clone(), b.proof.clone())]))
     };
     s.check(no, t + 36, pair(&m1, &m1), "NotEquivocation");
     s.check(no, t + 36, pair(&m1, &m2), "ok");

@@ -174,20 +174,18 @@ impl World {
                         self.buyer_tx(Tx::Claim(Box::new(ack), sig))
                     }
                     BuyerAction::Accuse {
-                        seen, sig, missing, ..
-                    } => self.buyer_tx(Tx::Accuse(id, Box::new(seen), sig, missing)),
+                        seen, proof, missing, ..
+                    } => self.buyer_tx(Tx::Accuse(id, Box::new((seen, proof)), missing)),
                     BuyerAction::Resolve { channel } => self.buyer_tx(Tx::Resolve(channel)),
                     BuyerAction::ProveEquivocation {
                         channel,
                         a,
-                        sig_a,
+                        proof_a,
                         b,
-                        sig_b,
+                        proof_b,
                     } => self.buyer_tx(Tx::ProveEquivocation(
                         channel,
-                        Box::new((a, b)),
-                        sig_a,
-                        sig_b,
+                        Box::new([(a, proof_a), (b, proof_b)]),
                     )),
                     BuyerAction::RequestClose { channel } => {
                         self.buyer_tx(Tx::RequestClose(channel))
