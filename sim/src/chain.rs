@@ -20,33 +20,33 @@ use crate::params::ChainParams;
 /// against the receipts.
 pub mod gas {
     /// `open` (fresh channel, random 256-bit nonce): row `open`, all columns.
-    pub const OPEN: u64 = 99_129;
+    pub const OPEN: u64 = 99_195;
     /// `topUp`: row `topUp` (its one measurement, the first write of the progress word; a
     /// top-up after a claim rewrites a non-zero word and costs less: an upper bound).
-    pub const TOP_UP: u64 = 51_045;
-    /// `post` of a 64-byte payload: row `post`, Min.
-    pub const POST_64B: u64 = 58_079;
-    /// `post` of a 256-byte payload: row `post`, Max (`test_gas_post256`).
-    pub const POST_256B: u64 = 62_797;
+    pub const TOP_UP: u64 = 51_089;
+    /// `post` of a 64-byte payload, a batch of one (no Merkle path): row `post`, Min.
+    pub const POST_64B: u64 = 63_201;
+    /// `post` of a 256-byte payload, a batch of one: `test_gas_post256` ("post 256 B (batch of 1)").
+    pub const POST_256B: u64 = 67_918;
     /// First `claim` of a channel (its progress word goes from zero to non-zero): row `claim`,
     /// Max.
-    pub const CLAIM_FIRST: u64 = 67_139;
+    pub const CLAIM_FIRST: u64 = 67_161;
     /// A later `claim` of the same channel: row `claim`, Min.
-    pub const CLAIM_NEXT: u64 = 50_039;
+    pub const CLAIM_NEXT: u64 = 50_061;
     /// `claimPosted` checking 2 postings: row `claimPosted`, Min
     /// (`test_gas_claimPosted_requestClose_settle`).
-    pub const CLAIM_POSTED_2: u64 = 60_006;
+    pub const CLAIM_POSTED_2: u64 = 60_072;
     /// `claimPosted` checking 3 postings: row `claimPosted`, Max (`test_gas_submitStop_penalty`).
     pub const CLAIM_POSTED_3: u64 = 62_346;
     /// `requestClose` by the buyer: row `requestClose` (after a claim: a non-zero progress
     /// word).
-    pub const REQUEST_CLOSE: u64 = 33_130;
+    pub const REQUEST_CLOSE: u64 = 33_152;
     /// What `requestClose` costs more when the seller sends it: the judge reads the stream id
     /// (a cold storage read) to know the seller. 2 131, measured by `sim/tests/replay.rs`
     /// (35 261 against 33 130; the table has no seller-sent `requestClose`).
     pub const REQUEST_CLOSE_BY_SELLER_EXTRA: u64 = 2_131;
     /// `settle` paying the posted claim and the refund: row `settle`.
-    pub const SETTLE: u64 = 54_288;
+    pub const SETTLE: u64 = 54_332;
     /// `settle` paying only the buyer's refund (no posted claim due): 42 557, measured by
     /// `sim/tests/replay.rs` (the table has no such row).
     pub const SETTLE_BUYER_ONLY: u64 = 42_557;
@@ -57,32 +57,32 @@ pub mod gas {
     /// without it; `sim/tests/replay.rs` checks both cases on Anvil.
     pub const FIRST_WRITE_EXTRA: u64 = 17_100;
     /// `accuse`: row `accuse`, Max (Min 65 677 differs by calldata zero bytes).
-    pub const ACCUSE: u64 = 65_725;
+    pub const ACCUSE: u64 = 68_845;
     /// `defend`: row `defend`.
-    pub const DEFEND: u64 = 32_848;
+    pub const DEFEND: u64 = 32_914;
     /// `defendWithAck`: row `defendWithAck`.
-    pub const DEFEND_WITH_ACK: u64 = 69_212;
+    pub const DEFEND_WITH_ACK: u64 = 69_256;
     /// `resolve` refunding the buyer: row `resolve`, Max (the channel's first write of its
     /// progress word: no claim before the accusation).
-    pub const RESOLVE_REFUND: u64 = 61_097;
+    pub const RESOLVE_REFUND: u64 = 61_141;
     /// `resolve` finding an in-time posting (no payout): row `resolve`, Min.
-    pub const RESOLVE_ANSWERED: u64 = 32_471;
+    pub const RESOLVE_ANSWERED: u64 = 32_515;
     /// `proveWrongCost`: row `proveWrongCost`.
-    pub const PROVE_WRONG_COST: u64 = 70_537;
+    pub const PROVE_WRONG_COST: u64 = 70_603;
     /// `proveEquivocation`: row `proveEquivocation`.
-    pub const PROVE_EQUIVOCATION: u64 = 79_429;
+    pub const PROVE_EQUIVOCATION: u64 = 85_213;
     /// `submitStop` recording a Stop (first write of the pending word): row `submitStop`, Max.
-    pub const SUBMIT_STOP_RECORD: u64 = 60_731;
+    pub const SUBMIT_STOP_RECORD: u64 = 60_758;
     /// `submitStop` answering an accusation: row `submitStop`, Min.
-    pub const SUBMIT_STOP_ANSWER: u64 = 45_183;
+    pub const SUBMIT_STOP_ANSWER: u64 = 45_256;
     /// `submitStop` proving a posted claim past the Stop (penalty): row `submitStop`, Median
     /// (after a claim: a non-zero progress word).
-    pub const SUBMIT_STOP_PENALTY: u64 = 55_443;
+    pub const SUBMIT_STOP_PENALTY: u64 = 55_465;
     /// `closeCooperatively` with the channel's first write of its progress word: row
     /// `closeCooperatively`, Max.
-    pub const CLOSE_COOPERATIVELY_FIRST: u64 = 86_647;
+    pub const CLOSE_COOPERATIVELY_FIRST: u64 = 86_691;
     /// `closeCooperatively` after an earlier claim: row `closeCooperatively`, Min.
-    pub const CLOSE_COOPERATIVELY_NEXT: u64 = 69_547;
+    pub const CLOSE_COOPERATIVELY_NEXT: u64 = 69_591;
     /// `closeCooperatively` paying the seller nothing (its ack was claimed already: the
     /// progress word is not written, only the buyer's refund is paid), sent by the seller:
     /// 62 314, measured by `sim/tests/replay.rs` (the table has no such row).
@@ -96,12 +96,18 @@ pub mod gas {
     /// call would cost more).
     pub const TRANSFER: u64 = 21_000;
 
-    /// `post` of a `bytes`-long payload: linear between the two measured sizes (calldata and
-    /// log data are linear in the payload), extrapolated outside them.
-    pub fn post(bytes: usize) -> u64 {
+    /// What each hash of a message's Merkle path adds to a `post` (calldata, log data and one
+    /// keccak): 940, from "post 256 B" with batches of 1, 64 and 256 (67 918, 73 559, 75 435: paths
+    /// of 0, 6 and 8 hashes).
+    pub const POST_PATH_HASH: u64 = 940;
+
+    /// `post` of a `bytes`-long payload with a Merkle path of `path` hashes: linear between the two
+    /// measured sizes (calldata and log data are linear in the payload), extrapolated outside
+    /// them, plus [`POST_PATH_HASH`] per hash.
+    pub fn post(bytes: usize, path: usize) -> u64 {
         let per_byte = (POST_256B - POST_64B) as f64 / 192.0;
         let g = POST_64B as f64 + (bytes as f64 - 64.0) * per_byte;
-        g.max(21_000.0).round() as u64
+        g.max(21_000.0).round() as u64 + POST_PATH_HASH * path as u64
     }
 
     /// `claimPosted` checking `postings` postings: linear in them (one cold storage read and

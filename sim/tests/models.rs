@@ -388,9 +388,9 @@ fn chain_mines_in_the_next_block_in_submission_order_and_gas_matches_the_table()
     assert_eq!(m.pop_due(12_000), Some((12_000, "c")));
     assert_eq!(m.pop_due(30_000), Some((24_000, "b")));
     assert!(m.is_empty());
-    assert_eq!(gas::post(64), gas::POST_64B);
-    assert_eq!(gas::post(256), gas::POST_256B);
-    assert!(gas::post(100) > gas::POST_64B && gas::post(100) < gas::POST_256B);
+    assert_eq!(gas::post(64, 0), gas::POST_64B);
+    assert_eq!(gas::post(256, 0), gas::POST_256B);
+    assert!(gas::post(100, 0) > gas::POST_64B && gas::post(100, 0) < gas::POST_256B);
     assert_eq!(gas::claim_posted(2), gas::CLAIM_POSTED_2);
     assert_eq!(gas::claim_posted(3), gas::CLAIM_POSTED_3);
 }

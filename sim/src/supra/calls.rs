@@ -93,7 +93,7 @@ pub fn call_gas(
     match tx {
         Tx::Open(..) => (Call::Open, gas::OPEN),
         Tx::TopUp(..) => (Call::TopUp, later(gas::TOP_UP)),
-        Tx::Post(m) => (Call::Post, gas::post(m.payload.len())),
+        Tx::Post(m) => (Call::Post, gas::post(m.payload.len(), m.proof.path.len())),
         Tx::Claim(..) if first_write => (Call::Claim, gas::CLAIM_FIRST),
         Tx::Claim(..) => (Call::Claim, gas::CLAIM_NEXT),
         Tx::ClaimPosted(..) => (Call::ClaimPosted, gas::claim_posted(posted_span)),
