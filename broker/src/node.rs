@@ -135,6 +135,8 @@ pub struct Node {
     jobs: mpsc::UnboundedSender<Job>,
     /// Opens whose channel record is now durable: forget their in-flight entry.
     openings_done: Vec<ChannelId>,
+    /// Per bought channel (store index): outbox entries committed and not yet durably removed.
+    outbox_held: BTreeMap<u64, u64>,
     /// The chain block up to which events were handled this turn (persisted at flush).
     store_cursor: Option<u64>,
     /// Buyers with channels here whose link is down, since when.
@@ -222,6 +224,7 @@ impl Node {
             links: HashMap::new(),
             jobs,
             openings_done: Vec::new(),
+            outbox_held: BTreeMap::new(),
             store_cursor: None,
             buyers_away: HashMap::new(),
             idle_close_ms: config.peer.idle_close_secs.saturating_mul(1000),
@@ -255,6 +258,7 @@ impl Node {
     /// but not yet published when the broker stopped).
     pub fn replay_outbox(&mut self) -> Result<(), StoreError> {
         for (channel, seq, publication) in self.store.outbox()? {
+            *self.outbox_held.entry(channel).or_default() += 1;
             self.publish_locally(channel, seq, &publication);
         }
         self.forget_published()
@@ -267,6 +271,7 @@ impl Node {
     /// Runs the node until its inputs close. A storage failure stops it (acting without
     /// persisting could lose money).
     pub async fn run(mut self, mut io: NodeIo) -> Result<(), StoreError> {
+        let handed_over = self.mqtt.handed_over_signal();
         loop {
             let now = now_ms();
             let deadline = self.next_timeout();
@@ -291,6 +296,9 @@ impl Node {
                         match io.local.try_recv() { Ok(p) => self.on_local(p), Err(_) => break }
                     }
                 }
+                // A bought message left Supra: its outbox removal is committed below, not
+                // whenever the next input comes (a crash in between would deliver it twice).
+                _ = handed_over.notified() => {}
                 _ = sleep => {}
             }
             self.on_timers(now_ms());
@@ -896,6 +904,7 @@ impl Node {
                             price: s.cfg.price_wei,
                             phase: c.phase.to_owned(),
                             link_up: c.link_up,
+                            outbox: 0,
                         });
                     }
                 }
@@ -918,6 +927,7 @@ impl Node {
                         price: offer.price,
                         phase: b.engine.phase_name().to_owned(),
                         link_up: self.link_for(offer.seller, Role::Buyer).is_some(),
+                        outbox: self.outbox_held.get(&b.index).copied().unwrap_or(0),
                     });
                 }
                 let _ = reply.send(lines);
@@ -986,14 +996,21 @@ impl Node {
         if let Some(block) = self.store_cursor.take() {
             batch.cursor(block);
         }
-        for (channel, seq) in self.mqtt.take_handed_over() {
-            batch.outbox_done(channel, seq);
+        let done = self.mqtt.take_handed_over();
+        for (channel, seq) in &done {
+            batch.outbox_done(*channel, *seq);
         }
         let started = std::time::Instant::now();
         if batch.has_work() {
             self.store.commit(batch)?;
             self.observer.commit(started.elapsed());
         }
+        for (_, index, action) in &buyer_acts {
+            if matches!(action, Deliverable::Publish(..)) {
+                *self.outbox_held.entry(*index).or_default() += 1;
+            }
+        }
+        self.outbox_removed(&done);
         self.mqtt.committed(self.stats.local_publishes);
         for id in self.openings_done.drain(..) {
             self.store.opened(id)?;
@@ -1021,10 +1038,21 @@ impl Node {
             return Ok(());
         }
         let mut batch = Batch::default();
-        for (channel, seq) in done {
-            batch.outbox_done(channel, seq);
+        for (channel, seq) in &done {
+            batch.outbox_done(*channel, *seq);
         }
-        self.store.commit(batch)
+        self.store.commit(batch)?;
+        self.outbox_removed(&done);
+        Ok(())
+    }
+
+    /// Counts the durable removal of `done` from the outbox.
+    fn outbox_removed(&mut self, done: &[(u64, u64)]) {
+        for (channel, _) in done {
+            if let Some(n) = self.outbox_held.get_mut(channel) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
     fn carry_out_seller(&mut self, i: usize, action: SellerAction) {

@@ -323,9 +323,12 @@ async fn a_buyer_restart_neither_duplicates_nor_loses() {
     publish(&publisher, 0..100).await;
     collect(&mut subscriber, &mut seen, 100, SECS(30)).await;
     assert_eq!(seen.len(), 100);
-    // B has acked all of it (so its delivery bookkeeping is durable), then dies; A goes on
-    // publishing into the channel (the messages wait at A, unacked).
+    // B has acked all of it (so its delivery bookkeeping is durable) and its outbox is empty
+    // (its MQTT broker took every message: a crash before that durable removal replays them, the
+    // documented duplicate window, which the node closes within a commit of each hand-over), then
+    // dies; A goes on publishing into the channel (the messages wait at A, unacked).
     a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 100).await;
+    b.wait_channel(ChannelRole::Buyer, SECS(10), |l| l.messages == 100 && l.outbox == 0).await;
     b.kill();
     drop(subscriber);
     publish(&publisher, 100..200).await;
