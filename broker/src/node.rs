@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
 use crate::config::{BuyConfig, Config, SellConfig};
-use crate::mqtt::{Mqtt, Publication};
+use crate::mqtt::{Mqtt, OutboxKey, Publication};
 use crate::observe::{BoughtSnapshot, Observer, Snapshot, StreamSnapshot};
 
 /// Largest sealed plaintext a stream takes: what `mqtt.max_payload_size` lets in, plus the few
@@ -37,6 +37,12 @@ use crate::store::{Batch, Store, StoreError};
 const COMPACT_AFTER: u64 = 20_000;
 /// Inputs taken per turn before flushing (bounds latency under load).
 const BURST: usize = 512;
+
+/// How long the durable removal of delivered messages from the buyer's outbox may wait for a commit
+/// the node makes anyway (a later turn's records) before it is committed on its own. A crash replays
+/// what was handed to local subscribers in this time (duplicates, never a loss: PROTOCOL.md); at a
+/// steady rate the removals cost no fsync of their own.
+const FORGET_WITHIN_MS: u64 = 100;
 /// Wait before asking a seller again after a refusal or a failed open.
 const RETRY_MS: u64 = 10_000;
 
@@ -137,6 +143,10 @@ pub struct Node {
     openings_done: Vec<ChannelId>,
     /// Per bought channel (store index): outbox entries committed and not yet durably removed.
     outbox_held: BTreeMap<u64, u64>,
+    /// Deliveries the local MQTT broker took, whose removal from the outbox is not committed yet.
+    forgetting: Vec<OutboxKey>,
+    /// When those removals are committed on their own at the latest ([`FORGET_WITHIN_MS`]).
+    forget_by: Option<UnixMs>,
     /// The chain block up to which events were handled this turn (persisted at flush).
     store_cursor: Option<u64>,
     /// Buyers with channels here whose link is down, since when.
@@ -225,6 +235,8 @@ impl Node {
             jobs,
             openings_done: Vec::new(),
             outbox_held: BTreeMap::new(),
+            forgetting: Vec::new(),
+            forget_by: None,
             store_cursor: None,
             buyers_away: HashMap::new(),
             idle_close_ms: config.peer.idle_close_secs.saturating_mul(1000),
@@ -261,7 +273,7 @@ impl Node {
             *self.outbox_held.entry(channel).or_default() += 1;
             self.publish_locally(channel, seq, &publication);
         }
-        self.forget_published()
+        self.forget_now()
     }
 
     fn job(&self, origin: Origin, call: Call) {
@@ -303,11 +315,6 @@ impl Node {
             }
             self.on_timers(now_ms());
             self.flush()?;
-            // Under load, removals from the outbox ride on the next turn's commit; before waiting
-            // for input, they are committed on their own (see `forget_published`).
-            if io.local.is_empty() && io.links.is_empty() && io.events.is_empty() && io.results.is_empty() {
-                self.forget_published()?;
-            }
         }
     }
 
@@ -324,7 +331,7 @@ impl Node {
         }
         self.flush()?;
         self.mqtt.finish().await;
-        self.forget_published()?;
+        self.forget_now()?;
         tracing::info!("node stopped: {} local publishes taken, {} delivered in this run, state committed", self.stats.local_publishes, self.stats.delivered);
         Ok(())
     }
@@ -337,7 +344,7 @@ impl Node {
             _ => None,
         });
         let idle = self.buyers_away.values().map(|since| since.saturating_add(self.idle_close_ms));
-        sellers.chain(buyers).chain(retries).chain(idle).min()
+        sellers.chain(buyers).chain(retries).chain(idle).chain(self.forget_by).min()
     }
 
     fn on_timers(&mut self, now: UnixMs) {
@@ -996,7 +1003,11 @@ impl Node {
         if let Some(block) = self.store_cursor.take() {
             batch.cursor(block);
         }
-        let done = self.mqtt.take_handed_over();
+        // Removals from the outbox ride on a commit the turn makes anyway, or go on their own
+        // once they waited `FORGET_WITHIN_MS`.
+        self.collect_handed_over();
+        let forget = batch.has_work() || self.forget_by.is_some_and(|t| t <= now_ms());
+        let done = if forget { std::mem::take(&mut self.forgetting) } else { Vec::new() };
         for (channel, seq) in &done {
             batch.outbox_done(*channel, *seq);
         }
@@ -1004,6 +1015,9 @@ impl Node {
         if batch.has_work() {
             self.store.commit(batch)?;
             self.observer.commit(started.elapsed());
+        }
+        if forget {
+            self.forget_by = None;
         }
         for (_, index, action) in &buyer_acts {
             if matches!(action, Deliverable::Publish(..)) {
@@ -1028,12 +1042,22 @@ impl Node {
         self.compact()
     }
 
-    /// Removes from the outbox, durably, what the embedded MQTT broker's router has taken. A crash
-    /// before that commit replays the delivery at restart (a duplicate, never a loss), so the
-    /// removal rides on the next turn's records, or is committed on its own before the node waits
-    /// for input (what the router takes meanwhile goes at the next turn, within a second).
-    fn forget_published(&mut self) -> Result<(), StoreError> {
-        let done = self.mqtt.take_handed_over();
+    /// Takes what the local MQTT broker took since the last call: its removal from the outbox is
+    /// due within [`FORGET_WITHIN_MS`].
+    fn collect_handed_over(&mut self) {
+        let taken = self.mqtt.take_handed_over();
+        if !taken.is_empty() {
+            self.forgetting.extend(taken);
+            self.forget_by.get_or_insert(now_ms().saturating_add(FORGET_WITHIN_MS));
+        }
+    }
+
+    /// Removes from the outbox, durably and at once, everything the local MQTT broker has taken
+    /// (at a restart's replay and at a graceful stop).
+    fn forget_now(&mut self) -> Result<(), StoreError> {
+        self.collect_handed_over();
+        self.forget_by = None;
+        let done = std::mem::take(&mut self.forgetting);
         if done.is_empty() {
             return Ok(());
         }

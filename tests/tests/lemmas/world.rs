@@ -365,14 +365,20 @@ impl World {
     /// Handles everything due at `now`.
     async fn step(&mut self) {
         let now = self.now;
-        if self.next_publish.is_some_and(|t| t <= now) {
-            let seq = self.stream.next_seq();
-            self.stream.publish(now, &plaintext(seq)).expect("publish");
+        // Everything due now is published as one batch under one signature, as a broker signs
+        // what one turn of its node brought (gaps of 0 ms make batches of several messages).
+        let mut due = Vec::new();
+        while self.next_publish.is_some_and(|t| t <= now) {
+            due.push(plaintext(self.stream.next_seq() + due.len() as u64));
             self.published += 1;
             self.next_publish = self.sc.gaps_ms.get(self.published).map(|g| now + g);
             if self.next_publish.is_none() {
                 self.seller_stop_at = Some(now + self.sc.seller_stop_after_ms);
             }
+        }
+        if !due.is_empty() {
+            let plaintexts: Vec<&[u8]> = due.iter().map(Vec::as_slice).collect();
+            self.stream.publish_batch(now, &plaintexts).expect("publish");
         }
         if self.seller_stop_at.is_some_and(|t| t <= now) {
             self.seller_stop_at = None;
