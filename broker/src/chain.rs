@@ -165,7 +165,7 @@ async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_ju
         Call::Accuse { channel, seen, proof, missing } => mined(judge.accuse(*channel, seen, proof, *missing).await?),
         Call::Resolve { channel } => mined(judge.resolve(*channel).await?),
         Call::ProveEquivocation { channel, a, proof_a, b, proof_b } => {
-            mined(judge.prove_equivocation(*channel, (a, proof_a), (b, proof_b)).await?)
+            mined(judge.prove_equivocation(*channel, a, proof_a, b, proof_b).await?)
         }
         Call::SubmitStop { stop, sig } => mined(judge.submit_stop(stop, sig.as_bytes()).await?),
         Call::CloseCooperatively { ack, ack_sig, stop, stop_sig } => {

@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {SupraJudge} from "../contracts/SupraJudge.sol";
 import {ISupraJudge} from "../contracts/ISupraJudge.sol";
-import {Offer, Message, Ack, Stop} from "../contracts/SupraTypes.sol";
+import {Offer, Message, Batch, BatchProof, Ack, Stop} from "../contracts/SupraTypes.sol";
 
 /// @dev halmos' symbolic value cheatcodes (declared here: no extra Solidity library).
 interface SVM {
@@ -31,6 +31,9 @@ interface HVM {
 ///      sign as anyone (what a call needs signed is never an obstacle to the attacker), which is stronger
 ///      than the real setting, except where a property is about a *valid* statement: then the statement's
 ///      content (cost, chain link) is what makes it valid. keccak256 is an uninterpreted injective function.
+///      Messages are signed through a `BatchProof` (issue 11): in the sequences, a batch of the one message
+///      with a symbolic signature (`_proof`), so any message may be "seller-signed" as before;
+///      {check_postNeedsMembership} is about the proof itself (symbolic batch, range and path).
 contract SupraJudgeProps {
     SVM internal constant svm = SVM(0xF3993A62377BCd56AE39D773740A5390411E8BC9);
     HVM internal constant vm = HVM(address(uint160(uint256(keccak256("hevm cheat code")))));
@@ -75,6 +78,16 @@ contract SupraJudgeProps {
     ///      branches (proven by its own tests, not ours).
     function _sig(string memory name) internal pure returns (bytes memory) {
         return abi.encodePacked(svm.createBytes32(name), bytes32(uint256(1)), uint8(27));
+    }
+
+    /// @dev A proof that makes `m` seller-signed if the solver wants: a batch of `m` alone (root = the
+    ///      judge's digest of `m`, the very term the judge compares it with) and a symbolic signature
+    ///      (ecrecover picks the signer). A symbolic root constrained to the digest took the solver past
+    ///      its budget on the late-posting mutant; this one is the same set of proofs.
+    function _proof(string memory name, Message memory m) internal view returns (BatchProof memory p) {
+        p.batch = Batch({streamId: m.streamId, firstSeq: m.seq, lastSeq: m.seq, root: judge.hashMessage(m)});
+        p.sig = _sig(string.concat(name, ".sig"));
+        p.path = new bytes32[](0);
     }
 
     /// @dev Opens the channel with symbolic terms; the seller's offer signature is symbolic. The price is
@@ -222,8 +235,9 @@ contract SupraJudgeProps {
             Message memory m = _message("post.msg");
             bytes memory payload = svm.createBytes(32, "post.payload");
             m.payloadHash = keccak256(payload);
+            BatchProof memory proof = _proof("post.proof", m); // before the prank: it calls the judge
             vm.prank(who);
-            judge.post(m, payload, _sig("post.sig"));
+            judge.post(m, payload, proof);
         } else if (action == 3) {
             vm.prank(who);
             judge.claimPosted(id, uint64(svm.createUint(64, "claimPosted.upto")));
@@ -234,8 +248,10 @@ contract SupraJudgeProps {
             vm.prank(who);
             judge.settle(id);
         } else if (action == 6) {
+            Message memory seen = _message("accuse.seen");
+            BatchProof memory proof = _proof("accuse.proof", seen);
             vm.prank(who);
-            judge.accuse(id, _message("accuse.seen"), _sig("accuse.sig"), uint64(svm.createUint(64, "accuse.missing")));
+            judge.accuse(id, seen, proof, uint64(svm.createUint(64, "accuse.missing")));
         } else if (action == 7) {
             vm.prank(who);
             judge.defend(id);
@@ -254,8 +270,12 @@ contract SupraJudgeProps {
             vm.prank(who);
             judge.proveWrongCost(a, _sig("proveWrongCost.sig"));
         } else if (action == 11) {
+            Message memory a = _message("eqA");
+            Message memory b = _message("eqB");
+            BatchProof memory proofA = _proof("eqA.proof", a);
+            BatchProof memory proofB = _proof("eqB.proof", b);
             vm.prank(who);
-            judge.proveEquivocation(id, _message("eqA"), _sig("eqA.sig"), _message("eqB"), _sig("eqB.sig"));
+            judge.proveEquivocation(id, a, proofA, b, proofB);
         } else if (action == 12) {
             vm.prank(who);
             judge.submitStop(_stop("submitStop.stop"), _sig("submitStop.sig"));
@@ -462,8 +482,10 @@ contract SupraJudgeProps {
     function _accuseAny(string memory dtName) internal returns (uint64 missing) {
         _later(dtName);
         missing = uint64(svm.createUint(64, "missing"));
+        Message memory seen = _message("seen");
+        BatchProof memory proof = _proof("seen.proof", seen);
         vm.prank(BUYER);
-        judge.accuse(id, _message("seen"), _sig("seen.sig"), missing);
+        judge.accuse(id, seen, proof, missing);
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -517,7 +539,7 @@ contract SupraJudgeProps {
             m.seq = uint64(next + i);
             bytes memory payload = svm.createBytes(32, "post.payload");
             m.payloadHash = keccak256(payload);
-            judge.post(m, payload, _sig("post.sig"));
+            judge.post(m, payload, _proof("post.proof", m));
         }
     }
 
@@ -557,8 +579,10 @@ contract SupraJudgeProps {
         } else {
             b = a;
         }
+        BatchProof memory proofA = _proof("a.proof", a);
+        BatchProof memory proofB = _proof("b.proof", b);
         vm.prank(_caller("prover"));
-        try judge.proveEquivocation(id, a, _sig("a.sig"), b, _sig("b.sig")) {
+        try judge.proveEquivocation(id, a, proofA, b, proofB) {
             assert(false);
         } catch {}
     }
@@ -613,7 +637,7 @@ contract SupraJudgeProps {
         m.seq = missing;
         bytes memory payload = svm.createBytes(32, "late.payload");
         m.payloadHash = keccak256(payload);
-        judge.post(m, payload, _sig("late.sig"));
+        judge.post(m, payload, _proof("late.proof", m));
         vm.prank(_caller("defender"));
         try judge.defend(id) {
             assert(false);
@@ -708,5 +732,46 @@ contract SupraJudgeProps {
         a.channelId = id;
         vm.assume(a.seq >= startSeq);
         a.cost = (uint256(a.seq) - startSeq + 1) * price;
+    }
+
+    // ------------------------------------------------------------------------------------------------
+    // Amortised signatures (issue 11): what a BatchProof must show
+    // ------------------------------------------------------------------------------------------------
+
+    /// @notice A message is posted only under a proof that holds: the batch is of the message's stream, its
+    ///         range holds the message's seq and spans fewer than MAX_BATCH (256) seqs, and the path folds the
+    ///         message's digest (sorted pairs) onto the batch's root. Whatever the signature (the solver may
+    ///         pick the signer: the signature rule is the one of every other statement).
+    /// @dev Bound: one post, by any caller, of any message (any stream, seq and content; a 32-byte payload)
+    ///      with any batch (stream, range, root) and a path of 0, 1 or 2 hashes, each any value.
+    function check_postNeedsMembership() public {
+        Message memory m = _message("m");
+        m.streamId = svm.createBytes32("m.streamId");
+        bytes memory payload = svm.createBytes(32, "payload");
+        m.payloadHash = keccak256(payload);
+        BatchProof memory p;
+        p.batch = Batch({
+            streamId: svm.createBytes32("batch.streamId"),
+            firstSeq: uint64(svm.createUint(64, "batch.firstSeq")),
+            lastSeq: uint64(svm.createUint(64, "batch.lastSeq")),
+            root: svm.createBytes32("batch.root")
+        });
+        p.sig = _sig("batch.sig");
+        uint256 depth = _take("deeper") ? (_take("deepest") ? 2 : 1) : 0;
+        p.path = new bytes32[](depth);
+        if (depth > 0) p.path[0] = svm.createBytes32("path0");
+        if (depth > 1) p.path[1] = svm.createBytes32("path1");
+        bytes32 digest = judge.hashMessage(m);
+        vm.prank(_caller("poster"));
+        judge.post(m, payload, p);
+        assert(p.batch.streamId == m.streamId);
+        assert(p.batch.firstSeq <= m.seq && m.seq <= p.batch.lastSeq);
+        assert(p.batch.lastSeq - p.batch.firstSeq < 256);
+        bytes32 node = digest;
+        for (uint256 i = 0; i < depth; ++i) {
+            bytes32 sibling = p.path[i];
+            node = node < sibling ? keccak256(abi.encodePacked(node, sibling)) : keccak256(abi.encodePacked(sibling, node));
+        }
+        assert(node == p.batch.root);
     }
 }

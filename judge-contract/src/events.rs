@@ -16,8 +16,8 @@ use crate::bindings::SupraJudge::SupraJudgeEvents;
 pub enum JudgeEvent {
     ChannelOpened { channel: ChannelId, stream: StreamId, buyer: Address, deposit: U256 },
     ToppedUp { channel: ChannelId, amount: U256, deposit: U256 },
-    /// A stream message posted on-chain, complete: buyers take it as delivered.
-    /// `proof` is the one the judge checked: the buyer checks it again as it checks a link frame.
+    /// A stream message posted on-chain, complete: buyers check `proof` as they check a `Data` frame's,
+    /// and take it as delivered.
     Posted { message: Message, digest: B256, payload: Bytes, proof: MessageProof },
     Claimed { channel: ChannelId, seq: u64, amount: U256, claimed: U256 },
     PostedClaimRecorded { channel: ChannelId, upto_seq: u64 },
@@ -70,13 +70,14 @@ fn translate(event: SupraJudgeEvents) -> Option<JudgeEvent> {
                 prev: e.prev,
             },
             digest: e.digest,
-            payload: e.payload,
+            // The judge checked the proof, so its signature is 65 bytes; a log that is not (another
+            // contract's at this address?) is no posting.
             proof: MessageProof {
                 batch: crate::convert(&e.proof.batch),
-                // The judge emits only proofs whose signature it checked (65 bytes).
                 sig: Signature::from_slice(&e.proof.sig).ok()?,
                 path: e.proof.path,
             },
+            payload: e.payload,
         },
         E::Claimed(e) => JudgeEvent::Claimed { channel: ChannelId(e.channelId), seq: e.seq, amount: e.amount, claimed: e.claimed },
         E::PostedClaimRecorded(e) => JudgeEvent::PostedClaimRecorded { channel: ChannelId(e.channelId), upto_seq: e.uptoSeq },

@@ -47,6 +47,10 @@ pub const MAX_T_ACK_SECS: u32 = 86_400;
 pub const MAX_T_CLOSURE_SECS: u32 = 604_800;
 /// Largest price per message (wei) an offer may carry (`SupraJudge.MAX_PRICE`, 2^72 - 1).
 pub const MAX_PRICE_WEI: u128 = (1u128 << 72) - 1;
+/// Most messages one signed batch may hold (`SupraJudge.MAX_BATCH`; `supra_channel::proof::MAX_BATCH`).
+pub const MAX_BATCH: u64 = supra_channel::proof::MAX_BATCH;
+/// Longest Merkle path a `BatchProof` may carry (`SupraJudge.MAX_PROOF_DEPTH`).
+pub const MAX_PROOF_DEPTH: usize = supra_channel::proof::MAX_PROOF_DEPTH;
 
 /// The judge's bounds, as read from a deployment ([`Judge::limits`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -235,9 +239,13 @@ fn convert<A: SolValue, B: SolValue + From<<B::SolType as alloy::sol_types::SolT
     B::abi_decode(&value.abi_encode()).expect("identical layouts: both come from SupraTypes.sol")
 }
 
-/// The judge's `BatchProof` of the engine's [`MessageProof`].
-fn batch_proof(p: &MessageProof) -> SupraJudge::BatchProof {
-    SupraJudge::BatchProof { batch: convert(&p.batch), sig: Bytes::copy_from_slice(p.sig.as_bytes()), path: p.path.clone() }
+/// The judge's `BatchProof` argument for an engine's [`MessageProof`].
+fn proof_arg(proof: &MessageProof) -> SupraJudge::BatchProof {
+    SupraJudge::BatchProof {
+        batch: convert(&proof.batch),
+        sig: Bytes::copy_from_slice(proof.sig.as_bytes()),
+        path: proof.path.clone(),
+    }
 }
 
 /// A connection to one judge deployment, with the key that signs this client's transactions.
@@ -530,9 +538,10 @@ impl Judge {
         self.transact(call).await
     }
 
-    /// Posts a stream message, the proof that the seller signed it, and its sealed payload on-chain.
+    /// Posts a seller-signed stream message (signed through `proof`, its batch) and its sealed payload
+    /// on-chain. The `Posted` event carries the proof ([`JudgeEvent::Posted`]).
     pub async fn post(&self, message: &Message, payload: &[u8], proof: &MessageProof) -> Result<Receipt, JudgeError> {
-        let call = self.contract.post(convert(message), Bytes::copy_from_slice(payload), batch_proof(proof));
+        let call = self.contract.post(convert(message), Bytes::copy_from_slice(payload), proof_arg(proof));
         self.transact(call).await
     }
 
@@ -562,9 +571,16 @@ impl Judge {
 
     // ---- disputes and proofs ----
 
-    /// Accuses the seller of not delivering `missing_seq`, shown by the later signed message `seen`.
-    pub async fn accuse(&self, channel: ChannelId, seen: &Message, proof: &MessageProof, missing_seq: u64) -> Result<Receipt, JudgeError> {
-        let call = self.contract.accuse(channel.as_u256(), convert(seen), batch_proof(proof), missing_seq);
+    /// Accuses the seller of not delivering `missing_seq`, shown by the later message `seen`, seller-signed
+    /// through `proof`.
+    pub async fn accuse(
+        &self,
+        channel: ChannelId,
+        seen: &Message,
+        proof: &MessageProof,
+        missing_seq: u64,
+    ) -> Result<Receipt, JudgeError> {
+        let call = self.contract.accuse(channel.as_u256(), convert(seen), proof_arg(proof), missing_seq);
         self.transact(call).await
     }
 
@@ -617,19 +633,22 @@ impl Judge {
         self.transact(call).await
     }
 
-    /// Proves the seller's equivocation with two conflicting signed messages (the buyer takes the rest).
+    /// Proves the seller's equivocation with two conflicting messages, each seller-signed through its
+    /// proof (from one batch or two): the buyer takes the rest.
     pub async fn prove_equivocation(
         &self,
         channel: ChannelId,
-        a: (&Message, &MessageProof),
-        b: (&Message, &MessageProof),
+        a: &Message,
+        proof_a: &MessageProof,
+        b: &Message,
+        proof_b: &MessageProof,
     ) -> Result<Receipt, JudgeError> {
         let call = self.contract.proveEquivocation(
             channel.as_u256(),
-            convert(a.0),
-            batch_proof(a.1),
-            convert(b.0),
-            batch_proof(b.1),
+            convert(a),
+            proof_arg(proof_a),
+            convert(b),
+            proof_arg(proof_b),
         );
         self.transact(call).await
     }
@@ -694,6 +713,16 @@ impl Judge {
         })
     }
 
+    /// The deployed judge's batch bounds: `(MAX_BATCH, MAX_PROOF_DEPTH)` (see [`MAX_BATCH`],
+    /// [`MAX_PROOF_DEPTH`]; an engine whose batches or paths exceed them would sign messages it cannot
+    /// post or prove).
+    pub async fn batch_limits(&self) -> Result<(u64, usize), JudgeError> {
+        let c = &self.contract;
+        let batch = c.MAX_BATCH().call().await.map_err(JudgeError::from_contract)?;
+        let depth = c.MAX_PROOF_DEPTH().call().await.map_err(JudgeError::from_contract)?;
+        Ok((u64::try_from(batch).unwrap_or(u64::MAX), usize::try_from(depth).unwrap_or(usize::MAX)))
+    }
+
     /// Whether `(stream, seq)` is posted: its digest prefix and the block time (unix seconds) of the
     /// `post` that stored it (the posting's time for every deadline).
     pub async fn posting(&self, stream: StreamId, seq: u64) -> Result<Option<([u8; 24], u64)>, JudgeError> {
@@ -711,7 +740,7 @@ impl Judge {
         self.contract.hashMessage(convert(message)).call().await.map_err(JudgeError::from_contract)
     }
 
-    /// The judge's own EIP-712 digest of a batch (what the seller signs for many messages).
+    /// The judge's own EIP-712 digest of a batch (what the seller signs).
     pub async fn hash_batch(&self, batch: &Batch) -> Result<B256, JudgeError> {
         self.contract.hashBatch(convert(batch)).call().await.map_err(JudgeError::from_contract)
     }

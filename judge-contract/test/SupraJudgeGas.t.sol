@@ -10,7 +10,9 @@ import {SupraTestBase} from "./utils/SupraTestBase.sol";
 ///      top-level call as its own transaction, so `vm.lastCallGas().gasTotalUsed` is what a chain charges:
 ///      21000 base + calldata + cold accounts and storage + execution - refunds (the figures equal the
 ///      `--gas-report` table of the README). Budgets (docs/PROTOCOL.md): open <= 100k, claim <= 70k, post of
-///      a 256-byte payload <= 70k, settle <= 60k, and one per other function (BUDGET_* below). Each budgeted
+///      a 256-byte payload <= 70k, settle <= 60k, and one per other function (BUDGET_* below). Issue 11: a
+///      message is proven by a `BatchProof`; `post`, `accuse` and `proveEquivocation` are measured with a
+///      batch of one message (no path) and with full paths (batches of 64 and 256: 6 and 8 hashes). Each budgeted
 ///      function is measured in its worst realistic case (fresh channel, first claim of a channel, fresh
 ///      posting, settle paying both sides). Each call is made by the party that benefits (the seller claims,
 ///      the buyer settles), whose account is then warm as the transaction's sender.
@@ -20,15 +22,19 @@ contract SupraJudgeGasTest is SupraTestBase {
     uint256 internal constant BUDGET_TOP_UP = 55_000;
     uint256 internal constant BUDGET_CLAIM = 70_000;
     uint256 internal constant BUDGET_POST_256 = 70_000;
+    uint256 internal constant BUDGET_POST_256_BATCH_64 = 76_000;
+    uint256 internal constant BUDGET_POST_256_BATCH_256 = 78_000;
     uint256 internal constant BUDGET_CLAIM_POSTED_2 = 70_000;
     uint256 internal constant BUDGET_REQUEST_CLOSE = 35_000;
     uint256 internal constant BUDGET_SETTLE = 60_000;
     uint256 internal constant BUDGET_ACCUSE = 70_000;
+    uint256 internal constant BUDGET_ACCUSE_BATCH_256 = 77_000;
     uint256 internal constant BUDGET_DEFEND = 35_000;
     uint256 internal constant BUDGET_DEFEND_WITH_ACK = 75_000;
     uint256 internal constant BUDGET_RESOLVE = 65_000;
     uint256 internal constant BUDGET_PROVE_WRONG_COST = 75_000;
-    uint256 internal constant BUDGET_PROVE_EQUIVOCATION = 85_000;
+    uint256 internal constant BUDGET_PROVE_EQUIVOCATION = 90_000;
+    uint256 internal constant BUDGET_PROVE_EQUIVOCATION_BATCH_256 = 100_000;
     uint256 internal constant BUDGET_SUBMIT_STOP = 65_000;
     uint256 internal constant BUDGET_CLOSE_COOPERATIVELY = 90_000;
 
@@ -86,7 +92,22 @@ contract SupraJudgeGasTest is SupraTestBase {
         within("claim (next)", BUDGET_CLAIM);
     }
 
-    function test_gas_post256() public {
+    /// @dev The seller's proof of `first` as the first message of a batch of `size` (the messages after it
+    ///      follow `first`): a full path, log2(size) hashes for a power of two.
+    function firstOfBatch(Message memory first, uint256 size) internal view returns (BatchProof memory) {
+        Message[] memory ms = new Message[](size);
+        ms[0] = first;
+        if (size > 1) {
+            (Message[] memory rest,) = memChain(first.streamId, first.seq + 1, size - 1, judge.hashMessage(first));
+            for (uint256 i = 1; i < size; ++i) {
+                ms[i] = rest[i - 1];
+            }
+        }
+        return proofAt(ms, 0);
+    }
+
+    /// @dev Posts message 21 with a 256-byte payload, first of a batch of `size` messages.
+    function post256InBatch(uint256 size) internal returns (uint256 depth) {
         bytes memory payload = payloadFor(21, 256);
         Message memory m = Message({
             streamId: streamId,
@@ -95,10 +116,25 @@ contract SupraJudgeGasTest is SupraTestBase {
             payloadHash: keccak256(payload),
             prev: digestOf(20)
         });
-        BatchProof memory sig = msgProof(m);
+        BatchProof memory proof = firstOfBatch(m, size);
+        depth = proof.path.length;
         vm.prank(seller);
-        judge.post(m, payload, sig);
-        within("post 256 B", BUDGET_POST_256);
+        judge.post(m, payload, proof);
+    }
+
+    function test_gas_post256() public {
+        assertEq(post256InBatch(1), 0, "a batch of one: no path");
+        within("post 256 B (batch of 1)", BUDGET_POST_256);
+    }
+
+    function test_gas_post256_batchOf64() public {
+        assertEq(post256InBatch(64), 6, "depth");
+        within("post 256 B (batch of 64)", BUDGET_POST_256_BATCH_64);
+    }
+
+    function test_gas_post256_batchOf256() public {
+        assertEq(post256InBatch(256), 8, "depth");
+        within("post 256 B (batch of 256)", BUDGET_POST_256_BATCH_256);
     }
 
     function test_gas_claimPosted_requestClose_settle() public {
@@ -128,6 +164,15 @@ contract SupraJudgeGasTest is SupraTestBase {
         vm.prank(seller);
         judge.defend(id);
         within("defend", BUDGET_DEFEND);
+    }
+
+    function test_gas_accuse_batchOf256() public {
+        (id, o) = openDefault(0);
+        BatchProof memory proof = firstOfBatch(chain[5], 256);
+        assertEq(proof.path.length, 8, "depth");
+        vm.prank(buyer);
+        judge.accuse(id, chain[5], proof, 3);
+        within("accuse (seen message of a batch of 256)", BUDGET_ACCUSE_BATCH_256);
     }
 
     function test_gas_accuse_defendWithAck() public {
@@ -182,7 +227,18 @@ contract SupraJudgeGasTest is SupraTestBase {
         BatchProof memory sigB = msgProof(twin);
         vm.prank(buyer);
         judge.proveEquivocation(id, chain[4], sigA, twin, sigB);
-        within("proveEquivocation", BUDGET_PROVE_EQUIVOCATION);
+        within("proveEquivocation (batches of 1)", BUDGET_PROVE_EQUIVOCATION);
+    }
+
+    function test_gas_proveEquivocation_batchesOf256() public {
+        (id, o) = openDefault(0);
+        Message memory twin = chain[4];
+        twin.payloadHash = keccak256("twin");
+        BatchProof memory proofA = firstOfBatch(chain[4], 256);
+        BatchProof memory proofB = firstOfBatch(twin, 256);
+        vm.prank(buyer);
+        judge.proveEquivocation(id, chain[4], proofA, twin, proofB);
+        within("proveEquivocation (two batches of 256)", BUDGET_PROVE_EQUIVOCATION_BATCH_256);
     }
 
     function test_gas_submitStop_record() public {

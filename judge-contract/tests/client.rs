@@ -2,7 +2,7 @@
 //! judge's refusals, events, and the EIP-712 digests of Rust against the judge's own views.
 
 use alloy::primitives::{Address, B256, U256};
-use supra_channel::proof::MessageProof;
+use supra_channel::proof::{MAX_PROOF_DEPTH, MessageProof};
 use supra_channel::sign::Keypair;
 use supra_channel::types::{Ack, Batch, ChannelId, Message, Offer, PeerAuth, Stop, StreamId, ack_cost};
 use supra_judge::devnet::Devnet;
@@ -67,14 +67,14 @@ async fn rust_digests_equal_the_judge_views() {
     assert_eq!(domain.digest(&o), judge.hash_offer(&o).await.unwrap());
     let m = message(o.stream(), 42, B256::repeat_byte(7), b"payload");
     assert_eq!(domain.digest(&m), judge.hash_message(&m).await.unwrap());
-    let b = Batch { streamId: o.stream().0, firstSeq: 40, lastSeq: 295, root: B256::repeat_byte(3) };
-    assert_eq!(domain.digest(&b), judge.hash_batch(&b).await.unwrap());
     let a = Ack { channelId: U256::MAX - U256::from(5), seq: 42, digest: B256::repeat_byte(9), cost: U256::from(43u64 * PRICE), timestamp: 1 };
     assert_eq!(domain.digest(&a), judge.hash_ack(&a).await.unwrap());
     let s = Stop { channelId: U256::from(3), seq: u64::MAX, timestamp: 2 };
     assert_eq!(domain.digest(&s), judge.hash_stop(&s).await.unwrap());
     let auth = PeerAuth { from: seller, to: p.buyer.0.address(), nonceFrom: B256::repeat_byte(1), nonceTo: B256::repeat_byte(2) };
     assert_eq!(domain.digest(&auth), judge.hash_peer_auth(&auth).await.unwrap());
+    let b = Batch { streamId: o.streamId, firstSeq: 40, lastSeq: u64::MAX, root: B256::repeat_byte(3) };
+    assert_eq!(domain.digest(&b), judge.hash_batch(&b).await.unwrap());
     // A different domain (another chain id) gives another digest: signatures do not travel.
     let other = supra_channel::types::Domain::new(domain.chain_id() + 1, domain.judge());
     assert_ne!(other.digest(&o), judge.hash_offer(&o).await.unwrap());
@@ -110,13 +110,9 @@ async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
         prev = domain.digest(&m);
         chain.push((m, payload));
     }
-    // Signed as one batch: the posting carries m2's Merkle path to the batch's root.
-    let leaves: Vec<(&Message, B256)> = chain.iter().map(|(m, _)| (m, domain.digest(m))).collect();
-    let proofs = MessageProof::sign_batch(&domain, &seller_key, &leaves);
     let (m2, payload2) = &chain[2];
-    let proof2 = &proofs[2];
-    assert!(!proof2.path.is_empty());
-    seller.post(m2, payload2, proof2).await.expect("post");
+    let proof2 = MessageProof::sign_single(&domain, seller_key, m2, domain.digest(m2));
+    seller.post(m2, payload2, &proof2).await.expect("post");
     let posting = seller.posting(o.stream(), 2).await.unwrap().expect("posted");
     assert_eq!(&posting.0[..], &domain.digest(m2)[..24]);
     assert_eq!(posting.1, seller.block_timestamp().await.unwrap(), "a posting's time is its block time");
@@ -171,7 +167,7 @@ async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
         })
         .collect();
     assert_eq!(kinds, ["opened", "posted", "claimed", "close", "settled"]);
-    // The posted event carries the message and its proof: a buyer can verify and take it.
+    // The posted event carries the complete message and its proof: a buyer can verify and take it.
     let posted = events.iter().find_map(|e| match &e.event {
         JudgeEvent::Posted { message, payload, proof, .. } => Some((message.clone(), payload.clone(), proof.clone())),
         _ => None,
@@ -179,8 +175,8 @@ async fn a_channel_lives_opens_streams_claims_closes_and_settles() {
     let (message, payload, proof) = posted.unwrap();
     assert_eq!(message, *m2);
     assert_eq!(&payload[..], &payload2[..]);
-    assert_eq!(&proof, proof2);
-    proof.verify(&domain, seller_key.public(), &message, domain.digest(&message)).expect("the event's proof checks");
+    assert_eq!(proof, proof2);
+    proof.verify(&domain, seller_key.public(), &message, domain.digest(&message)).expect("the posting verifies");
     drop(p.devnet);
 }
 
@@ -263,11 +259,14 @@ async fn a_posting_in_time_answers_even_when_defend_lands_late() {
         let mut m = message(o.stream(), seq, prev, &payload);
         m.timestamp = now * 1000;
         prev = domain.digest(&m);
-        let sig = MessageProof::sign_single(&domain, &seller_key, &m, prev);
-        chain.push((m, payload, sig));
+        chain.push((m, payload, prev));
     }
-    let (seen, _, seen_sig) = &chain[3];
-    buyer.accuse(channel, seen, seen_sig, 1).await.expect("accuse");
+    // One batch of the four messages (the engine's way): each travels with its path.
+    let refs: Vec<_> = chain.iter().map(|(m, _, d)| (m, *d)).collect();
+    let proofs = MessageProof::sign_batch(&domain, seller_key, &refs);
+    let chain: Vec<_> = chain.into_iter().zip(proofs).map(|((m, payload, _), proof)| (m, payload, proof)).collect();
+    let (seen, _, seen_proof) = &chain[3];
+    buyer.accuse(channel, seen, seen_proof, 1).await.expect("accuse");
     let timing = buyer.channel_timing(channel).await.unwrap();
     let post_by = timing.dispute_post_by.expect("open accusation");
     let (_, deadline) = buyer.channel(channel).await.unwrap().dispute.expect("open accusation");
@@ -278,8 +277,8 @@ async fn a_posting_in_time_answers_even_when_defend_lands_late() {
     if post_by > at + 1 {
         seller.increase_time(post_by - at - 1).await.unwrap();
     }
-    let (m1, payload1, sig1) = &chain[1];
-    let posted = seller.post(m1, payload1, sig1).await.expect("post");
+    let (m1, payload1, proof1) = &chain[1];
+    let posted = seller.post(m1, payload1, proof1).await.expect("post");
     let (_, posted_at) = seller.posting(o.stream(), 1).await.unwrap().expect("posted");
     assert!(posted_at <= post_by, "mined in time: {posted_at} <= {post_by} (block {})", posted.block);
     seller.increase_time(deadline + 5 - posted_at).await.unwrap();
@@ -289,9 +288,9 @@ async fn a_posting_in_time_answers_even_when_defend_lands_late() {
     assert_eq!(buyer.channel(channel).await.unwrap().status, ChannelStatus::Open);
 
     // Message 2 is then posted far too late: a new accusation about it is upheld.
-    let (m2, payload2, sig2) = &chain[2];
-    seller.post(m2, payload2, sig2).await.expect("late post");
-    buyer.accuse(channel, seen, seen_sig, 2).await.expect("a late posting does not shield the seller");
+    let (m2, payload2, proof2) = &chain[2];
+    seller.post(m2, payload2, proof2).await.expect("late post");
+    buyer.accuse(channel, seen, seen_proof, 2).await.expect("a late posting does not shield the seller");
     let refused = seller.defend(channel).await.unwrap_err();
     assert!(matches!(&refused, JudgeError::Refused(r) if r.contains("DeadlinePassed")), "{refused}");
     buyer.increase_time(u64::from(o.tAck) + 1).await.unwrap();
@@ -315,4 +314,73 @@ async fn rpc_outage_is_a_transient_error() {
     assert!(err.is_transient(), "{err}");
     let err = judge.request_close(ChannelId(U256::from(1))).await.unwrap_err();
     assert!(err.is_transient(), "{err}");
+}
+
+/// A batch the engine signs (64 messages, the default `max_batch`, and a full one of 256): every
+/// message's proof is accepted by the judge on Anvil, its `Posted` event decodes into the same
+/// proof, which verifies as a `Data` frame's would; a tampered path, a message swapped under
+/// another's proof, and the judge's batch bounds are refused with its own errors.
+#[tokio::test]
+async fn a_rust_built_batch_posts_on_anvil_and_its_events_verify() {
+    let p = parties().await;
+    let (seller_key, seller) = &p.seller;
+    let domain = seller.domain();
+    let stream = StreamId::new(seller_key.address(), 9).expect("small number");
+    assert_eq!(seller.batch_limits().await.unwrap(), (supra_judge::MAX_BATCH, supra_judge::MAX_PROOF_DEPTH));
+    let mut prev = B256::ZERO;
+    let mut chain = Vec::new();
+    for seq in 0..320u64 {
+        let payload = format!("sealed {seq}").into_bytes();
+        let m = message(stream, seq, prev, &payload);
+        prev = domain.digest(&m);
+        chain.push((m, payload, prev));
+    }
+    let sign = |range: std::ops::Range<usize>| {
+        let refs: Vec<_> = chain[range].iter().map(|(m, _, d)| (m, *d)).collect();
+        MessageProof::sign_batch(&domain, seller_key, &refs)
+    };
+    let small = sign(0..64);
+    let full = sign(64..320);
+    assert_eq!(full[0].path.len(), MAX_PROOF_DEPTH);
+    // Posted: from the batch of 64, the first, a middle one and the last; from the full batch,
+    // its first and last (the longest paths).
+    let picks = [(0usize, &small[0]), (37, &small[37]), (63, &small[63]), (64, &full[0]), (319, &full[255])];
+    let first_block = seller.block_number().await.unwrap() + 1;
+    for (seq, proof) in picks {
+        let (m, payload, _) = &chain[seq];
+        seller.post(m, payload, proof).await.unwrap_or_else(|e| panic!("post {seq}: {e}"));
+    }
+    let last_block = seller.block_number().await.unwrap();
+    let events = seller.events(first_block, last_block).await.unwrap();
+    let posted: Vec<_> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            JudgeEvent::Posted { message, digest, proof, .. } => Some((message.clone(), *digest, proof.clone())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(posted.len(), picks.len());
+    for ((message, digest, proof), (seq, sent)) in posted.iter().zip(picks) {
+        assert_eq!(message, &chain[seq].0);
+        assert_eq!(*digest, domain.digest(message));
+        assert_eq!(proof, sent);
+        proof.verify(&domain, seller_key.public(), message, *digest).expect("a posted message verifies");
+    }
+    // Refusals, by the judge's error names.
+    let refused = |r: Result<supra_judge::Receipt, JudgeError>| r.unwrap_err().refusal_name().map(str::to_owned);
+    let (m5, p5, _) = &chain[5];
+    let (m6, p6, _) = &chain[6];
+    assert_eq!(refused(seller.post(m6, p6, &small[5]).await).as_deref(), Some("WrongRoot"));
+    let mut forged = small[5].clone();
+    forged.path[2] = B256::repeat_byte(0x55);
+    assert_eq!(refused(seller.post(m5, p5, &forged).await).as_deref(), Some("WrongRoot"));
+    let (m100, p100, _) = &chain[100];
+    assert_eq!(refused(seller.post(m100, p100, &small[5]).await).as_deref(), Some("NotInBatch"));
+    let mut deep = small[5].clone();
+    deep.path.extend([B256::repeat_byte(1); 3]);
+    assert_eq!(refused(seller.post(m5, p5, &deep).await).as_deref(), Some("BatchTooLarge"));
+    let mut stage1 = MessageProof::sign_single(&domain, seller_key, m5, domain.digest(m5));
+    stage1.sig = seller_key.sign(&domain.digest(m5));
+    assert_eq!(refused(seller.post(m5, p5, &stage1).await).as_deref(), Some("WrongSigner"));
+    drop(p.devnet);
 }

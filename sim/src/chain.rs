@@ -24,9 +24,10 @@ pub mod gas {
     /// `topUp`: row `topUp` (its one measurement, the first write of the progress word; a
     /// top-up after a claim rewrites a non-zero word and costs less: an upper bound).
     pub const TOP_UP: u64 = 51_089;
-    /// `post` of a 64-byte payload, a batch of one (no Merkle path): row `post`, Min.
+    /// `post` of a 64-byte payload in a batch of one message (empty path): row `post`, Min.
     pub const POST_64B: u64 = 63_201;
-    /// `post` of a 256-byte payload, a batch of one: `test_gas_post256` ("post 256 B (batch of 1)").
+    /// `post` of a 256-byte payload in a batch of one (`test_gas_post256`; the README's "Posting a
+    /// message of a batch" table).
     pub const POST_256B: u64 = 67_918;
     /// First `claim` of a channel (its progress word goes from zero to non-zero): row `claim`,
     /// Max.
@@ -37,7 +38,7 @@ pub mod gas {
     /// (`test_gas_claimPosted_requestClose_settle`).
     pub const CLAIM_POSTED_2: u64 = 60_072;
     /// `claimPosted` checking 3 postings: row `claimPosted`, Max (`test_gas_submitStop_penalty`).
-    pub const CLAIM_POSTED_3: u64 = 62_346;
+    pub const CLAIM_POSTED_3: u64 = 62_412;
     /// `requestClose` by the buyer: row `requestClose` (after a claim: a non-zero progress
     /// word).
     pub const REQUEST_CLOSE: u64 = 33_152;
@@ -56,7 +57,7 @@ pub mod gas {
     /// the pending word) with that first write, `requestClose` and `submitStop`'s penalty
     /// without it; `sim/tests/replay.rs` checks both cases on Anvil.
     pub const FIRST_WRITE_EXTRA: u64 = 17_100;
-    /// `accuse`: row `accuse`, Max (Min 65 677 differs by calldata zero bytes).
+    /// `accuse` with a seen message in a batch of one: `test_gas_accuse_defend`.
     pub const ACCUSE: u64 = 68_845;
     /// `defend`: row `defend`.
     pub const DEFEND: u64 = 32_914;
@@ -69,7 +70,7 @@ pub mod gas {
     pub const RESOLVE_ANSWERED: u64 = 32_515;
     /// `proveWrongCost`: row `proveWrongCost`.
     pub const PROVE_WRONG_COST: u64 = 70_603;
-    /// `proveEquivocation`: row `proveEquivocation`.
+    /// `proveEquivocation` with two batches of one: row `proveEquivocation`, Min.
     pub const PROVE_EQUIVOCATION: u64 = 85_213;
     /// `submitStop` recording a Stop (first write of the pending word): row `submitStop`, Max.
     pub const SUBMIT_STOP_RECORD: u64 = 60_758;
@@ -96,18 +97,22 @@ pub mod gas {
     /// call would cost more).
     pub const TRANSFER: u64 = 21_000;
 
-    /// What each hash of a message's Merkle path adds to a `post` (calldata, log data and one
-    /// keccak): 940, from "post 256 B" with batches of 1, 64 and 256 (67 918, 73 559, 75 435: paths
-    /// of 0, 6 and 8 hashes).
-    pub const POST_PATH_HASH: u64 = 940;
+    /// Each hash of a `BatchProof`'s Merkle path that a call checks: 32 bytes of calldata and a
+    /// keccak. From `accuse` with a path of 8 (74 246) against a batch of one (68 845), and
+    /// `proveEquivocation` with two paths of 8 (96 057) against two batches of one (85 213).
+    pub const PATH_HASH: u64 = 675;
+    /// Each hash of the path of a posted message: checked, and emitted again in `Posted` (32 bytes
+    /// of log data). From `post` of 256 bytes in batches of 256 (75 435, 8 hashes) and 64
+    /// (73 559, 6 hashes) against a batch of one (67 918).
+    pub const PATH_HASH_POSTED: u64 = 940;
 
-    /// `post` of a `bytes`-long payload with a Merkle path of `path` hashes: linear between the two
-    /// measured sizes (calldata and log data are linear in the payload), extrapolated outside
-    /// them, plus [`POST_PATH_HASH`] per hash.
+    /// `post` of a `bytes`-long payload with a Merkle path of `path` hashes: linear between the
+    /// two measured sizes (calldata and log data are linear in the payload), extrapolated
+    /// outside them, plus the path.
     pub fn post(bytes: usize, path: usize) -> u64 {
         let per_byte = (POST_256B - POST_64B) as f64 / 192.0;
         let g = POST_64B as f64 + (bytes as f64 - 64.0) * per_byte;
-        g.max(21_000.0).round() as u64 + POST_PATH_HASH * path as u64
+        g.max(21_000.0).round() as u64 + path as u64 * PATH_HASH_POSTED
     }
 
     /// `claimPosted` checking `postings` postings: linear in them (one cold storage read and

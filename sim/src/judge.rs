@@ -7,6 +7,11 @@
 //! same payouts. `sim/tests/replay.rs` replays a simulated run's calls on the real contract
 //! (Anvil) and compares every outcome, payout and the final channel state.
 //!
+//! Messages are seller-signed through a [`MessageProof`] (issue 11, docs/PROTOCOL.md §1 Batches):
+//! `post`, `accuse` and `proveEquivocation` check it as the contract's `_checkSigned` does, in its
+//! order and with its error names (`WrongStream`, `NotInBatch`, `BatchTooLarge`, `WrongRoot`, then
+//! the batch signature: `WrongSigner`).
+//!
 //! Signatures are checked with the engine's own key code, digests with its EIP-712 [`Domain`]:
 //! the parties' public keys are registered ([`Judge::register`]) and a signature must verify
 //! under the expected signer's key ([`PublicKey::verify`], what `ecrecover` and a comparison
@@ -22,7 +27,7 @@
 use std::collections::BTreeMap;
 
 use alloy_primitives::{Address, B256, U256, keccak256};
-use supra_channel::proof::{MessageProof, ProofError};
+use supra_channel::proof::{MAX_BATCH, MAX_PROOF_DEPTH, MessageProof, fold_path};
 use supra_channel::sign::verify;
 use supra_channel::{
     Ack, ChannelId, Domain, Message, Offer, PublicKey, Signature, Stop, StreamId, ack_cost,
@@ -264,19 +269,35 @@ impl Judge {
         r.or_else(|_| err("WrongSigner", signer))
     }
 
-    /// `_live`: a channel that is Open or Closing.
-    /// `_checkSigned`: `proof` shows that `seller` signed `m` (digest `d`): the batch's stream and
-    /// range, its size, the Merkle path to its root, then the batch's signature.
-    fn check_signed(&self, m: &Message, d: B256, proof: &MessageProof, seller: Address) -> R<()> {
-        let batch_digest = proof.check_membership(&self.domain, m, d).or_else(|e| match e {
-            ProofError::WrongStream => err("WrongStream", proof.batch.streamId),
-            ProofError::NotInBatch { .. } => err("NotInBatch", (m.seq, proof.batch.firstSeq, proof.batch.lastSeq)),
-            ProofError::BatchTooLarge => err("BatchTooLarge", (proof.batch.firstSeq, proof.batch.lastSeq, proof.path.len())),
-            ProofError::WrongRoot | ProofError::Sig(_) => err("WrongRoot", proof.batch.root),
-        })?;
-        self.check_sig(&batch_digest, &proof.sig, seller)
+    /// `_checkSigned`: `proof` shows that `seller` signed `m` (whose digest is `digest`): the batch
+    /// is of `m`'s stream, its range holds `m.seq` and spans fewer than `MAX_BATCH` seqs, the path
+    /// has at most `MAX_PROOF_DEPTH` hashes and folds `digest` onto the batch's root, and the
+    /// seller signed the batch.
+    fn check_signed(
+        &self,
+        m: &Message,
+        digest: B256,
+        proof: &MessageProof,
+        seller: Address,
+    ) -> R<()> {
+        let b = &proof.batch;
+        if b.streamId != m.streamId {
+            return err("WrongStream", (m.streamId, b.streamId));
+        }
+        if m.seq < b.firstSeq || m.seq > b.lastSeq {
+            return err("NotInBatch", (m.seq, b.firstSeq, b.lastSeq));
+        }
+        if b.lastSeq - b.firstSeq >= MAX_BATCH || proof.path.len() > MAX_PROOF_DEPTH {
+            return err("BatchTooLarge", (b.firstSeq, b.lastSeq, proof.path.len()));
+        }
+        let root = fold_path(digest, &proof.path);
+        if root != b.root {
+            return err("WrongRoot", (b.root, root));
+        }
+        self.check_sig(&self.domain.digest(b), &proof.sig, seller)
     }
 
+    /// `_live`: a channel that is Open or Closing.
     fn live(&self, id: ChannelId) -> R<ChannelRec> {
         match self.channels.get(&id) {
             None => err("WrongStatus", "None"),
@@ -405,8 +426,14 @@ impl Judge {
         Ok(Outcome::ToppedUp(deposit))
     }
 
-    /// `post(m, payload, sig)` mined at `now`.
-    pub fn post(&mut self, m: &Message, payload: &[u8], proof: &MessageProof, now: u64) -> R<Outcome> {
+    /// `post(m, payload, proof)` mined at `now`.
+    pub fn post(
+        &mut self,
+        m: &Message,
+        payload: &[u8],
+        proof: &MessageProof,
+        now: u64,
+    ) -> R<Outcome> {
         if payload.len() > MAX_PAYLOAD_BYTES {
             return err("PayloadTooLarge", payload.len());
         }
@@ -535,7 +562,7 @@ impl Judge {
         Ok(out)
     }
 
-    /// `accuse(id, seen, sig, missing)` by `from` at `now`.
+    /// `accuse(id, seen, proof, missing)` by `from` at `now`.
     pub fn accuse(
         &mut self,
         from: Address,
@@ -679,7 +706,7 @@ impl Judge {
         Ok(out)
     }
 
-    /// `proveEquivocation(id, a, sigA, b, sigB)` (anyone): the buyer takes `F - R`.
+    /// `proveEquivocation(id, a, proofA, b, proofB)` (anyone): the buyer takes `F - R`.
     pub fn prove_equivocation(
         &mut self,
         id: ChannelId,

@@ -18,6 +18,7 @@ struct Fixture {
     buyer: supra_channel::Keypair,
     id: ChannelId,
     stream: StreamId,
+    /// The stream's messages 0..40, signed in batches of 8, each with its proof.
     msgs: Vec<(Message, MessageProof, Vec<u8>)>,
 }
 
@@ -63,11 +64,10 @@ fn fixture(window: u64, deposit_msgs: u64) -> Fixture {
         prev = domain.digest(&m);
         chain.push((m, prev, payload));
     }
-    // Signed in batches of 8, as a seller's broker signs what one turn brings.
     let mut msgs = Vec::new();
     for batch in chain.chunks(8) {
-        let leaves: Vec<(&Message, B256)> = batch.iter().map(|(m, d, _)| (m, *d)).collect();
-        let proofs = MessageProof::sign_batch(&domain, &seller, &leaves);
+        let refs: Vec<_> = batch.iter().map(|(m, d, _)| (m, *d)).collect();
+        let proofs = MessageProof::sign_batch(&domain, &seller, &refs);
         for ((m, _, payload), proof) in batch.iter().zip(proofs) {
             msgs.push((m.clone(), proof, payload.clone()));
         }
@@ -393,4 +393,64 @@ fn chain_mines_in_the_next_block_in_submission_order_and_gas_matches_the_table()
     assert!(gas::post(100, 0) > gas::POST_64B && gas::post(100, 0) < gas::POST_256B);
     assert_eq!(gas::claim_posted(2), gas::CLAIM_POSTED_2);
     assert_eq!(gas::claim_posted(3), gas::CLAIM_POSTED_3);
+}
+
+#[test]
+fn judge_checks_batch_proofs_as_the_contract_does() {
+    let mut f = fixture(8, 40);
+    let (m, proof, p) = f.msgs[10].clone();
+    // Another message of the batch under this proof: its digest is not on the path.
+    let (m11, _, p11) = f.msgs[11].clone();
+    assert_eq!(
+        name(f.judge.post(&m11, &p11, &proof, T0)),
+        refused("WrongRoot")
+    );
+    // A forged sibling.
+    let mut forged = proof.clone();
+    forged.path[0] = B256::repeat_byte(9);
+    assert_eq!(
+        name(f.judge.post(&m, &p, &forged, T0)),
+        refused("WrongRoot")
+    );
+    // Outside the batch's range (batch 8..=15), another stream's batch, a batch of 257, a path of 9.
+    let (m20, _, p20) = f.msgs[20].clone();
+    assert_eq!(
+        name(f.judge.post(&m20, &p20, &proof, T0)),
+        refused("NotInBatch")
+    );
+    let mut elsewhere = proof.clone();
+    elsewhere.batch.streamId = StreamId::new(f.seller.address(), 2).unwrap().0;
+    assert_eq!(
+        name(f.judge.post(&m, &p, &elsewhere, T0)),
+        refused("WrongStream")
+    );
+    let mut wide = proof.clone();
+    wide.batch.lastSeq = wide.batch.firstSeq + 256;
+    assert_eq!(
+        name(f.judge.post(&m, &p, &wide, T0)),
+        refused("BatchTooLarge")
+    );
+    let mut deep = proof.clone();
+    deep.path = vec![B256::repeat_byte(1); 9];
+    assert_eq!(
+        name(f.judge.post(&m, &p, &deep, T0)),
+        refused("BatchTooLarge")
+    );
+    // A stage-1 signature of the message digest itself, as a batch of one.
+    let mut stage1 = MessageProof::sign_single(&f.domain, &f.seller, &m, f.domain.digest(&m));
+    stage1.sig = f.seller.sign(&f.domain.digest(&m));
+    assert_eq!(
+        name(f.judge.post(&m, &p, &stage1, T0)),
+        refused("WrongSigner")
+    );
+    // The real proof posts; a twin of seq 10 in a batch of its own proves the equivocation.
+    assert_eq!(f.judge.post(&m, &p, &proof, T0), Ok(Outcome::Posted(true)));
+    let mut twin = m.clone();
+    twin.payloadHash = B256::repeat_byte(7);
+    let twin_proof = MessageProof::sign_single(&f.domain, &f.seller, &twin, f.domain.digest(&twin));
+    assert!(matches!(
+        f.judge
+            .prove_equivocation(f.id, &m, &proof, &twin, &twin_proof),
+        Ok(Outcome::Settled { .. })
+    ));
 }

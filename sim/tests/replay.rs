@@ -71,15 +71,13 @@ async fn send(party: &Judge, tx: &Tx) -> Result<Receipt, String> {
         Tx::ClaimPosted(id, upto) => party.claim_posted(*id, *upto).await,
         Tx::RequestClose(id) => party.request_close(*id).await,
         Tx::Settle(id) => party.settle(*id).await,
-        Tx::Accuse(id, seen, missing) => party.accuse(*id, &seen.0, &seen.1, *missing).await,
+        Tx::Accuse(id, m, proof, missing) => party.accuse(*id, m, proof, *missing).await,
         Tx::Defend(id) => party.defend(*id).await,
         Tx::DefendWithAck(a, s) => party.defend_with_ack(a, s.as_bytes()).await,
         Tx::Resolve(id) => party.resolve(*id).await,
         Tx::ProveWrongCost(a, s) => party.prove_wrong_cost(a, s.as_bytes()).await,
-        Tx::ProveEquivocation(id, ms) => {
-            party
-                .prove_equivocation(*id, (&ms[0].0, &ms[0].1), (&ms[1].0, &ms[1].1))
-                .await
+        Tx::ProveEquivocation(id, ms, pa, pb) => {
+            party.prove_equivocation(*id, &ms.0, pa, &ms.1, pb).await
         }
         Tx::SubmitStop(stop, sig) => party.submit_stop(stop, sig.as_bytes()).await,
         Tx::CloseCooperatively(x, sa, ss) => {
@@ -443,8 +441,8 @@ impl Script {
         id
     }
 
-    /// Message `seq` stamped at `stamp` (unix seconds), with payload `tag`.
-    fn msg(&self, seq: u64, stamp: u64, tag: u8) -> Arc<SignedMessage> {
+    /// Message `seq` stamped at `stamp` (unix seconds), with payload `tag` (not signed).
+    fn message(&self, seq: u64, stamp: u64, tag: u8) -> (Message, Vec<u8>) {
         let payload = vec![tag; 8];
         let message = Message {
             streamId: self.stream.0,
@@ -453,15 +451,48 @@ impl Script {
             payloadHash: keccak256(&payload),
             prev: B256::ZERO,
         };
-        let digest = self.domain.digest(&message);
-        let proof = MessageProof::sign_single(&self.domain, &self.seller, &message, digest);
+        (message, payload)
+    }
+
+    /// `message` with `payload` under `proof` (whether or not it holds).
+    fn signed(
+        &self,
+        message: Message,
+        payload: Vec<u8>,
+        proof: MessageProof,
+    ) -> Arc<SignedMessage> {
         Arc::new(SignedMessage {
+            digest: self.domain.digest(&message),
             message,
-            digest,
             proof,
             payload,
             frame: FrameBytes::from(&[][..]),
         })
+    }
+
+    /// Message `seq` stamped at `stamp` (unix seconds), with payload `tag`, signed as a batch of one.
+    fn msg(&self, seq: u64, stamp: u64, tag: u8) -> Arc<SignedMessage> {
+        let (message, payload) = self.message(seq, stamp, tag);
+        let digest = self.domain.digest(&message);
+        let proof = MessageProof::sign_single(&self.domain, &self.seller, &message, digest);
+        self.signed(message, payload, proof)
+    }
+
+    /// Messages `first..=last` (stamped at `stamp`, payload `tag`) signed as one batch.
+    fn batch(&self, first: u64, last: u64, stamp: u64, tag: u8) -> Vec<Arc<SignedMessage>> {
+        let messages: Vec<_> = (first..=last)
+            .map(|seq| self.message(seq, stamp, tag))
+            .collect();
+        let digests: Vec<_> = messages
+            .iter()
+            .map(|(m, _)| (m, self.domain.digest(m)))
+            .collect();
+        let proofs = MessageProof::sign_batch(&self.domain, &self.seller, &digests);
+        messages
+            .iter()
+            .zip(proofs)
+            .map(|((m, p), proof)| self.signed(m.clone(), p.clone(), proof))
+            .collect()
     }
 
     fn post(&mut self, at: u64, seq: u64, stamp: u64, want: &str) {
@@ -494,7 +525,24 @@ impl Script {
     /// The buyer accuses: `missing` is missing before `seen` (stamped at `stamp`).
     fn accuse(&mut self, at: u64, id: ChannelId, missing: u64, seen: u64, stamp: u64, want: &str) {
         let m = self.msg(seen, stamp, 1);
-        let tx = Tx::Accuse(id, Box::new((m.message.clone(), m.proof.clone())), missing);
+        self.accuse_with(at, id, missing, &m, want);
+    }
+
+    /// The buyer accuses: `missing` is missing before `seen` (with its proof).
+    fn accuse_with(
+        &mut self,
+        at: u64,
+        id: ChannelId,
+        missing: u64,
+        seen: &SignedMessage,
+        want: &str,
+    ) {
+        let tx = Tx::Accuse(
+            id,
+            Box::new(seen.message.clone()),
+            Box::new(seen.proof.clone()),
+            missing,
+        );
         self.check(false, at, tx, want);
     }
 }
@@ -582,10 +630,66 @@ fn probes(domain: Domain, seller: &Keypair, buyer: &Keypair, t: u64) -> (Plan, V
     let f = s.open(t + 24, 50, 4);
     let (m1, m2) = (s.msg(50, t, 1), s.msg(50, t, 2));
     let pair = |a: &SignedMessage, b: &SignedMessage| {
-        Tx::ProveEquivocation(f, Box::new([(a.message.clone(), a.proof.clone()), (b.message.clone(), b.proof.clone())]))
+        let both = Box::new((a.message.clone(), b.message.clone()));
+        Tx::ProveEquivocation(
+            f,
+            both,
+            Box::new(a.proof.clone()),
+            Box::new(b.proof.clone()),
+        )
     };
     s.check(no, t + 36, pair(&m1, &m1), "NotEquivocation");
     s.check(no, t + 36, pair(&m1, &m2), "ok");
+    // G (issue 11): messages of a batch of 8; every refusal of a BatchProof, by name; an
+    // accusation with a message of a batch; an equivocation across two batches.
+    let t = t + 48;
+    let g = s.open(t, 60, 8);
+    let batch = s.batch(60, 67, t, 1);
+    s.check(yes, t + 12, Tx::Post(batch[0].clone()), "ok");
+    s.check(yes, t + 12, Tx::Post(batch[5].clone()), "ok");
+    let swapped = s.signed(
+        batch[3].message.clone(),
+        batch[3].payload.clone(),
+        batch[2].proof.clone(),
+    );
+    s.check(yes, t + 12, Tx::Post(swapped), "WrongRoot");
+    let mut forged = batch[2].proof.clone();
+    forged.path[1] = B256::repeat_byte(0xee);
+    let forged = s.signed(batch[2].message.clone(), batch[2].payload.clone(), forged);
+    s.check(yes, t + 12, Tx::Post(forged), "WrongRoot");
+    let (outside, outside_payload) = s.message(70, t, 1);
+    let outside = s.signed(outside, outside_payload, batch[2].proof.clone());
+    s.check(yes, t + 12, Tx::Post(outside), "NotInBatch");
+    let mut deep = batch[2].proof.clone();
+    deep.path = vec![B256::repeat_byte(3); 9];
+    let deep = s.signed(batch[2].message.clone(), batch[2].payload.clone(), deep);
+    s.check(yes, t + 12, Tx::Post(deep), "BatchTooLarge");
+    let mut wide = batch[2].proof.clone();
+    wide.batch.lastSeq = wide.batch.firstSeq + 256;
+    let wide = s.signed(batch[2].message.clone(), batch[2].payload.clone(), wide);
+    s.check(yes, t + 12, Tx::Post(wide), "BatchTooLarge");
+    let mut elsewhere = batch[2].proof.clone();
+    elsewhere.batch.streamId = StreamId::new(s.seller.address(), 3).expect("stream id").0;
+    let elsewhere = s.signed(
+        batch[2].message.clone(),
+        batch[2].payload.clone(),
+        elsewhere,
+    );
+    s.check(yes, t + 12, Tx::Post(elsewhere), "WrongStream");
+    let mut stage1 = s.msg(62, t, 1).proof.clone();
+    stage1.sig = s.seller.sign(&s.domain.digest(&batch[2].message));
+    let stage1 = s.signed(batch[2].message.clone(), batch[2].payload.clone(), stage1);
+    s.check(yes, t + 12, Tx::Post(stage1), "WrongSigner");
+    s.accuse_with(t + 24, g, 62, &batch[6], "ok");
+    let twins = s.batch(63, 64, t, 2);
+    let across = Box::new((batch[4].message.clone(), twins[1].message.clone()));
+    let across = Tx::ProveEquivocation(
+        g,
+        across,
+        Box::new(batch[4].proof.clone()),
+        Box::new(twins[1].proof.clone()),
+    );
+    s.check(no, t + 36, across, "ok");
     let plan = Plan {
         calls: s.calls,
         model: s.model,

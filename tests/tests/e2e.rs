@@ -4,6 +4,7 @@
 //! seller exactly delivered x price.
 
 #[path = "e2e/harness.rs"]
+#[allow(dead_code)] // what the other end-to-end tests use
 mod harness;
 #[path = "e2e/clients.rs"]
 #[allow(dead_code)]

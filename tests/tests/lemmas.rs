@@ -914,7 +914,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             };
             buyer
                 .send(async |j: &Judge| {
-                    j.prove_equivocation(id, (&a, &proof_a), (&b, &proof_b))
+                    j.prove_equivocation(id, &a, &proof_a, &b, &proof_b)
                         .await
                 })
                 .await
@@ -943,7 +943,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             prop_assert_eq!((a.seq, b.seq), (last, last + 1));
             buyer
                 .send(async |j: &Judge| {
-                    j.prove_equivocation(id, (&a, &proof_a), (&b, &proof_b))
+                    j.prove_equivocation(id, &a, &proof_a, &b, &proof_b)
                         .await
                 })
                 .await

@@ -41,4 +41,12 @@ library MerkleBuilder {
             out[i] = buf[i];
         }
     }
+
+    /// @dev What `siblings` (a path) fold `leaf` onto.
+    function fold(bytes32 leaf, bytes32[] memory siblings) internal pure returns (bytes32 node) {
+        node = leaf;
+        for (uint256 i = 0; i < siblings.length; ++i) {
+            node = hashPair(node, siblings[i]);
+        }
+    }
 }

@@ -190,6 +190,43 @@ abstract contract SupraTestBase is Assertions {
         return batchProofs(ms);
     }
 
+    /// @dev `n` linked messages of `sid` from seq `first` (after `prev`) with 64-byte payloads, in memory only.
+    function memChain(bytes32 sid, uint64 first, uint256 n, bytes32 prev)
+        internal
+        view
+        returns (Message[] memory ms, bytes[] memory ps)
+    {
+        ms = new Message[](n);
+        ps = new bytes[](n);
+        for (uint256 i = 0; i < n; ++i) {
+            ps[i] = payloadFor(uint64(first + i), 64);
+            ms[i] = Message({
+                streamId: sid,
+                seq: uint64(first + i),
+                timestamp: uint64(block.timestamp) * 1000,
+                payloadHash: keccak256(ps[i]),
+                prev: prev
+            });
+            prev = judge.hashMessage(ms[i]);
+        }
+    }
+
+    /// @dev The seller's proof of `ms[index]` under one batch over all of `ms` (one path only).
+    function proofAt(Message[] memory ms, uint256 index) internal view returns (BatchProof memory p) {
+        bytes32[] memory leaves = new bytes32[](ms.length);
+        for (uint256 i = 0; i < ms.length; ++i) {
+            leaves[i] = judge.hashMessage(ms[i]);
+        }
+        p.batch = Batch({
+            streamId: ms[0].streamId,
+            firstSeq: ms[0].seq,
+            lastSeq: ms[ms.length - 1].seq,
+            root: MerkleBuilder.root(leaves)
+        });
+        p.sig = sign(SELLER_PK, judge.hashBatch(p.batch));
+        p.path = MerkleBuilder.path(leaves, index);
+    }
+
     function merkleRoot(bytes32[] memory leaves) internal pure returns (bytes32) {
         return MerkleBuilder.root(leaves);
     }

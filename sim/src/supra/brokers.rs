@@ -174,8 +174,11 @@ impl World {
                         self.buyer_tx(Tx::Claim(Box::new(ack), sig))
                     }
                     BuyerAction::Accuse {
-                        seen, proof, missing, ..
-                    } => self.buyer_tx(Tx::Accuse(id, Box::new((seen, proof)), missing)),
+                        seen,
+                        proof,
+                        missing,
+                        ..
+                    } => self.buyer_tx(Tx::Accuse(id, Box::new(seen), Box::new(proof), missing)),
                     BuyerAction::Resolve { channel } => self.buyer_tx(Tx::Resolve(channel)),
                     BuyerAction::ProveEquivocation {
                         channel,
@@ -185,7 +188,9 @@ impl World {
                         proof_b,
                     } => self.buyer_tx(Tx::ProveEquivocation(
                         channel,
-                        Box::new([(a, proof_a), (b, proof_b)]),
+                        Box::new((a, b)),
+                        Box::new(proof_a),
+                        Box::new(proof_b),
                     )),
                     BuyerAction::RequestClose { channel } => {
                         self.buyer_tx(Tx::RequestClose(channel))

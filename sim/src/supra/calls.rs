@@ -48,12 +48,12 @@ pub fn execute(judge: &mut Judge, from: Address, at_secs: u64, tx: Tx) -> (Call,
         Tx::ClaimPosted(id, upto) => j.claim_posted(from, *id, *upto),
         Tx::RequestClose(id) => j.request_close(from, *id, now),
         Tx::Settle(id) => j.settle(*id, now),
-        Tx::Accuse(id, seen, missing) => j.accuse(from, *id, &seen.0, &seen.1, *missing, now),
+        Tx::Accuse(id, m, s, missing) => j.accuse(from, *id, m, s, *missing, now),
         Tx::Defend(id) => j.defend(*id),
         Tx::DefendWithAck(a, s) => j.defend_with_ack(a, s, now),
         Tx::Resolve(id) => j.resolve(*id, now),
         Tx::ProveWrongCost(a, s) => j.prove_wrong_cost(a, s),
-        Tx::ProveEquivocation(id, ms) => j.prove_equivocation(*id, &ms[0].0, &ms[0].1, &ms[1].0, &ms[1].1),
+        Tx::ProveEquivocation(id, ms, sa, sb) => j.prove_equivocation(*id, &ms.0, sa, &ms.1, sb),
         Tx::SubmitStop(s, sig) => j.submit_stop(s, sig, now),
         Tx::CloseCooperatively(x, sa, ss) => j.close_cooperatively(&x.0, sa, &x.1, ss, now),
     };
@@ -113,7 +113,10 @@ pub fn call_gas(
             }
             _ => (Call::Settle, gas::SETTLE),
         },
-        Tx::Accuse(..) => (Call::Accuse, gas::ACCUSE),
+        Tx::Accuse(_, _, proof, _) => (
+            Call::Accuse,
+            gas::ACCUSE + proof.path.len() as u64 * gas::PATH_HASH,
+        ),
         Tx::Defend(..) => (Call::Defend, gas::DEFEND),
         Tx::DefendWithAck(..) => (Call::DefendWithAck, gas::DEFEND_WITH_ACK),
         Tx::Resolve(..) => match outcome {
@@ -121,7 +124,10 @@ pub fn call_gas(
             _ => (Call::Resolve, later(gas::RESOLVE_REFUND)),
         },
         Tx::ProveWrongCost(..) => (Call::ProveWrongCost, gas::PROVE_WRONG_COST),
-        Tx::ProveEquivocation(..) => (Call::ProveEquivocation, gas::PROVE_EQUIVOCATION),
+        Tx::ProveEquivocation(_, _, a, b) => (
+            Call::ProveEquivocation,
+            gas::PROVE_EQUIVOCATION + (a.path.len() + b.path.len()) as u64 * gas::PATH_HASH,
+        ),
         Tx::SubmitStop(..) => match outcome {
             // The table's penalty was measured after a claim (a non-zero progress word).
             Ok(Outcome::Settled { .. }) if first_write => (

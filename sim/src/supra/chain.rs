@@ -140,7 +140,7 @@ impl World {
                 self.settled_now(ChannelId(a.channelId))
             }
             (Tx::ProveEquivocation(id, ..), Ok(Outcome::Settled { .. })) => self.settled_now(id),
-            (Tx::Accuse(id, _, missing), Ok(Outcome::Accused(deadline))) => {
+            (Tx::Accuse(id, _, _, missing), Ok(Outcome::Accused(deadline))) => {
                 self.accusations += 1;
                 self.seller.on_accused(now, id, missing);
                 self.flush_seller();

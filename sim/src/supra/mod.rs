@@ -32,12 +32,11 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use alloy_primitives::{Address, B256, U256};
-use supra_channel::proof::MessageProof;
 use supra_channel::seller::{SellerConfig, SignedMessage, Terms};
 use supra_channel::testkit::{ChainEvent, Rng, fast_test_key, test_key};
 use supra_channel::{
-    Ack, BuyerChannel, ChannelId, Domain, FrameBytes, Keypair, Message, Offer, Signature, Stop,
-    Stream, StreamId,
+    Ack, BuyerChannel, ChannelId, Domain, FrameBytes, Keypair, Message, MessageProof, Offer,
+    Signature, Stop, Stream, StreamId,
 };
 
 use crate::chain::{Ledger, Mempool};
@@ -75,12 +74,17 @@ pub enum Tx {
     ClaimPosted(ChannelId, u64),
     RequestClose(ChannelId),
     Settle(ChannelId),
-    Accuse(ChannelId, Box<(Message, MessageProof)>, u64),
+    Accuse(ChannelId, Box<Message>, Box<MessageProof>, u64),
     Defend(ChannelId),
     DefendWithAck(Box<Ack>, Signature),
     Resolve(ChannelId),
     ProveWrongCost(Box<Ack>, Signature),
-    ProveEquivocation(ChannelId, Box<[(Message, MessageProof); 2]>),
+    ProveEquivocation(
+        ChannelId,
+        Box<(Message, Message)>,
+        Box<MessageProof>,
+        Box<MessageProof>,
+    ),
     /// `submitStop(stop, sellerSig)`.
     SubmitStop(Box<Stop>, Signature),
     /// `closeCooperatively(ack, buyerSig, stop, sellerSig)`.
@@ -215,7 +219,7 @@ fn tx_name(tx: &Tx) -> String {
         Tx::ClaimPosted(_, u) => format!("claimPosted {u}"),
         Tx::RequestClose(_) => "requestClose".into(),
         Tx::Settle(_) => "settle".into(),
-        Tx::Accuse(_, _, m) => format!("accuse {m}"),
+        Tx::Accuse(_, _, _, m) => format!("accuse {m}"),
         Tx::Defend(_) => "defend".into(),
         Tx::DefendWithAck(a, _) => format!("defendWithAck {}", a.seq),
         Tx::Resolve(_) => "resolve".into(),

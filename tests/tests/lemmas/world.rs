@@ -13,7 +13,6 @@ use alloy::primitives::U256;
 use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig};
 use supra_channel::seller::{SellerAction, SellerConfig, Stream, Terms};
 use supra_channel::proof::MessageProof;
-use supra_channel::sign::Signature;
 use supra_channel::types::{Ack, ChannelId, Message, Offer, Stop, StreamId, UnixMs};
 use supra_channel::testkit::Rng;
 use supra_channel::wire::{Frame, FrameBytes};
@@ -693,7 +692,7 @@ impl World {
             BuyerAction::ProveEquivocation { a, proof_a, b, proof_b, .. } => {
                 let _ = self
                     .buyer_tx("proveEquivocation", async |j: &Judge| {
-                        j.prove_equivocation(id, (&a, &proof_a), (&b, &proof_b))
+                        j.prove_equivocation(id, &a, &proof_a, &b, &proof_b)
                             .await
                     })
                     .await;
