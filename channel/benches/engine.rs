@@ -10,7 +10,7 @@
 //! - fan-out (issue 11): the seller's CPU per message with 50 buyers <= 1.5x with 1 buyer. Measured
 //!   at the engine level (the seller `Stream` with 1 and with 50 channels, messages published
 //!   `TURN_BATCH` at a time, one batch signature each); the broker's link writes are not counted;
-//! - memory: a seller's idle channel <= 64 KiB, a buyer's idle channel <= 64 KiB, a stream <= 256
+//! - memory: a seller's idle channel <= 64 KiB, a buyer's idle channel <= 256 KiB, a stream <= 256
 //!   KiB (see `MEMORY_*` for why these bounds). Idle: 300 messages of 256 bytes sent, every one
 //!   acked, then quiet.
 //!
@@ -87,7 +87,11 @@ fn held<T>(x: T) -> isize {
 /// stream with no channel holds its sealer and an empty log: 256 KiB leaves room for buffers
 /// sized to the window, never for messages of an idle stream.
 const MEMORY_SELLER_CHANNEL: isize = 64 * 1024;
-const MEMORY_BUYER_CHANNEL: isize = 64 * 1024;
+/// A buyer's channel keeps, as evidence against equivocation, its last `equivocation_memory` (256)
+/// delivered messages with their batch proofs (message 112 B, batch and signature 145 B, a path of
+/// up to 8 hashes, ~650 B in all with their bookkeeping): ~170 KiB, bounded at 256 KiB. A buyer
+/// broker holds one channel per stream it buys (hundreds, not the seller's thousands).
+const MEMORY_BUYER_CHANNEL: isize = 256 * 1024;
 const MEMORY_STREAM: isize = 256 * 1024;
 /// Fan-out target: seller CPU per message with 50 buyers over 1 buyer.
 const FANOUT_TARGET: f64 = 1.5;
