@@ -554,6 +554,8 @@ fn main() {
         "SUMMARY\tmachine: 2 threads of k256 signing / 1 (context)\t{}\t-\tINFO",
         ceilings.join(" ")
     );
+    // Its stores' directories go before `exit`, which runs no destructor.
+    drop(sys);
     if verdicts.iter().any(|v| !v.3) {
         println!("streams bench: a target was missed");
         std::process::exit(1);
