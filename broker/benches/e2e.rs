@@ -26,7 +26,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::U256;
-use supra_broker::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, PeerConfig, SellConfig};
+use supra_broker::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, NodeConfig, PeerConfig, SellConfig};
 use supra_broker::probe::{Publisher, Subscriber, free_port};
 use supra_broker::status::ChannelRole;
 use supra_broker::{Broker, devnet_with_judge, keys};
@@ -218,6 +218,7 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
             cooperative_close: true,
         },
         peer: PeerConfig::default(),
+        node: NodeConfig::default(),
         // Off: the bench measures the message path alone.
         http: HttpConfig { listen: None, ..HttpConfig::default() },
         sell: Vec::new(),

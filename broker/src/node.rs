@@ -32,6 +32,7 @@ const MAX_SOLD_PLAINTEXT_BYTES: usize = crate::config::MAX_SOLD_PAYLOAD_BYTES + 
 use crate::peer::{LinkEvent, LinkId, LinkSender, Role};
 use crate::status::{ChannelRole, ChannelStatusLine};
 use crate::store::{Batch, Store, StoreError};
+use crate::workers::Workers;
 
 /// Compact a log once it holds this many records.
 const COMPACT_AFTER: u64 = 20_000;
@@ -84,6 +85,9 @@ struct Sold {
     published: u64,
     /// Plaintexts taken this turn, signed together at its end (one batch, see `sign_pending`).
     pending: Vec<Vec<u8>>,
+    /// Acks from buyers taken this turn, in arrival order, handed to the engine at its end
+    /// (`hand_frames`: engines with frames run in parallel on the workers).
+    inbox: Vec<(Address, Frame)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +113,8 @@ struct Bought {
     index: u64,
     buy: Option<usize>,
     engine: BuyerChannel,
+    /// Data frames taken this turn, in arrival order (see `Sold::inbox`).
+    inbox: Vec<Frame>,
 }
 
 struct Link {
@@ -154,6 +160,8 @@ pub struct Node {
     idle_close_ms: u64,
     stats: NodeStats,
     observer: Arc<Observer>,
+    /// Threads that run a turn's engine work (`[node] workers`).
+    workers: Workers,
 }
 
 fn terms_of(cfg: &SellConfig) -> Terms {
@@ -198,7 +206,7 @@ impl Node {
                 Stream::restore(domain, (*me).clone(), id, terms_of(cfg), seller_cfg.clone(), records, now)
             }
             .map_err(|e| format!("stream `{}`: {e}", cfg.topic))?;
-            streams.push(Sold { cfg: cfg.clone(), number, engine, published: 0, pending: Vec::new() });
+            streams.push(Sold { cfg: cfg.clone(), number, engine, published: 0, pending: Vec::new(), inbox: Vec::new() });
         }
         let mut buys: Vec<Buy> = config.buy.iter().map(|cfg| Buy { cfg: cfg.clone(), state: BuyState::Idle { retry_at: 0 } }).collect();
         let mut bought = BTreeMap::new();
@@ -211,7 +219,7 @@ impl Node {
             if let Some(i) = buy {
                 buys[i].state = if engine.is_settled() { BuyState::Done } else { BuyState::Open(stored.id) };
             }
-            bought.insert(stored.id, Bought { index: stored.index, buy, engine });
+            bought.insert(stored.id, Bought { index: stored.index, buy, engine, inbox: Vec::new() });
         }
         let mut recovering = HashMap::new();
         for (offer, sig) in store.openings().map_err(|e| e.to_string())? {
@@ -242,6 +250,7 @@ impl Node {
             idle_close_ms: config.peer.idle_close_secs.saturating_mul(1000),
             stats: NodeStats::default(),
             observer,
+            workers: Workers::new(config.node.workers),
         };
         // Until they reconnect, the buyers of restored channels count as away since the start.
         for s in &node.streams {
@@ -301,6 +310,7 @@ impl Node {
                     for _ in 0..BURST {
                         match io.links.try_recv() { Ok(event) => self.on_link(event), Err(_) => break }
                     }
+                    self.hand_frames();
                 }
                 Some(publication) = io.local.recv() => {
                     self.on_local(publication);
@@ -409,19 +419,93 @@ impl Node {
     /// Signs what each stream took this turn as one batch (issue 11): one signature for all of it,
     /// however many messages the turn brought (the engine caps a batch at `max_batch`). At low
     /// rate a turn holds one message, so nothing waits for a batch to fill.
+    ///
+    /// Streams sign in parallel on the workers (sealing, Merkle tree and signature are each
+    /// stream's own).
     fn sign_pending(&mut self) {
         let now = now_ms();
-        for s in &mut self.streams {
-            if s.pending.is_empty() {
-                continue;
-            }
+        let tasks: Vec<&mut Sold> = self.streams.iter_mut().filter(|s| !s.pending.is_empty()).collect();
+        if tasks.is_empty() {
+            return;
+        }
+        let signed = self.workers.run(tasks, |s| {
             let pending = std::mem::take(&mut s.pending);
             let plaintexts: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
-            match s.engine.publish_batch(now, &plaintexts) {
-                Ok(seqs) => self.stats.messages_signed += seqs.end - seqs.start,
-                Err(e) => tracing::error!("stream `{}`: cannot publish {} messages: {e}", s.cfg.topic, plaintexts.len()),
+            s.engine
+                .publish_batch(now, &plaintexts)
+                .map(|seqs| seqs.end - seqs.start)
+                .map_err(|e| format!("stream `{}`: cannot publish {} messages: {e}", s.cfg.topic, plaintexts.len()))
+        });
+        for result in signed {
+            match result {
+                Ok(n) => self.stats.messages_signed += n,
+                Err(e) => tracing::error!("{e}"),
             }
         }
+    }
+
+    /// Hands the frames taken this turn to their engines: engines with frames run in parallel on
+    /// the workers, each one's frames in arrival order (proof and batch-signature checks,
+    /// decryption and ack signing on the buyer side, ack checks on the seller side).
+    fn hand_frames(&mut self) {
+        enum Task<'a> {
+            Sell(&'a mut Sold),
+            Buy(&'a mut Bought),
+        }
+        let sellers = self.streams.iter_mut().filter(|s| !s.inbox.is_empty()).map(Task::Sell);
+        let buyers = self.bought.iter_mut().filter(|(_, b)| !b.inbox.is_empty()).map(|(_, b)| Task::Buy(b));
+        let tasks: Vec<Task> = sellers.chain(buyers).collect();
+        if tasks.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let rejected = self.workers.run(tasks, |task| match task {
+            Task::Sell(s) => std::mem::take(&mut s.inbox)
+                .into_iter()
+                .filter_map(|(peer, frame)| s.engine.handle_frame(now, peer, frame).err().map(|e| (peer, e.to_string())))
+                .collect::<Vec<_>>(),
+            Task::Buy(b) => {
+                let seller = b.engine.seller();
+                std::mem::take(&mut b.inbox).into_iter().filter_map(|frame| b.engine.handle_frame(now, frame).err().map(|e| (seller, e.to_string()))).collect()
+            }
+        });
+        for (peer, reason) in rejected.into_iter().flatten() {
+            self.stats.frames_rejected += 1;
+            tracing::debug!("frame from {peer} rejected: {reason}");
+        }
+    }
+
+    /// Takes a frame into its engine's inbox if it is one that `hand_frames` handles (acks to a
+    /// sold stream, data of a bought channel); gives it back otherwise.
+    fn take_frame(&mut self, role: Role, peer: Address, frame: Frame) -> Option<Frame> {
+        let routed = match (role, &frame) {
+            (Role::Seller, Frame::Ack { ack, .. }) => {
+                let channel = ChannelId(ack.channelId);
+                match self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                    Some(s) => {
+                        s.inbox.push((peer, frame));
+                        Ok(())
+                    }
+                    None => Err("unknown channel"),
+                }
+            }
+            (Role::Buyer, Frame::Data(data)) => {
+                let stream = data.message.streamId;
+                match self.bought.values_mut().find(|b| b.engine.stream().as_b256() == stream && !b.engine.is_settled() && b.engine.seller() == peer) {
+                    Some(b) => {
+                        b.inbox.push(frame);
+                        Ok(())
+                    }
+                    None => Err("data for a stream we do not buy"),
+                }
+            }
+            _ => return Some(frame),
+        };
+        if let Err(reason) = routed {
+            self.stats.frames_rejected += 1;
+            tracing::debug!("frame from {peer} rejected: {reason}");
+        }
+        None
     }
 
     /// Hands a bought message to the embedded broker; its outbox entry goes once the router has
@@ -447,6 +531,18 @@ impl Node {
     }
 
     fn on_link(&mut self, event: LinkEvent) {
+        let event = match event {
+            LinkEvent::Frame { id, peer, frame } => {
+                let Some(role) = self.links.get(&id).map(|l| l.role) else { return };
+                match self.take_frame(role, peer, frame) {
+                    Some(frame) => LinkEvent::Frame { id, peer, frame },
+                    None => return,
+                }
+            }
+            event => event,
+        };
+        // Anything else reaches an engine after the frames taken before it: order kept per engine.
+        self.hand_frames();
         let now = now_ms();
         match event {
             LinkEvent::Up(up) => {
@@ -712,7 +808,7 @@ impl Node {
                 // What it locked at `open`; `ToppedUp` events raise it.
                 engine.on_deposit(now, deposit);
                 tracing::info!("bought `{topic}` from {} on channel {id}", self.buys[i].cfg.seller);
-                self.bought.insert(id, Bought { index, buy: Some(i), engine });
+                self.bought.insert(id, Bought { index, buy: Some(i), engine, inbox: Vec::new() });
                 self.buys[i].state = BuyState::Open(id);
                 self.openings_done.push(id);
             }
@@ -971,6 +1067,7 @@ impl Node {
 
     /// Commits every record of the turn, then carries out the other actions in order.
     fn flush(&mut self) -> Result<(), StoreError> {
+        self.hand_frames();
         self.sign_pending();
         let mut batch = Batch::default();
         let mut seller_acts = Vec::new();
