@@ -1,18 +1,32 @@
 //! End-to-end bench: publisher on seller A -> Supra channel -> subscriber on buyer B, 256-byte
-//! payloads, QoS 1 clients. Printed beside, measured in the same run:
-//!   (1) the raw k256 bound: one signature (seller) + one verification (buyer) per message;
-//!   (2) a mosquitto -> mosquitto bridge at QoS 1 (Debian's mosquitto), same clients, same load.
-//! Targets: throughput >= 60% of the sign+verify bound; p99 latency < 20 ms at 1,000 msg/s.
+//! payloads, QoS 1 clients, durable state (redb, fsync'd per node turn). Measured in the same run,
+//! with the same clients and the same load:
+//!   - a mosquitto -> mosquitto bridge at QoS 1 (Debian's mosquitto, no persistence): the peer;
+//!   - the cost of one durable commit on this disk (redb, a small record, fsync'd): the floor that
+//!     persist-before-act imposes on Supra's latency (a message is committed on A before it
+//!     leaves, and on B before it is acked and delivered);
+//!   - k256 sign and verify, for context (today one of each per message).
+//!
+//! Targets (issue 11), every one printed with PASS/FAIL; the process exits 1 if any is missed:
+//!   - throughput: Supra >= 50% of the bridge's;
+//!   - latency at 1,000 msg/s: p50 <= 2 ms and p99 <= 5 ms in EVERY round (each round printed);
+//!   - latency at 10 msg/s (nothing may wait for a batch): Supra's p50 <= the bridge's p50 + 2 ms,
+//!     and no worse than on main before issue 11 (`SLOW_P50_ON_MAIN_MS`).
+//!
+//! Every result line is also printed as `SUMMARY\t<figure>\t<value>\t<target>\t<PASS|FAIL>` for
+//! `scripts/bench`.
 //!
 //! Run: `cargo bench -p supra-broker --bench e2e` (needs scripts/install-tools for Anvil and
-//! mosquitto). SUPRA_BENCH_MESSAGES sets the throughput run's size (default 20000).
+//! mosquitto). SUPRA_BENCH_MESSAGES sets the throughput run's size (default 20000);
+//! SUPRA_BENCH_ONLY=supra skips the bridge (for profiling; targets against the bridge are then not
+//! judged and the bench exits 1).
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use alloy_primitives::U256;
-use supra_broker::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, PeerConfig, SellConfig};
+use supra_broker::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, NodeConfig, PeerConfig, SellConfig};
 use supra_broker::probe::{Publisher, Subscriber, free_port};
 use supra_broker::status::ChannelRole;
 use supra_broker::{Broker, devnet_with_judge, keys};
@@ -21,6 +35,19 @@ use supra_channel::sign::Keypair;
 const PAYLOAD: usize = 256;
 const LATENCY_RATE: u64 = 1_000;
 const LATENCY_MESSAGES: u64 = 5_000;
+const LATENCY_ROUNDS: usize = 3;
+/// The low-rate round: 10 msg/s for 6 s.
+const SLOW_RATE: u64 = 10;
+const SLOW_MESSAGES: u64 = 60;
+
+const TARGET_THROUGHPUT_SHARE: f64 = 0.5;
+const TARGET_P50_MS: f64 = 2.0;
+const TARGET_P99_MS: f64 = 5.0;
+const TARGET_SLOW_P50_OVER_BRIDGE_MS: f64 = 2.0;
+/// Supra's p50 at 10 msg/s before issue 11's work: 6.86 ms, measured with this bench on main at
+/// bd71b30 on 2026-12-03 (2-core VM, shared with two builds, load average 4.5; the durable commit
+/// measured 1.23 ms p50 in that run). The low rate must not get worse than that.
+const SLOW_P50_ON_MAIN_MS: f64 = 6.86;
 
 fn payload(base: Instant, i: u64) -> Vec<u8> {
     let mut p = vec![0x5a; PAYLOAD];
@@ -33,7 +60,27 @@ fn sent_at(p: &[u8]) -> u64 {
     p.get(..8).and_then(|b| b.try_into().ok()).map_or(0, u64::from_le_bytes)
 }
 
-fn sign_verify_bound() -> (f64, f64, f64) {
+/// Percentiles of a set of durations in ns, in ms.
+#[derive(Debug, Clone, Copy)]
+struct Latency {
+    p50: f64,
+    p99: f64,
+    max: f64,
+    /// Samples above the p99 target.
+    over: usize,
+    n: usize,
+}
+
+impl Latency {
+    fn of(mut ns: Vec<u64>) -> Latency {
+        ns.sort_unstable();
+        let pct = |p: f64| ns[((ns.len() as f64 * p) as usize).min(ns.len() - 1)] as f64 / 1e6;
+        let over = ns.iter().filter(|&&v| v as f64 / 1e6 > TARGET_P99_MS).count();
+        Latency { p50: pct(0.50), p99: pct(0.99), max: *ns.last().unwrap() as f64 / 1e6, over, n: ns.len() }
+    }
+}
+
+fn sign_verify() -> (f64, f64) {
     let key = Keypair::from_secret_bytes(&[7u8; 32]).expect("key");
     let digests: Vec<_> = (0..2_000u64).map(|i| alloy_primitives::keccak256(i.to_le_bytes())).collect();
     let start = Instant::now();
@@ -44,31 +91,68 @@ fn sign_verify_bound() -> (f64, f64, f64) {
         key.public().verify(d, s).expect("valid");
     }
     let verify = start.elapsed().as_secs_f64() / digests.len() as f64;
-    (sign * 1e6, verify * 1e6, 1.0 / (sign + verify))
+    (sign * 1e6, verify * 1e6)
 }
 
-/// Latency rounds at the paced rate; the verdict takes the median round (the machine is shared
-/// and a single round can catch an unrelated stall).
-const LATENCY_ROUNDS: usize = 3;
+/// The cost of one durable commit on this disk: a redb transaction inserting one small record
+/// (about the size of a signed message record), committed with redb's default durability (as the
+/// broker's store does), `n` times, in the same directory tree as the brokers' state.
+fn commit_floor(n: usize) -> Latency {
+    let dir = std::env::temp_dir().join(format!("supra-bench-floor-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    const TABLE: redb::TableDefinition<u64, &[u8]> = redb::TableDefinition::new("floor");
+    let db = redb::Database::create(dir.join("floor.redb")).expect("redb");
+    let record = [0x5au8; 400];
+    let mut took = Vec::with_capacity(n);
+    for i in 0..n as u64 {
+        let start = Instant::now();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TABLE).unwrap().insert(i, record.as_slice()).unwrap();
+        txn.commit().unwrap();
+        took.push(start.elapsed().as_nanos() as u64);
+    }
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+    Latency::of(took)
+}
 
 struct Figures {
     throughput: f64,
-    /// (p50, p99) in ms per latency round.
-    rounds: Vec<(f64, f64)>,
+    /// Every round at `LATENCY_RATE`.
+    rounds: Vec<Latency>,
+    /// The round at `SLOW_RATE`.
+    slow: Latency,
 }
 
-impl Figures {
-    /// The round with the median p99.
-    fn median(&self) -> (f64, f64) {
-        let mut rounds = self.rounds.clone();
-        rounds.sort_by(|a, b| a.1.total_cmp(&b.1));
-        rounds[rounds.len() / 2]
-    }
+/// One paced round: `count` messages at `rate` msg/s; the latency of each, publish to delivery.
+async fn paced(publisher: Publisher, subscriber: &mut Subscriber, topic: &str, base: Instant, rate: u64, count: u64) -> (Publisher, Latency) {
+    let interval = Duration::from_nanos(1_000_000_000 / rate);
+    let start = Instant::now();
+    let topic = topic.to_owned();
+    let feeder = async move {
+        for i in 0..count {
+            tokio::time::sleep_until((start + interval * i as u32).into()).await;
+            publisher.publish(&topic, payload(base, i)).await.expect("publish");
+        }
+        publisher
+    };
+    let receiving = async {
+        let mut latencies = Vec::with_capacity(count as usize);
+        while (latencies.len() as u64) < count {
+            let r = subscriber.next(Duration::from_secs(60)).await.expect("latency run stalled");
+            let now = r.at.duration_since(base).as_nanos() as u64;
+            latencies.push(now.saturating_sub(sent_at(&r.payload)));
+        }
+        latencies
+    };
+    let (publisher, latencies) = tokio::join!(feeder, receiving);
+    (publisher, Latency::of(latencies))
 }
 
-/// Throughput (as fast as QoS 1 allows) then latency rounds at a paced rate, from `publish_to`
-/// to `subscribe_at`.
-async fn measure(publish_to: SocketAddr, subscribe_at: SocketAddr, topic_in: &str, filter_out: &str, n: u64) -> Figures {
+/// Throughput (as fast as QoS 1 allows), then latency rounds at the paced rate and one at the low
+/// rate, from `publish_to` to `subscribe_at`. Each result is printed as it comes.
+async fn measure(name: &str, publish_to: SocketAddr, subscribe_at: SocketAddr, topic_in: &str, filter_out: &str, n: u64) -> Figures {
     let mut subscriber = Subscriber::connect(subscribe_at, "bench-sub", filter_out, Duration::from_secs(10)).await.expect("subscriber");
     let publisher = Publisher::connect(publish_to, "bench-pub", Duration::from_secs(10)).await.expect("publisher");
     let base = Instant::now();
@@ -89,43 +173,32 @@ async fn measure(publish_to: SocketAddr, subscribe_at: SocketAddr, topic_in: &st
         while got < n {
             match subscriber.next(Duration::from_secs(60)).await {
                 Some(_) => got += 1,
-                None => panic!("throughput run stalled at {got}/{n}"),
+                None => panic!("{name}: throughput run stalled at {got}/{n}"),
             }
         }
     };
-    let (publisher, ()) = tokio::join!(feeder, receiving);
+    let (mut publisher, ()) = tokio::join!(feeder, receiving);
     let throughput = n as f64 / start.elapsed().as_secs_f64();
+    println!("  {name}: throughput {throughput:.0} msg/s over {n} messages");
 
-    // Latency at a fixed rate, in rounds.
-    let interval = Duration::from_micros(1_000_000 / LATENCY_RATE);
-    let mut publisher = publisher;
     let mut rounds = Vec::new();
-    for _ in 0..LATENCY_ROUNDS {
-        let start = Instant::now();
-        let topic = topic_in.to_owned();
-        let feeder = async move {
-            for i in 0..LATENCY_MESSAGES {
-                tokio::time::sleep_until((start + interval * i as u32).into()).await;
-                publisher.publish(&topic, payload(base, i)).await.expect("publish");
-            }
-            publisher
-        };
-        let receiving = async {
-            let mut latencies = Vec::with_capacity(LATENCY_MESSAGES as usize);
-            while (latencies.len() as u64) < LATENCY_MESSAGES {
-                let r = subscriber.next(Duration::from_secs(60)).await.expect("latency run stalled");
-                let now = r.at.duration_since(base).as_nanos() as u64;
-                latencies.push(now.saturating_sub(sent_at(&r.payload)));
-            }
-            latencies
-        };
-        let (back, mut latencies) = tokio::join!(feeder, receiving);
+    for r in 0..LATENCY_ROUNDS {
+        let (back, l) = paced(publisher, &mut subscriber, topic_in, base, LATENCY_RATE, LATENCY_MESSAGES).await;
         publisher = back;
-        latencies.sort_unstable();
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)] as f64 / 1e6;
-        rounds.push((pct(0.50), pct(0.99)));
+        println!(
+            "  {name}: round {} at {LATENCY_RATE} msg/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} of {} over {TARGET_P99_MS} ms",
+            r + 1,
+            l.p50,
+            l.p99,
+            l.max,
+            l.over,
+            l.n
+        );
+        rounds.push(l);
     }
-    Figures { throughput, rounds }
+    let (_, slow) = paced(publisher, &mut subscriber, topic_in, base, SLOW_RATE, SLOW_MESSAGES).await;
+    println!("  {name}: round at {SLOW_RATE} msg/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms ({} messages)", slow.p50, slow.p99, slow.max, slow.n);
+    Figures { throughput, rounds, slow }
 }
 
 fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_primitives::Address) -> Config {
@@ -145,6 +218,7 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
             cooperative_close: true,
         },
         peer: PeerConfig::default(),
+        node: NodeConfig::default(),
         // Off: the bench measures the message path alone.
         http: HttpConfig { listen: None, ..HttpConfig::default() },
         sell: Vec::new(),
@@ -169,7 +243,7 @@ async fn supra(n: u64) -> Figures {
         seller: seller_key.address(),
         endpoint: peer.to_string(),
         topic: "bench/#".into(),
-        deposit_wei: price * U256::from(10 * (n + LATENCY_MESSAGES) + window),
+        deposit_wei: price * U256::from(10 * (n + LATENCY_ROUNDS as u64 * LATENCY_MESSAGES + SLOW_MESSAGES) + window),
         max_price_wei: price,
         local_prefix: "in/".into(),
         top_up: None,
@@ -190,7 +264,7 @@ async fn supra(n: u64) -> Figures {
         assert!(Instant::now() < deadline, "channel did not open");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let figures = measure(a_mqtt, b_mqtt, "bench/x", "in/bench/#", n).await;
+    let figures = measure("supra", a_mqtt, b_mqtt, "bench/x", "in/bench/#", n).await;
     drop(devnet);
     let _ = std::fs::remove_dir_all(&dir);
     figures
@@ -237,27 +311,99 @@ async fn mosquitto_bridge(n: u64) -> Figures {
         assert!(Instant::now() < deadline, "mosquitto bridge did not come up");
     }
     drop((probe, publisher));
-    measure(p1, p2, "bench/x", "bench/#", n).await
+    measure("bridge", p1, p2, "bench/x", "bench/#", n).await
+}
+
+
+/// Verdicts, printed as they are judged and once more as `SUMMARY` lines.
+#[derive(Default)]
+struct Verdicts(Vec<(String, String, String, bool)>);
+
+impl Verdicts {
+    fn judge(&mut self, figure: &str, value: String, target: &str, ok: bool) {
+        println!("{}: {figure} = {value} (target {target})", if ok { "PASS" } else { "FAIL" });
+        self.0.push((figure.to_owned(), value, target.to_owned(), ok));
+    }
+    fn info(&mut self, figure: &str, value: String) {
+        println!("      {figure} = {value}");
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: u64 = std::env::var("SUPRA_BENCH_MESSAGES").ok().and_then(|v| v.parse().ok()).unwrap_or(20_000);
-    let (sign, verify, bound) = sign_verify_bound();
-    println!("k256: sign {sign:.1} us, verify {verify:.1} us -> sign+verify bound {bound:.0} msg/s");
-    let bridge = mosquitto_bridge(n).await;
+    let only_supra = std::env::var("SUPRA_BENCH_ONLY").is_ok_and(|v| v == "supra");
+    let (sign, verify) = sign_verify();
+    println!("k256 (context): sign {sign:.1} us, verify {verify:.1} us -> one of each per message bounds a single core at {:.0} msg/s", 1e6 / (sign + verify));
+    let floor = commit_floor(1_000);
+    println!(
+        "durable commit on this disk (redb, one small record, 1000 commits): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        floor.p50, floor.p99, floor.max
+    );
+    let bridge = if only_supra {
+        None
+    } else {
+        println!("mosquitto -> mosquitto bridge, QoS 1 (no persistence):");
+        Some(mosquitto_bridge(n).await)
+    };
+    println!("supra A -> B, QoS 1 clients, durable state:");
     let ours = supra(n).await;
-    println!("{:<28} {:>12} {:>10} {:>10}   {}", "path (256-byte payloads)", "msg/s", "p50 ms", "p99 ms", "p99 of each latency round");
-    println!("{:<28} {:>12.0} {:>10} {:>10}", "k256 sign+verify bound", bound, "-", "-");
-    for (name, f) in [("mosquitto bridge QoS 1", &bridge), ("supra A -> B", &ours)] {
-        let (p50, p99) = f.median();
-        let each: Vec<String> = f.rounds.iter().map(|r| format!("{:.2}", r.1)).collect();
-        println!("{name:<28} {:>12.0} {p50:>10.2} {p99:>10.2}   {}", f.throughput, each.join(" "));
+
+    println!();
+    let mut v = Verdicts::default();
+    v.info("k256 sign / verify (context)", format!("{sign:.1} us / {verify:.1} us"));
+    v.info("durable commit p50 / p99 (the floor persist-before-act imposes, paid on A and again on B)", format!("{:.2} ms / {:.2} ms", floor.p50, floor.p99));
+    match &bridge {
+        Some(bridge) => {
+            let share = ours.throughput / bridge.throughput;
+            v.judge(
+                "e2e throughput, supra / mosquitto bridge",
+                format!("{:.0} / {:.0} msg/s = {:.0}%", ours.throughput, bridge.throughput, share * 100.0),
+                &format!(">= {:.0}%", TARGET_THROUGHPUT_SHARE * 100.0),
+                share >= TARGET_THROUGHPUT_SHARE,
+            );
+        }
+        None => v.judge("e2e throughput, supra / mosquitto bridge", format!("{:.0} msg/s / (bridge not run)", ours.throughput), ">= 50%", false),
     }
-    println!("(throughput over {n} messages; latency at {LATENCY_RATE} msg/s, {LATENCY_ROUNDS} rounds of {LATENCY_MESSAGES} messages, median round shown)");
-    let share = ours.throughput / bound;
-    let verdict = |ok: bool| if ok { "PASS" } else { "FAIL" };
-    let p99 = ours.median().1;
-    println!("{}: supra throughput {:.0}% of the sign+verify bound (target >= 60%)", verdict(share >= 0.6), share * 100.0);
-    println!("{}: supra p99 {p99:.2} ms at {LATENCY_RATE} msg/s, median of {LATENCY_ROUNDS} rounds (target < 20 ms)", verdict(p99 < 20.0));
+    if let Some(bridge) = &bridge {
+        for (i, l) in bridge.rounds.iter().enumerate() {
+            v.info(&format!("bridge latency at {LATENCY_RATE} msg/s, round {}", i + 1), format!("p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms", l.p50, l.p99, l.max));
+        }
+    }
+    for (i, l) in ours.rounds.iter().enumerate() {
+        v.judge(
+            &format!("supra latency at {LATENCY_RATE} msg/s, round {} p50 / p99 (max {:.2} ms)", i + 1, l.max),
+            format!("{:.2} / {:.2} ms", l.p50, l.p99),
+            &format!("<= {TARGET_P50_MS} / <= {TARGET_P99_MS} ms"),
+            l.p50 <= TARGET_P50_MS && l.p99 <= TARGET_P99_MS,
+        );
+    }
+    match &bridge {
+        Some(bridge) => v.judge(
+            &format!("supra latency p50 at {SLOW_RATE} msg/s vs bridge"),
+            format!("{:.2} ms (bridge {:.2} ms)", ours.slow.p50, bridge.slow.p50),
+            &format!("<= bridge + {TARGET_SLOW_P50_OVER_BRIDGE_MS} ms = {:.2} ms", bridge.slow.p50 + TARGET_SLOW_P50_OVER_BRIDGE_MS),
+            ours.slow.p50 <= bridge.slow.p50 + TARGET_SLOW_P50_OVER_BRIDGE_MS,
+        ),
+        None => v.judge(&format!("supra latency p50 at {SLOW_RATE} msg/s vs bridge"), format!("{:.2} ms (bridge not run)", ours.slow.p50), "<= bridge + 2 ms", false),
+    }
+    v.judge(
+        &format!("supra latency p50 at {SLOW_RATE} msg/s vs main before issue 11"),
+        format!("{:.2} ms", ours.slow.p50),
+        &format!("<= {SLOW_P50_ON_MAIN_MS} ms (bd71b30)"),
+        ours.slow.p50 <= SLOW_P50_ON_MAIN_MS,
+    );
+    v.info(
+        "two durable commits p50 (A's before sending, B's before delivering: the low rate's floor)",
+        format!("{:.2} ms", 2.0 * floor.p50),
+    );
+    println!();
+    for (figure, value, target, ok) in &v.0 {
+        println!("SUMMARY\t{figure}\t{value}\t{target}\t{}", if *ok { "PASS" } else { "FAIL" });
+    }
+    println!("SUMMARY\tdurable commit p50 / p99 (context)\t{:.2} / {:.2} ms\t-\tINFO", floor.p50, floor.p99);
+    println!("SUMMARY\tk256 sign / verify (context)\t{sign:.1} / {verify:.1} us\t-\tINFO");
+    if v.0.iter().any(|(.., ok)| !ok) {
+        std::process::exit(1);
+    }
 }

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use alloy_primitives::U256;
+use supra_channel::proof::MessageProof;
 use supra_channel::seller::SignedMessage;
 use supra_channel::sign::Signature;
 use supra_channel::types::{Ack, ChannelId, Message, Offer, Stop};
@@ -40,9 +41,9 @@ pub enum Call {
     DefendWithAck { ack: Ack, sig: Signature },
     RequestClose { channel: ChannelId },
     Settle { channel: ChannelId },
-    Accuse { channel: ChannelId, seen: Message, sig: Signature, missing: u64 },
+    Accuse { channel: ChannelId, seen: Message, proof: MessageProof, missing: u64 },
     Resolve { channel: ChannelId },
-    ProveEquivocation { channel: ChannelId, a: Message, sig_a: Signature, b: Message, sig_b: Signature },
+    ProveEquivocation { channel: ChannelId, a: Message, proof_a: MessageProof, b: Message, proof_b: MessageProof },
     /// A seller-signed Stop: the seller's answer to an accusation past it, or the buyer's
     /// proof against a posted claim past it.
     SubmitStop { stop: Stop, sig: Signature },
@@ -146,7 +147,7 @@ async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_ju
         }
         Call::TopUp { channel, amount } => mined(judge.top_up(*channel, *amount).await?),
         Call::Post(m) => {
-            let receipt = judge.post(&m.message, &m.payload, m.sig.as_bytes()).await?;
+            let receipt = judge.post(&m.message, &m.payload, &m.proof).await?;
             // The posting's time is its block time (what `claimPosted` after a close checks).
             let at = match judge.posting(m.message.stream(), m.message.seq).await? {
                 Some((_, at)) => at,
@@ -161,10 +162,10 @@ async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_ju
         Call::DefendWithAck { ack, sig } => mined(judge.defend_with_ack(ack, sig.as_bytes()).await?),
         Call::RequestClose { channel } => mined(judge.request_close(*channel).await?),
         Call::Settle { channel } => mined(judge.settle(*channel).await?),
-        Call::Accuse { channel, seen, sig, missing } => mined(judge.accuse(*channel, seen, sig.as_bytes(), *missing).await?),
+        Call::Accuse { channel, seen, proof, missing } => mined(judge.accuse(*channel, seen, proof, *missing).await?),
         Call::Resolve { channel } => mined(judge.resolve(*channel).await?),
-        Call::ProveEquivocation { channel, a, sig_a, b, sig_b } => {
-            mined(judge.prove_equivocation(*channel, (a, sig_a.as_bytes()), (b, sig_b.as_bytes())).await?)
+        Call::ProveEquivocation { channel, a, proof_a, b, proof_b } => {
+            mined(judge.prove_equivocation(*channel, a, proof_a, b, proof_b).await?)
         }
         Call::SubmitStop { stop, sig } => mined(judge.submit_stop(stop, sig.as_bytes()).await?),
         Call::CloseCooperatively { ack, ack_sig, stop, stop_sig } => {

@@ -32,6 +32,7 @@ pub struct Config {
     pub chain: ChainConfig,
     pub peer: PeerConfig,
     pub http: HttpConfig,
+    pub node: NodeConfig,
     pub sell: Vec<SellConfig>,
     pub buy: Vec<BuyConfig>,
 }
@@ -314,6 +315,21 @@ fn default_idle_close() -> u64 {
     600
 }
 
+/// How the node runs its engines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeConfig {
+    /// Threads that run a turn's engine work (signing each sold stream's batch, handling the frames
+    /// each channel received) in parallel, one engine per task. 1: every engine in turn on the
+    /// node's task. Default: the machine's cores (`std::thread::available_parallelism`).
+    pub workers: std::num::NonZeroUsize,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig { workers: std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN) }
+    }
+}
+
 /// One stream this broker sells: every local publish matching `topic`.
 #[derive(Debug, Clone)]
 pub struct SellConfig {
@@ -373,6 +389,8 @@ struct RawConfig {
     peer: RawPeer,
     #[serde(default)]
     http: RawHttp,
+    #[serde(default)]
+    node: RawNode,
     #[serde(default)]
     sell: Vec<RawSell>,
     #[serde(default)]
@@ -436,6 +454,24 @@ fn default_poll_interval() -> u64 {
 }
 fn default_replace_after() -> u64 {
     30
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNode {
+    workers: Option<u64>,
+}
+
+impl RawNode {
+    fn validate(self) -> Result<NodeConfig, ConfigError> {
+        let Some(workers) = self.workers else { return Ok(NodeConfig::default()) };
+        let workers = usize::try_from(workers)
+            .ok()
+            .filter(|n| *n <= 1024)
+            .and_then(std::num::NonZeroUsize::new)
+            .ok_or_else(|| invalid("node.workers", "must be between 1 and 1024 (1: one thread runs every engine)"))?;
+        Ok(NodeConfig { workers })
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -638,6 +674,7 @@ impl Config {
         }
 
         let http = raw.http.validate()?;
+        let node = raw.node.validate()?;
         let allow = raw
             .peer
             .allow
@@ -791,6 +828,7 @@ impl Config {
             },
             peer: PeerConfig { listen: raw.peer.listen, allow, idle_close_secs: raw.peer.idle_close_secs },
             http,
+            node,
             sell,
             buy,
         })
@@ -876,6 +914,16 @@ mod tests {
         assert!(error_of(&format!("{base}[http]\nlisten = \"everywhere\"\n")).contains("http.listen"));
         assert!(error_of(&format!("{base}[http]\nsample_interval_ms = 5\n")).contains("http.sample_interval_ms"));
         assert!(error_of(&format!("{base}[http]\nhistory_len = 1\n")).contains("http.history_len"));
+        assert!(error_of(&format!("{base}[node]\nworkers = 0\n")).contains("node.workers"));
+    }
+
+    #[test]
+    fn workers_default_to_the_cores_and_can_be_set() {
+        let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n";
+        let cores = std::thread::available_parallelism().unwrap();
+        assert_eq!(Config::parse(base, Path::new(".")).unwrap().node.workers, cores);
+        let one = Config::parse(&format!("{base}[node]\nworkers = 1\n"), Path::new(".")).unwrap();
+        assert_eq!(one.node.workers.get(), 1);
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use alloy_primitives::{Address, U256};
 use supra_judge::{ChannelStatus, Judge};
 
-use crate::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, PeerConfig, SellConfig};
+use crate::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, NodeConfig, PeerConfig, SellConfig};
 use crate::node::Command;
 use crate::probe::{Publisher, Subscriber, free_port};
 use crate::status::{ChannelRole, ChannelStatusLine, format_wei};
@@ -65,6 +65,7 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
             cooperative_close: true,
         },
         peer: PeerConfig::default(),
+        node: NodeConfig::default(),
         http: HttpConfig { listen: Some(free_port().map_err(|e| e.to_string())?), ..HttpConfig::default() },
         sell: Vec::new(),
         buy: Vec::new(),

@@ -49,6 +49,8 @@ struct State {
     inflight: HashMap<u16, OutboxKey>,
     /// Bought messages the broker acknowledged, until the node collects them.
     handed_over: Vec<OutboxKey>,
+    /// Wakes the node when `handed_over` grows: it commits their removal from the outbox at once.
+    wake: Arc<tokio::sync::Notify>,
     /// Sold publishes handed to the node: how many so far.
     handed_to_node: u64,
     /// QoS 1 sold publishes not yet acknowledged to the broker, with their rank among those
@@ -103,7 +105,9 @@ impl ExternalMqtt {
         let expiry_left = publication.expiry_left_secs(now_ms());
         if expiry_left == Some(0) {
             // Expired on the way (MQTT 5, 3.3.2.3.3): nothing to deliver, nothing to keep.
-            lock(&self.state).handed_over.push(key);
+            let mut s = lock(&self.state);
+            s.handed_over.push(key);
+            s.wake.notify_one();
             return Ok(());
         }
         let properties = publication.properties.as_ref().map(|m| PublishProperties {
@@ -130,6 +134,11 @@ impl ExternalMqtt {
     /// The outbox entries the external broker acknowledged since the last call.
     pub fn take_handed_over(&self) -> Vec<OutboxKey> {
         std::mem::take(&mut lock(&self.state).handed_over)
+    }
+
+    /// Notified whenever the external broker acknowledged a bought message.
+    pub fn handed_over_signal(&self) -> Arc<tokio::sync::Notify> {
+        lock(&self.state).wake.clone()
     }
 
     /// The node has durably committed what it made of the first `taken` publishes it received:
@@ -218,6 +227,7 @@ async fn run(mut eventloop: EventLoop, client: AsyncClient, subscriptions: Vec<F
                         tracing::error!("external MQTT broker {url} refused a bought message (channel {}, seq {}): {:?}", key.0, key.1, ack.reason);
                     }
                     s.handed_over.push(key);
+                    s.wake.notify_one();
                 }
             }
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,

@@ -23,6 +23,7 @@ pub mod publication;
 pub mod status;
 pub mod store;
 pub mod topics;
+pub mod workers;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -58,6 +58,8 @@ pub struct LocalMqtt {
     deliveries: Option<mpsc::UnboundedSender<(Publication, OutboxKey)>>,
     delivering: Option<tokio::task::JoinHandle<()>>,
     handed_over: HandedOver,
+    /// Wakes the node when the router took a bought message (see [`Mqtt::handed_over_signal`]).
+    wake: Arc<tokio::sync::Notify>,
     system: SystemPublisher,
 }
 
@@ -170,9 +172,10 @@ impl LocalMqtt {
         });
         let (deliveries, rx) = mpsc::unbounded_channel();
         let handed_over = HandedOver::default();
+        let wake = Arc::new(tokio::sync::Notify::new());
         let system = SystemPublisher { scx: scx.clone() };
-        let delivering = tokio::spawn(deliver(scx, rx, handed_over.clone()));
-        Ok(LocalMqtt { deliveries: Some(deliveries), delivering: Some(delivering), handed_over, system })
+        let delivering = tokio::spawn(deliver(scx, rx, handed_over.clone(), wake.clone()));
+        Ok(LocalMqtt { deliveries: Some(deliveries), delivering: Some(delivering), handed_over, wake, system })
     }
 
     /// Publishes to local subscribers (in order, after any earlier call). `key` comes back from
@@ -332,7 +335,7 @@ fn from_mqtt(publish: &Publish) -> Publication {
 
 /// Forwards what Supra bought into the router, one at a time so that order is kept. A message
 /// whose expiry ran out on the way is dropped, as the MQTT 5 server must (3.3.2.3.3).
-async fn deliver(scx: ServerContext, mut rx: mpsc::UnboundedReceiver<(Publication, OutboxKey)>, handed_over: HandedOver) {
+async fn deliver(scx: ServerContext, mut rx: mpsc::UnboundedReceiver<(Publication, OutboxKey)>, handed_over: HandedOver, wake: Arc<tokio::sync::Notify>) {
     let me = Id::new(scx.node.id(), 0, None, None, "supra".into(), None);
     while let Some((p, key)) = rx.recv().await {
         let expiry_left = p.expiry_left_secs(now_ms());
@@ -349,6 +352,7 @@ async fn deliver(scx: ServerContext, mut rx: mpsc::UnboundedReceiver<(Publicatio
         if let Ok(mut keys) = handed_over.lock() {
             keys.push(key);
         }
+        wake.notify_one();
     }
 }
 
@@ -410,6 +414,15 @@ impl Mqtt {
         match self {
             Mqtt::Embedded(m) => m.take_handed_over(),
             Mqtt::External(m) => m.take_handed_over(),
+        }
+    }
+
+    /// Notified whenever a bought message left Supra: the node wakes and commits its removal from
+    /// the outbox at once, so that a crash soon after replays (duplicates) as little as possible.
+    pub fn handed_over_signal(&self) -> Arc<tokio::sync::Notify> {
+        match self {
+            Mqtt::Embedded(m) => m.wake.clone(),
+            Mqtt::External(m) => m.handed_over_signal(),
         }
     }
 

@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
 use crate::config::{BuyConfig, Config, SellConfig};
-use crate::mqtt::{Mqtt, Publication};
+use crate::mqtt::{Mqtt, OutboxKey, Publication};
 use crate::observe::{BoughtSnapshot, Observer, Snapshot, StreamSnapshot};
 
 /// Largest sealed plaintext a stream takes: what `mqtt.max_payload_size` lets in, plus the few
@@ -32,11 +32,18 @@ const MAX_SOLD_PLAINTEXT_BYTES: usize = crate::config::MAX_SOLD_PAYLOAD_BYTES + 
 use crate::peer::{LinkEvent, LinkId, LinkSender, Role};
 use crate::status::{ChannelRole, ChannelStatusLine};
 use crate::store::{Batch, Store, StoreError};
+use crate::workers::Workers;
 
 /// Compact a log once it holds this many records.
 const COMPACT_AFTER: u64 = 20_000;
 /// Inputs taken per turn before flushing (bounds latency under load).
 const BURST: usize = 512;
+
+/// How long the durable removal of delivered messages from the buyer's outbox may wait for a commit
+/// the node makes anyway (a later turn's records) before it is committed on its own. A crash replays
+/// what was handed to local subscribers in this time (duplicates, never a loss: PROTOCOL.md); at a
+/// steady rate the removals cost no fsync of their own.
+const FORGET_WITHIN_MS: u64 = 100;
 /// Wait before asking a seller again after a refusal or a failed open.
 const RETRY_MS: u64 = 10_000;
 
@@ -76,6 +83,11 @@ struct Sold {
     engine: Stream,
     /// Local publishes matching its topic (with or without buyers).
     published: u64,
+    /// Plaintexts taken this turn, signed together at its end (one batch, see `sign_pending`).
+    pending: Vec<Vec<u8>>,
+    /// Acks from buyers taken this turn, in arrival order, handed to the engine at its end
+    /// (`hand_frames`: engines with frames run in parallel on the workers).
+    inbox: Vec<(Address, Frame)>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +113,8 @@ struct Bought {
     index: u64,
     buy: Option<usize>,
     engine: BuyerChannel,
+    /// Data frames taken this turn, in arrival order (see `Sold::inbox`).
+    inbox: Vec<Frame>,
 }
 
 struct Link {
@@ -133,6 +147,12 @@ pub struct Node {
     jobs: mpsc::UnboundedSender<Job>,
     /// Opens whose channel record is now durable: forget their in-flight entry.
     openings_done: Vec<ChannelId>,
+    /// Per bought channel (store index): outbox entries committed and not yet durably removed.
+    outbox_held: BTreeMap<u64, u64>,
+    /// Deliveries the local MQTT broker took, whose removal from the outbox is not committed yet.
+    forgetting: Vec<OutboxKey>,
+    /// When those removals are committed on their own at the latest ([`FORGET_WITHIN_MS`]).
+    forget_by: Option<UnixMs>,
     /// The chain block up to which events were handled this turn (persisted at flush).
     store_cursor: Option<u64>,
     /// Buyers with channels here whose link is down, since when.
@@ -140,6 +160,8 @@ pub struct Node {
     idle_close_ms: u64,
     stats: NodeStats,
     observer: Arc<Observer>,
+    /// Threads that run a turn's engine work (`[node] workers`).
+    workers: Workers,
 }
 
 fn terms_of(cfg: &SellConfig) -> Terms {
@@ -184,7 +206,7 @@ impl Node {
                 Stream::restore(domain, (*me).clone(), id, terms_of(cfg), seller_cfg.clone(), records, now)
             }
             .map_err(|e| format!("stream `{}`: {e}", cfg.topic))?;
-            streams.push(Sold { cfg: cfg.clone(), number, engine, published: 0 });
+            streams.push(Sold { cfg: cfg.clone(), number, engine, published: 0, pending: Vec::new(), inbox: Vec::new() });
         }
         let mut buys: Vec<Buy> = config.buy.iter().map(|cfg| Buy { cfg: cfg.clone(), state: BuyState::Idle { retry_at: 0 } }).collect();
         let mut bought = BTreeMap::new();
@@ -197,7 +219,7 @@ impl Node {
             if let Some(i) = buy {
                 buys[i].state = if engine.is_settled() { BuyState::Done } else { BuyState::Open(stored.id) };
             }
-            bought.insert(stored.id, Bought { index: stored.index, buy, engine });
+            bought.insert(stored.id, Bought { index: stored.index, buy, engine, inbox: Vec::new() });
         }
         let mut recovering = HashMap::new();
         for (offer, sig) in store.openings().map_err(|e| e.to_string())? {
@@ -220,11 +242,15 @@ impl Node {
             links: HashMap::new(),
             jobs,
             openings_done: Vec::new(),
+            outbox_held: BTreeMap::new(),
+            forgetting: Vec::new(),
+            forget_by: None,
             store_cursor: None,
             buyers_away: HashMap::new(),
             idle_close_ms: config.peer.idle_close_secs.saturating_mul(1000),
             stats: NodeStats::default(),
             observer,
+            workers: Workers::new(config.node.workers),
         };
         // Until they reconnect, the buyers of restored channels count as away since the start.
         for s in &node.streams {
@@ -253,9 +279,10 @@ impl Node {
     /// but not yet published when the broker stopped).
     pub fn replay_outbox(&mut self) -> Result<(), StoreError> {
         for (channel, seq, publication) in self.store.outbox()? {
+            *self.outbox_held.entry(channel).or_default() += 1;
             self.publish_locally(channel, seq, &publication);
         }
-        self.forget_published()
+        self.forget_now()
     }
 
     fn job(&self, origin: Origin, call: Call) {
@@ -265,6 +292,7 @@ impl Node {
     /// Runs the node until its inputs close. A storage failure stops it (acting without
     /// persisting could lose money).
     pub async fn run(mut self, mut io: NodeIo) -> Result<(), StoreError> {
+        let handed_over = self.mqtt.handed_over_signal();
         loop {
             let now = now_ms();
             let deadline = self.next_timeout();
@@ -282,6 +310,7 @@ impl Node {
                     for _ in 0..BURST {
                         match io.links.try_recv() { Ok(event) => self.on_link(event), Err(_) => break }
                     }
+                    self.hand_frames();
                 }
                 Some(publication) = io.local.recv() => {
                     self.on_local(publication);
@@ -289,15 +318,13 @@ impl Node {
                         match io.local.try_recv() { Ok(p) => self.on_local(p), Err(_) => break }
                     }
                 }
+                // A bought message left Supra: its outbox removal is committed below, not
+                // whenever the next input comes (a crash in between would deliver it twice).
+                _ = handed_over.notified() => {}
                 _ = sleep => {}
             }
             self.on_timers(now_ms());
             self.flush()?;
-            // Under load, removals from the outbox ride on the next turn's commit; before waiting
-            // for input, they are committed on their own (see `forget_published`).
-            if io.local.is_empty() && io.links.is_empty() && io.events.is_empty() && io.results.is_empty() {
-                self.forget_published()?;
-            }
         }
     }
 
@@ -314,7 +341,7 @@ impl Node {
         }
         self.flush()?;
         self.mqtt.finish().await;
-        self.forget_published()?;
+        self.forget_now()?;
         tracing::info!("node stopped: {} local publishes taken, {} delivered in this run, state committed", self.stats.local_publishes, self.stats.delivered);
         Ok(())
     }
@@ -327,7 +354,7 @@ impl Node {
             _ => None,
         });
         let idle = self.buyers_away.values().map(|since| since.saturating_add(self.idle_close_ms));
-        sellers.chain(buyers).chain(retries).chain(idle).min()
+        sellers.chain(buyers).chain(retries).chain(idle).chain(self.forget_by).min()
     }
 
     fn on_timers(&mut self, now: UnixMs) {
@@ -369,7 +396,6 @@ impl Node {
 
     fn on_local(&mut self, publication: Publication) {
         self.stats.local_publishes += 1;
-        let now = now_ms();
         let mut plaintext = None;
         for s in &mut self.streams {
             if !crate::topics::matches(&s.cfg.topic, &publication.topic) {
@@ -386,11 +412,100 @@ impl Node {
                 tracing::error!("stream `{}`: a {}-byte message cannot be sold (at most {MAX_SOLD_PLAINTEXT_BYTES})", s.cfg.topic, plaintext.len());
                 continue;
             }
-            match s.engine.publish(now, plaintext) {
-                Ok(_) => self.stats.messages_signed += 1,
-                Err(e) => tracing::error!("stream `{}`: cannot publish: {e}", s.cfg.topic),
+            s.pending.push(plaintext.clone());
+        }
+    }
+
+    /// Signs what each stream took this turn as one batch (issue 11): one signature for all of it,
+    /// however many messages the turn brought (the engine caps a batch at `max_batch`). At low
+    /// rate a turn holds one message, so nothing waits for a batch to fill.
+    ///
+    /// Streams sign in parallel on the workers (sealing, Merkle tree and signature are each
+    /// stream's own).
+    fn sign_pending(&mut self) {
+        let now = now_ms();
+        let tasks: Vec<&mut Sold> = self.streams.iter_mut().filter(|s| !s.pending.is_empty()).collect();
+        if tasks.is_empty() {
+            return;
+        }
+        let signed = self.workers.run(tasks, |s| {
+            let pending = std::mem::take(&mut s.pending);
+            let plaintexts: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+            s.engine
+                .publish_batch(now, &plaintexts)
+                .map(|seqs| seqs.end - seqs.start)
+                .map_err(|e| format!("stream `{}`: cannot publish {} messages: {e}", s.cfg.topic, plaintexts.len()))
+        });
+        for result in signed {
+            match result {
+                Ok(n) => self.stats.messages_signed += n,
+                Err(e) => tracing::error!("{e}"),
             }
         }
+    }
+
+    /// Hands the frames taken this turn to their engines: engines with frames run in parallel on
+    /// the workers, each one's frames in arrival order (proof and batch-signature checks,
+    /// decryption and ack signing on the buyer side, ack checks on the seller side).
+    fn hand_frames(&mut self) {
+        enum Task<'a> {
+            Sell(&'a mut Sold),
+            Buy(&'a mut Bought),
+        }
+        let sellers = self.streams.iter_mut().filter(|s| !s.inbox.is_empty()).map(Task::Sell);
+        let buyers = self.bought.iter_mut().filter(|(_, b)| !b.inbox.is_empty()).map(|(_, b)| Task::Buy(b));
+        let tasks: Vec<Task> = sellers.chain(buyers).collect();
+        if tasks.is_empty() {
+            return;
+        }
+        let now = now_ms();
+        let rejected = self.workers.run(tasks, |task| match task {
+            Task::Sell(s) => std::mem::take(&mut s.inbox)
+                .into_iter()
+                .filter_map(|(peer, frame)| s.engine.handle_frame(now, peer, frame).err().map(|e| (peer, e.to_string())))
+                .collect::<Vec<_>>(),
+            Task::Buy(b) => {
+                let seller = b.engine.seller();
+                std::mem::take(&mut b.inbox).into_iter().filter_map(|frame| b.engine.handle_frame(now, frame).err().map(|e| (seller, e.to_string()))).collect()
+            }
+        });
+        for (peer, reason) in rejected.into_iter().flatten() {
+            self.stats.frames_rejected += 1;
+            tracing::debug!("frame from {peer} rejected: {reason}");
+        }
+    }
+
+    /// Takes a frame into its engine's inbox if it is one that `hand_frames` handles (acks to a
+    /// sold stream, data of a bought channel); gives it back otherwise.
+    fn take_frame(&mut self, role: Role, peer: Address, frame: Frame) -> Option<Frame> {
+        let routed = match (role, &frame) {
+            (Role::Seller, Frame::Ack { ack, .. }) => {
+                let channel = ChannelId(ack.channelId);
+                match self.streams.iter_mut().find(|s| s.engine.knows_channel(&channel)) {
+                    Some(s) => {
+                        s.inbox.push((peer, frame));
+                        Ok(())
+                    }
+                    None => Err("unknown channel"),
+                }
+            }
+            (Role::Buyer, Frame::Data(data)) => {
+                let stream = data.message.streamId;
+                match self.bought.values_mut().find(|b| b.engine.stream().as_b256() == stream && !b.engine.is_settled() && b.engine.seller() == peer) {
+                    Some(b) => {
+                        b.inbox.push(frame);
+                        Ok(())
+                    }
+                    None => Err("data for a stream we do not buy"),
+                }
+            }
+            _ => return Some(frame),
+        };
+        if let Err(reason) = routed {
+            self.stats.frames_rejected += 1;
+            tracing::debug!("frame from {peer} rejected: {reason}");
+        }
+        None
     }
 
     /// Hands a bought message to the embedded broker; its outbox entry goes once the router has
@@ -416,6 +531,18 @@ impl Node {
     }
 
     fn on_link(&mut self, event: LinkEvent) {
+        let event = match event {
+            LinkEvent::Frame { id, peer, frame } => {
+                let Some(role) = self.links.get(&id).map(|l| l.role) else { return };
+                match self.take_frame(role, peer, frame) {
+                    Some(frame) => LinkEvent::Frame { id, peer, frame },
+                    None => return,
+                }
+            }
+            event => event,
+        };
+        // Anything else reaches an engine after the frames taken before it: order kept per engine.
+        self.hand_frames();
         let now = now_ms();
         match event {
             LinkEvent::Up(up) => {
@@ -681,7 +808,7 @@ impl Node {
                 // What it locked at `open`; `ToppedUp` events raise it.
                 engine.on_deposit(now, deposit);
                 tracing::info!("bought `{topic}` from {} on channel {id}", self.buys[i].cfg.seller);
-                self.bought.insert(id, Bought { index, buy: Some(i), engine });
+                self.bought.insert(id, Bought { index, buy: Some(i), engine, inbox: Vec::new() });
                 self.buys[i].state = BuyState::Open(id);
                 self.openings_done.push(id);
             }
@@ -768,15 +895,14 @@ impl Node {
         let me = self.me.address();
         for logged in batch.events {
             match logged.event {
-                JudgeEvent::Posted { message, payload, sig, .. } => {
-                    let Ok(sig) = Signature::from_slice(&sig) else { continue };
+                JudgeEvent::Posted { message, payload, proof, .. } => {
                     if message.stream().seller() == me
                         && let Some(s) = self.streams.iter_mut().find(|s| s.engine.id() == message.stream())
                     {
                         s.engine.on_posted(now, message.seq);
                     }
                     for b in self.bought.values_mut().filter(|b| b.engine.stream() == message.stream()) {
-                        if let Err(e) = b.engine.on_posted(now, message.clone(), sig, payload.to_vec()) {
+                        if let Err(e) = b.engine.on_posted(now, message.clone(), proof.clone(), payload.to_vec()) {
                             tracing::warn!("posted message {} rejected: {e}", message.seq);
                         }
                     }
@@ -881,6 +1007,7 @@ impl Node {
                             price: s.cfg.price_wei,
                             phase: c.phase.to_owned(),
                             link_up: c.link_up,
+                            outbox: 0,
                         });
                     }
                 }
@@ -903,6 +1030,7 @@ impl Node {
                         price: offer.price,
                         phase: b.engine.phase_name().to_owned(),
                         link_up: self.link_for(offer.seller, Role::Buyer).is_some(),
+                        outbox: self.outbox_held.get(&b.index).copied().unwrap_or(0),
                     });
                 }
                 let _ = reply.send(lines);
@@ -939,6 +1067,8 @@ impl Node {
 
     /// Commits every record of the turn, then carries out the other actions in order.
     fn flush(&mut self) -> Result<(), StoreError> {
+        self.hand_frames();
+        self.sign_pending();
         let mut batch = Batch::default();
         let mut seller_acts = Vec::new();
         let mut buyer_acts = Vec::new();
@@ -970,14 +1100,28 @@ impl Node {
         if let Some(block) = self.store_cursor.take() {
             batch.cursor(block);
         }
-        for (channel, seq) in self.mqtt.take_handed_over() {
-            batch.outbox_done(channel, seq);
+        // Removals from the outbox ride on a commit the turn makes anyway, or go on their own
+        // once they waited `FORGET_WITHIN_MS`.
+        self.collect_handed_over();
+        let forget = batch.has_work() || self.forget_by.is_some_and(|t| t <= now_ms());
+        let done = if forget { std::mem::take(&mut self.forgetting) } else { Vec::new() };
+        for (channel, seq) in &done {
+            batch.outbox_done(*channel, *seq);
         }
         let started = std::time::Instant::now();
         if batch.has_work() {
             self.store.commit(batch)?;
             self.observer.commit(started.elapsed());
         }
+        if forget {
+            self.forget_by = None;
+        }
+        for (_, index, action) in &buyer_acts {
+            if matches!(action, Deliverable::Publish(..)) {
+                *self.outbox_held.entry(*index).or_default() += 1;
+            }
+        }
+        self.outbox_removed(&done);
         self.mqtt.committed(self.stats.local_publishes);
         for id in self.openings_done.drain(..) {
             self.store.opened(id)?;
@@ -995,20 +1139,41 @@ impl Node {
         self.compact()
     }
 
-    /// Removes from the outbox, durably, what the embedded MQTT broker's router has taken. A crash
-    /// before that commit replays the delivery at restart (a duplicate, never a loss), so the
-    /// removal rides on the next turn's records, or is committed on its own before the node waits
-    /// for input (what the router takes meanwhile goes at the next turn, within a second).
-    fn forget_published(&mut self) -> Result<(), StoreError> {
-        let done = self.mqtt.take_handed_over();
+    /// Takes what the local MQTT broker took since the last call: its removal from the outbox is
+    /// due within [`FORGET_WITHIN_MS`].
+    fn collect_handed_over(&mut self) {
+        let taken = self.mqtt.take_handed_over();
+        if !taken.is_empty() {
+            self.forgetting.extend(taken);
+            self.forget_by.get_or_insert(now_ms().saturating_add(FORGET_WITHIN_MS));
+        }
+    }
+
+    /// Removes from the outbox, durably and at once, everything the local MQTT broker has taken
+    /// (at a restart's replay and at a graceful stop).
+    fn forget_now(&mut self) -> Result<(), StoreError> {
+        self.collect_handed_over();
+        self.forget_by = None;
+        let done = std::mem::take(&mut self.forgetting);
         if done.is_empty() {
             return Ok(());
         }
         let mut batch = Batch::default();
-        for (channel, seq) in done {
-            batch.outbox_done(channel, seq);
+        for (channel, seq) in &done {
+            batch.outbox_done(*channel, *seq);
         }
-        self.store.commit(batch)
+        self.store.commit(batch)?;
+        self.outbox_removed(&done);
+        Ok(())
+    }
+
+    /// Counts the durable removal of `done` from the outbox.
+    fn outbox_removed(&mut self, done: &[(u64, u64)]) {
+        for (channel, _) in done {
+            if let Some(n) = self.outbox_held.get_mut(channel) {
+                *n = n.saturating_sub(1);
+            }
+        }
     }
 
     fn carry_out_seller(&mut self, i: usize, action: SellerAction) {
@@ -1048,10 +1213,10 @@ impl Node {
             }
             BuyerAction::Claim { ack, sig, .. } => self.job(origin, Call::Claim { ack, sig }),
             BuyerAction::TopUp { channel, amount } => self.job(origin, Call::TopUp { channel, amount }),
-            BuyerAction::Accuse { channel, seen, sig, missing } => self.job(origin, Call::Accuse { channel, seen, sig, missing }),
+            BuyerAction::Accuse { channel, seen, proof, missing } => self.job(origin, Call::Accuse { channel, seen, proof, missing }),
             BuyerAction::Resolve { channel } => self.job(origin, Call::Resolve { channel }),
-            BuyerAction::ProveEquivocation { channel, a, sig_a, b, sig_b } => {
-                self.job(origin, Call::ProveEquivocation { channel, a, sig_a, b, sig_b })
+            BuyerAction::ProveEquivocation { channel, a, proof_a, b, proof_b } => {
+                self.job(origin, Call::ProveEquivocation { channel, a, proof_a, b, proof_b })
             }
             BuyerAction::RequestClose { channel } => self.job(origin, Call::RequestClose { channel }),
             BuyerAction::Settle { channel } => self.job(origin, Call::Settle { channel }),

@@ -38,6 +38,10 @@ pub struct ChannelStatusLine {
     /// The engine's phase: open, stopping, closing, settled.
     pub phase: String,
     pub link_up: bool,
+    /// Buyer side: bought messages held durably in the outbox, not yet taken by the local MQTT
+    /// broker (a crash replays them to local subscribers). Zero on the seller side.
+    #[serde(default)]
+    pub outbox: u64,
 }
 
 /// Channel ids in JSON as their display form (`0x` and 64 hex digits), not the 32-byte array of
@@ -172,6 +176,7 @@ mod tests {
             price: U256::from(1),
             phase: "open".into(),
             link_up: true,
+            outbox: 0,
         };
         let json = serde_json::to_value(&line).unwrap();
         assert_eq!(json["channel"], serde_json::Value::String(padded.clone()));

@@ -91,9 +91,9 @@ pub enum ProofError {
     /// The batch is of another stream than the message.
     #[error("the batch is of another stream than the message")]
     WrongStream,
-    /// The message's seq is outside the batch's range.
+    /// The message's seq is outside the batch's range (the judge's `NotInBatch`).
     #[error("message {seq} is not in batch {first}..={last}")]
-    OutOfRange {
+    NotInBatch {
         /// The message's seq.
         seq: u64,
         /// The batch's first seq.
@@ -102,12 +102,13 @@ pub enum ProofError {
         last: u64,
     },
     /// The batch covers more than [`MAX_BATCH`] messages, or the path is longer than
-    /// [`MAX_PROOF_DEPTH`].
+    /// [`MAX_PROOF_DEPTH`] (the judge's `BatchTooLarge`).
     #[error("batch or path too large")]
-    TooLarge,
-    /// The path does not lead from the message's digest to the batch's root.
-    #[error("the message is not in the batch")]
-    NotInBatch,
+    BatchTooLarge,
+    /// The path does not lead from the message's digest to the batch's root: the message is
+    /// not one of the batch's (the judge's `WrongRoot`).
+    #[error("the message is not in the batch (its path leads to another root)")]
+    WrongRoot,
     /// The batch's signature is not the seller's.
     #[error("batch signature: {0}")]
     Sig(#[from] SigError),
@@ -181,17 +182,17 @@ impl MessageProof {
             return Err(ProofError::WrongStream);
         }
         if message.seq < b.firstSeq || message.seq > b.lastSeq {
-            return Err(ProofError::OutOfRange {
+            return Err(ProofError::NotInBatch {
                 seq: message.seq,
                 first: b.firstSeq,
                 last: b.lastSeq,
             });
         }
         if b.lastSeq - b.firstSeq >= MAX_BATCH || self.path.len() > MAX_PROOF_DEPTH {
-            return Err(ProofError::TooLarge);
+            return Err(ProofError::BatchTooLarge);
         }
         if fold_path(digest, &self.path) != b.root {
-            return Err(ProofError::NotInBatch);
+            return Err(ProofError::WrongRoot);
         }
         Ok(domain.digest(b))
     }
@@ -303,19 +304,19 @@ mod tests {
         let fd = d.digest(&forged);
         assert_eq!(
             proofs[2].verify(&d, key.public(), &forged, fd),
-            Err(ProofError::NotInBatch)
+            Err(ProofError::WrongRoot)
         );
         // A wrong sibling.
         let mut p = proofs[2].clone();
         p.path[0] = B256::repeat_byte(1);
-        assert_eq!(p.verify(&d, key.public(), m, *digest), Err(ProofError::NotInBatch));
+        assert_eq!(p.verify(&d, key.public(), m, *digest), Err(ProofError::WrongRoot));
         // An inner node presented as a message cannot be: the judge recomputes the leaf from a
         // Message. Out of range and another stream are refused before any hashing.
         let mut outside = m.clone();
         outside.seq = 99;
         assert!(matches!(
             proofs[2].verify(&d, key.public(), &outside, d.digest(&outside)),
-            Err(ProofError::OutOfRange { .. })
+            Err(ProofError::NotInBatch { .. })
         ));
         let mut other = m.clone();
         other.streamId = B256::repeat_byte(8);
@@ -353,7 +354,7 @@ mod tests {
         forged.timestamp += 1;
         assert_eq!(
             seen.verify(&d, key.public(), &forged, d.digest(&forged), &proofs[3]),
-            Err(ProofError::NotInBatch)
+            Err(ProofError::WrongRoot)
         );
     }
 

@@ -138,7 +138,7 @@ fn a_proof_from_another_message_or_a_forged_batch_changes_nothing() {
     swapped.proof = frames[1].proof.clone();
     assert!(matches!(
         p.buyer.handle_frame(p.now, Frame::Data(swapped)),
-        Err(BuyerError::Proof(ProofError::NotInBatch))
+        Err(BuyerError::Proof(ProofError::WrongRoot))
     ));
     // A batch root the seller never signed (the path made to fold onto it).
     let mut forged = frames[0].clone();

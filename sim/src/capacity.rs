@@ -13,12 +13,16 @@ use crate::params::{Crypto, RunConfig, Scenario};
 /// A chain's throughput of gas.
 #[derive(Clone, Debug)]
 pub struct ChainProfile {
+    /// What the chain is called in the table.
     pub name: String,
+    /// Gas limit of one block.
     pub gas_per_block: u64,
+    /// Seconds between blocks.
     pub block_secs: f64,
 }
 
 impl ChainProfile {
+    /// Gas the chain carries per second.
     pub fn gas_per_sec(&self) -> f64 {
         self.gas_per_block as f64 / self.block_secs
     }
@@ -75,11 +79,15 @@ pub fn measure(n: u64) -> GasCosts {
 
 /// One row of the table: what a chain carries per second if it did only this.
 pub struct Row {
+    /// The kind of call or of channel life.
     pub what: &'static str,
+    /// Its gas.
     pub gas: u64,
+    /// How many per second each chain carries, in the order of the chains given.
     pub per_sec: Vec<f64>,
 }
 
+/// The table: for each kind of call, how many per second each chain carries.
 pub fn rows(costs: &GasCosts, chains: &[ChainProfile]) -> Vec<Row> {
     let row = |what, gas: u64| Row { what, gas, per_sec: chains.iter().map(|c| c.gas_per_sec() / gas as f64).collect() };
     vec![

@@ -4,6 +4,7 @@
 //! seller exactly delivered x price.
 
 #[path = "e2e/harness.rs"]
+#[allow(dead_code)] // what the other end-to-end tests use
 mod harness;
 #[path = "e2e/clients.rs"]
 #[allow(dead_code)]
@@ -323,9 +324,12 @@ async fn a_buyer_restart_neither_duplicates_nor_loses() {
     publish(&publisher, 0..100).await;
     collect(&mut subscriber, &mut seen, 100, SECS(30)).await;
     assert_eq!(seen.len(), 100);
-    // B has acked all of it (so its delivery bookkeeping is durable), then dies; A goes on
-    // publishing into the channel (the messages wait at A, unacked).
+    // B has acked all of it (so its delivery bookkeeping is durable) and its outbox is empty
+    // (its MQTT broker took every message: a crash before that durable removal replays them, the
+    // documented duplicate window, which the node closes within a commit of each hand-over), then
+    // dies; A goes on publishing into the channel (the messages wait at A, unacked).
     a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 100).await;
+    b.wait_channel(ChannelRole::Buyer, SECS(10), |l| l.messages == 100 && l.outbox == 0).await;
     b.kill();
     drop(subscriber);
     publish(&publisher, 100..200).await;
@@ -551,4 +555,104 @@ async fn supra_close_of_a_fully_acked_channel_settles_at_once_cooperatively() {
         })
         .collect();
     assert_eq!(close_events, ["ClosedCooperatively", "Settled"], "the close's judge events");
+}
+
+/// Four streams sold by A and bought by B, both brokers running their engines on `workers`
+/// threads: every message of every stream arrives once and in order, and each channel settles
+/// at delivered x price.
+async fn several_streams_on_workers(workers: u32) {
+    const STREAMS: u64 = 4;
+    const PER_STREAM: u64 = 150;
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new(&format!("workers{workers}"));
+    let judge_addr = chain.judge;
+    let rpc = chain.rpc().to_owned();
+    let sells: String = (0..STREAMS)
+        .map(|k| format!("[[sell]]\ntopic = \"s{k}/#\"\nprice_wei = {PRICE_WEI}\nwindow = 64\nt_ack_secs = 60\nt_closure_secs = 3\n"))
+        .collect();
+    let key_a = chain.fresh_key().await;
+    let mut a = BrokerProc::spawn_with("seller", &dir.0, &key_a.0, key_a.1, |mqtt, v5, peer| {
+        format!(
+            "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
+             [chain]\nrpc = \"{rpc}\"\njudge = \"{judge_addr}\"\nonchain_delay_secs = 2\npoll_interval_ms = 100\n\
+             [peer]\nlisten = \"{peer}\"\n[node]\nworkers = {workers}\n{sells}"
+        )
+    });
+    a.wait_ready(SECS(30)).await;
+    let (seller, endpoint) = (a.address, a.peer);
+    let buys: String = (0..STREAMS)
+        .map(|k| {
+            format!(
+                "[[buy]]\nseller = \"{seller}\"\nendpoint = \"{endpoint}\"\ntopic = \"s{k}/#\"\n\
+                 deposit_wei = {}\nmax_price_wei = {PRICE_WEI}\nlocal_prefix = \"market/\"\n",
+                1_000 * PRICE_WEI
+            )
+        })
+        .collect();
+    let key_b = chain.fresh_key().await;
+    let mut b = BrokerProc::spawn_with("buyer", &dir.0, &key_b.0, key_b.1, |mqtt, v5, _| {
+        format!(
+            "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
+             [chain]\nrpc = \"{rpc}\"\njudge = \"{judge_addr}\"\npoll_interval_ms = 100\n[node]\nworkers = {workers}\n{buys}"
+        )
+    });
+    b.wait_ready(SECS(30)).await;
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub", "market/#", SECS(10)).await.expect("subscribe at B");
+    let deadline = std::time::Instant::now() + SECS(60);
+    while b.channels().await.iter().filter(|l| l.role == ChannelRole::Buyer && l.phase == "open").count() < STREAMS as usize {
+        assert!(std::time::Instant::now() < deadline, "{STREAMS} channels not open in time:\n{}", b.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.phase == "open").await;
+    let publisher = Publisher::connect(a.mqtt, "pub", SECS(10)).await.expect("connect to A");
+    // Interleaved across the streams, so that turns carry work for several engines at once.
+    for i in 0..PER_STREAM {
+        for k in 0..STREAMS {
+            publisher.publish(&format!("s{k}/x"), payload(i)).await.expect("publish");
+        }
+    }
+    publisher.wait_acked(STREAMS * PER_STREAM, SECS(30)).await.expect("pubacks");
+    let mut per_stream: BTreeMap<String, Vec<u64>> = BTreeMap::new();
+    let total = (STREAMS * PER_STREAM) as usize;
+    let deadline = std::time::Instant::now() + SECS(60);
+    let mut received = 0;
+    while received < total + 1 {
+        // One more than expected, within 500 ms of the last: nothing arrives twice, late.
+        let left = if received < total { deadline.saturating_duration_since(std::time::Instant::now()) } else { Duration::from_millis(500) };
+        let Some(r) = subscriber.next(left).await else { break };
+        per_stream.entry(r.topic.clone()).or_default().push(index_of(&r.payload).expect("payload"));
+        received += 1;
+    }
+    for k in 0..STREAMS {
+        let got = per_stream.remove(&format!("market/s{k}/x")).unwrap_or_default();
+        assert_eq!(got, (0..PER_STREAM).collect::<Vec<_>>(), "stream s{k}: every message once, in order");
+    }
+    assert!(per_stream.is_empty(), "unexpected topics {:?}", per_stream.keys());
+    // Every channel acked in full at the seller, then settled at delivered x price.
+    let lines = b.channels().await;
+    let bought: Vec<_> = lines.iter().filter(|l| l.role == ChannelRole::Buyer).collect();
+    assert_eq!(bought.len(), STREAMS as usize);
+    for line in &bought {
+        a.wait_channel(ChannelRole::Seller, SECS(30), |l| l.channel == line.channel && l.acked == PER_STREAM).await;
+    }
+    let judge = chain.reader().await;
+    for line in &bought {
+        b.close(line.channel);
+    }
+    for line in &bought {
+        let info = wait_settled(&judge, line.channel, SECS(60)).await;
+        assert_eq!(info.claimed, U256::from(PER_STREAM * PRICE_WEI), "channel {}: seller paid delivered x price", line.channel);
+        assert_eq!(info.acked, PER_STREAM);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_streams_on_two_workers_arrive_once_in_order_and_are_paid() {
+    several_streams_on_workers(2).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn several_streams_on_one_worker_arrive_once_in_order_and_are_paid() {
+    several_streams_on_workers(1).await;
 }

@@ -108,7 +108,8 @@ prop_compose! {
 prop_compose! {
     fn lemma2_scenario()(
         (price, window, start_seq, t_ack, closure_extra) in (1u64..=1_000_000_000_000, 1u64..=8, 0u64..=5, 6u32..=40, 0u32..=90),
-        gaps_ms in proptest::collection::vec(0u64..=4_000, 1..=14),
+        // A gap of 0 publishes with the message before, in one batch under one signature.
+        gaps_ms in proptest::collection::vec(prop_oneof![Just(0u64), 0u64..=4_000], 1..=14),
         extra_messages in 0u64..=8,
         (delta_pct, latency_pct, threshold, rto) in (1u64..=33, 0u64..=50, proptest::option::of(1u64..=8), 300u64..=3_000),
         (ack_every, ack_delay_ms) in (1u64..=4, 0u64..=500),
@@ -717,7 +718,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     for seq in start + k..start + k + c.posted {
         let m = chain.chain[seq as usize].clone();
         seller
-            .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+            .send(async |j: &Judge| j.post(&m.message, &m.payload, &m.proof).await)
             .await
             .expect("honest post");
     }
@@ -794,7 +795,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             for seq in start + k..=last_sent {
                 let m = chain.chain[seq as usize].clone();
                 seller
-                    .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+                    .send(async |j: &Judge| j.post(&m.message, &m.payload, &m.proof).await)
                     .await
                     .expect("posting");
             }
@@ -883,7 +884,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             let original = &chain.chain[seq as usize];
             let fork = chain.sign(seq, original.message.timestamp, original.message.prev, "fork");
             let r = seller
-                .send(async |j: &Judge| j.post(&fork.message, &fork.payload, fork.sig.as_bytes()).await)
+                .send(async |j: &Judge| j.post(&fork.message, &fork.payload, &fork.proof).await)
                 .await;
             prop_assert_eq!(refusal(&r), Some("ConflictingPost".to_owned()), "{:?}", r);
             Some("ConflictingPost")
@@ -897,23 +898,23 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             let original = &chain.chain[seq as usize];
             let fork = chain.sign(seq, original.message.timestamp, original.message.prev, "fork");
             seller
-                .send(async |j: &Judge| j.post(&fork.message, &fork.payload, fork.sig.as_bytes()).await)
+                .send(async |j: &Judge| j.post(&fork.message, &fork.payload, &fork.proof).await)
                 .await
                 .expect("first posting of the seq");
             // The buyer's engine sees the Posted event and proves the equivocation.
-            let _ = chan.on_posted(now, fork.message.clone(), fork.sig, fork.payload.clone());
+            let _ = chan.on_posted(now, fork.message.clone(), fork.proof.clone(), fork.payload.clone());
             let proof = chan.drain_actions().find_map(|a| match a {
-                BuyerAction::ProveEquivocation { a, sig_a, b, sig_b, .. } => Some((a, sig_a, b, sig_b)),
+                BuyerAction::ProveEquivocation { a, proof_a, b, proof_b, .. } => Some((a, proof_a, b, proof_b)),
                 _ => None,
             });
-            let Some((a, sig_a, b, sig_b)) = proof else {
+            let Some((a, proof_a, b, proof_b)) = proof else {
                 return Err(TestCaseError::fail(format!(
                     "the buyer engine did not prove the equivocation on {seq}"
                 )));
             };
             buyer
                 .send(async |j: &Judge| {
-                    j.prove_equivocation(id, (&a, sig_a.as_bytes()), (&b, sig_b.as_bytes()))
+                    j.prove_equivocation(id, &a, &proof_a, &b, &proof_b)
                         .await
                 })
                 .await
@@ -926,15 +927,15 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             // posted: the buyer's engine proves the broken link with the `last` it holds.
             let fork = chain.sign(last + 1, now, B256::repeat_byte(0x77), "other chain");
             seller
-                .send(async |j: &Judge| j.post(&fork.message, &fork.payload, fork.sig.as_bytes()).await)
+                .send(async |j: &Judge| j.post(&fork.message, &fork.payload, &fork.proof).await)
                 .await
                 .expect("posting");
-            let _ = chan.on_posted(now, fork.message.clone(), fork.sig, fork.payload.clone());
+            let _ = chan.on_posted(now, fork.message.clone(), fork.proof.clone(), fork.payload.clone());
             let proof = chan.drain_actions().find_map(|a| match a {
-                BuyerAction::ProveEquivocation { a, sig_a, b, sig_b, .. } => Some((a, sig_a, b, sig_b)),
+                BuyerAction::ProveEquivocation { a, proof_a, b, proof_b, .. } => Some((a, proof_a, b, proof_b)),
                 _ => None,
             });
-            let Some((a, sig_a, b, sig_b)) = proof else {
+            let Some((a, proof_a, b, proof_b)) = proof else {
                 return Err(TestCaseError::fail(format!(
                     "the buyer engine did not prove the broken link after {last}"
                 )));
@@ -942,7 +943,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
             prop_assert_eq!((a.seq, b.seq), (last, last + 1));
             buyer
                 .send(async |j: &Judge| {
-                    j.prove_equivocation(id, (&a, sig_a.as_bytes()), (&b, sig_b.as_bytes()))
+                    j.prove_equivocation(id, &a, &proof_a, &b, &proof_b)
                         .await
                 })
                 .await
@@ -986,7 +987,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
 async fn post_new(seller: &Party, chain: &mut ChainBuilder, timestamp: UnixMs) -> u64 {
     let m = chain.next(timestamp);
     seller
-        .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+        .send(async |j: &Judge| j.post(&m.message, &m.payload, &m.proof).await)
         .await
         .expect("posting is stream-level");
     m.message.seq
@@ -1021,11 +1022,11 @@ async fn late_delivery(
                     // Refused when the seller already claimed it: harmless.
                     let _ = buyer.send(async |j: &Judge| j.claim(&ack, sig.as_bytes()).await).await;
                 }
-                BuyerAction::Accuse { seen, sig, missing: m, .. } => {
+                BuyerAction::Accuse { seen, proof, missing: m, .. } => {
                     prop_assert_eq!(m, missing);
                     advance_to(judge, now).await;
                     buyer
-                        .send(async |j: &Judge| j.accuse(id, &seen, sig.as_bytes(), m).await)
+                        .send(async |j: &Judge| j.accuse(id, &seen, &proof, m).await)
                         .await
                         .expect("the judge takes the accusation");
                     accused = true;
@@ -1046,7 +1047,7 @@ async fn late_delivery(
     advance_to(judge, (post_by + 1) * 1000).await;
     let m = chain.chain[missing as usize].clone();
     seller
-        .send(async |j: &Judge| j.post(&m.message, &m.payload, m.sig.as_bytes()).await)
+        .send(async |j: &Judge| j.post(&m.message, &m.payload, &m.proof).await)
         .await
         .expect("posting is stream-level");
     let r = seller.send(async |j: &Judge| j.defend(id).await).await;

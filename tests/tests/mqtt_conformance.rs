@@ -13,7 +13,6 @@ mod harness;
 mod clients;
 
 use std::net::SocketAddr;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;

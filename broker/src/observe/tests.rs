@@ -15,6 +15,7 @@ fn line(role: ChannelRole, messages: u64, cost: u64, claimed: u64, deposit: u64)
         price: U256::from(1),
         phase: "open".into(),
         link_up: true,
+        outbox: 0,
     }
 }
 

@@ -4,6 +4,7 @@
 use alloy::primitives::{B256, U256, keccak256};
 use supra_channel::buyer::{BuyerAction, BuyerChannel};
 use supra_channel::seller::{SellerAction, Stream};
+use supra_channel::proof::MessageProof;
 use supra_channel::sign::{Keypair, Signature};
 use supra_channel::types::{Ack, ChannelId, Domain, Message, Offer, StreamId, UnixMs};
 use supra_channel::wire::Frame;
@@ -12,7 +13,7 @@ use supra_channel::wire::Frame;
 #[derive(Clone, Debug)]
 pub struct Signed {
     pub message: Message,
-    pub sig: Signature,
+    pub proof: MessageProof,
     pub payload: Vec<u8>,
     pub digest: B256,
 }
@@ -22,7 +23,7 @@ impl Signed {
     pub fn frame(&self) -> Frame {
         Frame::Data(supra_channel::wire::Data {
             message: self.message.clone(),
-            sig: self.sig,
+            proof: self.proof.clone(),
             payload: self.payload.clone(),
         })
     }
@@ -61,7 +62,7 @@ impl ChainBuilder {
         };
         let digest = self.domain.digest(&message);
         Signed {
-            sig: self.key.sign(&digest),
+            proof: MessageProof::sign_single(&self.domain, &self.key, &message, digest),
             message,
             payload,
             digest,

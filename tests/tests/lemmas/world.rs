@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use alloy::primitives::U256;
 use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig};
 use supra_channel::seller::{SellerAction, SellerConfig, Stream, Terms};
-use supra_channel::sign::Signature;
+use supra_channel::proof::MessageProof;
 use supra_channel::types::{Ack, ChannelId, Message, Offer, Stop, StreamId, UnixMs};
 use supra_channel::testkit::Rng;
 use supra_channel::wire::{Frame, FrameBytes};
@@ -186,7 +186,7 @@ pub struct World {
     janitor_at: Option<UnixMs>,
     greedy_settle_at: Option<UnixMs>,
     /// Signed messages the buyer received over the link (its evidence for an accusation).
-    held: BTreeMap<u64, (Message, Signature)>,
+    held: BTreeMap<u64, (Message, MessageProof)>,
     /// The open accusation: (missing seq, deadline in seconds).
     accused: Option<(u64, u64)>,
     settled: bool,
@@ -364,14 +364,20 @@ impl World {
     /// Handles everything due at `now`.
     async fn step(&mut self) {
         let now = self.now;
-        if self.next_publish.is_some_and(|t| t <= now) {
-            let seq = self.stream.next_seq();
-            self.stream.publish(now, &plaintext(seq)).expect("publish");
+        // Everything due now is published as one batch under one signature, as a broker signs
+        // what one turn of its node brought (gaps of 0 ms make batches of several messages).
+        let mut due = Vec::new();
+        while self.next_publish.is_some_and(|t| t <= now) {
+            due.push(plaintext(self.stream.next_seq() + due.len() as u64));
             self.published += 1;
             self.next_publish = self.sc.gaps_ms.get(self.published).map(|g| now + g);
             if self.next_publish.is_none() {
                 self.seller_stop_at = Some(now + self.sc.seller_stop_after_ms);
             }
+        }
+        if !due.is_empty() {
+            let plaintexts: Vec<&[u8]> = due.iter().map(Vec::as_slice).collect();
+            self.stream.publish_batch(now, &plaintexts).expect("publish");
         }
         if self.seller_stop_at.is_some_and(|t| t <= now) {
             self.seller_stop_at = None;
@@ -445,18 +451,18 @@ impl World {
         }
         let frame = Frame::decode(bytes).expect("frames on the link decode");
         let data = match &frame {
-            Frame::Data(d) => Some((d.message.clone(), d.sig)),
+            Frame::Data(d) => Some((d.message.clone(), d.proof.clone())),
             _ => None,
         };
         let settled = self.chan.is_settled();
         let accepted = self.chan.handle_frame(self.now, frame).is_ok();
-        if let Some((message, sig)) = data {
+        if let Some((message, proof)) = data {
             let seq = message.seq;
             // Also past the buyer's Stop: what the seller sent before it arrived is owed (and an
             // honest buyer takes it).
             if accepted && !settled && seq >= self.start {
                 self.out.received.insert(seq);
-                self.held.insert(seq, (message, sig));
+                self.held.insert(seq, (message, proof));
             }
         }
     }
@@ -550,7 +556,7 @@ impl World {
                 let seq = m.message.seq;
                 let r = self
                     .seller_tx("post", async |j: &Judge| {
-                        j.post(&m.message, &m.payload, m.sig.as_bytes()).await
+                        j.post(&m.message, &m.payload, &m.proof).await
                     })
                     .await;
                 if r.is_err() {
@@ -668,10 +674,10 @@ impl World {
                     .buyer_tx("claim", async |j: &Judge| j.claim(&ack, sig.as_bytes()).await)
                     .await;
             }
-            BuyerAction::Accuse { seen, sig, missing, .. } => {
+            BuyerAction::Accuse { seen, proof, missing, .. } => {
                 let r = self
                     .buyer_tx("accuse", async |j: &Judge| {
-                        j.accuse(id, &seen, sig.as_bytes(), missing).await
+                        j.accuse(id, &seen, &proof, missing).await
                     })
                     .await;
                 match r {
@@ -683,10 +689,10 @@ impl World {
             BuyerAction::Resolve { .. } => {
                 let _ = self.buyer_tx("resolve", async |j: &Judge| j.resolve(id).await).await;
             }
-            BuyerAction::ProveEquivocation { a, sig_a, b, sig_b, .. } => {
+            BuyerAction::ProveEquivocation { a, proof_a, b, proof_b, .. } => {
                 let _ = self
                     .buyer_tx("proveEquivocation", async |j: &Judge| {
-                        j.prove_equivocation(id, (&a, sig_a.as_bytes()), (&b, sig_b.as_bytes()))
+                        j.prove_equivocation(id, &a, &proof_a, &b, &proof_b)
                             .await
                     })
                     .await;
@@ -757,7 +763,7 @@ impl World {
         }) else {
             return;
         };
-        let (seen, sig) = self.held[&last].clone();
+        let (seen, proof) = self.held[&last].clone();
         let id = self.id;
         if accuse_missing
             && let Some((ack, ack_sig)) = self.chan.last_ack().map(|(a, s)| (a.clone(), *s))
@@ -771,7 +777,7 @@ impl World {
         }
         let _ = self
             .buyer_tx("accuse (false)", async |j: &Judge| {
-                j.accuse(id, &seen, sig.as_bytes(), missing).await
+                j.accuse(id, &seen, &proof, missing).await
             })
             .await;
     }
@@ -879,14 +885,13 @@ impl World {
         let alive = self.buyer_alive;
         match event {
             JudgeEvent::Posted {
-                message, payload, sig, ..
+                message, payload, proof, ..
             } if message.streamId == self.stream.id().0 => {
                 let seq = message.seq;
                 self.out.posted.insert(seq);
                 self.stream.on_posted(now, seq);
                 if alive {
-                    let sig = Signature::from_slice(&sig).expect("65-byte signature");
-                    if let Err(e) = self.chan.on_posted(now, message, sig, payload.to_vec()) {
+                    if let Err(e) = self.chan.on_posted(now, message, proof, payload.to_vec()) {
                         self.out.notes.push(format!("buyer rejected posted {seq}: {e}"));
                     }
                 }

@@ -1,0 +1,564 @@
+//! Many streams on many cores (issue 15): `cargo bench -p supra-broker --bench streams`.
+//!
+//! One seller broker sells 100 streams, each bought by the same 5 buyer brokers (500 channels on
+//! each side). An in-process harness runs the brokers' turns the way the node does
+//! (`broker/src/node.rs`): real engines, real k256 keys, a real redb store per broker (one durable
+//! commit per turn, persist before act), and the node's [`Workers`] for the parallel part of a turn:
+//! - seller turn: each stream takes 5 publications (encoded as the node encodes them) and signs
+//!   them as one batch (`publish_batch`), streams in parallel; then actions are drained in turn,
+//!   records committed, frames sent;
+//! - buyer turn (each of the 5 buyers): data frames are decoded and routed per channel, handed to
+//!   their channels in parallel (proofs, one batch-signature check per batch, decryption, acks);
+//!   deliveries decoded as publications and committed to the outbox with the channel's records;
+//!   the previous turn's deliveries leave the outbox on the same commit;
+//! - seller turn: acks routed per stream and handed to the streams in parallel.
+//!
+//! The brokers share this process (and its 2 cores): aggregate throughput is publications sold
+//! (delivered to a buyer) per second, for the whole system, with 1 and with 2 worker threads per
+//! node, measured alternately in the same run, every round printed. Beside it, measured in the same
+//! run: the single-stream figure (1 stream x 5 buyers, 200 publications per turn on that stream,
+//! 1 worker), what the machine gives two threads of pure signing work at the moment (the ceiling
+//! of any speed-up on a shared machine), and where the time goes (parallel engine work vs. the
+//! sequential part: routing, draining, frame decoding, commits).
+//!
+//! Target: aggregate with 2 workers >= 1.7 x aggregate with 1 worker, judged in every round; exit
+//! 1 on a miss. Every verdict is also printed as `SUMMARY\t<figure>\t<value>\t<target>\t<PASS|FAIL>`
+//! (as `scripts/bench` collects). SUPRA_BENCH_TURNS sets the turns per round (default 20),
+//! SUPRA_BENCH_ROUNDS the rounds (default 3).
+
+use std::collections::HashMap;
+use std::num::NonZeroUsize;
+use std::time::{Duration, Instant};
+
+use alloy_primitives::{Address, B256, U256, keccak256};
+use supra_broker::node::now_ms;
+use supra_broker::publication::Publication;
+use supra_broker::store::{Batch, Store};
+use supra_broker::workers::Workers;
+use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig};
+use supra_channel::seller::{SellerAction, SellerConfig, Stream, Terms};
+use supra_channel::sign::Keypair;
+use supra_channel::types::{ChannelId, Domain, StreamId};
+use supra_channel::wire::{Frame, FrameBytes};
+
+const STREAMS: usize = 100;
+const BUYERS: usize = 5;
+/// Publications per stream per turn: 500 per turn in all, as a node's burst of 512 inputs.
+const PER_STREAM: usize = 5;
+const PAYLOAD: usize = 256;
+const TARGET: f64 = 1.7;
+/// Publications per turn of the single-stream run (within the window of 256 unacked messages).
+const SINGLE_PER_TURN: usize = 200;
+
+fn env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Time spent per phase of the turns (summed over every broker).
+#[derive(Default, Clone, Copy)]
+struct Phases {
+    /// Engine work the workers run in parallel (signing, frame handling).
+    parallel: Duration,
+    /// Draining actions, routing, timers: the node's thread alone.
+    sequential: Duration,
+    /// Decoding frames off the links (the link tasks' work in a broker) and routing them.
+    links: Duration,
+    /// Durable commits.
+    commit: Duration,
+}
+
+struct Sold {
+    number: u64,
+    engine: Stream,
+    inbox: Vec<(Address, Frame)>,
+}
+
+struct SellerNode {
+    store: Store,
+    streams: Vec<Sold>,
+    /// Channel -> stream index.
+    channels: HashMap<ChannelId, usize>,
+    /// Buyer address -> buyer index.
+    buyers: HashMap<Address, usize>,
+}
+
+struct Bought {
+    index: u64,
+    engine: BuyerChannel,
+    inbox: Vec<Frame>,
+}
+
+struct BuyerNode {
+    store: Store,
+    chans: Vec<Bought>,
+    by_stream: HashMap<B256, usize>,
+    /// Outbox entries committed last turn: removed on this turn's commit (the node's removals
+    /// ride on the next commit).
+    handed_over: Vec<(u64, u64)>,
+    /// Frames from the seller, as bytes on the link.
+    link: Vec<FrameBytes>,
+    address: Address,
+}
+
+struct System {
+    seller: SellerNode,
+    buyers: Vec<BuyerNode>,
+    to_seller: Vec<(Address, FrameBytes)>,
+    delivered: u64,
+    published: u64,
+    phases: Phases,
+    _dirs: Vec<TempDir>,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new(label: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "supra-streams-bench-{}-{label}-{}",
+            std::process::id(),
+            now_ms()
+        ));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A deterministic real k256 key.
+fn test_key(label: &str, i: u64) -> Keypair {
+    Keypair::from_secret_bytes(&keccak256(format!("{label}/{i}")).0).expect("key")
+}
+
+fn publication(stream: usize, i: u64) -> Vec<u8> {
+    let mut payload = vec![0x5a; PAYLOAD];
+    payload[..8].copy_from_slice(&i.to_le_bytes());
+    Publication {
+        topic: format!("s/{stream}"),
+        payload,
+        retain: false,
+        qos: 1,
+        properties: None,
+        received_at_ms: now_ms(),
+    }
+    .encode()
+}
+
+impl System {
+    fn new(streams: usize, buyers: usize, label: &str) -> System {
+        let domain = Domain::new(31337, Address::repeat_byte(0x42));
+        let skey = test_key("seller", 0);
+        let bkeys: Vec<_> = (0..buyers).map(|i| test_key("buyer", i as u64)).collect();
+        let terms = Terms {
+            price: U256::from(1_000u64),
+            window: 256,
+            t_ack_secs: 60,
+            t_closure_secs: 600,
+            offer_validity_secs: 600,
+        };
+        let deposit = U256::from(10u64).pow(U256::from(18u64));
+        let now = now_ms();
+        let dirs: Vec<TempDir> = (0..=buyers)
+            .map(|i| TempDir::new(&format!("{label}-{i}")))
+            .collect();
+        let mut seller = SellerNode {
+            store: Store::open(&dirs[0].0).expect("seller store"),
+            streams: Vec::new(),
+            channels: HashMap::new(),
+            buyers: bkeys
+                .iter()
+                .enumerate()
+                .map(|(i, k)| (k.address(), i))
+                .collect(),
+        };
+        let mut buyer_nodes: Vec<BuyerNode> = (0..buyers)
+            .map(|i| BuyerNode {
+                store: Store::open(&dirs[i + 1].0).expect("buyer store"),
+                chans: Vec::new(),
+                by_stream: HashMap::new(),
+                handed_over: Vec::new(),
+                link: Vec::new(),
+                address: bkeys[i].address(),
+            })
+            .collect();
+        let mut sbatch = Batch::default();
+        for j in 0..streams {
+            let topic = format!("s/{j}");
+            let number = seller.store.stream_number(&topic).expect("stream number");
+            let id = StreamId::new(skey.address(), u128::from(number)).expect("stream id");
+            let mut engine = Stream::new(
+                domain,
+                skey.clone(),
+                id,
+                terms.clone(),
+                SellerConfig::default(),
+            )
+            .expect("stream");
+            for (i, bkey) in bkeys.iter().enumerate() {
+                let (offer, sig) = engine
+                    .make_offer(now, *bkey.public(), &topic)
+                    .expect("offer");
+                let mut c = BuyerChannel::new(
+                    domain,
+                    bkey.clone(),
+                    offer,
+                    sig,
+                    BuyerConfig::default(),
+                    now,
+                )
+                .expect("channel");
+                c.on_deposit(now, deposit);
+                engine.open_channel(now, c.id(), deposit).expect("open");
+                seller.channels.insert(c.id(), j);
+                let node = &mut buyer_nodes[i];
+                let index = node
+                    .store
+                    .add_buyer_channel(c.id(), &topic)
+                    .expect("buyer channel");
+                let mut batch = Batch::default();
+                for a in c.drain_actions() {
+                    if let BuyerAction::Persist(r) = a {
+                        batch.buyer(index, r);
+                    }
+                }
+                node.store.commit(batch).expect("commit");
+                node.by_stream
+                    .insert(c.stream().as_b256(), node.chans.len());
+                node.chans.push(Bought {
+                    index,
+                    engine: c,
+                    inbox: Vec::new(),
+                });
+            }
+            for a in engine.drain_actions() {
+                if let SellerAction::Persist(r) = a {
+                    sbatch.seller(number, r);
+                }
+            }
+            seller.streams.push(Sold {
+                number,
+                engine,
+                inbox: Vec::new(),
+            });
+        }
+        seller.store.commit(sbatch).expect("commit");
+        System {
+            seller,
+            buyers: buyer_nodes,
+            to_seller: Vec::new(),
+            delivered: 0,
+            published: 0,
+            phases: Phases::default(),
+            _dirs: dirs,
+        }
+    }
+
+    /// One turn of every broker: the seller signs `per_stream` publications on each stream, every
+    /// buyer handles what it got, the seller handles the acks.
+    fn turn(&mut self, workers: Workers, per_stream: usize) {
+        // Seller: publish.
+        let t = Instant::now();
+        let base = self.published;
+        let pending: Vec<Vec<Vec<u8>>> = (0..self.seller.streams.len())
+            .map(|j| {
+                (0..per_stream)
+                    .map(|k| publication(j, base + k as u64))
+                    .collect()
+            })
+            .collect();
+        self.phases.sequential += t.elapsed();
+        let t = Instant::now();
+        let now = now_ms();
+        let tasks: Vec<(&mut Sold, Vec<Vec<u8>>)> =
+            self.seller.streams.iter_mut().zip(pending).collect();
+        let signed = workers.run(tasks, |(s, pending)| {
+            let plaintexts: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+            let seqs = s.engine.publish_batch(now, &plaintexts).expect("publish");
+            seqs.end - seqs.start
+        });
+        self.published += signed.iter().sum::<u64>();
+        self.phases.parallel += t.elapsed();
+        self.seller_flush();
+
+        // Buyers.
+        for b in 0..self.buyers.len() {
+            let node = &mut self.buyers[b];
+            let t = Instant::now();
+            for bytes in std::mem::take(&mut node.link) {
+                match Frame::decode(&bytes).expect("frame") {
+                    Frame::Data(data) => {
+                        let i = node.by_stream[&data.message.streamId];
+                        node.chans[i].inbox.push(Frame::Data(data));
+                    }
+                    other => panic!("unexpected frame {other:?}"),
+                }
+            }
+            self.phases.links += t.elapsed();
+            let t = Instant::now();
+            let now = now_ms();
+            let tasks: Vec<&mut Bought> = node
+                .chans
+                .iter_mut()
+                .filter(|c| !c.inbox.is_empty())
+                .collect();
+            workers.run(tasks, |c| {
+                for frame in std::mem::take(&mut c.inbox) {
+                    c.engine.handle_frame(now, frame).expect("data");
+                }
+            });
+            self.phases.parallel += t.elapsed();
+            let t = Instant::now();
+            let now = now_ms();
+            let mut batch = Batch::default();
+            let mut delivered = Vec::new();
+            for c in &mut node.chans {
+                if c.engine.poll_timeout().is_some_and(|t| t <= now) {
+                    c.engine.handle_timeout(now).expect("timeout");
+                }
+                for a in c.engine.drain_actions() {
+                    match a {
+                        BuyerAction::Persist(r) => batch.buyer(c.index, r),
+                        BuyerAction::Deliver { seq, payload } => {
+                            let p = Publication::decode(&payload).expect("publication");
+                            batch.outbox(c.index, seq, p);
+                            delivered.push((c.index, seq));
+                        }
+                        BuyerAction::Send(frame) => self.to_seller.push((node.address, frame)),
+                        _ => {}
+                    }
+                }
+            }
+            for (channel, seq) in std::mem::take(&mut node.handed_over) {
+                batch.outbox_done(channel, seq);
+            }
+            self.phases.sequential += t.elapsed();
+            let t = Instant::now();
+            node.store.commit(batch).expect("commit");
+            self.phases.commit += t.elapsed();
+            self.delivered += delivered.len() as u64;
+            node.handed_over = delivered;
+        }
+
+        // Seller: acks.
+        let t = Instant::now();
+        for (peer, bytes) in std::mem::take(&mut self.to_seller) {
+            let frame = Frame::decode(&bytes).expect("frame");
+            let Frame::Ack { ack, .. } = &frame else {
+                panic!("unexpected frame {frame:?}")
+            };
+            let j = self.seller.channels[&ChannelId(ack.channelId)];
+            self.seller.streams[j].inbox.push((peer, frame));
+        }
+        self.phases.links += t.elapsed();
+        let t = Instant::now();
+        let now = now_ms();
+        let tasks: Vec<&mut Sold> = self
+            .seller
+            .streams
+            .iter_mut()
+            .filter(|s| !s.inbox.is_empty())
+            .collect();
+        workers.run(tasks, |s| {
+            for (peer, frame) in std::mem::take(&mut s.inbox) {
+                s.engine.handle_frame(now, peer, frame).expect("ack");
+            }
+        });
+        self.phases.parallel += t.elapsed();
+        self.seller_flush();
+    }
+
+    /// The seller's timers, drained actions, commit, then its frames onto the links.
+    fn seller_flush(&mut self) {
+        let t = Instant::now();
+        let now = now_ms();
+        let mut batch = Batch::default();
+        let mut frames = Vec::new();
+        for s in &mut self.seller.streams {
+            if s.engine.poll_timeout().is_some_and(|t| t <= now) {
+                s.engine.handle_timeout(now);
+            }
+            for a in s.engine.drain_actions() {
+                match a {
+                    SellerAction::Persist(r) => batch.seller(s.number, r),
+                    SellerAction::Send { peer, frame } => {
+                        frames.push((self.seller.buyers[&peer], frame))
+                    }
+                    _ => {}
+                }
+            }
+        }
+        self.phases.sequential += t.elapsed();
+        let t = Instant::now();
+        if batch.has_work() {
+            self.seller.store.commit(batch).expect("commit");
+        }
+        self.phases.commit += t.elapsed();
+        for (b, frame) in frames {
+            self.buyers[b].link.push(frame);
+        }
+    }
+}
+
+struct Measure {
+    deliveries_per_s: f64,
+    published_per_s: f64,
+    phases: Phases,
+    wall: Duration,
+}
+
+fn measure(sys: &mut System, workers: Workers, turns: usize, per_stream: usize) -> Measure {
+    let (d0, p0) = (sys.delivered, sys.published);
+    sys.phases = Phases::default();
+    let start = Instant::now();
+    for _ in 0..turns {
+        sys.turn(workers, per_stream);
+    }
+    let wall = start.elapsed();
+    Measure {
+        deliveries_per_s: (sys.delivered - d0) as f64 / wall.as_secs_f64(),
+        published_per_s: (sys.published - p0) as f64 / wall.as_secs_f64(),
+        phases: sys.phases,
+        wall,
+    }
+}
+
+/// What two threads of pure signing work get over one on this machine right now (other processes
+/// share its cores): the ceiling of any speed-up measured beside it.
+fn machine_ceiling() -> f64 {
+    let key = test_key("ceiling", 0);
+    let digests: Vec<B256> = (0..200u64).map(|i| keccak256(i.to_le_bytes())).collect();
+    let work = |d: &[B256]| {
+        for x in d {
+            std::hint::black_box(key.sign(x));
+        }
+    };
+    let t = Instant::now();
+    work(&digests);
+    let one = t.elapsed();
+    let t = Instant::now();
+    std::thread::scope(|s| {
+        s.spawn(|| work(&digests[..100]));
+        work(&digests[100..]);
+    });
+    let two = t.elapsed();
+    one.as_secs_f64() / two.as_secs_f64()
+}
+
+fn print_phases(label: &str, m: &Measure) {
+    let p = m.phases;
+    let total = m.wall.as_secs_f64();
+    println!(
+        "    {label}: wall {:.0} ms = parallel engine work {:.0} ms ({:.0} %) + sequential {:.0} ms ({:.0} %) + frame decoding {:.0} ms ({:.0} %) + commits {:.0} ms ({:.0} %)",
+        total * 1e3,
+        p.parallel.as_secs_f64() * 1e3,
+        100.0 * p.parallel.as_secs_f64() / total,
+        p.sequential.as_secs_f64() * 1e3,
+        100.0 * p.sequential.as_secs_f64() / total,
+        p.links.as_secs_f64() * 1e3,
+        100.0 * p.links.as_secs_f64() / total,
+        p.commit.as_secs_f64() * 1e3,
+        100.0 * p.commit.as_secs_f64() / total,
+    );
+}
+
+fn main() {
+    let turns = env("SUPRA_BENCH_TURNS", 20);
+    let rounds = env("SUPRA_BENCH_ROUNDS", 3);
+    let one = Workers::new(NonZeroUsize::MIN);
+    let two = Workers::new(NonZeroUsize::new(2).expect("2"));
+    println!(
+        "streams bench: {STREAMS} streams x {BUYERS} buyers ({} channels per side), {PER_STREAM} publications of {PAYLOAD} bytes per stream per turn, {turns} turns per round, {rounds} rounds; {} cores available",
+        STREAMS * BUYERS,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    // Single stream: 1 stream x 5 buyers, SINGLE_PER_TURN publications per turn on it.
+    let mut single = System::new(1, BUYERS, "single");
+    measure(&mut single, one, 2, SINGLE_PER_TURN);
+    let s = measure(&mut single, one, turns, SINGLE_PER_TURN);
+    println!(
+        "single stream (1 x {BUYERS}, 1 worker): {:.0} deliveries/s ({:.0} publications/s)",
+        s.deliveries_per_s, s.published_per_s
+    );
+    print_phases("single", &s);
+    drop(single);
+
+    let t = Instant::now();
+    let mut sys = System::new(STREAMS, BUYERS, "many");
+    println!(
+        "set-up: {STREAMS} streams, {} channels on each side in {:.1} s",
+        STREAMS * BUYERS,
+        t.elapsed().as_secs_f64()
+    );
+    // Warm-up: each stream's first message grants its sealing key to its buyers.
+    measure(&mut sys, one, 2, PER_STREAM);
+
+    let mut verdicts: Vec<(String, String, String, bool)> = Vec::new();
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        let ceiling = machine_ceiling();
+        let m1 = measure(&mut sys, one, turns, PER_STREAM);
+        let m2 = measure(&mut sys, two, turns, PER_STREAM);
+        let ratio = m2.deliveries_per_s / m1.deliveries_per_s;
+        let ok = ratio >= TARGET;
+        println!(
+            "round {round}: 1 worker {:.0} deliveries/s ({:.0} publications/s) | 2 workers {:.0} deliveries/s ({:.0} publications/s) | x{ratio:.2} (target x{TARGET}) {} | machine: 2 threads of signing get x{ceiling:.2} | single stream {:.0} deliveries/s",
+            m1.deliveries_per_s,
+            m1.published_per_s,
+            m2.deliveries_per_s,
+            m2.published_per_s,
+            if ok { "PASS" } else { "FAIL" },
+            s.deliveries_per_s
+        );
+        print_phases("1 worker ", &m1);
+        print_phases("2 workers", &m2);
+        let p1 = m1.phases;
+        let serial = (p1.sequential + p1.links + p1.commit).as_secs_f64() / m1.wall.as_secs_f64();
+        println!(
+            "    Amdahl with 1 worker's split: at most x{:.2} on 2 free cores; the parallel part itself went x{:.2} faster (the machine gave two threads of signing x{ceiling:.2})",
+            1.0 / (serial + (1.0 - serial) / 2.0),
+            p1.parallel.as_secs_f64() / m2.phases.parallel.as_secs_f64()
+        );
+        ratios.push((ratio, ceiling));
+        verdicts.push((
+            format!("round {round}: 100 streams x 5 buyers, 2 workers / 1 worker"),
+            format!(
+                "x{ratio:.2} ({:.0} / {:.0} deliveries/s)",
+                m2.deliveries_per_s, m1.deliveries_per_s
+            ),
+            format!(">= x{TARGET}"),
+            ok,
+        ));
+    }
+    println!();
+    for (figure, value, target, ok) in &verdicts {
+        println!(
+            "SUMMARY\t{figure}\t{value}\t{target}\t{}",
+            if *ok { "PASS" } else { "FAIL" }
+        );
+    }
+    println!(
+        "SUMMARY\tsingle stream 1 x 5, 1 worker (context)\t{:.0} deliveries/s\t-\tINFO",
+        s.deliveries_per_s
+    );
+    let ceilings: Vec<String> = ratios.iter().map(|(_, c)| format!("x{c:.2}")).collect();
+    println!(
+        "SUMMARY\tmachine: 2 threads of k256 signing / 1 (context)\t{}\t-\tINFO",
+        ceilings.join(" ")
+    );
+    // Its stores' directories go before `exit`, which runs no destructor.
+    drop(sys);
+    if verdicts.iter().any(|v| !v.3) {
+        println!("streams bench: a target was missed");
+        std::process::exit(1);
+    }
+    println!("streams bench: every target met");
+}
