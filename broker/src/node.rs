@@ -678,15 +678,7 @@ impl Node {
                 }
                 Ok(())
             }
-            Frame::Data(data) => {
-                let stream = data.message.streamId;
-                let b = self
-                    .bought
-                    .values_mut()
-                    .find(|b| b.engine.stream().as_b256() == stream && !b.engine.is_settled() && b.engine.seller() == peer)
-                    .ok_or("data for a stream we do not buy")?;
-                b.engine.handle_frame(now, Frame::Data(data)).map_err(|e| e.to_string())
-            }
+            // Data frames never come here: `take_frame` puts them in their channel's inbox.
             Frame::Stop { stop, sig } => {
                 let b = self.bought.get_mut(&ChannelId(stop.channelId)).ok_or("stop for an unknown channel")?;
                 b.engine.handle_frame(now, Frame::Stop { stop, sig }).map_err(|e| e.to_string())
