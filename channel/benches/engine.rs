@@ -173,7 +173,10 @@ struct Run {
     rotation_ms: f64,
 }
 
-fn engine(buyers: usize, n: u64, payload_len: usize) -> Run {
+/// A stream with `buyers` open channels (real k256 keys, deposits of 1 ether), the handshake's
+/// frames (offer, opened) exchanged by the calls themselves and their actions drained: the
+/// stream, its buyers' channels, and their addresses.
+fn stream_with_buyers(buyers: usize) -> (Stream, Vec<BuyerChannel>, Vec<Address>) {
     let domain = Domain::new(31337, Address::repeat_byte(0x42));
     let skey = test_key("s", 0);
     let sid = StreamId::new(skey.address(), 1).unwrap();
@@ -202,6 +205,11 @@ fn engine(buyers: usize, n: u64, payload_len: usize) -> Run {
     for c in chans.iter_mut() {
         c.drain_actions();
     }
+    (seller, chans, peers)
+}
+
+fn engine(buyers: usize, n: u64, payload_len: usize) -> Run {
+    let (mut seller, mut chans, peers) = stream_with_buyers(buyers);
     // The first message of the stream starts the sealing epoch of its members and carries one
     // key grant (ECDH) per buyer: a membership event, measured apart.
     let t = Instant::now();
@@ -318,35 +326,7 @@ fn engine(buyers: usize, n: u64, payload_len: usize) -> Run {
 /// Memory held by a stream with `buyers` channels once traffic is over and every message is
 /// acked: (the stream's bytes, each buyer channel's bytes).
 fn memory(buyers: usize, msgs: u64) -> (isize, Vec<isize>) {
-    let domain = Domain::new(31337, Address::repeat_byte(0x42));
-    let skey = test_key("s", 0);
-    let sid = StreamId::new(skey.address(), 1).unwrap();
-    let terms = Terms {
-        price: U256::from(1_000u64),
-        window: 256,
-        t_ack_secs: 60,
-        t_closure_secs: 600,
-        offer_validity_secs: 600,
-    };
-    let mut seller = Stream::new(domain, skey, sid, terms, SellerConfig::default()).unwrap();
-    let mut chans = Vec::new();
-    let mut peers = Vec::new();
-    for i in 0..buyers {
-        let bkey = test_key("b", i as u64);
-        let (offer, sig) = seller.make_offer(T0, *bkey.public(), "t").unwrap();
-        let c = BuyerChannel::new(domain, bkey.clone(), offer, sig, BuyerConfig::default(), T0)
-            .unwrap();
-        seller
-            .open_channel(T0, c.id(), U256::from(10u64).pow(U256::from(18u64)))
-            .unwrap();
-        peers.push(bkey.address());
-        chans.push(c);
-    }
-    // The handshake's frames (offer, opened) were exchanged by the calls above.
-    seller.drain_actions();
-    for c in chans.iter_mut() {
-        c.drain_actions();
-    }
+    let (mut seller, mut chans, peers) = stream_with_buyers(buyers);
     let mut now = T0;
     let payload = vec![0x5au8; 256];
     // Publish `msgs` messages, then let time pass (acks flushed by their timers) until the links
