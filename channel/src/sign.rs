@@ -145,7 +145,7 @@ impl serde::Serialize for Signature {
 
 impl<'de> serde::Deserialize<'de> for Signature {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let v = crate::wire::adapters::bytes::deserialize(d)?;
+        let v = crate::wire::adapters::fixed::deserialize::<_, 65>(d)?;
         Signature::from_slice(&v).map_err(serde::de::Error::custom)
     }
 }

@@ -1,6 +1,6 @@
 //! Link frames between brokers (PROTOCOL.md §4) and their strict codec.
 //!
-//! On the wire every frame is `[u32 big-endian length][u8 version = 2][bincode body]`, where the
+//! On the wire every frame is `[u32 big-endian length][u8 version = 3][bincode body]`, where the
 //! length counts the version byte and the body and is at most [`MAX_FRAME_LEN`]. The body is the
 //! [`Frame`] enum encoded by bincode 2 (serde mode, standard config: varint integers) with an
 //! allocation limit, and must be consumed exactly. Anything else is a [`WireError`]: the link
@@ -19,8 +19,9 @@ use crate::proof::MessageProof;
 use crate::sign::Signature;
 use crate::types::{Ack, ChannelId, Message, Offer, Stop};
 
-/// Frame format version carried in every frame (2: `Data` carries a [`MessageProof`], issue 11).
-pub const VERSION: u8 = 2;
+/// Frame format version carried in every frame (2: `Data` carries a [`MessageProof`], issue 11;
+/// 3: hashes, addresses and amounts are byte strings, decoded in one copy).
+pub const VERSION: u8 = 3;
 /// Largest accepted value of the length prefix (version byte + body): 1 MiB.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Largest topic accepted in `Request` / `Offer` frames (bytes).
@@ -383,33 +384,75 @@ pub(crate) mod adapters {
 
     use crate::types::{Ack, Batch, Message, Offer, Stop};
 
+    /// A fixed-size byte array as one byte string of exactly `N` bytes. Serde's own `[u8; N]` is
+    /// a tuple of `N` elements, which bincode decodes one byte at a time: a data frame holds a
+    /// dozen such hashes, and decoding them was most of the cost of reading a frame (issue 11).
+    pub(crate) mod fixed {
+        use core::fmt;
+        use serde::de::{Error, SeqAccess, Visitor};
+        use serde::{Deserializer, Serializer};
+
+        pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+            s.serialize_bytes(v)
+        }
+
+        struct Exact<const N: usize>;
+        impl<'de, const N: usize> Visitor<'de> for Exact<N> {
+            type Value = [u8; N];
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{N} bytes")
+            }
+            fn visit_bytes<E: Error>(self, v: &[u8]) -> Result<[u8; N], E> {
+                v.try_into().map_err(|_| E::invalid_length(v.len(), &self))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<[u8; N], A::Error> {
+                let mut out = [0u8; N];
+                for (i, b) in out.iter_mut().enumerate() {
+                    *b = seq
+                        .next_element()?
+                        .ok_or_else(|| A::Error::invalid_length(i, &self))?;
+                }
+                if seq.next_element::<u8>()?.is_some() {
+                    return Err(A::Error::invalid_length(N + 1, &self));
+                }
+                Ok(out)
+            }
+        }
+
+        pub(crate) fn deserialize<'de, D: Deserializer<'de>, const N: usize>(
+            d: D,
+        ) -> Result<[u8; N], D::Error> {
+            d.deserialize_bytes(Exact::<N>)
+        }
+    }
+
     pub(crate) mod b256 {
         use super::*;
         pub(crate) fn serialize<S: Serializer>(v: &B256, s: S) -> Result<S::Ok, S::Error> {
-            v.0.serialize(s)
+            fixed::serialize(v.as_slice(), s)
         }
         pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<B256, D::Error> {
-            <[u8; 32]>::deserialize(d).map(B256::from)
+            fixed::deserialize::<_, 32>(d).map(B256::from)
         }
     }
 
     pub(crate) mod u256 {
         use super::*;
         pub(crate) fn serialize<S: Serializer>(v: &U256, s: S) -> Result<S::Ok, S::Error> {
-            v.to_be_bytes::<32>().serialize(s)
+            fixed::serialize(&v.to_be_bytes::<32>(), s)
         }
         pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<U256, D::Error> {
-            <[u8; 32]>::deserialize(d).map(U256::from_be_bytes)
+            fixed::deserialize::<_, 32>(d).map(U256::from_be_bytes)
         }
     }
 
     pub(crate) mod address {
         use super::*;
         pub(crate) fn serialize<S: Serializer>(v: &Address, s: S) -> Result<S::Ok, S::Error> {
-            v.0.0.serialize(s)
+            fixed::serialize(v.as_slice(), s)
         }
         pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Address, D::Error> {
-            <[u8; 20]>::deserialize(d).map(Address::from)
+            fixed::deserialize::<_, 20>(d).map(Address::from)
         }
     }
 
@@ -500,15 +543,18 @@ pub(crate) mod adapters {
     /// one is refused while decoding.
     pub(crate) mod b256_vec {
         use super::*;
+        #[derive(Serialize, Deserialize)]
+        struct Hash(#[serde(with = "b256")] B256);
+
         pub(crate) fn serialize<S: Serializer>(v: &[B256], s: S) -> Result<S::Ok, S::Error> {
-            v.iter().map(|b| b.0).collect::<Vec<[u8; 32]>>().serialize(s)
+            s.collect_seq(v.iter().map(|b| Hash(*b)))
         }
         pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<B256>, D::Error> {
-            let v = Vec::<[u8; 32]>::deserialize(d)?;
+            let v = Vec::<Hash>::deserialize(d)?;
             if v.len() > crate::proof::MAX_PROOF_DEPTH {
                 return Err(serde::de::Error::custom("Merkle path too long"));
             }
-            Ok(v.into_iter().map(B256::from).collect())
+            Ok(v.into_iter().map(|h| h.0).collect())
         }
     }
 
@@ -724,6 +770,23 @@ mod tests {
     }
 
     #[test]
+    fn hashes_of_the_wrong_length_are_refused() {
+        #[derive(Serialize, Deserialize, Debug)]
+        struct H(#[serde(with = "adapters::b256")] B256);
+        let cfg = bincode::config::standard();
+        let ok = bincode::serde::encode_to_vec(H(B256::repeat_byte(7)), cfg).unwrap();
+        assert_eq!(ok.len(), 33, "one length byte, then the 32 bytes");
+        let (back, _): (H, _) = bincode::serde::borrow_decode_from_slice(&ok, cfg).unwrap();
+        assert_eq!(back.0, B256::repeat_byte(7));
+        for len in [0usize, 31, 33, 64] {
+            let mut bytes = vec![len as u8];
+            bytes.extend(std::iter::repeat_n(7u8, len));
+            let r = bincode::serde::borrow_decode_from_slice::<H, _>(&bytes, cfg);
+            assert!(r.is_err(), "a {len}-byte hash must be refused");
+        }
+    }
+
+    #[test]
     fn data_frame_is_compact() {
         let f = Frame::Data(Data {
             message: Message {
@@ -747,7 +810,7 @@ mod tests {
         });
         let n = f.encode().unwrap().len();
         // Message (3 hashes, 2 varints), batch (2 hashes, 2 varints), signature, 6-hash path,
-        // payload, and a few bytes of framing.
-        assert!(n < 32 * 5 + 2 * 9 + 66 + 1 + 6 * 32 + 101 + 10, "{n}");
+        // payload, and a few bytes of framing; every hash and the signature carry one length byte.
+        assert!(n < 33 * 5 + 2 * 9 + 66 + 1 + 6 * 33 + 101 + 10, "{n}");
     }
 }
