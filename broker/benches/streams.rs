@@ -388,8 +388,9 @@ impl System {
             for a in s.engine.drain_actions() {
                 match a {
                     SellerAction::Persist(r) => batch.seller(s.number, r),
-                    SellerAction::Send { peer, frame } => {
-                        frames.push((self.seller.buyers[&peer], frame))
+                    SellerAction::Send { peer, frames: fs } => {
+                        let buyer = self.seller.buyers[&peer];
+                        frames.extend(fs.into_iter().map(|f| (buyer, f)))
                     }
                     _ => {}
                 }

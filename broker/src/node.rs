@@ -1172,9 +1172,12 @@ impl Node {
         let origin = Origin::Stream(i);
         match action {
             SellerAction::Persist(_) => {}
-            SellerAction::Send { peer, frame } => {
+            SellerAction::Send { peer, frames } => {
                 if let Some(link) = self.link_for(peer, Role::Seller) {
-                    link.tx.send(frame);
+                    for frame in frames {
+                        // A full queue drops the frame: the engine's retransmission covers it.
+                        link.tx.send(frame);
+                    }
                 }
             }
             SellerAction::Post(m) => self.job(origin, Call::Post(m)),

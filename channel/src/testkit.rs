@@ -904,8 +904,11 @@ impl Sim {
                     }
                     self.seller_store.push(r)
                 }
-                SellerAction::Send { peer, frame } => {
-                    if let Some(i) = self.buyer_by_addr(peer) {
+                SellerAction::Send { peer, frames } => {
+                    let Some(i) = self.buyer_by_addr(peer) else {
+                        continue;
+                    };
+                    for frame in frames {
                         if let Ok(Frame::Data(d)) = Frame::decode(&frame) {
                             self.note_signed(&d.message);
                             if let Some(id) = self.channel_of(i) {

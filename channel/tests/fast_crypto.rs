@@ -43,11 +43,13 @@ fn exchange(
         let mut quiet = true;
         for a in seller.drain_actions().collect::<Vec<_>>() {
             match a {
-                SellerAction::Send { frame, .. } => {
+                SellerAction::Send { frames, .. } => {
                     quiet = false;
-                    let f = Frame::decode(&frame).unwrap();
-                    if !matches!(f, Frame::Offer { .. }) {
-                        let _ = buyer.handle_frame(now, f);
+                    for frame in frames {
+                        let f = Frame::decode(&frame).unwrap();
+                        if !matches!(f, Frame::Offer { .. }) {
+                            let _ = buyer.handle_frame(now, f);
+                        }
                     }
                 }
                 SellerAction::Event(e) => events.push(e),

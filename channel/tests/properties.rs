@@ -179,9 +179,9 @@ fn setup(n: u64) -> (Stream, BuyerChannel, Keypair, Vec<Vec<u8>>) {
     seller.publish_batch(T0, &refs).unwrap();
     let frames = seller
         .drain_actions()
-        .filter_map(|a| match a {
-            SellerAction::Send { frame, .. } => Some(frame.to_vec()),
-            _ => None,
+        .flat_map(|a| match a {
+            SellerAction::Send { frames, .. } => frames.iter().map(|f| f.to_vec()).collect(),
+            _ => vec![],
         })
         .collect();
     (seller, buyer, bkey, frames)

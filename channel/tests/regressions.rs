@@ -129,7 +129,9 @@ impl Pair {
         for a in self.seller.drain_actions() {
             match a {
                 SellerAction::Persist(_) => {}
-                SellerAction::Send { frame, .. } => frames.push(Frame::decode(&frame).unwrap()),
+                SellerAction::Send { frames: fs, .. } => {
+                    frames.extend(fs.iter().map(|f| Frame::decode(f).unwrap()))
+                }
                 other => self.seller_out.push(other),
             }
         }

@@ -201,9 +201,15 @@ pub(super) fn send_window(
         .map_or(head, |e| e.min(head))
         .min(c.deposit_end());
     let window_end = c.base_v().saturating_add(c.window);
+    // One action carries every frame of this call: with many buyers, a batch costs each channel
+    // one action and a reference per frame, not an action per message (issue 11's fan-out).
+    let due = limit.min(window_end).saturating_sub(c.next_send);
+    let mut frames = Vec::with_capacity(usize::try_from(due).unwrap_or(0));
+    let mut blocked = false;
     while c.next_send < limit {
         if c.next_send >= window_end {
-            return c.pending.is_some();
+            blocked = c.pending.is_some();
+            break;
         }
         let seq = c.next_send;
         let m = seq
@@ -225,10 +231,13 @@ pub(super) fn send_window(
         }
         c.next_send = seq + 1;
         stats.frames_sent += 1;
+        frames.push(m.frame.clone());
+    }
+    if !frames.is_empty() {
         actions.push_back(SellerAction::Send {
             peer: c.buyer,
-            frame: m.frame.clone(),
+            frames,
         });
     }
-    false
+    blocked
 }

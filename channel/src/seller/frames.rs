@@ -30,7 +30,7 @@ impl Stream {
             Frame::Stop { stop, sig } => self.on_stop(peer, stop, sig),
             Frame::Ping { nonce } => {
                 let frame = Frame::Pong { nonce }.encode_shared()?;
-                self.actions.push_back(SellerAction::Send { peer, frame });
+                self.actions.push_back(SellerAction::send(peer, frame));
                 Ok(())
             }
             Frame::Pong { .. } => Ok(()),
@@ -247,7 +247,7 @@ impl Stream {
         }
         // Encoding a Stop cannot fail (fixed size, far below the frame limit).
         if let Ok(frame) = (Frame::Stop { stop, sig }).encode_shared() {
-            self.actions.push_back(SellerAction::Send { peer, frame });
+            self.actions.push_back(SellerAction::send(peer, frame));
         }
     }
 

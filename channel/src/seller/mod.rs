@@ -190,12 +190,13 @@ pub enum SellerEvent {
 pub enum SellerAction {
     /// Write this record durably before carrying out any later action.
     Persist(SellerRecord),
-    /// Write this encoded frame to the link with `peer`. Dropped silently if the link is down.
+    /// Write these encoded frames, in order, to the link with `peer`. Dropped silently if the
+    /// link is down. A run of data frames comes as one action (see [`SellerAction::send`] for one).
     Send {
         /// The buyer broker.
         peer: Address,
-        /// Encoded frame (length prefix included).
-        frame: FrameBytes,
+        /// Encoded frames (length prefixes included), in sending order.
+        frames: Vec<FrameBytes>,
     },
     /// Call `judge.post(message, payload, sig)`; report `on_posted` / `on_post_failed`.
     Post(Arc<SignedMessage>),
@@ -280,6 +281,16 @@ pub enum SellerAction {
     },
     /// Informational.
     Event(SellerEvent),
+}
+
+impl SellerAction {
+    /// One frame to `peer`.
+    pub fn send(peer: Address, frame: FrameBytes) -> SellerAction {
+        SellerAction::Send {
+            peer,
+            frames: vec![frame],
+        }
+    }
 }
 
 /// Seller errors. An error leaves the stream unchanged.
@@ -632,10 +643,8 @@ impl Stream {
                 sig,
                 buyer_key: buyer_key.to_sec1_compressed().to_vec(),
             }));
-        self.actions.push_back(SellerAction::Send {
-            peer: buyer_key.address(),
-            frame,
-        });
+        self.actions
+            .push_back(SellerAction::send(buyer_key.address(), frame));
         self.update_members();
         // The channel starts at the next message: it must carry the buyer's key grant.
         self.sealer.request_grants();
@@ -773,7 +782,7 @@ impl Stream {
                 by_seller: true,
                 owed_end: end,
             }));
-        self.actions.push_back(SellerAction::Send { peer, frame });
+        self.actions.push_back(SellerAction::send(peer, frame));
         if let Some(c) = self.channels.get_mut(&channel) {
             c.own_stop = Some((stop.clone(), sig));
             c.stop_rec = Some(StopRec {

@@ -73,7 +73,9 @@ impl Pair {
         for a in self.seller.drain_actions() {
             match a {
                 SellerAction::Persist(r) => self.store.push(r),
-                SellerAction::Send { frame, .. } => frames.push(Frame::decode(&frame).unwrap()),
+                SellerAction::Send { frames: fs, .. } => {
+                    frames.extend(fs.iter().map(|f| Frame::decode(f).unwrap()))
+                }
                 other => self.other.push(other),
             }
         }

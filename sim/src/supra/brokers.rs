@@ -16,24 +16,26 @@ impl World {
         for a in actions {
             match a {
                 SellerAction::Persist(_) => {}
-                SellerAction::Send { frame, .. } => {
+                SellerAction::Send { frames, .. } => {
                     if self.buyer.is_none() {
                         continue;
                     }
-                    if self.cfg.scenario == Scenario::Overclaim
-                        && let Ok(Frame::Stop { .. }) = Frame::decode(&frame)
-                    {
-                        self.note("seller broker withheld its Stop");
-                        continue;
+                    for frame in frames {
+                        if self.cfg.scenario == Scenario::Overclaim
+                            && let Ok(Frame::Stop { .. }) = Frame::decode(&frame)
+                        {
+                            self.note("seller broker withheld its Stop");
+                            continue;
+                        }
+                        if let Some(d) = self.dropped_seq
+                            && let Ok(Frame::Data(data)) = Frame::decode(&frame)
+                            && data.message.seq == d
+                        {
+                            self.note("seller broker dropped a data frame");
+                            continue;
+                        }
+                        self.link.send(self.now, Dir::ToBuyer, frame);
                     }
-                    if let Some(d) = self.dropped_seq
-                        && let Ok(Frame::Data(data)) = Frame::decode(&frame)
-                        && data.message.seq == d
-                    {
-                        self.note("seller broker dropped a data frame");
-                        continue;
-                    }
-                    self.link.send(self.now, Dir::ToBuyer, frame);
                 }
                 SellerAction::Post(m) => {
                     if Some(m.message.seq) == self.dropped_seq {

@@ -145,10 +145,12 @@ pub fn pump(stream: &mut Stream, buyers: &mut [&mut BuyerChannel], now: UnixMs, 
             busy = true;
             match action {
                 SellerAction::Persist(_) => {}
-                SellerAction::Send { peer, frame } => {
-                    let frame = Frame::decode(&frame).expect("frame decodes");
-                    for b in buyers.iter_mut().filter(|b| b.offer().buyer == peer && !b.is_settled()) {
-                        let _ = b.handle_frame(now, frame.clone());
+                SellerAction::Send { peer, frames } => {
+                    for frame in frames {
+                        let frame = Frame::decode(&frame).expect("frame decodes");
+                        for b in buyers.iter_mut().filter(|b| b.offer().buyer == peer && !b.is_settled()) {
+                            let _ = b.handle_frame(now, frame.clone());
+                        }
                     }
                 }
                 SellerAction::Event(e) => traffic.seller_events.push(e),

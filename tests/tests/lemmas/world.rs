@@ -507,19 +507,21 @@ impl World {
     fn on_seller_action(&mut self, action: SellerAction) {
         match action {
             SellerAction::Persist(_) => {}
-            SellerAction::Send { peer, frame } => {
+            SellerAction::Send { peer, frames } => {
                 assert_eq!(peer, self.buyer.address(), "the seller sends only to its buyer");
-                if let Ok(Frame::Data(d)) = Frame::decode(&frame) {
-                    let seq = d.message.seq;
-                    if self.sc.seller.withhold == Some(seq) || self.sc.link.always_lose == Some(seq) {
-                        return;
+                for frame in frames {
+                    if let Ok(Frame::Data(d)) = Frame::decode(&frame) {
+                        let seq = d.message.seq;
+                        if self.sc.seller.withhold == Some(seq) || self.sc.link.always_lose == Some(seq) {
+                            continue;
+                        }
+                        if self.rng.chance(self.sc.link.data_loss) {
+                            continue;
+                        }
                     }
-                    if self.rng.chance(self.sc.link.data_loss) {
-                        return;
-                    }
+                    let at = self.link_delay();
+                    self.to_buyer.insert(at, frame);
                 }
-                let at = self.link_delay();
-                self.to_buyer.insert(at, frame);
             }
             SellerAction::Post(m) if self.sc.seller.withhold == Some(m.message.seq) => {
                 self.out
