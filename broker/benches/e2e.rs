@@ -237,7 +237,7 @@ async fn supra(n: u64) -> Figures {
     let mut a = broker_config(&dir, "a", devnet.endpoint(), judge);
     let peer = free_port().unwrap();
     a.peer.listen = Some(peer);
-    a.sell.push(SellConfig { topic: "bench/#".into(), price_wei: price, window, t_ack_secs: 120, t_closure_secs: 10 });
+    a.sell.push(SellConfig { topic: "bench/#".into(), price_wei: price, window, t_ack_secs: 120, t_closure_secs: 10, selling: true });
     let mut b = broker_config(&dir, "b", devnet.endpoint(), judge);
     b.buy.push(BuyConfig {
         seller: seller_key.address(),

@@ -1,9 +1,12 @@
 //! The operator socket: `<data_dir>/supra.sock`, one JSON request and one JSON answer per line.
-//! `supra channels` and `supra close` talk to a running broker through it (the state store is
-//! locked by the running broker, so they cannot read it themselves).
+//! `supra channels`, `supra close`, `supra sell`, `supra buy`, `supra stop-selling` and
+//! `supra stop-buying` talk to a running broker through it (the state store is locked by the
+//! running broker, so they cannot read it themselves). The socket is the operator's: it is created
+//! in the data directory, which only the broker's user should be able to enter.
 
 use std::path::{Path, PathBuf};
 
+use alloy_primitives::Address;
 use serde::{Deserialize, Serialize};
 use supra_channel::types::ChannelId;
 use supra_judge::{ChannelStatus, Judge};
@@ -11,6 +14,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{mpsc, oneshot};
 
+use crate::market::{BuyOrder, SellOrder};
 use crate::node::Command;
 use crate::status::ChannelStatusLine;
 
@@ -20,6 +24,10 @@ use crate::status::ChannelStatusLine;
 pub enum Request {
     Channels,
     Close { channel: ChannelId },
+    Sell(SellOrder),
+    Buy(BuyOrder),
+    StopSelling { topic: String },
+    StopBuying { topic: String, seller: Option<Address> },
 }
 
 /// An answer on the operator socket.
@@ -28,6 +36,8 @@ pub enum Request {
 pub enum Answer {
     Channels(Vec<ChannelStatusLine>),
     Closing,
+    /// What a market request did, in a sentence.
+    Done(String),
     Error(String),
 }
 
@@ -60,6 +70,19 @@ pub async fn close(commands: &mpsc::Sender<Command>, channel: ChannelId) -> Resu
     rx.await.map_err(|_| "broker is stopping".to_owned())?
 }
 
+/// Asks the node for a market change and returns what it did.
+async fn market(commands: &mpsc::Sender<Command>, command: impl FnOnce(oneshot::Sender<Result<String, String>>) -> Command) -> Answer {
+    let (tx, rx) = oneshot::channel();
+    if commands.send(command(tx)).await.is_err() {
+        return Answer::Error("broker is stopping".into());
+    }
+    match rx.await {
+        Ok(Ok(said)) => Answer::Done(said),
+        Ok(Err(e)) => Answer::Error(e),
+        Err(_) => Answer::Error("broker is stopping".into()),
+    }
+}
+
 /// Serves the operator socket until the broker stops.
 pub async fn serve(path: PathBuf, commands: mpsc::Sender<Command>, judge: Judge) -> std::io::Result<()> {
     // A socket file left by a broker that was killed is stale: the store's lock guarantees that
@@ -86,6 +109,10 @@ async fn answer(stream: UnixStream, commands: &mpsc::Sender<Command>, judge: &Ju
         let answer = match serde_json::from_str::<Request>(&line) {
             Ok(Request::Channels) => channels(commands, judge).await.map_or_else(Answer::Error, Answer::Channels),
             Ok(Request::Close { channel }) => close(commands, channel).await.map_or_else(Answer::Error, |()| Answer::Closing),
+            Ok(Request::Sell(order)) => market(commands, |tx| Command::Sell(order, tx)).await,
+            Ok(Request::Buy(order)) => market(commands, |tx| Command::Buy(order, tx)).await,
+            Ok(Request::StopSelling { topic }) => market(commands, |tx| Command::StopSelling(topic, tx)).await,
+            Ok(Request::StopBuying { topic, seller }) => market(commands, |reply| Command::StopBuying { topic, seller, reply }).await,
             Err(e) => Answer::Error(format!("bad request: {e}")),
         };
         let mut text = serde_json::to_string(&answer).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"));

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use alloy_primitives::B256;
+use alloy_primitives::{Address, B256, U256};
 use clap::{Parser, Subcommand};
 
 use crate::admin::{Answer, Request};
@@ -94,8 +94,81 @@ enum Commands {
         /// logs), or the table's short id (`0x1b79b39f…`) if no other channel starts the same way.
         channel: String,
     },
+    /// Sell a topic stream from a running broker, now and after restarts (no config edit). A
+    /// stopped stream is sold again, on its first terms.
+    Sell {
+        /// The running broker's configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The topic filter sold (local publishes matching it are signed and sold).
+        topic: String,
+        /// Price per message: wei, or with a unit ("2 gwei", "0.001 ether").
+        #[arg(long, value_parser = parse_amount)]
+        price: U256,
+        /// The window W: at most this many unacknowledged messages per buyer.
+        #[arg(long, default_value_t = crate::config::DEFAULT_WINDOW)]
+        window: u64,
+        /// T_ack in seconds: how long a message may go unacknowledged before it is posted.
+        #[arg(long, default_value_t = crate::config::DEFAULT_T_ACK_SECS)]
+        t_ack: u32,
+        /// T_closure in seconds: the closing window of a channel.
+        #[arg(long, default_value_t = crate::config::DEFAULT_T_CLOSURE_SECS)]
+        t_closure: u32,
+    },
+    /// Buy a topic stream from another broker, now and after restarts (no config edit).
+    Buy {
+        /// The running broker's configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The topic filter bought, as the seller sells it.
+        topic: String,
+        /// The seller broker's address.
+        #[arg(long)]
+        seller: Address,
+        /// Where the seller's peer listener is (host:port).
+        #[arg(long)]
+        endpoint: String,
+        /// Locked in the judge when the channel opens: wei, or with a unit ("0.01 ether").
+        #[arg(long, value_parser = parse_amount)]
+        deposit: U256,
+        /// The highest price per message accepted: wei, or with a unit.
+        #[arg(long, value_parser = parse_amount)]
+        max_price: U256,
+        /// Prefix of the local topic bought messages are republished on.
+        #[arg(long, default_value = "")]
+        local_prefix: String,
+        /// Tops the deposit up by this many messages' worth when it runs low (needs --max-deposit).
+        #[arg(long)]
+        top_up_messages: Option<u64>,
+        /// The deposit never grows past this (with --top-up-messages).
+        #[arg(long, value_parser = parse_amount)]
+        max_deposit: Option<U256>,
+    },
+    /// Stop selling a topic: no new buyers; its channels are closed and settled.
+    StopSelling {
+        /// The running broker's configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The sold topic filter.
+        topic: String,
+    },
+    /// Stop buying a topic: its channel is closed and settled, and it is not bought again.
+    StopBuying {
+        /// The running broker's configuration.
+        #[arg(long, short)]
+        config: PathBuf,
+        /// The bought topic filter.
+        topic: String,
+        /// The seller, if the topic is bought from several.
+        #[arg(long)]
+        seller: Option<Address>,
+    },
     /// Run the demo: a private Anvil with the judge, two brokers, a publisher and a subscriber.
     Demo(crate::demo::DemoOptions),
+}
+
+fn parse_amount(text: &str) -> Result<U256, String> {
+    crate::config::parse_wei(text)
 }
 
 /// Where the password of a keystore comes from on the command line.
@@ -322,6 +395,25 @@ pub fn main() -> ExitCode {
                 }
             })
         }
+        Commands::Sell { config, topic, price, window, t_ack, t_closure } => {
+            let order = crate::market::SellOrder { topic, price_wei: price, window, t_ack_secs: t_ack, t_closure_secs: t_closure };
+            ask_market(&config, Request::Sell(order))
+        }
+        Commands::Buy { config, topic, seller, endpoint, deposit, max_price, local_prefix, top_up_messages, max_deposit } => {
+            let order = crate::market::BuyOrder {
+                seller,
+                endpoint,
+                topic,
+                deposit_wei: deposit,
+                max_price_wei: max_price,
+                local_prefix,
+                top_up_messages,
+                max_deposit_wei: max_deposit,
+            };
+            ask_market(&config, Request::Buy(order))
+        }
+        Commands::StopSelling { config, topic } => ask_market(&config, Request::StopSelling { topic }),
+        Commands::StopBuying { config, topic, seller } => ask_market(&config, Request::StopBuying { topic, seller }),
         Commands::Demo(options) => {
             init_logging("warn");
             runtime().block_on(async move {
@@ -336,6 +428,25 @@ pub fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// Sends a market request to the broker running with `config` and prints what it did.
+fn ask_market(config: &std::path::Path, request: Request) -> ExitCode {
+    let config = match Config::load(config) {
+        Ok(config) => config,
+        Err(e) => return fail(e),
+    };
+    runtime().block_on(async move {
+        match crate::admin::ask(&config.data_dir, &request).await {
+            Ok(Answer::Done(said)) => {
+                println!("{said}");
+                ExitCode::SUCCESS
+            }
+            Ok(Answer::Error(e)) => fail(e),
+            Ok(other) => fail(format!("unexpected answer {other:?}")),
+            Err(e) => fail(e),
+        }
+    })
 }
 
 /// `supra check`: what `supra run` checks before it binds or dials anything, and a summary.

@@ -338,6 +338,9 @@ pub struct SellConfig {
     pub window: u64,
     pub t_ack_secs: u32,
     pub t_closure_secs: u32,
+    /// Takes new buyers. `false` once `supra stop-selling` stopped it: its channels still run to
+    /// their settlement, and `supra sell` sells it again.
+    pub selling: bool,
 }
 
 /// One stream this broker buys from another broker.
@@ -548,14 +551,20 @@ struct RawSell {
     t_closure_secs: u32,
 }
 
+/// A sold stream's default window W (`window`), T_ack (`t_ack_secs`) and T_closure
+/// (`t_closure_secs`), in the file and for `supra sell`.
+pub const DEFAULT_WINDOW: u64 = 256;
+pub const DEFAULT_T_ACK_SECS: u32 = 60;
+pub const DEFAULT_T_CLOSURE_SECS: u32 = 120;
+
 fn default_window() -> u64 {
-    256
+    DEFAULT_WINDOW
 }
 fn default_t_ack() -> u32 {
-    60
+    DEFAULT_T_ACK_SECS
 }
 fn default_t_closure() -> u32 {
-    120
+    DEFAULT_T_CLOSURE_SECS
 }
 
 #[derive(Debug, Deserialize)]
@@ -682,77 +691,25 @@ impl Config {
             .map(|a| parse_address("peer.allow", a))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let mut sell = Vec::new();
-        for (i, s) in raw.sell.into_iter().enumerate() {
-            let key = |k: &str| format!("sell[{i}].{k}");
-            check_filter(&s.topic).map_err(|m| invalid(key("topic"), m))?;
-            if s.price_wei.0.is_zero() {
-                return Err(invalid(key("price_wei"), "must be positive"));
-            }
-            if s.window == 0 {
-                return Err(invalid(key("window"), "must be positive"));
-            }
-            if s.t_ack_secs <= raw.chain.onchain_delay_secs {
-                return Err(invalid(
-                    key("t_ack_secs"),
-                    format!("must exceed chain.onchain_delay_secs ({}): the seller posts at T_ack - Δ", raw.chain.onchain_delay_secs),
-                ));
-            }
-            if s.t_closure_secs == 0 {
-                return Err(invalid(key("t_closure_secs"), "must be positive"));
-            }
-            if sell.iter().any(|other: &SellConfig| other.topic == s.topic) {
-                return Err(invalid(key("topic"), format!("`{}` is sold twice", s.topic)));
-            }
-            sell.push(SellConfig {
+        let sell: Vec<SellConfig> = raw
+            .sell
+            .into_iter()
+            .map(|s| SellConfig {
                 topic: s.topic,
                 price_wei: s.price_wei.0,
                 window: s.window,
                 t_ack_secs: s.t_ack_secs,
                 t_closure_secs: s.t_closure_secs,
-            });
-        }
-        if !sell.is_empty() && raw.mqtt.max_payload_size > MAX_SOLD_PAYLOAD_BYTES {
-            return Err(invalid(
-                "mqtt.max_payload_size",
-                format!(
-                    "at most {MAX_SOLD_PAYLOAD_BYTES} bytes on a broker that sells: a bigger message, once sealed, exceeds \
-                     the judge's {} bytes and could be neither posted on-chain nor used as a defence",
-                    supra_judge::MAX_PAYLOAD_BYTES
-                ),
-            ));
-        }
-        if !sell.is_empty() && raw.peer.listen.is_none() {
-            return Err(invalid("peer.listen", "required to sell: buyers connect there"));
-        }
+                selling: true,
+            })
+            .collect();
 
         let mut buy = Vec::new();
         for (i, b) in raw.buy.into_iter().enumerate() {
             let key = |k: &str| format!("buy[{i}].{k}");
-            check_filter(&b.topic).map_err(|m| invalid(key("topic"), m))?;
-            if b.local_prefix.contains(['+', '#']) {
-                return Err(invalid(key("local_prefix"), "must not contain wildcards"));
-            }
-            if b.endpoint.trim().is_empty() {
-                return Err(invalid(key("endpoint"), "empty"));
-            }
-            if b.max_price_wei.0.is_zero() {
-                return Err(invalid(key("max_price_wei"), "must be positive"));
-            }
-            if b.deposit_wei.0.is_zero() {
-                return Err(invalid(key("deposit_wei"), "must be positive"));
-            }
             let top_up = match (b.top_up_messages, b.top_up_below_messages, b.max_deposit_wei) {
                 (None, None, None) => None,
-                (Some(messages), below, Some(max)) => {
-                    if messages == 0 {
-                        return Err(invalid(key("top_up_messages"), "must be positive"));
-                    }
-                    if max.0 < b.deposit_wei.0 {
-                        return Err(invalid(key("max_deposit_wei"), "must be at least deposit_wei"));
-                    }
-                    Some(TopUpPolicy { below_messages: below.unwrap_or(messages / 2), messages, max_deposit: max.0 })
-                }
+                (Some(messages), below, Some(max)) => Some(TopUpPolicy { below_messages: below.unwrap_or(messages / 2), messages, max_deposit: max.0 }),
                 (None, _, _) => return Err(invalid(key("top_up_messages"), "needed to top up (with max_deposit_wei)")),
                 (Some(_), _, None) => return Err(invalid(key("max_deposit_wei"), "needed to top up: the ceiling of the deposit")),
             };
@@ -765,17 +722,6 @@ impl Config {
                 max_price_wei: b.max_price_wei.0,
                 local_prefix: b.local_prefix,
             });
-        }
-
-        // Republishing bought messages into a sold stream would resell them, possibly in a loop.
-        for (i, b) in buy.iter().enumerate() {
-            let republished = format!("{}{}", b.local_prefix, b.topic);
-            if let Some(s) = sell.iter().find(|s| overlap(&s.topic, &republished)) {
-                return Err(invalid(
-                    format!("buy[{i}].local_prefix"),
-                    format!("bought messages republished as `{republished}` would be resold by the sold stream `{}`", s.topic),
-                ));
-            }
         }
 
         let external_mqtt = match (raw.mqtt.mode, raw.mqtt.external.clone()) {
@@ -811,7 +757,7 @@ impl Config {
             tls.resolve(base).map_err(|(key, message)| invalid(key, message))?;
         }
 
-        Ok(Config {
+        let config = Config {
             data_dir: base.join(raw.data_dir),
             key_file: base.join(raw.key_file),
             key_password,
@@ -831,7 +777,115 @@ impl Config {
             node,
             sell,
             buy,
-        })
+        };
+        config.check_market()?;
+        Ok(config)
+    }
+
+    /// Checks every sold and bought stream against the rest of the configuration: the file's
+    /// entries when it is loaded, and those an operator adds to a running broker (`supra sell`,
+    /// `supra buy`, see [`Config::with_sell`]).
+    pub fn check_market(&self) -> Result<(), ConfigError> {
+        for (i, s) in self.sell.iter().enumerate() {
+            let key = |k: &str| format!("sell[{i}].{k}");
+            check_filter(&s.topic).map_err(|m| invalid(key("topic"), m))?;
+            if s.price_wei.is_zero() {
+                return Err(invalid(key("price_wei"), "must be positive"));
+            }
+            if s.window == 0 {
+                return Err(invalid(key("window"), "must be positive"));
+            }
+            if s.t_ack_secs <= self.chain.onchain_delay_secs {
+                return Err(invalid(
+                    key("t_ack_secs"),
+                    format!("must exceed chain.onchain_delay_secs ({}): the seller posts at T_ack - Δ", self.chain.onchain_delay_secs),
+                ));
+            }
+            if s.t_closure_secs == 0 {
+                return Err(invalid(key("t_closure_secs"), "must be positive"));
+            }
+            if self.sell[..i].iter().any(|other| other.topic == s.topic) {
+                return Err(invalid(key("topic"), format!("`{}` is sold twice", s.topic)));
+            }
+        }
+        if !self.sell.is_empty() && self.mqtt.max_payload_size > MAX_SOLD_PAYLOAD_BYTES {
+            return Err(invalid(
+                "mqtt.max_payload_size",
+                format!(
+                    "at most {MAX_SOLD_PAYLOAD_BYTES} bytes on a broker that sells: a bigger message, once sealed, exceeds \
+                     the judge's {} bytes and could be neither posted on-chain nor used as a defence",
+                    supra_judge::MAX_PAYLOAD_BYTES
+                ),
+            ));
+        }
+        if !self.sell.is_empty() && self.peer.listen.is_none() {
+            return Err(invalid("peer.listen", "required to sell: buyers connect there"));
+        }
+        for (i, b) in self.buy.iter().enumerate() {
+            let key = |k: &str| format!("buy[{i}].{k}");
+            check_filter(&b.topic).map_err(|m| invalid(key("topic"), m))?;
+            if b.local_prefix.contains(['+', '#']) {
+                return Err(invalid(key("local_prefix"), "must not contain wildcards"));
+            }
+            if b.endpoint.trim().is_empty() {
+                return Err(invalid(key("endpoint"), "empty"));
+            }
+            if b.max_price_wei.is_zero() {
+                return Err(invalid(key("max_price_wei"), "must be positive"));
+            }
+            if b.deposit_wei.is_zero() {
+                return Err(invalid(key("deposit_wei"), "must be positive"));
+            }
+            if let Some(top_up) = &b.top_up {
+                if top_up.messages == 0 {
+                    return Err(invalid(key("top_up_messages"), "must be positive"));
+                }
+                if top_up.max_deposit < b.deposit_wei {
+                    return Err(invalid(key("max_deposit_wei"), "must be at least deposit_wei"));
+                }
+            }
+            if self.buy[..i].iter().any(|other| other.seller == b.seller && other.topic == b.topic) {
+                return Err(invalid(key("topic"), format!("`{}` is already bought from {}", b.topic, b.seller)));
+            }
+        }
+        // Republishing bought messages into a sold stream would resell them, possibly in a loop.
+        for (i, b) in self.buy.iter().enumerate() {
+            let republished = format!("{}{}", b.local_prefix, b.topic);
+            if let Some(s) = self.sell.iter().find(|s| overlap(&s.topic, &republished)) {
+                return Err(invalid(
+                    format!("buy[{i}].local_prefix"),
+                    format!("bought messages republished as `{republished}` would be resold by the sold stream `{}`", s.topic),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// This configuration with one more sold stream, checked as the file's are. An error names the
+    /// setting without its `sell[N].` prefix (`price_wei`), as the operator gave it on its own.
+    pub fn with_sell(&self, sell: SellConfig) -> Result<Config, ConfigError> {
+        let mut config = self.clone();
+        config.sell.push(sell);
+        let prefix = format!("sell[{}].", config.sell.len() - 1);
+        config.check_market().map_err(|e| unprefixed(e, &prefix))?;
+        Ok(config)
+    }
+
+    /// This configuration with one more bought stream, checked as the file's are (see
+    /// [`Config::with_sell`]).
+    pub fn with_buy(&self, buy: BuyConfig) -> Result<Config, ConfigError> {
+        let mut config = self.clone();
+        config.buy.push(buy);
+        let prefix = format!("buy[{}].", config.buy.len() - 1);
+        config.check_market().map_err(|e| unprefixed(e, &prefix))?;
+        Ok(config)
+    }
+}
+
+fn unprefixed(e: ConfigError, prefix: &str) -> ConfigError {
+    match e {
+        ConfigError::Invalid { key, message } => ConfigError::Invalid { key: key.strip_prefix(prefix).map_or(key.clone(), str::to_owned), message },
+        other => other,
     }
 }
 

@@ -104,6 +104,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         window: options.window,
         t_ack_secs: 20,
         t_closure_secs: options.t_closure_secs,
+        selling: true,
     });
     let mut buyer = broker_config(&dir, "buyer", judge_address, devnet.endpoint())?;
     let deposit = U256::from(options.price_wei) * U256::from(options.messages + options.window);

@@ -14,6 +14,7 @@ pub mod config;
 pub mod demo;
 pub mod external;
 pub mod keys;
+pub mod market;
 pub mod mqtt;
 pub mod node;
 pub mod observe;
@@ -156,6 +157,9 @@ impl Broker {
             store = store::Store::open(&config.data_dir)?;
             store.bind_chain(&genesis.0, &judge.address().0.0)?;
         }
+        // The streams sold and bought at runtime (`supra sell`, `supra buy`) join the file's.
+        let config = market::merge(config, &store).map_err(|e| StartError::Restore(e.to_string()))?;
+        check_judge_limits(&limits, &config.sell).map_err(StartError::Chain)?;
         let restarting_buyer = !store.buyer_channels()?.is_empty();
         let sold: Vec<String> = config.sell.iter().map(|s| s.topic.clone()).collect();
         let (local_tx, local_rx) = mpsc::unbounded_channel();
@@ -204,7 +208,13 @@ impl Broker {
         tokio::spawn(chain::watch(judge.clone(), from, poll, confirmations, events_tx, observer.clone()));
 
         let sys_mqtt = mqtt.system_publisher();
-        let mut node = Node::restore(&config, key.clone(), domain, store, mqtt, jobs_tx, observer.clone()).map_err(StartError::Restore)?;
+        // Sellers we buy from: one link per (endpoint, seller), shared by its buys, whether from
+        // the file or `supra buy`.
+        let (dial_tx, mut dial_rx) = mpsc::unbounded_channel::<(String, Address)>();
+        for b in &config.buy {
+            let _ = dial_tx.send((b.endpoint.clone(), b.seller));
+        }
+        let mut node = Node::restore(&config, key.clone(), domain, store, mqtt, jobs_tx, observer.clone(), dial_tx).map_err(StartError::Restore)?;
         let (commands_tx, commands_rx) = mpsc::channel(64);
         admin::serve(admin::socket_path(&config.data_dir), commands_tx.clone(), judge.clone()).await.map_err(StartError::Admin)?;
         let sources = observe::Sources { commands: commands_tx.clone(), judge: judge.clone(), observer };
@@ -217,10 +227,6 @@ impl Broker {
             tokio::spawn(observe::sys::publish(sources, sys_mqtt, Duration::from_secs(config.mqtt.sys_interval_secs)));
         }
 
-        // Sellers we buy from: one link per seller, shared by its [[buy]] entries.
-        let mut sellers: Vec<(String, Address)> = config.buy.iter().map(|b| (b.endpoint.clone(), b.seller)).collect();
-        sellers.sort();
-        sellers.dedup();
         let hold = if restarting_buyer { Duration::from_millis(config.mqtt.restart_hold_ms) } else { Duration::ZERO };
         if hold.is_zero() {
             node.replay_outbox()?;
@@ -231,8 +237,15 @@ impl Broker {
                 tokio::time::sleep(hold).await;
                 let _ = commands.send(Command::ReplayOutbox).await;
             }
-            for (endpoint, seller) in sellers {
-                ctx.tasks.spawn(peer::keep_dialing(endpoint, seller, ctx.clone()));
+            let mut dialed = std::collections::HashSet::new();
+            loop {
+                let (endpoint, seller) = tokio::select! {
+                    asked = dial_rx.recv() => match asked { Some(asked) => asked, None => return },
+                    () = ctx.closing.cancelled() => return,
+                };
+                if dialed.insert((endpoint.clone(), seller)) {
+                    ctx.tasks.spawn(peer::keep_dialing(endpoint, seller, ctx.clone()));
+                }
             }
         });
 
@@ -282,7 +295,7 @@ mod tests {
     use super::*;
 
     fn sold(t_ack_secs: u32) -> config::SellConfig {
-        config::SellConfig { topic: "a/#".into(), price_wei: U256::from(1), window: 8, t_ack_secs, t_closure_secs: 60 }
+        config::SellConfig { topic: "a/#".into(), price_wei: U256::from(1), window: 8, t_ack_secs, t_closure_secs: 60, selling: true }
     }
 
     #[test]

@@ -61,7 +61,12 @@ pub struct LocalMqtt {
     /// Wakes the node when the router took a bought message (see [`Mqtt::handed_over_signal`]).
     wake: Arc<tokio::sync::Notify>,
     system: SystemPublisher,
+    /// The sold topic filters the publish hook taps (grows with `supra sell`).
+    sold: SoldFilters,
 }
+
+/// The sold topic filters, shared by the node (which adds to them) and the publish hook.
+type SoldFilters = Arc<std::sync::RwLock<Vec<String>>>;
 
 /// Publishes Supra's own figures (`$SYS/supra/...`, see `observe::sys`) into the embedded
 /// broker as system publishes, apart from the bought messages and their outbox.
@@ -153,7 +158,8 @@ impl LocalMqtt {
         rmqtt_retainer::register(&scx, true, false).await.map_err(|e| MqttError::Start(e.to_string()))?;
         scx.plugins.start("rmqtt-retainer").await.map_err(|e| MqttError::Start(e.to_string()))?;
         let hooks = scx.extends.hook_mgr().register();
-        let tap = SoldTopicTap { filters: filters.to_vec(), publishes, access: access.clone() };
+        let sold: SoldFilters = Arc::new(std::sync::RwLock::new(filters.to_vec()));
+        let tap = SoldTopicTap { filters: sold.clone(), publishes, access: access.clone() };
         hooks.add(Type::MessagePublish, Box::new(tap)).await;
         for typ in [Type::ClientAuthenticate, Type::ClientSubscribeCheckAcl, Type::MessagePublishCheckAcl] {
             hooks.add(typ, Box::new(AccessHook(access.clone()))).await;
@@ -175,7 +181,7 @@ impl LocalMqtt {
         let wake = Arc::new(tokio::sync::Notify::new());
         let system = SystemPublisher { scx: scx.clone() };
         let delivering = tokio::spawn(deliver(scx, rx, handed_over.clone(), wake.clone()));
-        Ok(LocalMqtt { deliveries: Some(deliveries), delivering: Some(delivering), handed_over, wake, system })
+        Ok(LocalMqtt { deliveries: Some(deliveries), delivering: Some(delivering), handed_over, wake, system, sold })
     }
 
     /// Publishes to local subscribers (in order, after any earlier call). `key` comes back from
@@ -290,7 +296,7 @@ impl Handler for AccessHook {
 /// It runs before rmqtt's publish ACL check, so it applies the publish rules itself: a refused
 /// publish is never sold.
 struct SoldTopicTap {
-    filters: Vec<String>,
+    filters: SoldFilters,
     publishes: mpsc::UnboundedSender<Publication>,
     access: Arc<Access>,
 }
@@ -300,7 +306,7 @@ impl Handler for SoldTopicTap {
     async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
         if let Parameter::MessagePublish(_, from, publish) = param
             && !from.is_system()
-            && self.filters.iter().any(|f| crate::topics::matches(f, &publish.topic))
+            && self.filters.read().is_ok_and(|filters| filters.iter().any(|f| crate::topics::matches(f, &publish.topic)))
             && self.access.may_publish(from.id.username.as_deref(), &publish.topic)
         {
             if self.publishes.send(from_mqtt(publish)).is_err() {
@@ -432,6 +438,22 @@ impl Mqtt {
     pub fn committed(&self, taken: u64) {
         if let Mqtt::External(m) = self {
             m.committed(taken);
+        }
+    }
+
+    /// Starts taking local publishes on `filter`, a stream sold at runtime (`supra sell`).
+    pub fn sell(&self, filter: &str) -> Result<(), String> {
+        match self {
+            Mqtt::Embedded(m) => {
+                let mut filters = m.sold.write().map_err(|_| "the publish hook failed".to_owned())?;
+                if !filters.iter().any(|f| f == filter) {
+                    filters.push(filter.to_owned());
+                }
+                Ok(())
+            }
+            // Its sold subscriptions are made when it (re)connects: one more needs the driver to
+            // subscribe on a live session, not built yet.
+            Mqtt::External(_) => Err("selling at runtime needs the embedded MQTT broker; with mode = \"external\", add a [[sell]] entry to the config and restart".into()),
         }
     }
 

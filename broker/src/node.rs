@@ -23,6 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::chain::{Call, EventBatch, Job, JobResult, Origin, Outcome};
 use crate::config::{BuyConfig, Config, SellConfig};
+use crate::market::{self, BuyOrder, Entry, SellOrder};
 use crate::mqtt::{Mqtt, OutboxKey, Publication};
 use crate::observe::{BoughtSnapshot, Observer, Snapshot, StreamSnapshot};
 
@@ -66,6 +67,14 @@ pub enum Command {
     Shutdown,
     /// The engines' counters, for metrics and the dashboard (`observe`).
     Observe(oneshot::Sender<Snapshot>),
+    /// Sell a stream from now on, and after restarts (`supra sell`); or sell a stopped one again.
+    Sell(SellOrder, oneshot::Sender<Result<String, String>>),
+    /// Buy a stream from now on, and after restarts (`supra buy`).
+    Buy(BuyOrder, oneshot::Sender<Result<String, String>>),
+    /// Take no new buyers for a sold stream and close its channels (`supra stop-selling`).
+    StopSelling(String, oneshot::Sender<Result<String, String>>),
+    /// Stop buying a stream: close its channel, and buy it no more (`supra stop-buying`).
+    StopBuying { topic: String, seller: Option<Address>, reply: oneshot::Sender<Result<String, String>> },
 }
 
 /// Counters for progress displays and tests.
@@ -162,6 +171,29 @@ pub struct Node {
     observer: Arc<Observer>,
     /// Threads that run a turn's engine work (`[node] workers`).
     workers: Workers,
+    /// The configuration with the streams sold and bought at runtime: what a new one is checked
+    /// against.
+    config: Config,
+    seller_cfg: SellerConfig,
+    /// Asks for a link to a seller (endpoint, address); a link already kept is not made twice.
+    dial: mpsc::UnboundedSender<(String, Address)>,
+}
+
+impl Sold {
+    /// The stream sold on `cfg.topic`: restored from its records, or new. Its number, hence its
+    /// stream id, is bound to the topic in the store for good (ids are never reused).
+    fn open(store: &mut Store, me: &Arc<Keypair>, domain: Domain, cfg: &SellConfig, seller_cfg: &SellerConfig, now: UnixMs) -> Result<Sold, String> {
+        let number = store.stream_number(&cfg.topic).map_err(|e| e.to_string())?;
+        let id = StreamId::new(me.address(), u128::from(number)).map_err(|e| e.to_string())?;
+        let records = store.seller_records(number).map_err(|e| e.to_string())?;
+        let engine = if records.is_empty() {
+            Stream::new(domain, (**me).clone(), id, terms_of(cfg), seller_cfg.clone())
+        } else {
+            Stream::restore(domain, (**me).clone(), id, terms_of(cfg), seller_cfg.clone(), records, now)
+        }
+        .map_err(|e| format!("stream `{}`: {e}", cfg.topic))?;
+        Ok(Sold { cfg: cfg.clone(), number, engine, published: 0, pending: Vec::new(), inbox: Vec::new() })
+    }
 }
 
 fn terms_of(cfg: &SellConfig) -> Terms {
@@ -177,7 +209,17 @@ fn terms_of(cfg: &SellConfig) -> Terms {
 impl Node {
     /// Restores the engines from the store. Channels found there are re-checked on-chain (closes,
     /// accusations and settlements that happened while the broker was down).
-    pub fn restore(config: &Config, me: Arc<Keypair>, domain: Domain, mut store: Store, mqtt: Mqtt, jobs: mpsc::UnboundedSender<Job>, observer: Arc<Observer>) -> Result<Node, String> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn restore(
+        config: &Config,
+        me: Arc<Keypair>,
+        domain: Domain,
+        mut store: Store,
+        mqtt: Mqtt,
+        jobs: mpsc::UnboundedSender<Job>,
+        observer: Arc<Observer>,
+        dial: mpsc::UnboundedSender<(String, Address)>,
+    ) -> Result<Node, String> {
         let now = now_ms();
         let seller_cfg = SellerConfig {
             delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,
@@ -197,16 +239,7 @@ impl Node {
         };
         let mut streams = Vec::new();
         for cfg in &config.sell {
-            let number = store.stream_number(&cfg.topic).map_err(|e| e.to_string())?;
-            let id = StreamId::new(me.address(), u128::from(number)).map_err(|e| e.to_string())?;
-            let records = store.seller_records(number).map_err(|e| e.to_string())?;
-            let engine = if records.is_empty() {
-                Stream::new(domain, (*me).clone(), id, terms_of(cfg), seller_cfg.clone())
-            } else {
-                Stream::restore(domain, (*me).clone(), id, terms_of(cfg), seller_cfg.clone(), records, now)
-            }
-            .map_err(|e| format!("stream `{}`: {e}", cfg.topic))?;
-            streams.push(Sold { cfg: cfg.clone(), number, engine, published: 0, pending: Vec::new(), inbox: Vec::new() });
+            streams.push(Sold::open(&mut store, &me, domain, cfg, &seller_cfg, now)?);
         }
         let mut buys: Vec<Buy> = config.buy.iter().map(|cfg| Buy { cfg: cfg.clone(), state: BuyState::Idle { retry_at: 0 } }).collect();
         let mut bought = BTreeMap::new();
@@ -251,6 +284,9 @@ impl Node {
             stats: NodeStats::default(),
             observer,
             workers: Workers::new(config.node.workers),
+            config: config.clone(),
+            seller_cfg,
+            dial,
         };
         // Until they reconnect, the buyers of restored channels count as away since the start.
         for s in &node.streams {
@@ -638,7 +674,7 @@ impl Node {
         };
         match frame {
             Frame::Request { topic } => {
-                let Some(s) = self.streams.iter_mut().find(|s| s.cfg.topic == topic) else {
+                let Some(s) = self.streams.iter_mut().find(|s| s.cfg.topic == topic && s.cfg.selling) else {
                     self.send(peer, Role::Seller, &Frame::Refused { reason: format!("`{topic}` is not sold here") });
                     return Err(format!("request for unsold topic `{topic}`"));
                 };
@@ -1050,9 +1086,126 @@ impl Node {
                 let bought = self.bought.iter().map(|(id, b)| BoughtSnapshot { channel: *id, stats: b.engine.stats() });
                 let _ = reply.send(Snapshot { streams: streams.collect(), bought: bought.collect(), node: self.stats });
             }
+            Command::Sell(order, reply) => {
+                let _ = reply.send(self.sell(order, now));
+            }
+            Command::Buy(order, reply) => {
+                let _ = reply.send(self.buy(order));
+            }
+            Command::StopSelling(topic, reply) => {
+                let _ = reply.send(self.stop_selling(&topic, now));
+            }
+            Command::StopBuying { topic, seller, reply } => {
+                let _ = reply.send(self.stop_buying(&topic, seller, now));
+            }
             // Handled by `run`, which owns the inputs to drain.
             Command::Shutdown => {}
         }
+    }
+
+    // ----- the runtime market (`supra sell`, `buy`, `stop-selling`, `stop-buying`) ------------
+
+    /// Sells `order.topic` from now on: checked as a `[[sell]]` of the file would be, recorded
+    /// durably, then offered to buyers. A stopped stream is sold again (its terms stay).
+    fn sell(&mut self, order: SellOrder, now: UnixMs) -> Result<String, String> {
+        if let Some(s) = self.streams.iter_mut().find(|s| s.cfg.topic == order.topic) {
+            if s.cfg.selling {
+                return Err(format!("`{}` is sold already (stream {})", order.topic, s.engine.id().0));
+            }
+            Entry::Sell { order: SellOrder::of(&s.cfg), selling: true }.save(&mut self.store).map_err(|e| e.to_string())?;
+            s.cfg.selling = true;
+            if let Some(c) = self.config.sell.iter_mut().find(|c| c.topic == order.topic) {
+                c.selling = true;
+            }
+            return Ok(format!("selling `{}` again (stream {}, its terms unchanged)", order.topic, s.engine.id().0));
+        }
+        let cfg = order.config(true);
+        let config = self.config.with_sell(cfg.clone()).map_err(|e| e.to_string())?;
+        crate::check_judge_limits(&crate::judge_limits_built_for(), std::slice::from_ref(&cfg))?;
+        // Tapped first (harmless until the stream exists), so that a broker that cannot tap at
+        // runtime refuses before anything is written.
+        self.mqtt.sell(&cfg.topic)?;
+        Entry::Sell { order, selling: true }.save(&mut self.store).map_err(|e| e.to_string())?;
+        let sold = Sold::open(&mut self.store, &self.me, self.domain, &cfg, &self.seller_cfg, now)?;
+        let id = sold.engine.id().0;
+        tracing::info!("selling `{}` at {} wei a message (stream {id}), by `supra sell`", cfg.topic, cfg.price_wei);
+        self.streams.push(sold);
+        self.config = config;
+        Ok(format!("selling `{}` at {} wei a message (stream {id})", cfg.topic, cfg.price_wei))
+    }
+
+    /// Buys `order.topic` from `order.seller` from now on: checked as a `[[buy]]` of the file would
+    /// be, recorded durably, then requested as soon as the link to the seller is up.
+    fn buy(&mut self, order: BuyOrder) -> Result<String, String> {
+        let cfg = order.config()?;
+        if self.buys.iter().any(|b| b.cfg.seller == cfg.seller && b.cfg.topic == cfg.topic && b.state != BuyState::Done) {
+            return Err(format!("`{}` is bought from {} already", cfg.topic, cfg.seller));
+        }
+        let config = self.config.with_buy(cfg.clone()).map_err(|e| e.to_string())?;
+        Entry::Buy(order).save(&mut self.store).map_err(|e| e.to_string())?;
+        let _ = self.dial.send((cfg.endpoint.clone(), cfg.seller));
+        let said = format!("buying `{}` from {} at {}, up to {} wei a message, deposit {} wei", cfg.topic, cfg.seller, cfg.endpoint, cfg.max_price_wei, cfg.deposit_wei);
+        tracing::info!("{said}, by `supra buy`");
+        self.buys.push(Buy { cfg, state: BuyState::Idle { retry_at: 0 } });
+        self.config = config;
+        // Asked at once if the link is up, else when it comes up.
+        self.request(self.buys.len() - 1);
+        Ok(said)
+    }
+
+    /// Takes no new buyers for `topic` and closes its open channels: each is stopped off-chain,
+    /// its last ack claimed, and settled (cooperatively when the buyer agrees).
+    fn stop_selling(&mut self, topic: &str, now: UnixMs) -> Result<String, String> {
+        let s = self.streams.iter_mut().find(|s| s.cfg.topic == topic).ok_or_else(|| format!("`{topic}` is not sold here"))?;
+        if !s.cfg.selling {
+            return Err(format!("`{topic}` is stopped already"));
+        }
+        Entry::Sell { order: SellOrder::of(&s.cfg), selling: false }.save(&mut self.store).map_err(|e| e.to_string())?;
+        s.cfg.selling = false;
+        let mut closing = 0;
+        for c in s.engine.channel_summaries().into_iter().filter(|c| c.phase == "open") {
+            match s.engine.stop_channel(now, c.channel) {
+                Ok(()) => closing += 1,
+                Err(e) => tracing::warn!("channel {}: {e}", c.channel),
+            }
+        }
+        if let Some(c) = self.config.sell.iter_mut().find(|c| c.topic == topic) {
+            c.selling = false;
+        }
+        tracing::info!("`{topic}`: stopped selling by `supra stop-selling`, {closing} channel(s) closing");
+        Ok(format!("stopped selling `{topic}`: no new buyers, {closing} channel(s) closing"))
+    }
+
+    /// Stops buying `topic` (from `seller`, needed if several sellers sell it here): its channel
+    /// is stopped off-chain and closed, and it is bought no more, after restarts too.
+    fn stop_buying(&mut self, topic: &str, seller: Option<Address>, now: UnixMs) -> Result<String, String> {
+        let matching: Vec<usize> = (0..self.buys.len())
+            .filter(|&i| self.buys[i].cfg.topic == topic && seller.is_none_or(|s| s == self.buys[i].cfg.seller) && self.buys[i].state != BuyState::Done)
+            .collect();
+        let i = match matching[..] {
+            [] => return Err(format!("`{topic}` is not bought here")),
+            [i] => i,
+            _ => return Err(format!("`{topic}` is bought from several sellers: name one with --seller")),
+        };
+        let (seller, state) = (self.buys[i].cfg.seller, self.buys[i].state);
+        if let BuyState::Opening(id) = state {
+            // Its deposit is on its way into the judge: the channel is closed once it is open.
+            return Err(format!("channel {id} for `{topic}` is being opened; try again in a few seconds"));
+        }
+        self.store.set_market(&market::buy_key(seller, topic), None).map_err(|e| e.to_string())?;
+        self.buys[i].state = BuyState::Done;
+        self.config.buy.retain(|b| !(b.seller == seller && b.topic == topic));
+        let said = match state {
+            BuyState::Open(id) => {
+                if let Some(b) = self.bought.get_mut(&id) {
+                    b.engine.stop(now).map_err(|e| e.to_string())?;
+                }
+                format!("stopped buying `{topic}` from {seller}: channel {id} closing")
+            }
+            _ => format!("stopped buying `{topic}` from {seller} (no channel was open)"),
+        };
+        tracing::info!("{said}, by `supra stop-buying`");
+        Ok(said)
     }
 
     // ----- flush -----------------------------------------------------------------------------

@@ -44,6 +44,9 @@ const OPENING: TableDefinition<&[u8], &[u8]> = TableDefinition::new("opening");
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Which chain and judge this state belongs to: "judge" (20 bytes), "genesis" (32 bytes).
 const CHAIN: TableDefinition<&str, &[u8]> = TableDefinition::new("chain");
+/// Streams an operator sold or bought at runtime (`supra sell`, `supra buy`): key -> JSON entry
+/// (see `market.rs`).
+const MARKET: TableDefinition<&str, &[u8]> = TableDefinition::new("market");
 
 const NEXT_STREAM: &str = "next_stream_number";
 const NEXT_CHANNEL: &str = "next_channel_index";
@@ -307,6 +310,7 @@ impl Store {
             txn.open_table(OPENING)?;
             txn.open_table(META)?;
             txn.open_table(CHAIN)?;
+            txn.open_table(MARKET)?;
         }
         txn.commit()?;
         Ok(Store { db, seller: Logs::new(SELLER_LOG, SELLER_LOG_START), buyer: Logs::new(BUYER_LOG, BUYER_LOG_START) })
@@ -428,6 +432,36 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// The runtime market entries, by key.
+    pub fn market(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let txn = self.db.begin_read()?;
+        let table = txn.open_table(MARKET)?;
+        let mut out = Vec::new();
+        for entry in table.iter()? {
+            let (key, value) = entry?;
+            out.push((key.value().to_owned(), value.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Writes (`Some`) or removes (`None`) a runtime market entry, durably.
+    pub fn set_market(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut table = txn.open_table(MARKET)?;
+            match value {
+                Some(value) => {
+                    table.insert(key, value)?;
+                }
+                None => {
+                    table.remove(key)?;
+                }
+            }
+        }
+        blocking(|| txn.commit())?;
+        Ok(())
     }
 
     /// Outbox entries not yet handed to local subscribers: (channel index, seq, entry), in order.

@@ -21,15 +21,6 @@ use supra_judge::{ChannelInfo, ChannelStatus, Judge, JudgeEvent};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// Publishes `range` at A with QoS 1 and waits for every PUBACK.
-async fn publish(publisher: &Publisher, range: std::ops::Range<u64>) {
-    let before = publisher.acked();
-    for i in range.clone() {
-        publisher.publish(&format!("sensors/room{}/t", i % 4), payload(i)).await.expect("publish");
-    }
-    publisher.wait_acked(before + range.end - range.start, SECS(30)).await.expect("pubacks");
-}
-
 fn assert_exactly_once(seen: &BTreeMap<u64, u32>, expected: std::ops::Range<u64>) {
     let missing: Vec<u64> = expected.clone().filter(|i| !seen.contains_key(i)).collect();
     let duplicated: Vec<(u64, u32)> = seen.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).collect();

@@ -23,22 +23,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-fn assert_exactly_once(seen: &BTreeMap<u64, u32>, expected: std::ops::Range<u64>) {
-    let missing: Vec<u64> = expected.clone().filter(|i| !seen.contains_key(i)).collect();
-    let duplicated: Vec<(u64, u32)> = seen.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).collect();
-    let unexpected: Vec<u64> = seen.keys().copied().filter(|i| !expected.contains(i)).collect();
-    assert!(missing.is_empty() && duplicated.is_empty() && unexpected.is_empty(), "missing {missing:?}, duplicated {duplicated:?}, unexpected {unexpected:?}");
-}
-
-/// Publishes `range` at A with QoS 1 and waits for every PUBACK.
-async fn publish(publisher: &Publisher, range: std::ops::Range<u64>) {
-    let before = publisher.acked();
-    for i in range.clone() {
-        publisher.publish(&format!("sensors/room{}/t", i % 4), payload(i)).await.expect("publish");
-    }
-    publisher.wait_acked(before + range.end - range.start, SECS(30)).await.expect("pubacks");
-}
-
 /// Closes the channel from the buyer with `supra close` and checks the judge's settlement:
 /// the seller got exactly `delivered * price`, the buyer the rest, nothing stays locked.
 async fn close_and_check_settlement(buyer: &BrokerProc, delivered: u64) {

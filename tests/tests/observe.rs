@@ -51,14 +51,6 @@ async fn scrape(broker: &BrokerProc) -> String {
     body
 }
 
-async fn publish(publisher: &Publisher, range: std::ops::Range<u64>) {
-    let before = publisher.acked();
-    for i in range.clone() {
-        publisher.publish(&format!("sensors/room{}/t", i % 4), payload(i)).await.expect("publish");
-    }
-    publisher.wait_acked(before + range.end - range.start, SECS(30)).await.expect("pubacks");
-}
-
 /// Waits until the seller has claimed on-chain, and the buyer sees claimed, exactly `n` messages.
 async fn wait_paid(a: &BrokerProc, b: &BrokerProc, n: u64) -> (ChannelStatusLine, ChannelStatusLine) {
     let paid = U256::from(n * PRICE_WEI);

@@ -353,6 +353,20 @@ impl BrokerProc {
         assert!(out.status.success(), "supra {command:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
+
+    /// Runs `supra <command> --config <this broker's config> <args>`, which must fail, and returns
+    /// what it said on standard error.
+    pub fn cli_fails(&self, command: &[&str]) -> String {
+        let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
+            .arg(command[0])
+            .arg("--config")
+            .arg(&self.config)
+            .args(&command[1..])
+            .output()
+            .expect("supra runs");
+        assert!(!out.status.success(), "supra {command:?} should have failed; it said: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
 }
 
 /// Once `b` is up and buying from `a`: a QoS 1 subscriber on B's `market/sensors/#`, a QoS 1
@@ -391,6 +405,23 @@ pub async fn posted_seqs(judge: &Judge, seller: Address) -> Vec<u64> {
             _ => None,
         })
         .collect()
+}
+
+/// Publishes `range` at A with QoS 1 and waits for every PUBACK.
+pub async fn publish(publisher: &Publisher, range: std::ops::Range<u64>) {
+    let before = publisher.acked();
+    for i in range.clone() {
+        publisher.publish(&format!("sensors/room{}/t", i % 4), payload(i)).await.expect("publish");
+    }
+    publisher.wait_acked(before + range.end - range.start, Duration::from_secs(30)).await.expect("pubacks");
+}
+
+/// Every index of `expected` seen exactly once, and nothing else.
+pub fn assert_exactly_once(seen: &std::collections::BTreeMap<u64, u32>, expected: std::ops::Range<u64>) {
+    let missing: Vec<u64> = expected.clone().filter(|i| !seen.contains_key(i)).collect();
+    let duplicated: Vec<(u64, u32)> = seen.iter().filter(|(_, n)| **n > 1).map(|(i, n)| (*i, *n)).collect();
+    let unexpected: Vec<u64> = seen.keys().copied().filter(|i| !expected.contains(i)).collect();
+    assert!(missing.is_empty() && duplicated.is_empty() && unexpected.is_empty(), "missing {missing:?}, duplicated {duplicated:?}, unexpected {unexpected:?}");
 }
 
 /// The payload of message `i` in these tests, and back.

@@ -1,0 +1,116 @@
+//! The runtime market (issue 14): `supra sell`, `supra buy`, `supra stop-buying` and
+//! `supra stop-selling` act on running `supra` processes whose config files sell and buy nothing,
+//! through their operator sockets; what they start survives restarts with no config edit, and what
+//! they stop settles with the seller paid exactly delivered x price.
+
+#[path = "e2e/harness.rs"]
+#[allow(dead_code)] // what the other end-to-end tests use
+mod harness;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use harness::*;
+use supra_broker::probe::{Publisher, Subscriber};
+use supra_broker::status::ChannelRole;
+
+const SECS: fn(u64) -> Duration = Duration::from_secs;
+
+/// A broker whose config sells nothing (but listens for buyers) and one that buys nothing.
+fn bare_brokers(dir: &TempDir, chain: &Chain, a: ([u8; 32], alloy::primitives::Address), b: ([u8; 32], alloy::primitives::Address)) -> (BrokerProc, BrokerProc) {
+    let (rpc, judge) = (chain.rpc().to_owned(), chain.judge);
+    let seller = BrokerProc::spawn_with("seller", &dir.0, &a.0, a.1, |mqtt, v5, peer| {
+        format!(
+            "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
+             [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = 2\npoll_interval_ms = 100\nclaim_threshold_wei = 0\n\
+             [peer]\nlisten = \"{peer}\"\n"
+        )
+    });
+    let buyer = BrokerProc::spawn_with("buyer", &dir.0, &b.0, b.1, |mqtt, v5, _| {
+        format!("[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\nrestart_hold_ms = 0\n[chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n")
+    });
+    (seller, buyer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_cleanly() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("market");
+    let (mut a, mut b) = bare_brokers(&dir, chain, chain.fresh_key().await, chain.fresh_key().await);
+    a.wait_ready(SECS(30)).await;
+    b.wait_ready(SECS(30)).await;
+    let price = PRICE_WEI.to_string();
+
+    // Bad orders are refused with their reason, and change nothing.
+    let said = a.cli_fails(&["sell", "sensors/#", "--price", "0"]);
+    assert!(said.contains("price_wei") && said.contains("must be positive"), "{said}");
+    let said = a.cli_fails(&["sell", "sensors/#/x", "--price", &price]);
+    assert!(said.contains("topic"), "{said}");
+    let said = a.cli_fails(&["sell", "sensors/#", "--price", &price, "--t-ack", "1"]);
+    assert!(said.contains("t_ack_secs"), "T_ack must exceed the posting delay: {said}");
+    let said = b.cli_fails(&["stop-buying", "sensors/#"]);
+    assert!(said.contains("not bought here"), "{said}");
+
+    // Sold and bought at runtime.
+    let said = a.cli(&["sell", "sensors/#", "--price", &price, "--window", "64", "--t-ack", "60", "--t-closure", "3"]);
+    assert!(said.contains("selling `sensors/#`"), "{said}");
+    let said = a.cli_fails(&["sell", "sensors/#", "--price", &price]);
+    assert!(said.contains("sold already"), "{said}");
+    let (seller, endpoint) = (a.address.to_string(), a.peer.to_string());
+    let deposit = (10_000 * PRICE_WEI).to_string();
+    let buy = ["buy", "sensors/#", "--seller", &seller, "--endpoint", &endpoint, "--deposit", &deposit, "--max-price", &price, "--local-prefix", "market/"];
+    let said = b.cli(&buy);
+    assert!(said.contains("buying `sensors/#`"), "{said}");
+    let said = b.cli_fails(&buy);
+    assert!(said.contains("already"), "{said}");
+
+    let (mut subscriber, publisher, channel) = trading(&a, &mut b).await;
+    publish(&publisher, 0..40).await;
+    let mut seen = BTreeMap::new();
+    collect(&mut subscriber, &mut seen, 40, SECS(30)).await;
+    assert_exactly_once(&seen, 0..40);
+    drop((subscriber, publisher));
+
+    // Both restart with their config files unchanged: the store brings the stream and the buy
+    // back, and the same channel goes on.
+    b.terminate(SECS(30)).await;
+    a.terminate(SECS(30)).await;
+    a.start();
+    b.start();
+    a.wait_ready(SECS(30)).await;
+    b.wait_ready(SECS(30)).await;
+    let line = b.wait_channel(ChannelRole::Buyer, SECS(30), |l| l.phase == "open" && l.link_up).await;
+    assert_eq!(line.channel, channel, "the channel bought at runtime resumes after the restart");
+    let mut subscriber = Subscriber::connect(b.mqtt, "sub-2", "market/sensors/#", SECS(10)).await.expect("subscribe at B");
+    let publisher = Publisher::connect(a.mqtt, "pub-2", SECS(10)).await.expect("connect to A");
+    publish(&publisher, 40..80).await;
+    let mut seen = BTreeMap::new();
+    collect(&mut subscriber, &mut seen, 40, SECS(30)).await;
+    assert_exactly_once(&seen, 40..80);
+
+    // Stopping the buy closes the channel: the seller is paid exactly what was delivered.
+    let said = b.cli(&["stop-buying", "sensors/#"]);
+    assert!(said.contains("closing"), "{said}");
+    let judge = chain.reader().await;
+    let info = wait_settled(&judge, channel, SECS(90)).await;
+    assert_eq!(info.claimed, U256::from(80 * PRICE_WEI), "seller paid delivered x price");
+    assert_eq!(info.acked, 80);
+
+    // Stopping the sale: no new buyer; it stays stopped across a restart, and can sell again.
+    let said = a.cli(&["stop-selling", "sensors/#"]);
+    assert!(said.contains("stopped selling `sensors/#`"), "{said}");
+    b.terminate(SECS(30)).await;
+    a.terminate(SECS(30)).await;
+    a.start();
+    b.start();
+    a.wait_ready(SECS(30)).await;
+    b.wait_ready(SECS(30)).await;
+    let said = b.cli_fails(&["stop-buying", "sensors/#"]);
+    assert!(said.contains("not bought here"), "a stopped buy stays stopped after a restart: {said}");
+    let said = a.cli_fails(&["stop-selling", "sensors/#"]);
+    assert!(said.contains("stopped already"), "a stopped sale stays stopped after a restart: {said}");
+    let said = a.cli(&["sell", "sensors/#", "--price", &price]);
+    assert!(said.contains("selling `sensors/#` again"), "{said}");
+}
