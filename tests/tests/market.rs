@@ -33,6 +33,16 @@ fn bare_brokers(dir: &TempDir, chain: &Chain, a: ([u8; 32], alloy::primitives::A
     (seller, buyer)
 }
 
+/// Stops both gracefully (the buyer first) and starts them again, with the same config files.
+async fn restart(a: &mut BrokerProc, b: &mut BrokerProc) {
+    b.terminate(SECS(30)).await;
+    a.terminate(SECS(30)).await;
+    a.start();
+    b.start();
+    a.wait_ready(SECS(30)).await;
+    b.wait_ready(SECS(30)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_cleanly() {
     let _serial = serial().await;
@@ -75,12 +85,7 @@ async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_clean
 
     // Both restart with their config files unchanged: the store brings the stream and the buy
     // back, and the same channel goes on.
-    b.terminate(SECS(30)).await;
-    a.terminate(SECS(30)).await;
-    a.start();
-    b.start();
-    a.wait_ready(SECS(30)).await;
-    b.wait_ready(SECS(30)).await;
+    restart(&mut a, &mut b).await;
     let line = b.wait_channel(ChannelRole::Buyer, SECS(30), |l| l.phase == "open" && l.link_up).await;
     assert_eq!(line.channel, channel, "the channel bought at runtime resumes after the restart");
     let mut subscriber = Subscriber::connect(b.mqtt, "sub-2", "market/sensors/#", SECS(10)).await.expect("subscribe at B");
@@ -101,12 +106,7 @@ async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_clean
     // Stopping the sale: no new buyer; it stays stopped across a restart, and can sell again.
     let said = a.cli(&["stop-selling", "sensors/#"]);
     assert!(said.contains("stopped selling `sensors/#`"), "{said}");
-    b.terminate(SECS(30)).await;
-    a.terminate(SECS(30)).await;
-    a.start();
-    b.start();
-    a.wait_ready(SECS(30)).await;
-    b.wait_ready(SECS(30)).await;
+    restart(&mut a, &mut b).await;
     let said = b.cli_fails(&["stop-buying", "sensors/#"]);
     assert!(said.contains("not bought here"), "a stopped buy stays stopped after a restart: {said}");
     let said = a.cli_fails(&["stop-selling", "sensors/#"]);

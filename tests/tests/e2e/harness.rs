@@ -343,13 +343,7 @@ impl BrokerProc {
 
     /// Runs `supra <command> --config <this broker's config> <args>` and returns its output.
     pub fn cli(&self, command: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
-            .arg(command[0])
-            .arg("--config")
-            .arg(&self.config)
-            .args(&command[1..])
-            .output()
-            .expect("supra runs");
+        let out = self.run_cli(command);
         assert!(out.status.success(), "supra {command:?} failed: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
@@ -357,15 +351,19 @@ impl BrokerProc {
     /// Runs `supra <command> --config <this broker's config> <args>`, which must fail, and returns
     /// what it said on standard error.
     pub fn cli_fails(&self, command: &[&str]) -> String {
-        let out = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
+        let out = self.run_cli(command);
+        assert!(!out.status.success(), "supra {command:?} should have failed; it said: {}", String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+
+    fn run_cli(&self, command: &[&str]) -> std::process::Output {
+        Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
             .arg(command[0])
             .arg("--config")
             .arg(&self.config)
             .args(&command[1..])
             .output()
-            .expect("supra runs");
-        assert!(!out.status.success(), "supra {command:?} should have failed; it said: {}", String::from_utf8_lossy(&out.stdout));
-        String::from_utf8_lossy(&out.stderr).into_owned()
+            .expect("supra runs")
     }
 }
 
