@@ -390,7 +390,7 @@ impl System {
                     SellerAction::Persist(r) => batch.seller(s.number, r),
                     SellerAction::Send { peer, frames: fs } => {
                         let buyer = self.seller.buyers[&peer];
-                        frames.extend(fs.into_iter().map(|f| (buyer, f)))
+                        frames.extend(fs.iter().map(|f| (buyer, f.clone())))
                     }
                     _ => {}
                 }

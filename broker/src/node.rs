@@ -1327,10 +1327,8 @@ impl Node {
             SellerAction::Persist(_) => {}
             SellerAction::Send { peer, frames } => {
                 if let Some(link) = self.link_for(peer, Role::Seller) {
-                    for frame in frames {
-                        // A full queue drops the frame: the engine's retransmission covers it.
-                        link.tx.send(frame);
-                    }
+                    // A full queue drops the run: the engine's retransmission covers it.
+                    link.tx.send_run(frames);
                 }
             }
             SellerAction::Post(m) => self.job(origin, Call::Post(m)),

@@ -15,7 +15,7 @@ use alloy_primitives::{Address, B256};
 use supra_channel::handshake::{Initiator, PeerInfo, Responder};
 use supra_channel::sign::Keypair;
 use supra_channel::types::Domain;
-use supra_channel::wire::{Frame, FrameBytes, FrameDecoder};
+use supra_channel::wire::{Frame, FrameBytes, FrameDecoder, FrameRun};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -29,8 +29,10 @@ const PING_EVERY: Duration = Duration::from_secs(5);
 /// ...and is dropped when nothing arrived for this long (a peer that died without closing its
 /// socket, or a network that silently lost the connection).
 const SILENCE_LIMIT: Duration = Duration::from_secs(15);
-/// Frames queued for one link before the node's sends to it are dropped (the engines retransmit).
-const LINK_QUEUE: usize = 8192;
+/// Runs of frames queued for one link before the node's sends to it are dropped (the engines
+/// retransmit). A run is one frame, or one batch of a stream (at most `max_batch` frames); the
+/// window W bounds what a channel has unacknowledged anyway.
+const LINK_QUEUE: usize = 1024;
 
 /// A link's identity within this broker process.
 pub type LinkId = u64;
@@ -58,13 +60,19 @@ pub struct LinkUp {
 /// Sends frames on a link; never blocks the node (a full queue drops the frame).
 #[derive(Debug, Clone)]
 pub struct LinkSender {
-    tx: mpsc::Sender<FrameBytes>,
+    tx: mpsc::Sender<FrameRun>,
 }
 
 impl LinkSender {
     /// Queues an encoded frame; false if the link is gone or its queue is full.
     pub fn send(&self, frame: FrameBytes) -> bool {
-        self.tx.try_send(frame).is_ok()
+        self.send_run(Arc::new([frame]))
+    }
+
+    /// Queues encoded frames, written in order (a batch shared with other links); false if the
+    /// link is gone or its queue is full.
+    pub fn send_run(&self, frames: FrameRun) -> bool {
+        self.tx.try_send(frames).is_ok()
     }
 }
 
@@ -244,9 +252,16 @@ pub async fn keep_dialing(endpoint: String, seller: Address, ctx: LinkContext) {
 
 /// Runs an authenticated link until it closes: frames in go to the node, frames from the node go
 /// out (written in batches: one flush per burst).
+async fn write_run<W: tokio::io::AsyncWrite + Unpin>(writer: &mut W, run: &FrameRun) -> std::io::Result<()> {
+    for frame in run.iter() {
+        writer.write_all(frame).await?;
+    }
+    Ok(())
+}
+
 async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: tokio::net::tcp::OwnedWriteHalf, ctx: &LinkContext) {
     let id = NEXT_LINK.fetch_add(1, Ordering::Relaxed);
-    let (tx, mut rx) = mpsc::channel::<FrameBytes>(LINK_QUEUE);
+    let (tx, mut rx) = mpsc::channel::<FrameRun>(LINK_QUEUE);
     let pinger = LinkSender { tx: tx.clone() };
     if ctx.events.send(LinkEvent::Up(LinkUp { id, role, peer, tx: LinkSender { tx } })).is_err() {
         return;
@@ -262,18 +277,18 @@ async fn run_link(role: Role, peer: PeerInfo, mut reader: FrameReader, writer: t
                 _ = closing.cancelled() => {
                     // The broker is stopping and its node has sent its last frames: write them,
                     // then close our side (FIN), so that the peer sees a clean end, not silence.
-                    while let Ok(frame) = rx.try_recv() {
-                        writer.write_all(&frame).await?;
+                    while let Ok(run) = rx.try_recv() {
+                        write_run(&mut writer, &run).await?;
                     }
                     writer.flush().await?;
                     writer.shutdown().await?;
                     return Ok::<_, std::io::Error>("this broker is stopping");
                 }
             };
-            let Some(frame) = frame else { return Ok("closed by this broker") };
-            writer.write_all(&frame).await?;
-            while let Ok(frame) = rx.try_recv() {
-                writer.write_all(&frame).await?;
+            let Some(run) = frame else { return Ok("closed by this broker") };
+            write_run(&mut writer, &run).await?;
+            while let Ok(run) = rx.try_recv() {
+                write_run(&mut writer, &run).await?;
             }
             writer.flush().await?;
         }

@@ -228,7 +228,7 @@ fn engine(buyers: usize, n: u64, payload_len: usize, window: u64) -> Run {
     for a in seller.drain_actions() {
         if let SellerAction::Send { peer, frames } = a {
             let i = peers.iter().position(|p| *p == peer).unwrap();
-            for frame in frames {
+            for frame in frames.iter().cloned() {
                 chans[i]
                     .handle_frame(T0, Frame::decode(&frame).unwrap())
                     .unwrap();
@@ -292,7 +292,7 @@ fn engine(buyers: usize, n: u64, payload_len: usize, window: u64) -> Run {
             match a {
                 SellerAction::Send { peer, frames } => {
                     let i = index[&peer];
-                    to_buyers.extend(frames.into_iter().map(|f| (i, f)));
+                    to_buyers.extend(frames.iter().map(|f| (i, f.clone())));
                 }
                 other => {
                     black_box(other);
@@ -377,7 +377,7 @@ fn memory(buyers: usize, msgs: u64) -> (isize, Vec<isize>) {
                 if let SellerAction::Send { peer, frames } = a {
                     quiet = false;
                     let i = peers.iter().position(|p| *p == peer).unwrap();
-                    for frame in frames {
+                    for frame in frames.iter().cloned() {
                         chans[i].handle_frame(now, Frame::decode(&frame).unwrap()).unwrap();
                     }
                 }

@@ -908,7 +908,7 @@ impl Sim {
                     let Some(i) = self.buyer_by_addr(peer) else {
                         continue;
                     };
-                    for frame in frames {
+                    for frame in frames.iter().cloned() {
                         if let Ok(Frame::Data(d)) = Frame::decode(&frame) {
                             self.note_signed(&d.message);
                             if let Some(id) = self.channel_of(i) {

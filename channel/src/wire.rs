@@ -30,6 +30,9 @@ pub const MAX_TOPIC_LEN: usize = 65_535;
 /// An encoded frame, length prefix included, ready to be written to a link. Cheap to clone: the
 /// seller encodes each `Data` frame once and shares it across all the stream's channels.
 pub type FrameBytes = Arc<[u8]>;
+/// Encoded frames written in order to one link. A batch's run is built once and shared by every
+/// channel it goes to (a reference each, not one per frame and channel).
+pub type FrameRun = Arc<[FrameBytes]>;
 
 /// Codec errors. Any of them means the link is unusable and should be closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -210,3 +210,58 @@ fn two_batches_with_different_messages_for_one_seq_are_proven_equivocation() {
         proof.verify(&domain(), skey.public(), m, domain().digest(m)).unwrap();
     }
 }
+
+/// With many buyers a batch costs each channel one action sharing the batch's frames (issue 11's
+/// fan-out); a channel that may send only part of it (its window is nearly full) gets its own.
+#[test]
+fn channels_in_step_share_one_run_of_frames_and_a_window_cuts_its_own() {
+    let skey = test_key("s", 3);
+    let sid = StreamId::new(skey.address(), 9).unwrap();
+    let mut seller = Stream::new(domain(), skey, sid, terms(8), SellerConfig::default()).unwrap();
+    let mut peers = Vec::new();
+    for i in 0..3 {
+        let bkey = test_key("b", 10 + i);
+        let (offer, sig) = seller.make_offer(T0, *bkey.public(), "t").unwrap();
+        let buyer = BuyerChannel::new(domain(), bkey.clone(), offer, sig, BuyerConfig::default(), T0).unwrap();
+        seller.open_channel(T0, buyer.id(), U256::from(10_000u64)).unwrap();
+        peers.push(bkey.address());
+    }
+    // The first message starts the buyers' sealing epoch (a key grant each).
+    seller.publish(T0 + 1, b"first").unwrap();
+    seller.drain_actions().for_each(drop);
+    let sends = |seller: &mut Stream| -> Vec<(alloy_primitives::Address, supra_channel::wire::FrameRun)> {
+        seller
+            .drain_actions()
+            .filter_map(|a| match a {
+                SellerAction::Send { peer, frames } => Some((peer, frames)),
+                _ => None,
+            })
+            .collect()
+    };
+    let four = payloads(1, 4);
+    let refs: Vec<&[u8]> = four.iter().map(Vec::as_slice).collect();
+    seller.publish_batch(T0 + 2, &refs).unwrap();
+    let runs = sends(&mut seller);
+    let mut to: Vec<_> = runs.iter().map(|(p, _)| *p).collect();
+    to.sort();
+    peers.sort();
+    assert_eq!(to, peers, "one action per channel");
+    assert!(runs.iter().all(|(_, f)| f.len() == 4 && std::sync::Arc::ptr_eq(f, &runs[0].1)), "the same run for all");
+    // 5 of the window's 8 are out, unacked: 3 more may go, of the next 6.
+    let six = payloads(5, 6);
+    let refs: Vec<&[u8]> = six.iter().map(Vec::as_slice).collect();
+    seller.publish_batch(T0 + 3, &refs).unwrap();
+    let runs = sends(&mut seller);
+    assert_eq!(runs.len(), 3);
+    assert!(runs.iter().all(|(_, f)| f.len() == 3), "cut at the window");
+    let seqs: Vec<u64> = runs[0]
+        .1
+        .iter()
+        .map(|f| match Frame::decode(f).unwrap() {
+            Frame::Data(d) => d.message.seq,
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    assert_eq!(seqs, vec![5, 6, 7]);
+    assert!(!std::sync::Arc::ptr_eq(&runs[0].1, &runs[1].1), "each its own");
+}

@@ -45,7 +45,7 @@ fn exchange(
             match a {
                 SellerAction::Send { frames, .. } => {
                     quiet = false;
-                    for frame in frames {
+                    for frame in frames.iter().cloned() {
                         let f = Frame::decode(&frame).unwrap();
                         if !matches!(f, Frame::Offer { .. }) {
                             let _ = buyer.handle_frame(now, f);

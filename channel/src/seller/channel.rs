@@ -182,13 +182,15 @@ pub(super) fn arm_rto(c: &mut Channel, now: UnixMs, rto: u64) {
     }
 }
 
-/// Queues the frames the link and the window allow on `c`. Returns `true` if the window is full
-/// while an unverified ack is pending (verifying it may free the window).
+/// Queues the frames the link and the window allow on `c`, up to `head`. `run`, when given, holds
+/// the frames of the messages from its first seq to `head`, just published: a channel that is due
+/// exactly those gets the run itself. Returns `true` if the window is full while an unverified ack
+/// is pending (verifying it may free the window).
 pub(super) fn send_window(
     c: &mut Channel,
     log: &VecDeque<Arc<SignedMessage>>,
     log_base: u64,
-    head: u64,
+    (head, run): (u64, Option<(u64, &FrameRun)>),
     now: UnixMs,
     actions: &mut VecDeque<SellerAction>,
     stats: &mut SellerStats,
@@ -201,6 +203,25 @@ pub(super) fn send_window(
         .map_or(head, |e| e.min(head))
         .min(c.deposit_end());
     let window_end = c.base_v().saturating_add(c.window);
+    if let Some((first, run)) = run
+        && !run.is_empty()
+        && c.next_send == first
+        && c.high_sent() <= first
+        && (c.sent_at.is_empty() || c.high_sent() == first)
+        && first.saturating_add(run.len() as u64) <= limit.min(window_end)
+    {
+        if c.sent_at.is_empty() {
+            c.sent_base = first;
+        }
+        c.sent_at.extend(std::iter::repeat_n(now, run.len()));
+        c.next_send = first + run.len() as u64;
+        stats.frames_sent += run.len() as u64;
+        actions.push_back(SellerAction::Send {
+            peer: c.buyer,
+            frames: Arc::clone(run),
+        });
+        return false;
+    }
     // One action carries every frame of this call: with many buyers, a batch costs each channel
     // one action and a reference per frame, not an action per message (issue 11's fan-out).
     let due = limit.min(window_end).saturating_sub(c.next_send);
@@ -236,7 +257,7 @@ pub(super) fn send_window(
     if !frames.is_empty() {
         actions.push_back(SellerAction::Send {
             peer: c.buyer,
-            frames,
+            frames: frames.into(),
         });
     }
     blocked

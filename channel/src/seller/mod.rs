@@ -26,7 +26,7 @@ use crate::records::{MemberRecord, SellerRecord};
 use crate::seal::{SealError, Sealer};
 use crate::sign::{Keypair, PublicKey, SigError, Signature};
 use crate::types::{Ack, ChannelId, Domain, Message, Offer, Stop, StreamId, UnixMs};
-use crate::wire::{Data, Frame, FrameBytes, WireError};
+use crate::wire::{Data, Frame, FrameBytes, FrameRun, WireError};
 
 /// The terms a stream offers to its buyers.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -196,7 +196,7 @@ pub enum SellerAction {
         /// The buyer broker.
         peer: Address,
         /// Encoded frames (length prefixes included), in sending order.
-        frames: Vec<FrameBytes>,
+        frames: FrameRun,
     },
     /// Call `judge.post(message, payload, sig)`; report `on_posted` / `on_post_failed`.
     Post(Arc<SignedMessage>),
@@ -288,7 +288,7 @@ impl SellerAction {
     pub fn send(peer: Address, frame: FrameBytes) -> SellerAction {
         SellerAction::Send {
             peer,
-            frames: vec![frame],
+            frames: Arc::new([frame]),
         }
     }
 }
@@ -834,15 +834,19 @@ impl Stream {
             self.sign_batch(chunk)?;
         }
         // One pass over the channels without lookups; only a window blocked behind an
-        // unverified ack needs the slow path.
+        // unverified ack needs the slow path. The channels that are up to date share one run of
+        // the new frames.
         let (head, now, rto) = (self.next_seq, self.now, self.cfg.retransmit_timeout_ms);
+        let run: FrameRun = (first..end)
+            .filter_map(|seq| self.message(seq).map(|m| m.frame.clone()))
+            .collect();
         let mut blocked = Vec::new();
         for c in self.channels.values_mut() {
             if send_window(
                 c,
                 &self.log,
                 self.log_base,
-                head,
+                (head, Some((first, &run))),
                 now,
                 &mut self.actions,
                 &mut self.stats,
@@ -934,7 +938,7 @@ impl Stream {
                 c,
                 &self.log,
                 self.log_base,
-                head,
+                (head, None),
                 now,
                 &mut self.actions,
                 &mut self.stats,

@@ -20,7 +20,7 @@ impl World {
                     if self.buyer.is_none() {
                         continue;
                     }
-                    for frame in frames {
+                    for frame in frames.iter().cloned() {
                         if self.cfg.scenario == Scenario::Overclaim
                             && let Ok(Frame::Stop { .. }) = Frame::decode(&frame)
                         {

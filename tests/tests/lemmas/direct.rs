@@ -146,7 +146,7 @@ pub fn pump(stream: &mut Stream, buyers: &mut [&mut BuyerChannel], now: UnixMs, 
             match action {
                 SellerAction::Persist(_) => {}
                 SellerAction::Send { peer, frames } => {
-                    for frame in frames {
+                    for frame in frames.iter().cloned() {
                         let frame = Frame::decode(&frame).expect("frame decodes");
                         for b in buyers.iter_mut().filter(|b| b.offer().buyer == peer && !b.is_settled()) {
                             let _ = b.handle_frame(now, frame.clone());

@@ -509,7 +509,7 @@ impl World {
             SellerAction::Persist(_) => {}
             SellerAction::Send { peer, frames } => {
                 assert_eq!(peer, self.buyer.address(), "the seller sends only to its buyer");
-                for frame in frames {
+                for frame in frames.iter().cloned() {
                     if let Ok(Frame::Data(d)) = Frame::decode(&frame) {
                         let seq = d.message.seq;
                         if self.sc.seller.withhold == Some(seq) || self.sc.link.always_lose == Some(seq) {
