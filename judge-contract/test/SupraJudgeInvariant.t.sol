@@ -149,6 +149,7 @@ contract JudgeHandler is Assertions {
             seller: seller,
             buyer: buyer,
             price: price,
+            token: address(0),
             window: uint64(window),
             startSeq: uint64(bound(startSeq, 0, chain.length + 4)),
             tAck: T_ACK,
