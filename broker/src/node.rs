@@ -167,6 +167,7 @@ pub struct Node {
 fn terms_of(cfg: &SellConfig) -> Terms {
     Terms {
         price: cfg.price_wei,
+        token: Default::default(),
         window: cfg.window,
         t_ack_secs: cfg.t_ack_secs,
         t_closure_secs: cfg.t_closure_secs,

@@ -182,6 +182,7 @@ fn stream_with_buyers(buyers: usize) -> (Stream, Vec<BuyerChannel>, Vec<Address>
     let sid = StreamId::new(skey.address(), 1).unwrap();
     let terms = Terms {
         price: U256::from(1_000u64),
+        token: Default::default(),
         window: 256,
         t_ack_secs: 60,
         t_closure_secs: 600,

@@ -38,6 +38,7 @@ fn offer(seller: Address, buyer: Address, valid_until: u64, nonce: u64) -> Offer
         seller,
         buyer,
         price: U256::from(PRICE),
+        token: Default::default(),
         window: WINDOW,
         startSeq: 0,
         tAck: 30,

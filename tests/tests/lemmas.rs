@@ -125,6 +125,7 @@ prop_compose! {
         Scenario {
             terms: Terms {
                 price: U256::from(price),
+                token: Default::default(),
                 window,
                 t_ack_secs: t_ack,
                 t_closure_secs: t_closure,
@@ -1453,6 +1454,7 @@ prop_compose! {
         let scenario = Scenario {
             terms: Terms {
                 price: U256::from(price),
+                token: Default::default(),
                 window,
                 t_ack_secs: t_ack,
                 // Long enough that a close never settles before the dispute is over.
@@ -1571,6 +1573,7 @@ fn three_messages(
     Scenario {
         terms: Terms {
             price: U256::from(1000u64),
+            token: Default::default(),
             window,
             t_ack_secs: t_ack,
             t_closure_secs: t_closure,
