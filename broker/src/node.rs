@@ -710,6 +710,11 @@ impl Node {
             Ok(checked) => checked,
             Err(e) => return refuse(&mut self.buys, e.to_string()),
         };
+        // Issue 14: this broker buys in ETH until [[buy]] names a currency (an offer in a token is refused
+        // before any transaction, with the engine's clear error).
+        if let Err(e) = supra_channel::check_offer_currency(&offer, Default::default()) {
+            return refuse(&mut self.buys, e.to_string());
+        }
         if offer.seller != cfg.seller {
             return refuse(&mut self.buys, "offer from another seller".into());
         }
