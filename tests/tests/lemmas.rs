@@ -313,6 +313,7 @@ async fn lemma1(judge: &Judge, c: Lemma1) -> Result<(), TestCaseError> {
     let price = U256::from(c.price);
     let terms = Terms {
         price,
+        token: Default::default(),
         window: c.window,
         t_ack_secs: 30,
         t_closure_secs: 60,
@@ -1139,6 +1140,7 @@ async fn lemma4(judge: &Judge, c: Lemma4) -> Result<(), TestCaseError> {
     let price = U256::from(c.price);
     let terms = Terms {
         price,
+        token: Default::default(),
         window: c.window,
         t_ack_secs: 30,
         t_closure_secs: T_CLOSURE,
