@@ -97,6 +97,11 @@ contract SupraJudge is ISupraJudge, EIP712 {
     /// @dev Transient slot of the token deposit functions' lock: keccak256("supra.judge.deposit-lock") - 1.
     uint256 private constant _LOCK_SLOT = 0x944b9719ca57b212af8e6e240f07ad346e7c8d2fd3df63bef2e8500a003bf194;
 
+    /// @dev The token deposit functions' lock ({Reentrant}): they call the token before their effects (the
+    ///      balance delta needs it), so a token that re-enters one of them could be counted in another's
+    ///      delta. Transient storage: cleared at the end of the call (and of the transaction in any case).
+    ///      The judge only ever pulls tokens from `msg.sender`, so an allowance given to it cannot be spent
+    ///      by anyone but its owner's own deposit calls.
     modifier depositLock() {
         uint256 locked;
         assembly ("memory-safe") {
