@@ -159,6 +159,7 @@ impl System {
         let bkeys: Vec<_> = (0..buyers).map(|i| test_key("buyer", i as u64)).collect();
         let terms = Terms {
             price: U256::from(1_000u64),
+            token: Default::default(),
             window: 256,
             t_ack_secs: 60,
             t_closure_secs: 600,

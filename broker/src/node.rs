@@ -199,6 +199,7 @@ impl Sold {
 fn terms_of(cfg: &SellConfig) -> Terms {
     Terms {
         price: cfg.price_wei,
+        token: Default::default(),
         window: cfg.window,
         t_ack_secs: cfg.t_ack_secs,
         t_closure_secs: cfg.t_closure_secs,
@@ -745,6 +746,11 @@ impl Node {
             Ok(checked) => checked,
             Err(e) => return refuse(&mut self.buys, e.to_string()),
         };
+        // Issue 14: this broker buys in ETH until [[buy]] names a currency (an offer in a token is refused
+        // before any transaction, with the engine's clear error).
+        if let Err(e) = supra_channel::check_offer_currency(&offer, Default::default()) {
+            return refuse(&mut self.buys, e.to_string());
+        }
         if offer.seller != cfg.seller {
             return refuse(&mut self.buys, "offer from another seller".into());
         }

@@ -192,6 +192,7 @@ fn stream_with_buyers(buyers: usize, window: u64) -> (Stream, Vec<BuyerChannel>,
     let sid = StreamId::new(skey.address(), 1).unwrap();
     let terms = Terms {
         price: U256::from(1_000u64),
+        token: Default::default(),
         window,
         t_ack_secs: 60,
         t_closure_secs: 600,

@@ -44,6 +44,7 @@ pub mod wire;
 
 pub use buyer::{
     BuyerAction, BuyerChannel, BuyerConfig, BuyerError, BuyerEvent, Source, check_offer,
+    check_offer_currency, currency_name,
 };
 pub use records::{BuyerRecord, SellerRecord};
 pub use seller::{

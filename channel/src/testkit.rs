@@ -172,6 +172,7 @@ impl Default for SimConfig {
             join_at: Vec::new(),
             terms: Terms {
                 price: U256::from(1000u64),
+                token: Default::default(),
                 window: 16,
                 t_ack_secs: 10,
                 t_closure_secs: 60,

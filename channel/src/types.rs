@@ -285,7 +285,7 @@ mod tests {
         );
         assert_eq!(
             Offer::eip712_encode_type(),
-            "Offer(bytes32 streamId,address seller,address buyer,uint256 price,uint64 window,uint64 startSeq,uint32 tAck,uint32 tClosure,uint64 validUntil,uint256 nonce)"
+            "Offer(bytes32 streamId,address seller,address buyer,uint256 price,address token,uint64 window,uint64 startSeq,uint32 tAck,uint32 tClosure,uint64 validUntil,uint256 nonce)"
         );
     }
 

@@ -20,7 +20,8 @@ use crate::sign::Signature;
 use crate::types::{Ack, ChannelId, Message, Offer, Stop};
 
 /// Frame format version carried in every frame (2: `Data` carries a [`MessageProof`], issue 11;
-/// 3: hashes, addresses and amounts are byte strings, decoded in one copy).
+/// 3: hashes, addresses and amounts are byte strings, decoded in one copy; the `Offer` names its
+/// currency, `token`, issue 14).
 pub const VERSION: u8 = 3;
 /// Largest accepted value of the length prefix (version byte + body): 1 MiB.
 pub const MAX_FRAME_LEN: usize = 1 << 20;
@@ -507,6 +508,8 @@ pub(crate) mod adapters {
         buyer: Address,
         #[serde(with = "u256")]
         price: U256,
+        #[serde(with = "address")]
+        token: Address,
         window: u64,
         startSeq: u64,
         tAck: u32,
@@ -610,6 +613,7 @@ mod tests {
             seller: Address::repeat_byte(1),
             buyer: Address::repeat_byte(2),
             price: U256::from(1_000_000_000u64),
+            token: Default::default(),
             window: 64,
             startSeq: 5,
             tAck: 30,
@@ -729,6 +733,13 @@ mod tests {
         let mut v = good.clone();
         v[4] = 1;
         assert_eq!(Frame::decode(&v).unwrap_err(), WireError::Version(1));
+        // a peer of the previous version (issue 11: its offers name no currency)
+        v[4] = 2;
+        assert_eq!(Frame::decode(&v).unwrap_err(), WireError::Version(2));
+        assert_eq!(
+            Frame::decode(&v).unwrap_err().to_string(),
+            "unsupported frame version 2"
+        );
         // a Merkle path longer than any batch allows is refused while decoding
         let Some(Frame::Data(mut data)) = samples().into_iter().find(|f| matches!(f, Frame::Data(_)))
         else {

@@ -147,6 +147,90 @@ fn terms_beyond_the_judge_bounds_are_refused_on_both_sides() {
     ));
 }
 
+/// Issue 14: an offer names its currency (`token`, signed); a buyer refuses an offer priced in
+/// another currency than its own (`BuyerConfig::token`, ETH by default) with a clear error, and the
+/// seller's offer carries `Terms::token`.
+#[test]
+fn an_offer_in_another_currency_is_refused() {
+    use alloy_primitives::Address;
+    use supra_channel::check_offer_currency;
+    let skey = test_key("s", 1);
+    let bkey = test_key("b", 1);
+    let sid = StreamId::new(skey.address(), 7).unwrap();
+    let usd = Address::repeat_byte(0x05);
+    let mut seller = Stream::new(
+        domain(),
+        skey.clone(),
+        sid,
+        Terms {
+            token: usd,
+            ..terms(8)
+        },
+        SellerConfig::default(),
+    )
+    .unwrap();
+    let (offer, sig) = seller.make_offer(T0, *bkey.public(), "t").unwrap();
+    assert_eq!(offer.token, usd, "the offer carries the seller's currency");
+    // The currency is signed: the same offer in ETH has another digest (and channel id).
+    let mut in_eth = offer.clone();
+    in_eth.token = Address::ZERO;
+    assert_ne!(domain().digest(&in_eth), domain().digest(&offer));
+    assert!(check_offer(&domain(), &in_eth, &sig, bkey.address()).is_err());
+
+    // An ETH buyer (the default) refuses it.
+    let err = BuyerChannel::new(
+        domain(),
+        bkey.clone(),
+        offer.clone(),
+        sig,
+        BuyerConfig::default(),
+        T0,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err,
+        BuyerError::Currency {
+            expected: Address::ZERO,
+            offered: usd
+        }
+    );
+    let text = err.to_string();
+    assert!(text.contains("ETH") && text.contains(&usd.to_string()), "{text}");
+    assert!(check_offer_currency(&offer, Address::ZERO).is_err());
+    // A buyer paying in that token accepts it.
+    assert!(check_offer_currency(&offer, usd).is_ok());
+    BuyerChannel::new(
+        domain(),
+        bkey.clone(),
+        offer,
+        sig,
+        BuyerConfig {
+            token: usd,
+            ..Default::default()
+        },
+        T0,
+    )
+    .expect("a buyer paying in the offer's token accepts it");
+    // And an ETH offer is refused by a token buyer.
+    let mut eth_seller = Stream::new(domain(), skey, sid, terms(8), SellerConfig::default()).unwrap();
+    let (eth_offer, eth_sig) = eth_seller.make_offer(T0, *bkey.public(), "t").unwrap();
+    assert_eq!(eth_offer.token, Address::ZERO, "ETH by default");
+    assert!(matches!(
+        BuyerChannel::new(
+            domain(),
+            bkey,
+            eth_offer,
+            eth_sig,
+            BuyerConfig {
+                token: usd,
+                ..Default::default()
+            },
+            T0
+        ),
+        Err(BuyerError::Currency { .. })
+    ));
+}
+
 #[test]
 fn delivers_in_order_and_acks_with_right_cost() {
     let mut p = Pair::new(

@@ -19,6 +19,7 @@ fn domain() -> Domain {
 fn terms() -> Terms {
     Terms {
         price: U256::from(10u64),
+        token: Default::default(),
         window: 8,
         t_ack_secs: 10,
         t_closure_secs: 60,

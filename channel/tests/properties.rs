@@ -36,6 +36,7 @@ fn sim_config() -> impl Strategy<Value = SimConfig> {
                 join_at,
                 terms: Terms {
                     price: U256::from(7u64),
+                    token: Default::default(),
                     window,
                     t_ack_secs: 10,
                     t_closure_secs: 60,
@@ -160,6 +161,7 @@ fn setup(n: u64) -> (Stream, BuyerChannel, Keypair, Vec<Vec<u8>>) {
     let sid = StreamId::new(skey.address(), 3).unwrap();
     let terms = Terms {
         price: U256::from(5u64),
+        token: Default::default(),
         window: 64,
         t_ack_secs: 10,
         t_closure_secs: 60,

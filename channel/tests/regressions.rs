@@ -54,6 +54,7 @@ impl Pair {
         let sid = StreamId::new(skey.address(), 7).unwrap();
         let terms = Terms {
             price: U256::from(10u64),
+            token: Default::default(),
             window,
             t_ack_secs: 10,
             t_closure_secs: (T_CLOSURE_MS / 1000) as u32,

@@ -138,6 +138,7 @@ fn lost_ack_with_full_window_after_restarts() {
         join_at: vec![801],
         terms: Terms {
             price: U256::from(7u64),
+            token: Default::default(),
             window: 5,
             t_ack_secs: 10,
             t_closure_secs: 60,

@@ -13,7 +13,8 @@ pragma solidity ^0.8.24;
 //             104..167  startSeq (uint64)
 //             168..191  tAck (seconds, uint24: MAX_T_ACK < 2^24)
 //             192..215  tClosure (seconds, uint24: MAX_T_CLOSURE < 2^24)
-//             216..255  openedAt (seconds, uint40)
+//             216..254  openedAt (seconds, uint39: until the year 19 400)
+//             255       token channel: the currency is the ERC-20 of `_tokens[channelId]`, not ETH
 //   Progress  0..95     claimed R (wei, uint96)                                     zero at open
 //             96..167   acked: messages covered by the highest claimed ack (uint72)
 //             168..207  closeRequestedAt (seconds, uint40)
@@ -52,6 +53,7 @@ uint256 constant PHASE_SETTLED = 2;
 
 uint256 constant MASK_24 = (1 << 24) - 1;
 uint256 constant MASK_32 = (1 << 32) - 1;
+uint256 constant MASK_39 = (1 << 39) - 1;
 uint256 constant MASK_40 = (1 << 40) - 1;
 uint256 constant MASK_64 = (1 << 64) - 1;
 uint256 constant MASK_72 = (1 << 72) - 1;
@@ -83,18 +85,20 @@ library AccountLib {
 
 library TermsLib {
     /// @dev `price_ < 2^72`, `window_ < 2^32`, `startSeq_ < 2^64`, `tAck_`, `tClosure_ < 2^24` (checked by
-    ///      `open`); `openedAt_` is a block timestamp (masked to 40 bits).
+    ///      `open`); `openedAt_` is a block timestamp (masked to 39 bits); `isToken_`: the channel is paid
+    ///      in an ERC-20 token (stored beside the record), not in ETH.
     function pack(
         uint256 price_,
         uint256 window_,
         uint256 startSeq_,
         uint256 tAck_,
         uint256 tClosure_,
-        uint256 openedAt_
+        uint256 openedAt_,
+        bool isToken_
     ) internal pure returns (Terms) {
         return Terms.wrap(
             price_ | (window_ << 72) | (startSeq_ << 104) | (tAck_ << 168) | (tClosure_ << 192)
-                | ((openedAt_ & MASK_40) << 216)
+                | ((openedAt_ & MASK_39) << 216) | (isToken_ ? 1 << 255 : 0)
         );
     }
 
@@ -119,7 +123,12 @@ library TermsLib {
     }
 
     function openedAt(Terms t) internal pure returns (uint256) {
-        return Terms.unwrap(t) >> 216;
+        return (Terms.unwrap(t) >> 216) & MASK_39;
+    }
+
+    /// @dev True when the channel's currency is an ERC-20 token, false for ETH.
+    function isToken(Terms t) internal pure returns (bool) {
+        return Terms.unwrap(t) >> 255 != 0;
     }
 }
 

@@ -152,6 +152,13 @@ interface ISupraJudge is IERC5267 {
     /// @notice `to` withdrew `amount` of deferred payouts.
     event Withdrawn(address indexed to, uint256 amount);
 
+    /// @notice A payment of `amount` of ERC-20 `token` to `to` failed (the token reverted or returned false);
+    ///         it was credited to `to` instead (see {withdrawToken}).
+    event TokenPayoutDeferred(address indexed token, address indexed to, uint256 amount);
+
+    /// @notice `to` withdrew `amount` of deferred `token` payouts.
+    event TokenWithdrawn(address indexed token, address indexed to, uint256 amount);
+
     // ------------------------------------------------------------------------------------------------
     // Errors
     // ------------------------------------------------------------------------------------------------
@@ -194,7 +201,7 @@ interface ISupraJudge is IERC5267 {
     error WrongStatus(uint256 channelId, Status status);
     /// @notice The signature is valid but by `recovered`, not by `expected`.
     error WrongSigner(address expected, address recovered);
-    /// @notice A top-up of zero wei.
+    /// @notice A top-up of zero (wei or tokens).
     error ZeroAmount();
     /// @notice `keccak256(payload)` is `actual`, not the message's `payloadHash`.
     error PayloadMismatch(bytes32 payloadHash, bytes32 actual);
@@ -255,6 +262,11 @@ interface ISupraJudge is IERC5267 {
     error NothingToWithdraw(address account);
     /// @notice Sending `amount` wei to `to` failed.
     error TransferFailed(address to, uint256 amount);
+    /// @notice The channel (or offer) is priced in `token` (address(0): ETH) and this function takes the
+    ///         other currency: {open} and {topUp} take ETH only, the token functions ERC-20 only.
+    error CurrencyMismatch(address token);
+    /// @notice A token deposit function was re-entered (by the token, during its transfer).
+    error Reentrant();
 
     // ------------------------------------------------------------------------------------------------
     // Channel life cycle
@@ -265,14 +277,72 @@ interface ISupraJudge is IERC5267 {
     ///      bytes of `o.streamId` and have signed the offer; price, window, T_ack and T_closure must be
     ///      non-zero; `tAck <= MAX_T_ACK`, `tClosure <= MAX_T_CLOSURE` ({TermsTooLong}); `price <=
     ///      MAX_PRICE`, `window <= type(uint32).max` (storage packing); `price * window <= msg.value <=
-    ///      type(uint96).max`. Records `openedAt = block.timestamp`. Emits {ChannelOpened}.
+    ///      type(uint96).max`; `o.token == address(0)` (an offer priced in a token opens with
+    ///      {openWithPermit} or {openWithToken}; else {CurrencyMismatch}). Records `openedAt = block.timestamp`.
+    ///      Emits {ChannelOpened}.
     /// @param o The seller's offer.
     /// @param sellerSig The seller's EIP-712 signature of `o`.
     /// @return channelId `uint256(hashOffer(o))`; an offer opens at most one channel.
     function open(Offer calldata o, bytes calldata sellerSig) external payable returns (uint256 channelId);
 
+    /// @notice Opens the channel of an offer priced in an ERC-20 token, in one transaction: the buyer's
+    ///         EIP-2612 `permit` of `amount` to the judge, then `transferFrom` of `amount`.
+    /// @dev Same checks as {open}, plus `o.token != address(0)` ({CurrencyMismatch}). The permit is tried and its
+    ///      failure ignored (someone may have front-run it with the same signature; OpenZeppelin's advice):
+    ///      what counts is the allowance at `transferFrom`, which reverts (the token's error) if it is short.
+    ///      The deposit F is what actually arrived (the judge's balance delta), so a fee-on-transfer token is
+    ///      credited net of its fee; F must cover `price * window`. Not re-entrant ({Reentrant}).
+    ///      Emits {ChannelOpened}.
+    /// @param o The seller's offer (`o.token`: the ERC-20).
+    /// @param sellerSig The seller's EIP-712 signature of `o`.
+    /// @param amount Tokens to lock (smallest unit).
+    /// @param deadline The permit's deadline (unix seconds).
+    /// @param v The permit signature's v.
+    /// @param r The permit signature's r.
+    /// @param s The permit signature's s.
+    /// @return channelId `uint256(hashOffer(o))`.
+    function openWithPermit(
+        Offer calldata o,
+        bytes calldata sellerSig,
+        uint256 amount,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external returns (uint256 channelId);
+
+    /// @notice Opens the channel of an offer priced in an ERC-20 token the buyer already approved to the judge
+    ///         (`transferFrom` of `amount`).
+    /// @dev As {openWithPermit} without the permit.
+    /// @param o The seller's offer.
+    /// @param sellerSig The seller's EIP-712 signature of `o`.
+    /// @param amount Tokens to lock.
+    /// @return channelId `uint256(hashOffer(o))`.
+    function openWithToken(Offer calldata o, bytes calldata sellerSig, uint256 amount)
+        external
+        returns (uint256 channelId);
+
+    /// @notice Adds `amount` tokens to the deposit of an Open token channel, with the buyer's EIP-2612 permit
+    ///         (tried, failure ignored, as in {openWithPermit}).
+    /// @dev Caller must be the buyer; the channel's currency a token ({CurrencyMismatch}); `amount > 0`. Credits
+    ///      the balance delta. Sets `extendedAt`. Emits {ToppedUp}. Not re-entrant.
+    /// @param channelId The channel.
+    /// @param amount Tokens to add.
+    /// @param deadline The permit's deadline.
+    /// @param v The permit signature's v.
+    /// @param r The permit signature's r.
+    /// @param s The permit signature's s.
+    function topUpWithPermit(uint256 channelId, uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        external;
+
+    /// @notice Adds `amount` already approved tokens to the deposit of an Open token channel.
+    /// @dev As {topUpWithPermit} without the permit.
+    /// @param channelId The channel.
+    /// @param amount Tokens to add.
+    function topUpWithToken(uint256 channelId, uint256 amount) external;
+
     /// @notice Adds `msg.value` to the deposit of an Open channel. Caller must be the buyer.
-    /// @dev Sets `extendedAt = block.timestamp` (the channel may be owed more messages from now on). Emits {ToppedUp}. Reverts {ZeroAmount} on zero, {AmountTooLarge} beyond uint96.
+    /// @dev Sets `extendedAt = block.timestamp` (the channel may be owed more messages from now on). Emits {ToppedUp}. Reverts {ZeroAmount} on zero, {AmountTooLarge} beyond uint96, {CurrencyMismatch} on a token channel.
     /// @param channelId The channel.
     function topUp(uint256 channelId) external payable;
 
@@ -426,6 +496,12 @@ interface ISupraJudge is IERC5267 {
     ///      Emits {Withdrawn}.
     function withdraw() external;
 
+    /// @notice Withdraws the caller's deferred payouts in `token` (see {TokenPayoutDeferred}).
+    /// @dev Reverts {NothingToWithdraw} when nothing is owed, and with OpenZeppelin's
+    ///      `SafeERC20FailedOperation` when the transfer fails (the credit then stays). Emits {TokenWithdrawn}.
+    /// @param token The ERC-20.
+    function withdrawToken(address token) external;
+
     // ------------------------------------------------------------------------------------------------
     // Views
     // ------------------------------------------------------------------------------------------------
@@ -517,4 +593,15 @@ interface ISupraJudge is IERC5267 {
     /// @param account A payee.
     /// @return Wei owed to it.
     function owed(address account) external view returns (uint256);
+
+    /// @notice Deferred payouts in `token` that `account` can {withdrawToken}.
+    /// @param token The ERC-20.
+    /// @param account A payee.
+    /// @return Tokens owed to it.
+    function owedToken(address token, address account) external view returns (uint256);
+
+    /// @notice The currency of a channel: its ERC-20 token, or address(0) for ETH (and for an unknown id).
+    /// @param channelId The channel.
+    /// @return The token.
+    function channelToken(uint256 channelId) external view returns (address);
 }

@@ -14,7 +14,8 @@ import {Offer, Message, Batch, Ack, Stop, PeerAuth} from "./SupraTypes.sol";
 ///      field-by-field `abi.encode`, another one checks the revert on dirty fields).
 library SupraHashing {
     bytes32 internal constant OFFER_TYPEHASH = keccak256(
-        "Offer(bytes32 streamId,address seller,address buyer,uint256 price,uint64 window,uint64 startSeq,"
+        "Offer(bytes32 streamId,address seller,address buyer,uint256 price,address token,uint64 window,"
+        "uint64 startSeq,"
         "uint32 tAck,uint32 tClosure,uint64 validUntil,uint256 nonce)"
     );
     bytes32 internal constant MESSAGE_TYPEHASH =
@@ -27,19 +28,21 @@ library SupraHashing {
     bytes32 internal constant PEER_AUTH_TYPEHASH =
         keccak256("PeerAuth(address from,address to,bytes32 nonceFrom,bytes32 nonceTo)");
 
-    /// @dev Offer: 10 words; seller, buyer are addresses, window, startSeq, validUntil uint64, tAck, tClosure uint32.
+    /// @dev Offer: 11 words; seller, buyer, token are addresses, window, startSeq, validUntil uint64, tAck, tClosure
+    ///      uint32.
     function hash(Offer calldata o) internal pure returns (bytes32 h) {
         bytes32 typeHash = OFFER_TYPEHASH;
         assembly ("memory-safe") {
             let m := mload(0x40)
             mstore(m, typeHash)
-            calldatacopy(add(m, 0x20), o, 0x140)
+            calldatacopy(add(m, 0x20), o, 0x160)
             let dirty := or(shr(160, mload(add(m, 0x40))), shr(160, mload(add(m, 0x60))))
-            dirty := or(dirty, or(shr(64, mload(add(m, 0xa0))), shr(64, mload(add(m, 0xc0)))))
-            dirty := or(dirty, or(shr(32, mload(add(m, 0xe0))), shr(32, mload(add(m, 0x100)))))
-            dirty := or(dirty, shr(64, mload(add(m, 0x120))))
+            dirty := or(dirty, shr(160, mload(add(m, 0xa0))))
+            dirty := or(dirty, or(shr(64, mload(add(m, 0xc0))), shr(64, mload(add(m, 0xe0)))))
+            dirty := or(dirty, or(shr(32, mload(add(m, 0x100))), shr(32, mload(add(m, 0x120)))))
+            dirty := or(dirty, shr(64, mload(add(m, 0x140))))
             if dirty { revert(0, 0) }
-            h := keccak256(m, 0x160)
+            h := keccak256(m, 0x180)
         }
     }
 

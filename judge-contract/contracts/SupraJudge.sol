@@ -4,6 +4,9 @@ pragma solidity ^0.8.24;
 import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
 import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
 import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
+import {IERC20} from "@openzeppelin/contracts/token/ERC20/IERC20.sol";
+import {IERC20Permit} from "@openzeppelin/contracts/token/ERC20/extensions/IERC20Permit.sol";
+import {SafeERC20} from "@openzeppelin/contracts/token/ERC20/utils/SafeERC20.sol";
 import {Offer, Message, Batch, BatchProof, Ack, Stop, PeerAuth} from "./SupraTypes.sol";
 import {ISupraJudge} from "./ISupraJudge.sol";
 import {SupraHashing} from "./SupraHashing.sol";
@@ -54,6 +57,18 @@ import {
 ///      fails (a payee whose code reverts or needs more gas), the amount is credited to the payee, who pulls
 ///      it with {withdraw}. Hence no payee can block a settlement or make its caller spend more than
 ///      {PAYOUT_GAS} on it, and no ether can get stuck.
+///
+///      Currencies (issue 14). An offer names its currency, `token` (address(0): ETH). A token channel is
+///      flagged in its terms word and its token stored beside the record (`_tokens`, one word written only
+///      for token channels, read only when the flag says so: ETH channels pay no extra storage read). Every
+///      payout goes through {_pay}: ETH as above; a token with OpenZeppelin's `trySafeTransfer` (a failure,
+///      revert or `false`, is credited for {withdrawToken}, so a token that refuses a payee cannot block a
+///      settlement either). Token deposits credit what actually arrived (the judge's balance delta around
+///      `transferFrom`), so a fee-on-transfer token is credited net. The deposit functions make an external
+///      call before their effects (the balance delta needs it), so they hold a transient lock ({Reentrant})
+///      and read the channel record only after the transfer; every other function keeps
+///      checks-effects-interactions. The judge trusts a token's `balanceOf` and `transfer` only for that
+///      token's own channels: each channel's deposit is accounted in its own currency.
 contract SupraJudge is ISupraJudge, EIP712 {
     /// @inheritdoc ISupraJudge
     uint256 public constant PAYOUT_GAS = 50_000;
@@ -75,6 +90,32 @@ contract SupraJudge is ISupraJudge, EIP712 {
     ///      the post (low; good until 2106); zero = not posted.
     mapping(bytes32 streamId => mapping(uint64 seq => bytes32)) private _postings;
     mapping(address account => uint256) private _owed;
+    /// @dev The ERC-20 of a token channel (Terms' token flag set); absent for ETH channels.
+    mapping(uint256 channelId => address) private _tokens;
+    mapping(address token => mapping(address account => uint256)) private _owedTokens;
+
+    /// @dev Transient slot of the token deposit functions' lock: keccak256("supra.judge.deposit-lock") - 1.
+    uint256 private constant _LOCK_SLOT = 0x944b9719ca57b212af8e6e240f07ad346e7c8d2fd3df63bef2e8500a003bf194;
+
+    /// @dev The token deposit functions' lock ({Reentrant}): they call the token before their effects (the
+    ///      balance delta needs it), so a token that re-enters one of them could be counted in another's
+    ///      delta. Transient storage: cleared at the end of the call (and of the transaction in any case).
+    ///      The judge only ever pulls tokens from `msg.sender`, so an allowance given to it cannot be spent
+    ///      by anyone but its owner's own deposit calls.
+    modifier depositLock() {
+        uint256 locked;
+        assembly ("memory-safe") {
+            locked := tload(_LOCK_SLOT)
+        }
+        if (locked != 0) revert Reentrant();
+        assembly ("memory-safe") {
+            tstore(_LOCK_SLOT, 1)
+        }
+        _;
+        assembly ("memory-safe") {
+            tstore(_LOCK_SLOT, 0)
+        }
+    }
 
     constructor() EIP712("Supra", "1") {}
 
@@ -84,68 +125,66 @@ contract SupraJudge is ISupraJudge, EIP712 {
 
     /// @inheritdoc ISupraJudge
     function open(Offer calldata o, bytes calldata sellerSig) external payable returns (uint256 channelId) {
-        // Hash first: SupraHashing rejects any non-canonical field, so the raw reads below are clean.
-        bytes32 digest = _hashTypedDataV4(SupraHashing.hash(o));
         bytes32 streamId;
-        address offerSeller;
-        address offerBuyer;
-        uint256 price;
-        uint256 window;
-        uint256 startSeq;
-        uint256 tAck;
-        uint256 tClosure;
-        uint256 validUntil;
-        assembly ("memory-safe") {
-            streamId := calldataload(o)
-            offerSeller := calldataload(add(o, 0x20))
-            offerBuyer := calldataload(add(o, 0x40))
-            price := calldataload(add(o, 0x60))
-            window := calldataload(add(o, 0x80))
-            startSeq := calldataload(add(o, 0xa0))
-            tAck := calldataload(add(o, 0xc0))
-            tClosure := calldataload(add(o, 0xe0))
-            validUntil := calldataload(add(o, 0x100))
-        }
-        if (msg.sender != offerBuyer) revert NotBuyer(msg.sender, offerBuyer);
-        if (block.timestamp > validUntil) revert OfferExpired(uint64(validUntil), block.timestamp);
-        address seller = _seller(streamId);
-        if (offerSeller != seller) revert SellerMismatch(offerSeller, streamId);
-        if (price == 0 || window == 0 || tAck == 0 || tClosure == 0) {
-            revert InvalidTerms(price, uint64(window), uint32(tAck), uint32(tClosure));
-        }
-        if (tAck > MAX_T_ACK || tClosure > MAX_T_CLOSURE) {
-            revert TermsTooLong(uint32(tAck), uint32(tClosure), MAX_T_ACK, MAX_T_CLOSURE);
-        }
-        if (price > MAX_PRICE) revert AmountTooLarge(price, MAX_PRICE);
-        if (window > type(uint32).max) revert WindowTooLarge(uint64(window), type(uint32).max);
-        if (msg.value < price * window) revert DepositTooSmall(msg.value, price * window);
-        if (msg.value > type(uint96).max) revert AmountTooLarge(msg.value, type(uint96).max);
-        _checkSigner(digest, sellerSig, seller);
+        Terms terms;
+        address token;
+        (channelId, streamId, terms, token) = _checkOffer(o, sellerSig);
+        if (token != address(0)) revert CurrencyMismatch(token);
+        _record(channelId, streamId, terms, address(0), msg.value);
+    }
 
-        channelId = uint256(digest);
-        ChannelRecord storage c = _channels[channelId];
-        if (c.account.buyer() != address(0)) revert ChannelExists(channelId);
-        c.streamId = streamId;
-        c.account = AccountLib.pack(msg.sender, msg.value);
-        c.terms = TermsLib.pack(price, window, startSeq, tAck, tClosure, block.timestamp);
-        emit ChannelOpened(channelId, streamId, msg.sender, msg.value);
+    /// @inheritdoc ISupraJudge
+    function openWithPermit(
+        Offer calldata o,
+        bytes calldata sellerSig,
+        uint256 amount,
+        uint256 deadline,
+        uint8 v,
+        bytes32 r,
+        bytes32 s
+    ) external depositLock returns (uint256 channelId) {
+        bytes32 streamId;
+        Terms terms;
+        address token;
+        (channelId, streamId, terms, token) = _checkOffer(o, sellerSig);
+        if (token == address(0)) revert CurrencyMismatch(address(0));
+        _permit(token, amount, deadline, v, r, s);
+        _record(channelId, streamId, terms, token, _pull(token, amount));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function openWithToken(Offer calldata o, bytes calldata sellerSig, uint256 amount)
+        external
+        depositLock
+        returns (uint256 channelId)
+    {
+        bytes32 streamId;
+        Terms terms;
+        address token;
+        (channelId, streamId, terms, token) = _checkOffer(o, sellerSig);
+        if (token == address(0)) revert CurrencyMismatch(address(0));
+        _record(channelId, streamId, terms, token, _pull(token, amount));
     }
 
     /// @inheritdoc ISupraJudge
     function topUp(uint256 channelId) external payable {
-        ChannelRecord storage c = _channels[channelId];
-        Account account = c.account;
-        Progress progress = c.progress;
-        if (account.buyer() == address(0) || progress.phase() != PHASE_OPEN) {
-            revert WrongStatus(channelId, _status(account, progress));
-        }
-        if (msg.sender != account.buyer()) revert NotBuyer(msg.sender, account.buyer());
-        if (msg.value == 0) revert ZeroAmount();
-        uint256 deposit = account.deposit() + msg.value;
-        if (deposit > type(uint96).max) revert AmountTooLarge(deposit, type(uint96).max);
-        c.account = account.withDeposit(deposit);
-        c.progress = progress.withExtendedAt(block.timestamp);
-        emit ToppedUp(channelId, msg.value, deposit);
+        if (_channels[channelId].terms.isToken()) revert CurrencyMismatch(_tokens[channelId]);
+        _credit(channelId, msg.value);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function topUpWithPermit(uint256 channelId, uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        external
+        depositLock
+    {
+        address token = _tokenOf(channelId);
+        _permit(token, amount, deadline, v, r, s);
+        _credit(channelId, _pull(token, amount));
+    }
+
+    /// @inheritdoc ISupraJudge
+    function topUpWithToken(uint256 channelId, uint256 amount) external depositLock {
+        _credit(channelId, _pull(_tokenOf(channelId), amount));
     }
 
     /// @inheritdoc ISupraJudge
@@ -176,7 +215,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
         if (paid == 0) revert NothingToClaim(channelId, a.seq);
         c.progress = next;
         emit Claimed(channelId, a.seq, paid, next.claimed());
-        _pay(_seller(c.streamId), paid);
+        _pay(channelId, terms, _seller(c.streamId), paid);
     }
 
     /// @inheritdoc ISupraJudge
@@ -257,8 +296,8 @@ contract SupraJudge is ISupraJudge, EIP712 {
 
         c.progress = progress.withClaimed(claimed).settled();
         emit Settled(channelId, toSeller, toBuyer);
-        if (toSeller != 0) _pay(_seller(c.streamId), toSeller);
-        _pay(account.buyer(), toBuyer);
+        if (toSeller != 0) _pay(channelId, terms, _seller(c.streamId), toSeller);
+        _pay(channelId, terms, account.buyer(), toBuyer);
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -332,7 +371,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
             c.progress = next;
             emit Claimed(channelId, a.seq, paid, next.claimed());
         }
-        if (paid != 0) _pay(_seller(c.streamId), paid);
+        if (paid != 0) _pay(channelId, terms, _seller(c.streamId), paid);
     }
 
     /// @inheritdoc ISupraJudge
@@ -356,7 +395,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
         c.progress = progress.settled();
         emit AccusationUpheld(channelId, missingSeq);
         emit Settled(channelId, 0, refund);
-        _pay(account.buyer(), refund);
+        _pay(channelId, c.terms, account.buyer(), refund);
     }
 
     /// @inheritdoc ISupraJudge
@@ -376,7 +415,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
         _clearDispute(c);
         emit WrongCostProven(channelId, a.seq, a.cost);
         emit Settled(channelId, penalty, 0);
-        _pay(_seller(c.streamId), penalty);
+        _pay(channelId, terms, _seller(c.streamId), penalty);
     }
 
     /// @inheritdoc ISupraJudge
@@ -391,7 +430,8 @@ contract SupraJudge is ISupraJudge, EIP712 {
         bytes32 streamId = c.streamId;
         if (a.streamId != streamId) revert WrongStream(streamId, a.streamId);
         if (b.streamId != streamId) revert WrongStream(streamId, b.streamId);
-        uint64 startSeq = c.terms.startSeq();
+        Terms terms = c.terms;
+        uint64 startSeq = terms.startSeq();
         if (a.seq < startSeq) revert SeqBeforeStart(a.seq, startSeq);
         bytes32 digestA = _hashTypedDataV4(SupraHashing.hash(a));
         bytes32 digestB = _hashTypedDataV4(SupraHashing.hash(b));
@@ -407,7 +447,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
         _clearDispute(c);
         emit EquivocationProven(channelId, a.seq, b.seq, digestA, digestB);
         emit Settled(channelId, 0, refund);
-        _pay(account.buyer(), refund);
+        _pay(channelId, terms, account.buyer(), refund);
     }
 
     /// @inheritdoc ISupraJudge
@@ -415,7 +455,8 @@ contract SupraJudge is ISupraJudge, EIP712 {
         uint256 channelId = s.channelId;
         (ChannelRecord storage c, Account account, Progress progress) = _live(channelId);
         _checkSigner(_hashTypedDataV4(SupraHashing.hash(s)), sellerSig, _seller(c.streamId));
-        uint64 startSeq = c.terms.startSeq();
+        Terms terms = c.terms;
+        uint64 startSeq = terms.startSeq();
         uint256 count = s.seq >= startSeq ? uint256(s.seq) - startSeq + 1 : 0;
         if (count > MASK_40 - 2) count = MASK_40 - 2;
         Pending pending = c.pending;
@@ -432,7 +473,7 @@ contract SupraJudge is ISupraJudge, EIP712 {
             c.progress = progress.settled();
             emit StopViolationProven(channelId, s.seq, postedClaim, stopCount);
             emit Settled(channelId, 0, refund);
-            _pay(account.buyer(), refund);
+            _pay(channelId, terms, account.buyer(), refund);
             return;
         }
         uint256 deadline = pending.disputeDeadline();
@@ -464,8 +505,8 @@ contract SupraJudge is ISupraJudge, EIP712 {
         _clearDispute(c);
         emit ClosedCooperatively(channelId, a.seq);
         emit Settled(channelId, toSeller, toBuyer);
-        if (toSeller != 0) _pay(seller, toSeller);
-        _pay(account.buyer(), toBuyer);
+        if (toSeller != 0) _pay(channelId, terms, seller, toSeller);
+        _pay(channelId, terms, account.buyer(), toBuyer);
     }
 
     /// @inheritdoc ISupraJudge
@@ -479,6 +520,15 @@ contract SupraJudge is ISupraJudge, EIP712 {
             ok := call(gas(), caller(), amount, 0, 0, 0, 0)
         }
         if (!ok) revert TransferFailed(msg.sender, amount);
+    }
+
+    /// @inheritdoc ISupraJudge
+    function withdrawToken(address token) external {
+        uint256 amount = _owedTokens[token][msg.sender];
+        if (amount == 0) revert NothingToWithdraw(msg.sender);
+        _owedTokens[token][msg.sender] = 0;
+        emit TokenWithdrawn(token, msg.sender, amount);
+        SafeERC20.safeTransfer(IERC20(token), msg.sender, amount);
     }
 
     // ------------------------------------------------------------------------------------------------
@@ -563,9 +613,118 @@ contract SupraJudge is ISupraJudge, EIP712 {
         return _owed[account];
     }
 
+    /// @inheritdoc ISupraJudge
+    function owedToken(address token, address account) external view returns (uint256) {
+        return _owedTokens[token][account];
+    }
+
+    /// @inheritdoc ISupraJudge
+    function channelToken(uint256 channelId) external view returns (address) {
+        return _tokens[channelId];
+    }
+
     // ------------------------------------------------------------------------------------------------
     // Internals
     // ------------------------------------------------------------------------------------------------
+
+    /// @dev Checks an offer for opening (all of {open}'s rules but the deposit and the channel's freshness,
+    ///      which {_record} checks once the deposit is known); returns the channel id (the offer's digest),
+    ///      its stream, packed terms and currency.
+    function _checkOffer(Offer calldata o, bytes calldata sellerSig)
+        private
+        view
+        returns (uint256 channelId, bytes32 streamId, Terms terms, address token)
+    {
+        // Hash first: SupraHashing rejects any non-canonical field, so the raw reads below are clean.
+        bytes32 digest = _hashTypedDataV4(SupraHashing.hash(o));
+        channelId = uint256(digest);
+        address offerSeller;
+        address offerBuyer;
+        uint256 price;
+        uint256 window;
+        uint256 startSeq;
+        uint256 tAck;
+        uint256 tClosure;
+        uint256 validUntil;
+        assembly ("memory-safe") {
+            streamId := calldataload(o)
+            offerSeller := calldataload(add(o, 0x20))
+            offerBuyer := calldataload(add(o, 0x40))
+            price := calldataload(add(o, 0x60))
+            token := calldataload(add(o, 0x80))
+            window := calldataload(add(o, 0xa0))
+            startSeq := calldataload(add(o, 0xc0))
+            tAck := calldataload(add(o, 0xe0))
+            tClosure := calldataload(add(o, 0x100))
+            validUntil := calldataload(add(o, 0x120))
+        }
+        if (msg.sender != offerBuyer) revert NotBuyer(msg.sender, offerBuyer);
+        if (block.timestamp > validUntil) revert OfferExpired(uint64(validUntil), block.timestamp);
+        address seller = _seller(streamId);
+        if (offerSeller != seller) revert SellerMismatch(offerSeller, streamId);
+        if (price == 0 || window == 0 || tAck == 0 || tClosure == 0) {
+            revert InvalidTerms(price, uint64(window), uint32(tAck), uint32(tClosure));
+        }
+        if (tAck > MAX_T_ACK || tClosure > MAX_T_CLOSURE) {
+            revert TermsTooLong(uint32(tAck), uint32(tClosure), MAX_T_ACK, MAX_T_CLOSURE);
+        }
+        if (price > MAX_PRICE) revert AmountTooLarge(price, MAX_PRICE);
+        if (window > type(uint32).max) revert WindowTooLarge(uint64(window), type(uint32).max);
+        _checkSigner(digest, sellerSig, seller);
+        terms = TermsLib.pack(price, window, startSeq, tAck, tClosure, block.timestamp, token != address(0));
+    }
+
+    /// @dev Records a new channel of `deposit` (wei or `token` units) for the caller, the offer's buyer.
+    function _record(uint256 channelId, bytes32 streamId, Terms terms, address token, uint256 deposit) private {
+        uint256 required = terms.price() * terms.window();
+        if (deposit < required) revert DepositTooSmall(deposit, required);
+        if (deposit > type(uint96).max) revert AmountTooLarge(deposit, type(uint96).max);
+        ChannelRecord storage c = _channels[channelId];
+        if (c.account.buyer() != address(0)) revert ChannelExists(channelId);
+        c.streamId = streamId;
+        c.account = AccountLib.pack(msg.sender, deposit);
+        c.terms = terms;
+        if (token != address(0)) _tokens[channelId] = token;
+        emit ChannelOpened(channelId, streamId, msg.sender, deposit);
+    }
+
+    /// @dev Adds `amount` to the deposit of an Open channel of the caller (its buyer). Reads the record here,
+    ///      after any token transfer, so a token's re-entrant calls cannot leave it stale.
+    function _credit(uint256 channelId, uint256 amount) private {
+        ChannelRecord storage c = _channels[channelId];
+        Account account = c.account;
+        Progress progress = c.progress;
+        if (account.buyer() == address(0) || progress.phase() != PHASE_OPEN) {
+            revert WrongStatus(channelId, _status(account, progress));
+        }
+        if (msg.sender != account.buyer()) revert NotBuyer(msg.sender, account.buyer());
+        if (amount == 0) revert ZeroAmount();
+        uint256 deposit = account.deposit() + amount;
+        if (deposit > type(uint96).max) revert AmountTooLarge(deposit, type(uint96).max);
+        c.account = account.withDeposit(deposit);
+        c.progress = progress.withExtendedAt(block.timestamp);
+        emit ToppedUp(channelId, amount, deposit);
+    }
+
+    /// @dev The token of a token channel; reverts {CurrencyMismatch} for an ETH (or unknown) channel.
+    function _tokenOf(uint256 channelId) private view returns (address) {
+        if (!_channels[channelId].terms.isToken()) revert CurrencyMismatch(address(0));
+        return _tokens[channelId];
+    }
+
+    /// @dev Tries the caller's EIP-2612 permit of `amount` to the judge. A failure is ignored: the permit may
+    ///      have been front-run (its signature used by someone else, which sets the same allowance), and the
+    ///      transfer that follows checks the allowance anyway.
+    function _permit(address token, uint256 amount, uint256 deadline, uint8 v, bytes32 r, bytes32 s) private {
+        try IERC20Permit(token).permit(msg.sender, address(this), amount, deadline, v, r, s) {} catch {}
+    }
+
+    /// @dev Pulls `amount` of `token` from the caller; returns what arrived (the judge's balance delta).
+    function _pull(address token, uint256 amount) private returns (uint256 received) {
+        uint256 before = IERC20(token).balanceOf(address(this));
+        SafeERC20.safeTransferFrom(IERC20(token), msg.sender, address(this), amount);
+        received = IERC20(token).balanceOf(address(this)) - before;
+    }
 
     /// @dev The seller of a stream: the high 20 bytes of its id.
     function _seller(bytes32 streamId) private pure returns (address) {
@@ -708,10 +867,20 @@ contract SupraJudge is ISupraJudge, EIP712 {
         if (recovered != expected) revert WrongSigner(expected, recovered);
     }
 
-    /// @dev Pushes `amount` to `to` with {PAYOUT_GAS}; on failure credits it to `to` for {withdraw}.
-    ///      Called only as the last step of a state change (checks-effects-interactions).
-    function _pay(address to, uint256 amount) private {
+    /// @dev Pays `amount` of channel `channelId`'s currency (`terms`' token flag) to `to`: the one payout path.
+    ///      ETH is pushed with {PAYOUT_GAS}; a token with OpenZeppelin's `trySafeTransfer`. On failure the
+    ///      amount is credited to `to` for {withdraw} / {withdrawToken}. Called only as the last step of a state
+    ///      change (checks-effects-interactions).
+    function _pay(uint256 channelId, Terms terms, address to, uint256 amount) private {
         if (amount == 0) return;
+        if (terms.isToken()) {
+            address token = _tokens[channelId];
+            if (!SafeERC20.trySafeTransfer(IERC20(token), to, amount)) {
+                _owedTokens[token][to] += amount;
+                emit TokenPayoutDeferred(token, to, amount);
+            }
+            return;
+        }
         bool ok;
         assembly ("memory-safe") {
             ok := call(PAYOUT_GAS, to, amount, 0, 0, 0, 0)

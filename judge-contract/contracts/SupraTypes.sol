@@ -17,8 +17,11 @@ struct Offer {
     /// Must equal the high 20 bytes of streamId.
     address seller;
     address buyer;
-    /// Wei per message.
+    /// Price per message, in the smallest unit of `token` (wei for ETH).
     uint256 price;
+    /// The currency of `price` and of the deposit: an ERC-20 token (EIP-2612 permit for one-transaction
+    /// opens), or address(0) for ETH.
+    address token;
     /// W: most messages in flight without an ack; also the most posted messages claimable after the last ack.
     uint64 window;
     /// First stream sequence number this channel buys.

@@ -4,6 +4,7 @@ pragma solidity ^0.8.24;
 import {SupraJudge} from "../contracts/SupraJudge.sol";
 import {ISupraJudge} from "../contracts/ISupraJudge.sol";
 import {Offer, Message, Batch, BatchProof, Ack, Stop} from "../contracts/SupraTypes.sol";
+import {SupraTestToken} from "../contracts/SupraTestToken.sol";
 
 /// @dev halmos' symbolic value cheatcodes (declared here: no extra Solidity library).
 interface SVM {
@@ -108,6 +109,7 @@ contract SupraJudgeProps {
             seller: SELLER,
             buyer: BUYER,
             price: price,
+            token: address(0),
             window: uint64(window),
             startSeq: startSeq,
             tAck: uint32(svm.createUint(17, "tAck")),
@@ -196,6 +198,7 @@ contract SupraJudgeProps {
             seller: SELLER,
             buyer: BYSTANDER,
             price: PRICE,
+            token: address(0),
             window: 1,
             startSeq: 0,
             tAck: 60,
@@ -372,6 +375,72 @@ contract SupraJudgeProps {
     ///      flag, not --ci.
     function check_money_after_submitStop() public {
         _moneySequence(12);
+    }
+
+    /// @notice Issue 14, token conservation: a channel priced and funded in an ERC-20 (OpenZeppelin's, the
+    ///         test stablecoin) keeps the money properties in tokens: the judge's token balance is exactly
+    ///         deposits minus payouts, R never decreases, never exceeds F and is what the seller received, a
+    ///         settled channel holds nothing, a third party never gains, and no ether moves.
+    /// @dev Bound: openWithToken (symbolic P, W, startSeq, deposit, T_ack, T_closure), then 1 call, any of
+    ///      the 15 functions (topUp as topUpWithToken of a symbolic amount), by any party, at any later time.
+    function check_tokenMoney() public {
+        SupraTestToken usd = new SupraTestToken();
+        price = svm.createUint(72, "price");
+        window = svm.createUint(2, "window");
+        startSeq = uint64(svm.createUint(64, "startSeq"));
+        uint256 deposit = svm.createUint(96, "deposit");
+        Offer memory o = Offer({
+            streamId: streamId,
+            seller: SELLER,
+            buyer: BUYER,
+            price: price,
+            token: address(usd),
+            window: uint64(window),
+            startSeq: startSeq,
+            tAck: uint32(svm.createUint(17, "tAck")),
+            tClosure: uint32(svm.createUint(20, "tClosure")),
+            validUntil: uint64(START),
+            nonce: 1
+        });
+        usd.mint(BUYER, deposit);
+        vm.prank(BUYER);
+        usd.approve(address(judge), deposit);
+        vm.prank(BUYER);
+        id = judge.openWithToken(o, _sig("offerSig"), deposit);
+        deposits = deposit;
+        if (!_take("take")) return;
+
+        _later("who.dt");
+        address who = _party("who");
+        uint256 action = _anyAction("action");
+        uint256 claimedBefore = _claimed();
+        uint256 whoBefore = usd.balanceOf(who);
+        if (action == 0) {
+            // Only the buyer's top-up succeeds (a path whose call reverts ends there): it is minted the
+            // amount and spends all of it, so its balance stays what the judge paid it.
+            uint256 value = svm.createUint(96, "topUp.value");
+            usd.mint(who, value);
+            vm.prank(who);
+            usd.approve(address(judge), value);
+            vm.prank(who);
+            judge.topUpWithToken(id, value);
+            deposits += value;
+        } else {
+            _act(action, who);
+        }
+        // Seller and buyer held no tokens after the open: their balances are what the judge paid them.
+        uint256 toSeller = usd.balanceOf(SELLER);
+        uint256 toBuyer = usd.balanceOf(BUYER);
+        uint256 claimedAfter = _claimed();
+        assert(claimedAfter >= claimedBefore);
+        assert(claimedAfter <= deposits);
+        assert(toSeller == claimedAfter);
+        assert(toSeller + toBuyer <= deposits);
+        assert(usd.balanceOf(address(judge)) == deposits - toSeller - toBuyer);
+        if (_status() == ISupraJudge.Status.Settled) assert(usd.balanceOf(address(judge)) == 0);
+        if (who != BUYER && who != SELLER) assert(usd.balanceOf(who) <= whoBefore);
+        assert(address(judge).balance == 0);
+        assert(judge.channelToken(id) == address(usd));
     }
 
     /// @dev Any of the 15 functions (the solver picks).

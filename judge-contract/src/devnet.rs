@@ -173,3 +173,26 @@ impl Drop for Devnet {
         let _ = self.child.wait();
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// The market's contracts on a devnet (issue 14), deployed next to the judge
+// ------------------------------------------------------------------------------------------------
+
+/// Deploys the test stablecoin (`SupraTestToken`: ERC-20 with EIP-2612 permit, 6 decimals) with
+/// `judge`'s account and mints `amount` (smallest unit) to each of `holders`.
+pub async fn deploy_test_token(
+    judge: &crate::Judge,
+    holders: &[Address],
+    amount: alloy::primitives::U256,
+) -> Result<crate::market::TestToken, crate::JudgeError> {
+    let token = crate::market::TestToken::deploy(judge).await?;
+    for holder in holders {
+        token.mint(*holder, amount).await?;
+    }
+    Ok(token)
+}
+
+/// Deploys an offer catalogue serving `judge`'s contract, with `judge`'s account.
+pub async fn deploy_catalogue(judge: &crate::Judge) -> Result<crate::market::Catalogue, crate::JudgeError> {
+    crate::market::Catalogue::deploy(judge).await
+}

@@ -9,6 +9,7 @@
 
 pub mod devnet;
 mod events;
+pub mod market;
 
 use std::time::Duration;
 
@@ -31,6 +32,18 @@ pub mod bindings {
         #[derive(Debug, PartialEq, Eq)]
         SupraJudge,
         "artifacts/SupraJudge.json"
+    );
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        SupraCatalogue,
+        "artifacts/SupraCatalogue.json"
+    );
+    alloy::sol!(
+        #[sol(rpc)]
+        #[derive(Debug, PartialEq, Eq)]
+        SupraTestToken,
+        "artifacts/SupraTestToken.json"
     );
 }
 
@@ -194,6 +207,13 @@ impl JudgeError {
                 _ => JudgeError::Refused(text),
             };
         }
+        // The catalogue's refusals, and a token's (bubbled up through the judge's `transferFrom`).
+        if let Some(refusal) = error.as_decoded_interface_error::<bindings::SupraCatalogue::SupraCatalogueErrors>() {
+            return JudgeError::Refused(format!("{refusal:?}"));
+        }
+        if let Some(refusal) = error.as_decoded_interface_error::<bindings::SupraTestToken::SupraTestTokenErrors>() {
+            return JudgeError::Refused(format!("{refusal:?}"));
+        }
         match error {
             alloy::contract::Error::TransportError(e) if e.as_error_resp().is_none() => JudgeError::Rpc(e.to_string()),
             alloy::contract::Error::PendingTransactionError(e) => JudgeError::Rpc(e.to_string()),
@@ -254,6 +274,8 @@ pub struct Judge {
     contract: SupraJudgeInstance<DynProvider>,
     provider: DynProvider,
     from: Address,
+    /// The key of `from`: it also signs EIP-2612 permits ([`Judge::open_with_permit`]).
+    signer: PrivateKeySigner,
     domain: Domain,
     policy: TxPolicy,
 }
@@ -264,8 +286,12 @@ impl std::fmt::Debug for Judge {
     }
 }
 
+fn signer_of(key: &B256) -> Result<PrivateKeySigner, JudgeError> {
+    PrivateKeySigner::from_bytes(key).map_err(|e| JudgeError::Other(format!("bad key: {e}")))
+}
+
 fn provider_for(rpc_url: &str, key: &B256) -> Result<(DynProvider, Address, TxPolicy), JudgeError> {
-    let signer = PrivateKeySigner::from_bytes(key).map_err(|e| JudgeError::Other(format!("bad key: {e}")))?;
+    let signer = signer_of(key)?;
     let from = signer.address();
     let url: alloy::transports::http::reqwest::Url = rpc_url.parse().map_err(|e| JudgeError::Other(format!("bad RPC URL `{rpc_url}`: {e}")))?;
     // Nonces are read from the node for every transaction: a call that fails before it is sent
@@ -302,7 +328,7 @@ impl Judge {
     pub async fn deploy(rpc_url: &str, key: &B256) -> Result<Judge, JudgeError> {
         let (provider, from, policy) = provider_for(rpc_url, key)?;
         let contract = SupraJudge::deploy(provider.clone()).await.map_err(JudgeError::from_contract)?;
-        Ok(Judge::with_contract(contract, provider, from).await?.with_policy(policy))
+        Ok(Judge::with_contract(contract, provider, from, signer_of(key)?).await?.with_policy(policy))
     }
 
     /// Connects to the judge at `judge`, checking that code is deployed there.
@@ -312,17 +338,20 @@ impl Judge {
         if code.is_empty() {
             return Err(JudgeError::Other(format!("no contract at {judge} on {rpc_url}")));
         }
-        Ok(Judge::with_contract(SupraJudge::new(judge, provider.clone()), provider, from).await?.with_policy(policy))
+        Ok(Judge::with_contract(SupraJudge::new(judge, provider.clone()), provider, from, signer_of(key)?)
+            .await?
+            .with_policy(policy))
     }
 
     async fn with_contract(
         contract: SupraJudgeInstance<DynProvider>,
         provider: DynProvider,
         from: Address,
+        signer: PrivateKeySigner,
     ) -> Result<Judge, JudgeError> {
         let chain_id = provider.get_chain_id().await.map_err(|e| JudgeError::Rpc(e.to_string()))?;
         let domain = Domain::new(chain_id, *contract.address());
-        Ok(Judge { contract, provider, from, domain, policy: TxPolicy::default() })
+        Ok(Judge { contract, provider, from, signer, domain, policy: TxPolicy::default() })
     }
 
     /// This client with another transaction policy (confirmations, replacement of stuck
@@ -347,7 +376,7 @@ impl Judge {
     /// (dropped from its pool), is replaced under the same nonce with fees raised by
     /// [`TxPolicy::fee_bump_percent`]; whichever of the versions is mined is the result. A transaction reorganised away before its confirmations
     /// is reported as an RPC error (transient): the caller sends the call again.
-    async fn transact<D: alloy::contract::CallDecoder>(
+    pub(crate) async fn transact<D: alloy::contract::CallDecoder>(
         &self,
         call: alloy::contract::CallBuilder<&DynProvider, D>,
     ) -> Result<Receipt, JudgeError> {

@@ -3,7 +3,7 @@ pragma solidity ^0.8.24;
 
 import {Offer, Message, Batch, BatchProof, Ack, Stop} from "../contracts/SupraTypes.sol";
 import {vm, Vm} from "./utils/Vm.sol";
-import {SupraTestBase} from "./utils/SupraTestBase.sol";
+import {SupraTokenBase} from "./utils/SupraTokenBase.sol";
 
 /// @dev Gas budgets, enforced: each test makes one realistic call per judge function and FAILS when the
 ///      call's transaction gas exceeds its budget. `isolate = true` (inline config below) runs every
@@ -17,7 +17,7 @@ import {SupraTestBase} from "./utils/SupraTestBase.sol";
 ///      posting, settle paying both sides). Each call is made by the party that benefits (the seller claims,
 ///      the buyer settles), whose account is then warm as the transaction's sender.
 /// forge-config: default.isolate = true
-contract SupraJudgeGasTest is SupraTestBase {
+contract SupraJudgeGasTest is SupraTokenBase {
     uint256 internal constant BUDGET_OPEN = 100_000;
     uint256 internal constant BUDGET_TOP_UP = 55_000;
     uint256 internal constant BUDGET_CLAIM = 70_000;
@@ -37,6 +37,17 @@ contract SupraJudgeGasTest is SupraTestBase {
     uint256 internal constant BUDGET_PROVE_EQUIVOCATION_BATCH_256 = 100_000;
     uint256 internal constant BUDGET_SUBMIT_STOP = 65_000;
     uint256 internal constant BUDGET_CLOSE_COOPERATIVELY = 90_000;
+    // Issue 14: channels in an ERC-20 (SupraTestToken: OpenZeppelin ERC20Permit). The judge already holds the
+    // token (another channel's deposit) and the seller already holds some: the common case. A first deposit
+    // of a token into the judge, or a first payment to an account without the token, writes a fresh
+    // balance slot of the token (+17.1k), measured too.
+    uint256 internal constant BUDGET_OPEN_WITH_PERMIT = 160_000;
+    uint256 internal constant BUDGET_OPEN_WITH_PERMIT_FIRST = 195_000;
+    uint256 internal constant BUDGET_OPEN_WITH_TOKEN = 145_000;
+    uint256 internal constant BUDGET_TOP_UP_WITH_PERMIT = 95_000;
+    uint256 internal constant BUDGET_CLAIM_TOKEN = 80_000;
+    uint256 internal constant BUDGET_CLAIM_TOKEN_FRESH_PAYEE = 98_000;
+    uint256 internal constant BUDGET_SETTLE_TOKEN = 65_000;
 
     uint256 internal id;
     Offer internal o;
@@ -293,5 +304,78 @@ contract SupraJudgeGasTest is SupraTestBase {
         vm.prank(buyer);
         judge.closeCooperatively(a, aSig, s, sSig);
         within("closeCooperatively (no claim before)", BUDGET_CLOSE_COOPERATIVELY);
+    }
+
+    // --------------------------------------------------------------------------------------------
+    // Issue 14: token channels
+    // --------------------------------------------------------------------------------------------
+
+    /// @dev Another buyer's token channel first, so that the judge already holds the token.
+    function tokenInJudge() internal {
+        Offer memory first = offerIn(address(usd), 0);
+        openWithPermitOf(first, TOKEN_DEPOSIT);
+    }
+
+    function test_gas_openWithPermit() public {
+        tokenInJudge();
+        o = offerIn(address(usd), 0);
+        id = openWithPermitOf(o, TOKEN_DEPOSIT);
+        within("openWithPermit", BUDGET_OPEN_WITH_PERMIT);
+    }
+
+    function test_gas_openWithPermit_firstDepositOfTheToken() public {
+        o = offerIn(address(usd), 0);
+        id = openWithPermitOf(o, TOKEN_DEPOSIT);
+        within("openWithPermit (the judge's first deposit of this token)", BUDGET_OPEN_WITH_PERMIT_FIRST);
+    }
+
+    function test_gas_openWithToken() public {
+        tokenInJudge();
+        o = offerIn(address(usd), 0);
+        bytes memory sig = signOffer(o);
+        vm.prank(buyer);
+        usd.approve(address(judge), TOKEN_DEPOSIT);
+        vm.prank(buyer);
+        id = judge.openWithToken(o, sig, TOKEN_DEPOSIT);
+        within("openWithToken (after approve)", BUDGET_OPEN_WITH_TOKEN);
+    }
+
+    function test_gas_topUpWithPermit() public {
+        (id, o) = openToken(0);
+        uint256 deadline = block.timestamp + 600;
+        (uint8 v, bytes32 r, bytes32 s) = permitBy(BUYER_PK, TOKEN_PRICE, deadline);
+        vm.prank(buyer);
+        judge.topUpWithPermit(id, TOKEN_PRICE, deadline, v, r, s);
+        within("topUpWithPermit", BUDGET_TOP_UP_WITH_PERMIT);
+    }
+
+    function test_gas_claim_token() public {
+        (id, o) = openToken(0);
+        usd.mint(seller, 1); // the seller already holds the token
+        claimAsSeller(9);
+        within("claim, token channel (first of the channel)", BUDGET_CLAIM_TOKEN);
+    }
+
+    function test_gas_claim_token_freshPayee() public {
+        (id, o) = openToken(0);
+        claimAsSeller(9);
+        within("claim, token channel, seller without the token yet", BUDGET_CLAIM_TOKEN_FRESH_PAYEE);
+    }
+
+    function test_gas_settle_token() public {
+        (id, o) = openToken(0);
+        usd.mint(seller, 1);
+        claimAsSeller(3);
+        for (uint64 s = 4; s <= 5; ++s) {
+            postSeq(s);
+        }
+        vm.prank(seller);
+        judge.claimPosted(id, 5);
+        vm.prank(buyer);
+        judge.requestClose(id);
+        vm.warp(block.timestamp + T_CLOSURE);
+        vm.prank(buyer);
+        judge.settle(id);
+        within("settle, token channel (posted claim and refund)", BUDGET_SETTLE_TOKEN);
     }
 }

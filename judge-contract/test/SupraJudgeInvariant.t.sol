@@ -6,10 +6,14 @@ import {Offer, Message, Batch, BatchProof, Ack, Stop} from "../contracts/SupraTy
 import {vm} from "./utils/Vm.sol";
 import {Assertions} from "./utils/Assertions.sol";
 import {MerkleBuilder} from "./utils/MerkleBuilder.sol";
+import {SupraTestToken} from "../contracts/SupraTestToken.sol";
 
 /// @dev Drives the judge with random sequences of every action, by honest and dishonest parties: one seller
 ///      and its stream, three buyers, up to MAX_CHANNELS channels. It measures every payout from the
 ///      parties' balances (they are code-less accounts, so pushes always succeed) and keeps ghost totals.
+///      Issue 14: the handler runs in one currency, ETH (`token` = 0) or an ERC-20 with permit; the token
+///      handler opens with `openWithPermit` or `openWithToken` and tops up with `topUpWithPermit` or
+///      `topUpWithToken` (alternating on a seed), and measures token balances.
 contract JudgeHandler is Assertions {
     uint256 internal constant SELLER_PK = 0x5E11E7;
     uint256 internal constant MAX_LIVE = 6;
@@ -48,14 +52,45 @@ contract JudgeHandler is Assertions {
     bool public openFailed;
     mapping(bytes32 action => uint256) public successes;
 
-    constructor(ISupraJudge judge_) {
+    /// The channels' currency: address(0) for ETH.
+    SupraTestToken public immutable token;
+
+    constructor(ISupraJudge judge_, SupraTestToken token_) {
         judge = judge_;
+        token = token_;
         seller = vm.addr(SELLER_PK);
         streamId = bytes32(uint256(uint160(seller)) << 96 | 7);
         vm.deal(seller, 1 ether);
         for (uint256 i = 0; i < 3; ++i) {
             vm.deal(vm.addr(buyerPks[i]), 1 ether);
         }
+    }
+
+    /// @dev Balance of `who` in the handler's currency.
+    function balanceIn(address who) public view returns (uint256) {
+        return address(token) == address(0) ? who.balance : token.balanceOf(who);
+    }
+
+    function _fund(address who, uint256 amount) internal {
+        if (address(token) == address(0)) vm.deal(who, who.balance + amount);
+        else token.mint(who, amount);
+    }
+
+    /// @dev The buyer's EIP-2612 permit of `amount` to the judge.
+    function _permit(uint256 pk, uint256 amount) internal view returns (uint256 deadline, uint8 v, bytes32 r, bytes32 s) {
+        address owner = vm.addr(pk);
+        deadline = block.timestamp + 60;
+        bytes32 structHash = keccak256(
+            abi.encode(
+                keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)"),
+                owner,
+                address(judge),
+                amount,
+                token.nonces(owner),
+                deadline
+            )
+        );
+        (v, r, s) = vm.sign(pk, keccak256(abi.encodePacked(hex"1901", token.DOMAIN_SEPARATOR(), structHash)));
     }
 
     function idsLength() external view returns (uint256) {
@@ -81,23 +116,23 @@ contract JudgeHandler is Assertions {
     function _before(uint256 id) internal view returns (Snapshot memory s) {
         s.id = id;
         s.buyer = buyerOf(id);
-        s.judgeBalance = address(judge).balance;
-        s.sellerBalance = seller.balance;
-        s.buyerBalance = s.buyer.balance;
+        s.judgeBalance = balanceIn(address(judge));
+        s.sellerBalance = balanceIn(seller);
+        s.buyerBalance = balanceIn(s.buyer);
     }
 
     /// @dev `valueIn`: ether the buyer sent to the judge in the action (open, topUp).
     function _after(Snapshot memory s, uint256 valueIn, bytes32 action, bool ok) internal {
         if (!ok) return;
         successes[action]++;
-        uint256 toSeller = seller.balance - s.sellerBalance;
-        uint256 toBuyer = s.buyer.balance + valueIn - s.buyerBalance;
+        uint256 toSeller = balanceIn(seller) - s.sellerBalance;
+        uint256 toBuyer = balanceIn(s.buyer) + valueIn - s.buyerBalance;
         ghostDeposits += valueIn;
         ghostDeposited[s.id] += valueIn;
         ghostPayouts += toSeller + toBuyer;
         ghostToSeller[s.id] += toSeller;
         ghostToBuyer[s.id] += toBuyer;
-        if (s.judgeBalance + valueIn - address(judge).balance != toSeller + toBuyer) misaccounted = true;
+        if (s.judgeBalance + valueIn - balanceIn(address(judge)) != toSeller + toBuyer) misaccounted = true;
         for (uint256 i = 0; i < ids.length; ++i) {
             uint256 claimed = judge.channel(ids[i]).claimed;
             if (claimed < lastClaimed[ids[i]]) claimedDecreased = true;
@@ -149,6 +184,7 @@ contract JudgeHandler is Assertions {
             seller: seller,
             buyer: buyer,
             price: price,
+            token: address(token),
             window: uint64(window),
             startSeq: uint64(bound(startSeq, 0, chain.length + 4)),
             tAck: T_ACK,
@@ -157,18 +193,53 @@ contract JudgeHandler is Assertions {
             nonce: ++nonce
         });
         bytes memory sig = _sign(SELLER_PK, judge.hashOffer(o));
-        vm.deal(buyer, buyer.balance + deposit);
+        _fund(buyer, deposit);
         uint256 id = uint256(judge.hashOffer(o));
         buyerPkOf[id] = pk;
         Snapshot memory s = _before(id);
-        vm.prank(buyer);
-        try judge.open{value: deposit}(o, sig) returns (uint256 opened) {
+        (bool ok, uint256 opened) = _openIn(o, sig, pk, deposit);
+        if (ok) {
             if (opened != id) openFailed = true;
             ids.push(id);
             live.push(id);
             _after(s, deposit, "open", true);
-        } catch {
+        } else {
             openFailed = true;
+        }
+    }
+
+    /// @dev Opens `o` in the handler's currency: ETH, or (alternating) with a permit or after an approve.
+    function _openIn(Offer memory o, bytes memory sig, uint256 pk, uint256 deposit)
+        internal
+        returns (bool ok, uint256 opened)
+    {
+        if (address(token) == address(0)) {
+            vm.prank(o.buyer);
+            try judge.open{value: deposit}(o, sig) returns (uint256 got) {
+                return (true, got);
+            } catch {}
+        } else if (nonce % 2 == 0) {
+            return _openWithPermit(o, sig, pk, deposit);
+        } else {
+            vm.prank(o.buyer);
+            token.approve(address(judge), deposit);
+            vm.prank(o.buyer);
+            try judge.openWithToken(o, sig, deposit) returns (uint256 got) {
+                return (true, got);
+            } catch {}
+        }
+    }
+
+    function _openWithPermit(Offer memory o, bytes memory sig, uint256 pk, uint256 deposit)
+        internal
+        returns (bool, uint256)
+    {
+        (uint256 deadline, uint8 v, bytes32 r, bytes32 ps) = _permit(pk, deposit);
+        vm.prank(o.buyer);
+        try judge.openWithPermit(o, sig, deposit, deadline, v, r, ps) returns (uint256 got) {
+            return (true, got);
+        } catch {
+            return (false, 0);
         }
     }
 
@@ -177,12 +248,27 @@ contract JudgeHandler is Assertions {
         if (!found) return;
         amount = bound(amount, 1, 1e16);
         address buyer = buyerOf(id);
-        vm.deal(buyer, buyer.balance + amount);
+        _fund(buyer, amount);
         Snapshot memory s = _before(id);
-        vm.prank(buyer);
-        try judge.topUp{value: amount}(id) {
-            _after(s, amount, "topUp", true);
-        } catch {}
+        if (address(token) == address(0)) {
+            vm.prank(buyer);
+            try judge.topUp{value: amount}(id) {
+                _after(s, amount, "topUp", true);
+            } catch {}
+        } else if (seed % 2 == 0) {
+            (uint256 deadline, uint8 v, bytes32 r, bytes32 ps) = _permit(buyerPkOf[id], amount);
+            vm.prank(buyer);
+            try judge.topUpWithPermit(id, amount, deadline, v, r, ps) {
+                _after(s, amount, "topUp", true);
+            } catch {}
+        } else {
+            vm.prank(buyer);
+            token.approve(address(judge), amount);
+            vm.prank(buyer);
+            try judge.topUpWithToken(id, amount) {
+                _after(s, amount, "topUp", true);
+            } catch {}
+        }
     }
 
     /// @dev The seller signs the next messages of its stream as one batch (delivered off-chain, not posted).
@@ -431,7 +517,12 @@ contract SupraJudgeInvariantTest is Assertions {
     function setUp() public {
         vm.warp(1_700_000_000);
         judge = ISupraJudge(vm.deployCode("contracts/SupraJudge.sol:SupraJudge"));
-        handler = new JudgeHandler(judge);
+        handler = new JudgeHandler(judge, _currency());
+    }
+
+    /// @dev The channels' currency: ETH here, the test token in {SupraJudgeTokenInvariantTest}.
+    function _currency() internal virtual returns (SupraTestToken) {
+        return SupraTestToken(address(0));
     }
 
     function targetContracts() public view returns (address[] memory targets) {
@@ -444,7 +535,7 @@ contract SupraJudgeInvariantTest is Assertions {
         assertTrue(!handler.misaccounted(), "every payout goes to the channel's seller or buyer");
         assertTrue(!handler.openFailed(), "honest opens succeed");
         assertLe(handler.ghostPayouts(), handler.ghostDeposits(), "payouts <= deposits");
-        assertEq(address(judge).balance, handler.ghostDeposits() - handler.ghostPayouts(), "balance");
+        assertEq(handler.balanceIn(address(judge)), handler.ghostDeposits() - handler.ghostPayouts(), "balance");
     }
 
     /// R never decreases, never exceeds F, and is exactly what the seller received.
@@ -475,7 +566,7 @@ contract SupraJudgeInvariantTest is Assertions {
                 locked += c.deposit - c.claimed;
             }
         }
-        assertEq(address(judge).balance, locked, "nothing locked after settle");
+        assertEq(handler.balanceIn(address(judge)), locked, "nothing locked after settle");
     }
 
     /// Issue 10's bounds hold on every live channel: an accusation cannot hold a Closing channel past
@@ -496,5 +587,19 @@ contract SupraJudgeInvariantTest is Assertions {
             }
             if (t.sellerStopped) assertLe(c.postedClaim, t.sellerStopCount, "no posted claim past the Stop");
         }
+    }
+}
+
+/// @dev Issue 14: the same invariants with every channel priced and funded in an ERC-20 with permit
+///      (OpenZeppelin's ERC20Permit): payouts never exceed deposits, R is what the seller received, and the
+///      judge's token balance is exactly the sum of the live channels' F - R (conservation); the judge's
+///      ether balance stays zero.
+contract SupraJudgeTokenInvariantTest is SupraJudgeInvariantTest {
+    function _currency() internal override returns (SupraTestToken) {
+        return new SupraTestToken();
+    }
+
+    function invariant_noEtherMoves() public view {
+        assertEq(address(judge).balance, 0, "a token judge holds no ether");
     }
 }

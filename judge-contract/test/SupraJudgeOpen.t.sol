@@ -73,6 +73,14 @@ contract SupraJudgeOpenTest is SupraTestBase {
         dirty[4 + 32 + 11] = 0x01; // a bit above the 160 low bits of `seller`
         (ok,) = address(judge).staticcall(dirty);
         assertTrue(!ok, "dirty address rejected");
+        dirty = abi.encodeCall(judge.hashOffer, (o));
+        dirty[4 + 4 * 32 + 11] = 0x01; // a bit above the 160 low bits of `token` (issue 14)
+        (ok,) = address(judge).staticcall(dirty);
+        assertTrue(!ok, "dirty token rejected");
+        dirty = abi.encodeCall(judge.hashOffer, (o));
+        dirty[4 + 5 * 32 + 23] = 0x01; // a bit above the 64 low bits of `window`
+        (ok,) = address(judge).staticcall(dirty);
+        assertTrue(!ok, "dirty window rejected");
     }
 
     // --------------------------------------------------------------------------------------------

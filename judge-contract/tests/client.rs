@@ -38,6 +38,7 @@ fn offer(seller: Address, buyer: Address, valid_until: u64, nonce: u64) -> Offer
         seller,
         buyer,
         price: U256::from(PRICE),
+        token: Default::default(),
         window: WINDOW,
         startSeq: 0,
         tAck: 30,
@@ -65,6 +66,11 @@ async fn rust_digests_equal_the_judge_views() {
     let seller = p.seller.0.address();
     let o = offer(seller, p.buyer.0.address(), u64::MAX, 0xdead_beef);
     assert_eq!(domain.digest(&o), judge.hash_offer(&o).await.unwrap());
+    // Issue 14: an offer priced in a token (its `token` field right after `price`).
+    let mut in_token = o.clone();
+    in_token.token = Address::repeat_byte(0x55);
+    assert_eq!(domain.digest(&in_token), judge.hash_offer(&in_token).await.unwrap());
+    assert_ne!(domain.digest(&in_token), domain.digest(&o), "the currency is signed");
     let m = message(o.stream(), 42, B256::repeat_byte(7), b"payload");
     assert_eq!(domain.digest(&m), judge.hash_message(&m).await.unwrap());
     let a = Ack { channelId: U256::MAX - U256::from(5), seq: 42, digest: B256::repeat_byte(9), cost: U256::from(43u64 * PRICE), timestamp: 1 };

@@ -12,7 +12,8 @@ use std::fmt;
 
 use crate::params::ChainParams;
 
-/// Gas per judge call, from the gas table of `judge-contract/README.md` ("Gas" section): forge
+/// Gas per judge call (ETH channels; figures of issue 14's judge), from the gas table of
+/// `judge-contract/README.md` ("Gas" section): forge
 /// 1.7.1 `--gas-report` of `SupraJudgeGasTest` (`judge-contract/test/SupraJudgeGas.t.sol`),
 /// solc 0.8.30 via-IR, optimizer 10 000 runs, EVM prague; each call its own transaction (21 000
 /// base, calldata, cold accounts and storage included). The table's row and column are named at
@@ -20,34 +21,34 @@ use crate::params::ChainParams;
 /// against the receipts.
 pub mod gas {
     /// `open` (fresh channel, random 256-bit nonce): row `open`, all columns.
-    pub const OPEN: u64 = 99_195;
+    pub const OPEN: u64 = 99_505;
     /// `topUp`: row `topUp` (its one measurement, the first write of the progress word; a
     /// top-up after a claim rewrites a non-zero word and costs less: an upper bound).
-    pub const TOP_UP: u64 = 51_089;
+    pub const TOP_UP: u64 = 53_371;
     /// `post` of a 64-byte payload in a batch of one message (empty path): row `post`, Min.
-    pub const POST_64B: u64 = 63_201;
+    pub const POST_64B: u64 = 63_275;
     /// `post` of a 256-byte payload in a batch of one (`test_gas_post256`; the README's "Posting a
     /// message of a batch" table).
-    pub const POST_256B: u64 = 67_918;
+    pub const POST_256B: u64 = 67_992;
     /// First `claim` of a channel (its progress word goes from zero to non-zero): row `claim`,
     /// Max.
-    pub const CLAIM_FIRST: u64 = 67_161;
+    pub const CLAIM_FIRST: u64 = 67_222;
     /// A later `claim` of the same channel: row `claim`, Min.
-    pub const CLAIM_NEXT: u64 = 50_061;
+    pub const CLAIM_NEXT: u64 = 50_122;
     /// `claimPosted` checking 2 postings: row `claimPosted`, Min
     /// (`test_gas_claimPosted_requestClose_settle`).
-    pub const CLAIM_POSTED_2: u64 = 60_072;
+    pub const CLAIM_POSTED_2: u64 = 60_218;
     /// `claimPosted` checking 3 postings: row `claimPosted`, Max (`test_gas_submitStop_penalty`).
-    pub const CLAIM_POSTED_3: u64 = 62_412;
+    pub const CLAIM_POSTED_3: u64 = 62_558;
     /// `requestClose` by the buyer: row `requestClose` (after a claim: a non-zero progress
     /// word).
-    pub const REQUEST_CLOSE: u64 = 33_152;
+    pub const REQUEST_CLOSE: u64 = 33_166;
     /// What `requestClose` costs more when the seller sends it: the judge reads the stream id
     /// (a cold storage read) to know the seller. 2 131, measured by `sim/tests/replay.rs`
     /// (35 261 against 33 130; the table has no seller-sent `requestClose`).
     pub const REQUEST_CLOSE_BY_SELLER_EXTRA: u64 = 2_131;
     /// `settle` paying the posted claim and the refund: row `settle`.
-    pub const SETTLE: u64 = 54_332;
+    pub const SETTLE: u64 = 54_491;
     /// `settle` paying only the buyer's refund (no posted claim due): 42 557, measured by
     /// `sim/tests/replay.rs` (the table has no such row).
     pub const SETTLE_BUYER_ONLY: u64 = 42_557;
@@ -58,32 +59,32 @@ pub mod gas {
     /// without it; `sim/tests/replay.rs` checks both cases on Anvil.
     pub const FIRST_WRITE_EXTRA: u64 = 17_100;
     /// `accuse` with a seen message in a batch of one: `test_gas_accuse_defend`.
-    pub const ACCUSE: u64 = 68_845;
+    pub const ACCUSE: u64 = 69_061;
     /// `defend`: row `defend`.
-    pub const DEFEND: u64 = 32_914;
+    pub const DEFEND: u64 = 33_060;
     /// `defendWithAck`: row `defendWithAck`.
-    pub const DEFEND_WITH_ACK: u64 = 69_256;
+    pub const DEFEND_WITH_ACK: u64 = 69_392;
     /// `resolve` refunding the buyer: row `resolve`, Max (the channel's first write of its
     /// progress word: no claim before the accusation).
-    pub const RESOLVE_REFUND: u64 = 61_141;
+    pub const RESOLVE_REFUND: u64 = 63_347;
     /// `resolve` finding an in-time posting (no payout): row `resolve`, Min.
-    pub const RESOLVE_ANSWERED: u64 = 32_515;
+    pub const RESOLVE_ANSWERED: u64 = 32_582;
     /// `proveWrongCost`: row `proveWrongCost`.
-    pub const PROVE_WRONG_COST: u64 = 70_603;
+    pub const PROVE_WRONG_COST: u64 = 70_815;
     /// `proveEquivocation` with two batches of one: row `proveEquivocation`, Min.
-    pub const PROVE_EQUIVOCATION: u64 = 85_213;
+    pub const PROVE_EQUIVOCATION: u64 = 85_405;
     /// `submitStop` recording a Stop (first write of the pending word): row `submitStop`, Max.
-    pub const SUBMIT_STOP_RECORD: u64 = 60_758;
+    pub const SUBMIT_STOP_RECORD: u64 = 60_822;
     /// `submitStop` answering an accusation: row `submitStop`, Min.
-    pub const SUBMIT_STOP_ANSWER: u64 = 45_256;
+    pub const SUBMIT_STOP_ANSWER: u64 = 45_308;
     /// `submitStop` proving a posted claim past the Stop (penalty): row `submitStop`, Median
     /// (after a claim: a non-zero progress word).
-    pub const SUBMIT_STOP_PENALTY: u64 = 55_465;
+    pub const SUBMIT_STOP_PENALTY: u64 = 55_563;
     /// `closeCooperatively` with the channel's first write of its progress word: row
     /// `closeCooperatively`, Max.
-    pub const CLOSE_COOPERATIVELY_FIRST: u64 = 86_691;
+    pub const CLOSE_COOPERATIVELY_FIRST: u64 = 86_934;
     /// `closeCooperatively` after an earlier claim: row `closeCooperatively`, Min.
-    pub const CLOSE_COOPERATIVELY_NEXT: u64 = 69_591;
+    pub const CLOSE_COOPERATIVELY_NEXT: u64 = 69_834;
     /// `closeCooperatively` paying the seller nothing (its ack was claimed already: the
     /// progress word is not written, only the buyer's refund is paid), sent by the seller:
     /// 62 314, measured by `sim/tests/replay.rs` (the table has no such row).

@@ -32,6 +32,7 @@ fn fixture(window: u64, deposit_msgs: u64) -> Fixture {
         seller: seller.address(),
         buyer: buyer.address(),
         price: U256::from(P),
+        token: Default::default(),
         window,
         startSeq: 0,
         tAck: 60,

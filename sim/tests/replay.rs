@@ -423,6 +423,7 @@ impl Script {
             seller: self.seller.address(),
             buyer: self.buyer.address(),
             price: U256::from(P),
+            token: Default::default(),
             window: 4,
             startSeq: start,
             tAck: 60,

@@ -125,6 +125,7 @@ prop_compose! {
         Scenario {
             terms: Terms {
                 price: U256::from(price),
+                token: Default::default(),
                 window,
                 t_ack_secs: t_ack,
                 t_closure_secs: t_closure,
@@ -312,6 +313,7 @@ async fn lemma1(judge: &Judge, c: Lemma1) -> Result<(), TestCaseError> {
     let price = U256::from(c.price);
     let terms = Terms {
         price,
+        token: Default::default(),
         window: c.window,
         t_ack_secs: 30,
         t_closure_secs: 60,
@@ -1138,6 +1140,7 @@ async fn lemma4(judge: &Judge, c: Lemma4) -> Result<(), TestCaseError> {
     let price = U256::from(c.price);
     let terms = Terms {
         price,
+        token: Default::default(),
         window: c.window,
         t_ack_secs: 30,
         t_closure_secs: T_CLOSURE,
@@ -1453,6 +1456,7 @@ prop_compose! {
         let scenario = Scenario {
             terms: Terms {
                 price: U256::from(price),
+                token: Default::default(),
                 window,
                 t_ack_secs: t_ack,
                 // Long enough that a close never settles before the dispute is over.
@@ -1571,6 +1575,7 @@ fn three_messages(
     Scenario {
         terms: Terms {
             price: U256::from(1000u64),
+            token: Default::default(),
             window,
             t_ack_secs: t_ack,
             t_closure_secs: t_closure,

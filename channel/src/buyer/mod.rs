@@ -60,6 +60,10 @@ pub struct BuyerConfig {
     /// settlement (or at once, if it cannot close cooperatively). Like `settle_wait_ms`, it
     /// should exceed the time the seller's transaction needs to be mined and seen.
     pub cooperative_wait_ms: u64,
+    /// The currency this buyer pays in: an ERC-20 token, or `Address::ZERO` for ETH (the default).
+    /// An offer priced in another currency is refused ([`BuyerError::Currency`]): its price is not
+    /// comparable with the buyer's limits.
+    pub token: Address,
 }
 
 /// When and how much a buyer tops up its channel's deposit.
@@ -86,6 +90,7 @@ impl Default for BuyerConfig {
             top_up: None,
             cooperative_close: true,
             cooperative_wait_ms: 60_000,
+            token: Address::ZERO,
         }
     }
 }
@@ -232,6 +237,18 @@ pub enum BuyerError {
     /// The offer is not acceptable.
     #[error("invalid offer: {0}")]
     InvalidOffer(&'static str),
+    /// The offer is priced in another currency than the buyer pays in.
+    #[error(
+        "offer priced in {} but this buyer pays in {}: prices in different currencies are not comparable",
+        currency_name(*offered),
+        currency_name(*expected)
+    )]
+    Currency {
+        /// The buyer's currency (`BuyerConfig::token`).
+        expected: Address,
+        /// The offer's `token`.
+        offered: Address,
+    },
     /// The message is for another stream.
     #[error("message of another stream")]
     WrongStream,
@@ -414,6 +431,28 @@ pub fn check_offer_with_key(
     Ok(ChannelId::from_offer_digest(digest))
 }
 
+/// Names a currency for messages: `ETH` for `Address::ZERO`, else `token 0x…`.
+pub fn currency_name(token: Address) -> String {
+    if token.is_zero() {
+        "ETH".to_owned()
+    } else {
+        format!("token {token}")
+    }
+}
+
+/// Checks that an offer is priced in `expected` (the buyer's currency, `Address::ZERO` for ETH).
+/// A buyer runs it with [`check_offer`] before opening the channel on-chain;
+/// [`BuyerChannel::new`] runs it with [`BuyerConfig::token`].
+pub fn check_offer_currency(offer: &Offer, expected: Address) -> Result<(), BuyerError> {
+    if offer.token != expected {
+        return Err(BuyerError::Currency {
+            expected,
+            offered: offer.token,
+        });
+    }
+    Ok(())
+}
+
 fn check_offer_terms(offer: &Offer, me: Address) -> Result<(), BuyerError> {
     if offer.buyer != me {
         return Err(BuyerError::InvalidOffer("offer is for another buyer"));
@@ -450,6 +489,7 @@ impl BuyerChannel {
         cfg: BuyerConfig,
         now: UnixMs,
     ) -> Result<Self, BuyerError> {
+        check_offer_currency(&offer, cfg.token)?;
         let b = Self::build(domain, key, offer, offer_sig, None, cfg, now)?;
         b.opened()
     }
@@ -465,6 +505,7 @@ impl BuyerChannel {
         cfg: BuyerConfig,
         now: UnixMs,
     ) -> Result<Self, BuyerError> {
+        check_offer_currency(&offer, cfg.token)?;
         let b = Self::build(domain, key, offer, offer_sig, Some(seller_key), cfg, now)?;
         b.opened()
     }

@@ -31,8 +31,11 @@ use crate::wire::{Data, Frame, FrameBytes, FrameRun, WireError};
 /// The terms a stream offers to its buyers.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Terms {
-    /// Price `P` in wei per message.
+    /// Price `P` per message, in the smallest unit of `token` (wei for ETH).
     pub price: U256,
+    /// The currency of the price and the deposit (the offer's `token`): an ERC-20 token, or
+    /// `Address::ZERO` for ETH (the default).
+    pub token: Address,
     /// Window `W`: most unacked messages in flight per channel.
     pub window: u64,
     /// `T_ack` in seconds.
@@ -47,6 +50,7 @@ impl Default for Terms {
     fn default() -> Self {
         Self {
             price: U256::from(1_000_000_000u64),
+            token: Address::ZERO,
             window: 256,
             t_ack_secs: 60,
             t_closure_secs: 3600,
@@ -612,6 +616,7 @@ impl Stream {
             seller: self.key.address(),
             buyer: buyer_key.address(),
             price: self.terms.price,
+            token: self.terms.token,
             window: self.terms.window,
             startSeq: self.next_seq,
             tAck: self.terms.t_ack_secs,

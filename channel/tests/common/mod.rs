@@ -17,6 +17,7 @@ pub fn domain() -> Domain {
 pub fn terms(window: u64) -> Terms {
     Terms {
         price: U256::from(10u64),
+        token: Default::default(),
         window,
         t_ack_secs: 10,
         t_closure_secs: 60,

@@ -67,6 +67,7 @@ abstract contract SupraTestBase is Assertions {
             seller: seller,
             buyer: buyer,
             price: PRICE,
+            token: address(0),
             window: WINDOW,
             startSeq: startSeq,
             tAck: T_ACK,
@@ -288,12 +289,13 @@ abstract contract SupraTestBase is Assertions {
     function structHash(Offer memory o) internal pure returns (bytes32) {
         bytes memory enc = abi.encodePacked(
             keccak256(
-                "Offer(bytes32 streamId,address seller,address buyer,uint256 price,uint64 window,uint64 startSeq,uint32 tAck,uint32 tClosure,uint64 validUntil,uint256 nonce)"
+                "Offer(bytes32 streamId,address seller,address buyer,uint256 price,address token,uint64 window,uint64 startSeq,uint32 tAck,uint32 tClosure,uint64 validUntil,uint256 nonce)"
             ),
             o.streamId,
             uint256(uint160(o.seller)),
             uint256(uint160(o.buyer)),
             o.price,
+            uint256(uint160(o.token)),
             uint256(o.window),
             uint256(o.startSeq)
         );

@@ -291,6 +291,7 @@ impl World {
         let sid = StreamId::new(seller_key.address(), 1).unwrap_or(StreamId(B256::ZERO));
         let terms = Terms {
             price: U256::from(PRICE),
+            token: Default::default(),
             window: cfg.window,
             t_ack_secs: cfg.t_ack_secs,
             t_closure_secs: cfg.t_closure_secs,

@@ -96,6 +96,7 @@ impl ChainBuilder {
             seller: self.key.address(),
             buyer,
             price,
+            token: Default::default(),
             window,
             startSeq: start,
             tAck: t_ack,
