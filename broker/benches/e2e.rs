@@ -216,6 +216,7 @@ fn broker_config(dir: &std::path::Path, name: &str, rpc: &str, judge: alloy_prim
             confirmations: None,
             replace_after_secs: 30,
             cooperative_close: true,
+            catalogue: None,
         },
         peer: PeerConfig::default(),
         node: NodeConfig::default(),
@@ -237,7 +238,7 @@ async fn supra(n: u64) -> Figures {
     let mut a = broker_config(&dir, "a", devnet.endpoint(), judge);
     let peer = free_port().unwrap();
     a.peer.listen = Some(peer);
-    a.sell.push(SellConfig { topic: "bench/#".into(), price_wei: price, window, t_ack_secs: 120, t_closure_secs: 10, selling: true });
+    a.sell.push(SellConfig { topic: "bench/#".into(), price_wei: price, window, t_ack_secs: 120, t_closure_secs: 10, selling: true, description: String::new() });
     let mut b = broker_config(&dir, "b", devnet.endpoint(), judge);
     b.buy.push(BuyConfig {
         seller: seller_key.address(),

@@ -14,11 +14,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use alloy_primitives::U256;
+use alloy_primitives::{Address, U256};
 use supra_channel::proof::MessageProof;
 use supra_channel::seller::SignedMessage;
 use supra_channel::sign::Signature;
 use supra_channel::types::{Ack, ChannelId, Message, Offer, Stop};
+use supra_judge::market::{Ad, Catalogue, OfferFilter};
 use supra_judge::{ChannelInfo, Judge, JudgeError, LoggedEvent};
 use tokio::sync::mpsc;
 
@@ -49,6 +50,9 @@ pub enum Call {
     SubmitStop { stop: Stop, sig: Signature },
     /// The buyer's ack and the seller's Stop at the same seq: the channel settles at once.
     CloseCooperatively { ack: Ack, ack_sig: Signature, stop: Stop, stop_sig: Signature },
+    /// Lists a sold stream in the offer catalogue at `catalogue` (`selling`), or withdraws its ad;
+    /// nothing is sent when the catalogue already says so.
+    Advertise { catalogue: Address, ad: Box<Ad>, selling: bool },
 }
 
 impl Call {
@@ -68,7 +72,7 @@ impl Call {
                 Some(ChannelId(ack.channelId))
             }
             Call::SubmitStop { stop, .. } => Some(ChannelId(stop.channelId)),
-            Call::Open { .. } | Call::Post(_) => None,
+            Call::Open { .. } | Call::Post(_) | Call::Advertise { .. } => None,
         }
     }
 
@@ -90,6 +94,8 @@ impl Call {
             Call::ProveEquivocation { .. } => "proveEquivocation",
             Call::SubmitStop { .. } => "submitStop",
             Call::CloseCooperatively { .. } => "closeCooperatively",
+            Call::Advertise { selling: true, .. } => "announce",
+            Call::Advertise { selling: false, .. } => "withdraw",
         }
     }
 }
@@ -115,6 +121,8 @@ pub enum Outcome {
     Opened(ChannelId),
     /// A `post` was mined; the judge stored it with this block time (`postedAt`, seconds).
     Posted(supra_judge::Receipt, u64),
+    /// What the catalogue now says of a stream: "announced", "withdrawn", or already so.
+    Advertised(&'static str),
 }
 
 /// A job for the worker and, later, its result.
@@ -170,6 +178,23 @@ async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_ju
         Call::SubmitStop { stop, sig } => mined(judge.submit_stop(stop, sig.as_bytes()).await?),
         Call::CloseCooperatively { ack, ack_sig, stop, stop_sig } => {
             mined(judge.close_cooperatively(ack, ack_sig.as_bytes(), stop, stop_sig.as_bytes()).await?)
+        }
+        Call::Advertise { catalogue, ad, selling } => {
+            let catalogue = Catalogue::connect(judge, *catalogue).await?;
+            let mine = OfferFilter { seller: Some(ad.seller()), ..OfferFilter::default() };
+            let listed = catalogue.offers(&mine).await?.into_iter().find(|l| l.ad.stream == ad.stream);
+            match (selling, listed) {
+                (true, Some(l)) if l.ad == **ad => (Outcome::Advertised("listed already"), None),
+                (true, _) => {
+                    let receipt = catalogue.announce(ad).await?;
+                    (Outcome::Advertised("announced"), Some(receipt))
+                }
+                (false, Some(_)) => {
+                    let receipt = catalogue.withdraw(ad.stream).await?;
+                    (Outcome::Advertised("withdrawn"), Some(receipt))
+                }
+                (false, None) => (Outcome::Advertised("not listed"), None),
+            }
         }
     })
 }

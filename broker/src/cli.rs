@@ -114,26 +114,36 @@ enum Commands {
         /// T_closure in seconds: the closing window of a channel.
         #[arg(long, default_value_t = crate::config::DEFAULT_T_CLOSURE_SECS)]
         t_closure: u32,
+        /// What the offer catalogue says of the stream (at most 280 bytes).
+        #[arg(long, default_value = "")]
+        description: String,
     },
-    /// Buy a topic stream from another broker, now and after restarts (no config edit).
+    /// Buy a topic stream from another broker, now and after restarts (no config edit): name it
+    /// by its catalogue entry (--stream, see `supra offers`), or by its topic, --seller and
+    /// --endpoint.
     Buy {
         /// The running broker's configuration.
         #[arg(long, short)]
         config: PathBuf,
-        /// The topic filter bought, as the seller sells it.
-        topic: String,
+        /// The topic filter bought, as the seller sells it (with --stream: the catalogue's).
+        topic: Option<String>,
+        /// The stream's id in the offer catalogue (`supra offers`): its seller, endpoint and topic
+        /// come from its ad.
+        #[arg(long, conflicts_with_all = ["seller", "endpoint"])]
+        stream: Option<B256>,
         /// The seller broker's address.
-        #[arg(long)]
-        seller: Address,
+        #[arg(long, required_unless_present = "stream")]
+        seller: Option<Address>,
         /// Where the seller's peer listener is (host:port).
-        #[arg(long)]
-        endpoint: String,
+        #[arg(long, required_unless_present = "stream")]
+        endpoint: Option<String>,
         /// Locked in the judge when the channel opens: wei, or with a unit ("0.01 ether").
         #[arg(long, value_parser = parse_amount)]
         deposit: U256,
-        /// The highest price per message accepted: wei, or with a unit.
-        #[arg(long, value_parser = parse_amount)]
-        max_price: U256,
+        /// The highest price per message accepted: wei, or with a unit (with --stream: the
+        /// catalogue's price by default).
+        #[arg(long, value_parser = parse_amount, required_unless_present = "stream")]
+        max_price: Option<U256>,
         /// Prefix of the local topic bought messages are republished on.
         #[arg(long, default_value = "")]
         local_prefix: String,
@@ -143,6 +153,24 @@ enum Commands {
         /// The deposit never grows past this (with --top-up-messages).
         #[arg(long, value_parser = parse_amount)]
         max_deposit: Option<U256>,
+    },
+    /// List the live offers of the catalogue (`[chain] catalogue`): no peer connection needed.
+    Offers {
+        /// A configuration naming the chain and the catalogue (`supra run` need not be running).
+        #[arg(long, short)]
+        config: PathBuf,
+        /// Only offers whose topic filter overlaps this one.
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only offers at most this price per message: wei, or with a unit.
+        #[arg(long, value_parser = parse_amount)]
+        max_price: Option<U256>,
+        /// Only this seller's offers.
+        #[arg(long)]
+        seller: Option<Address>,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Stop selling a topic: no new buyers; its channels are closed and settled.
     StopSelling {
@@ -395,11 +423,32 @@ pub fn main() -> ExitCode {
                 }
             })
         }
-        Commands::Sell { config, topic, price, window, t_ack, t_closure } => {
-            let order = crate::market::SellOrder { topic, price_wei: price, window, t_ack_secs: t_ack, t_closure_secs: t_closure };
+        Commands::Sell { config, topic, price, window, t_ack, t_closure, description } => {
+            let order = crate::market::SellOrder { topic, price_wei: price, window, t_ack_secs: t_ack, t_closure_secs: t_closure, description };
             ask_market(&config, Request::Sell(order))
         }
-        Commands::Buy { config, topic, seller, endpoint, deposit, max_price, local_prefix, top_up_messages, max_deposit } => {
+        Commands::Buy { config, topic, stream, seller, endpoint, deposit, max_price, local_prefix, top_up_messages, max_deposit } => {
+            let (seller, endpoint, topic, max_price) = match (stream, seller, endpoint, topic, max_price) {
+                (Some(stream), _, _, topic, max_price) => {
+                    let listed = match runtime().block_on(offers(&config, &supra_judge::market::OfferFilter::default())) {
+                        Ok(listed) => listed,
+                        Err(e) => return fail(e),
+                    };
+                    let Some(ad) = listed.into_iter().map(|l| l.ad).find(|ad| ad.stream.as_b256() == stream) else {
+                        return fail(format!("stream {stream} is not offered in the catalogue (see `supra offers`)"));
+                    };
+                    if topic.as_ref().is_some_and(|t| *t != ad.topic_filter) {
+                        return fail(format!("stream {stream} sells `{}`, not `{}`", ad.topic_filter, topic.unwrap_or_default()));
+                    }
+                    if ad.token != Address::ZERO {
+                        return fail(format!("stream {stream} is priced in token {}; this broker pays in ETH", ad.token));
+                    }
+                    (ad.seller(), ad.endpoint, ad.topic_filter, max_price.unwrap_or(ad.price))
+                }
+                (None, Some(seller), Some(endpoint), Some(topic), Some(max_price)) => (seller, endpoint, topic, max_price),
+                (None, _, _, None, _) => return fail("name the topic bought (or the catalogue's --stream)"),
+                _ => return fail("give --seller, --endpoint and --max-price (or the catalogue's --stream)"),
+            };
             let order = crate::market::BuyOrder {
                 seller,
                 endpoint,
@@ -411,6 +460,21 @@ pub fn main() -> ExitCode {
                 max_deposit_wei: max_deposit,
             };
             ask_market(&config, Request::Buy(order))
+        }
+        Commands::Offers { config, topic, max_price, seller, json } => {
+            let filter = supra_judge::market::OfferFilter { topic, max_price, seller, ..Default::default() };
+            match runtime().block_on(offers(&config, &filter)) {
+                Ok(listed) if json => {
+                    let rows: Vec<serde_json::Value> = listed.iter().map(|l| offer_json(&l.ad)).collect();
+                    println!("{}", serde_json::to_string_pretty(&rows).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(listed) => {
+                    print!("{}", offers_table(&listed));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => fail(e),
+            }
         }
         Commands::StopSelling { config, topic } => ask_market(&config, Request::StopSelling { topic }),
         Commands::StopBuying { config, topic, seller } => ask_market(&config, Request::StopBuying { topic, seller }),
@@ -428,6 +492,63 @@ pub fn main() -> ExitCode {
             })
         }
     }
+}
+
+/// The catalogue's live offers passing `filter`, read from the chain `config` names (with a
+/// throwaway key: reading needs no account).
+async fn offers(config: &std::path::Path, filter: &supra_judge::market::OfferFilter) -> Result<Vec<supra_judge::market::Listed>, String> {
+    let config = Config::load(config).map_err(|e| e.to_string())?;
+    let catalogue = config.chain.catalogue.ok_or("no offer catalogue in this configuration: set [chain] catalogue = \"0x…\"")?;
+    let crate::config::ChainEndpoint::Rpc { url, judge } = &config.chain.endpoint else {
+        return Err("rpc = \"auto\" is a private chain of the running broker: give [chain] rpc and judge to read a catalogue".into());
+    };
+    let reader = supra_judge::Judge::connect(url, &B256::from(crate::keys::generate().0), *judge).await.map_err(|e| e.to_string())?;
+    let catalogue = supra_judge::market::Catalogue::connect(&reader, catalogue).await.map_err(|e| e.to_string())?;
+    catalogue.offers(filter).await.map_err(|e| e.to_string())
+}
+
+fn currency(token: Address) -> String {
+    if token == Address::ZERO { "wei (ETH)".into() } else { format!("of token {token}") }
+}
+
+fn offer_json(ad: &supra_judge::market::Ad) -> serde_json::Value {
+    serde_json::json!({
+        "stream": ad.stream.as_b256().to_string(),
+        "seller": ad.seller().to_string(),
+        "topic": ad.topic_filter,
+        "price": ad.price.to_string(),
+        "token": ad.token.to_string(),
+        "window": ad.window,
+        "t_ack_secs": ad.t_ack_secs,
+        "t_closure_secs": ad.t_closure_secs,
+        "endpoint": ad.endpoint,
+        "description": ad.description,
+    })
+}
+
+/// The offers as `supra offers` prints them: one block per offer.
+fn offers_table(listed: &[supra_judge::market::Listed]) -> String {
+    if listed.is_empty() {
+        return "no live offer\n".into();
+    }
+    let mut out = String::new();
+    for l in listed {
+        let ad = &l.ad;
+        out += &format!(
+            "{}  {}\n  stream {}\n  seller {} at {}\n  price {} {} a message; W {}, T_ack {} s, T_closure {} s\n",
+            ad.topic_filter,
+            ad.description,
+            ad.stream.as_b256(),
+            ad.seller(),
+            ad.endpoint,
+            ad.price,
+            currency(ad.token),
+            ad.window,
+            ad.t_ack_secs,
+            ad.t_closure_secs
+        );
+    }
+    out
 }
 
 /// Sends a market request to the broker running with `config` and prints what it did.

@@ -281,6 +281,9 @@ pub struct ChainConfig {
     /// The engines close a fully acked, stopped channel with `closeCooperatively` (at once)
     /// rather than waiting `T_closure`.
     pub cooperative_close: bool,
+    /// The offer catalogue (`SupraCatalogue`): the broker advertises what it sells there, and
+    /// `supra offers` / `supra buy --stream` read it. `None`: no catalogue.
+    pub catalogue: Option<Address>,
 }
 
 /// Confirmations by chain kind: none on development chains (Anvil, Hardhat: nothing reorganises
@@ -303,11 +306,21 @@ pub struct PeerConfig {
     /// A seller closes the channels of a buyer whose link stayed down this long (after posting
     /// what it had sent unacked), so that it gets paid without waiting for the buyer.
     pub idle_close_secs: u64,
+    /// Where buyers reach the peer listener (`host:port`), as the catalogue advertises it.
+    /// Default: `listen`, unless it binds every address (0.0.0.0 or ::).
+    pub advertise: Option<String>,
 }
 
 impl Default for PeerConfig {
     fn default() -> Self {
-        PeerConfig { listen: None, allow: Vec::new(), idle_close_secs: default_idle_close() }
+        PeerConfig { listen: None, allow: Vec::new(), idle_close_secs: default_idle_close(), advertise: None }
+    }
+}
+
+impl PeerConfig {
+    /// The endpoint the catalogue advertises, if any.
+    pub fn advertised(&self) -> Option<String> {
+        self.advertise.clone().or_else(|| self.listen.filter(|a| !a.ip().is_unspecified()).map(|a| a.to_string()))
     }
 }
 
@@ -341,7 +354,13 @@ pub struct SellConfig {
     /// Takes new buyers. `false` once `supra stop-selling` stopped it: its channels still run to
     /// their settlement, and `supra sell` sells it again.
     pub selling: bool,
+    /// What the catalogue says of it (at most [`MAX_DESCRIPTION_BYTES`]).
+    pub description: String,
 }
+
+/// The longest description (and endpoint) the catalogue takes (`SupraCatalogue`).
+pub const MAX_DESCRIPTION_BYTES: usize = 280;
+pub const MAX_ENDPOINT_BYTES: usize = 128;
 
 /// One stream this broker buys from another broker.
 #[derive(Debug, Clone)]
@@ -425,6 +444,8 @@ struct RawChain {
     replace_after_secs: u64,
     #[serde(default = "default_true")]
     cooperative_close: bool,
+    #[serde(default)]
+    catalogue: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -442,6 +463,7 @@ impl Default for RawChain {
             confirmations: None,
             replace_after_secs: default_replace_after(),
             cooperative_close: true,
+            catalogue: None,
         }
     }
 }
@@ -485,11 +507,13 @@ struct RawPeer {
     allow: Vec<String>,
     #[serde(default = "default_idle_close")]
     idle_close_secs: u64,
+    #[serde(default)]
+    advertise: Option<String>,
 }
 
 impl Default for RawPeer {
     fn default() -> Self {
-        RawPeer { listen: None, allow: Vec::new(), idle_close_secs: default_idle_close() }
+        RawPeer { listen: None, allow: Vec::new(), idle_close_secs: default_idle_close(), advertise: None }
     }
 }
 
@@ -549,6 +573,8 @@ struct RawSell {
     t_ack_secs: u32,
     #[serde(default = "default_t_closure")]
     t_closure_secs: u32,
+    #[serde(default)]
+    description: String,
 }
 
 /// A sold stream's default window W (`window`), T_ack (`t_ack_secs`) and T_closure
@@ -701,6 +727,7 @@ impl Config {
                 t_ack_secs: s.t_ack_secs,
                 t_closure_secs: s.t_closure_secs,
                 selling: true,
+                description: s.description,
             })
             .collect();
 
@@ -771,8 +798,9 @@ impl Config {
                 confirmations: raw.chain.confirmations,
                 replace_after_secs: raw.chain.replace_after_secs,
                 cooperative_close: raw.chain.cooperative_close,
+                catalogue: raw.chain.catalogue.as_deref().map(|a| parse_address("chain.catalogue", a)).transpose()?,
             },
-            peer: PeerConfig { listen: raw.peer.listen, allow, idle_close_secs: raw.peer.idle_close_secs },
+            peer: PeerConfig { listen: raw.peer.listen, allow, idle_close_secs: raw.peer.idle_close_secs, advertise: raw.peer.advertise },
             http,
             node,
             sell,
@@ -804,6 +832,9 @@ impl Config {
             if s.t_closure_secs == 0 {
                 return Err(invalid(key("t_closure_secs"), "must be positive"));
             }
+            if s.description.len() > MAX_DESCRIPTION_BYTES {
+                return Err(invalid(key("description"), format!("at most {MAX_DESCRIPTION_BYTES} bytes (the catalogue's bound)")));
+            }
             if self.sell[..i].iter().any(|other| other.topic == s.topic) {
                 return Err(invalid(key("topic"), format!("`{}` is sold twice", s.topic)));
             }
@@ -820,6 +851,11 @@ impl Config {
         }
         if !self.sell.is_empty() && self.peer.listen.is_none() {
             return Err(invalid("peer.listen", "required to sell: buyers connect there"));
+        }
+        if let Some(endpoint) = &self.peer.advertise
+            && (endpoint.trim().is_empty() || endpoint.len() > MAX_ENDPOINT_BYTES)
+        {
+            return Err(invalid("peer.advertise", format!("`host:port`, at most {MAX_ENDPOINT_BYTES} bytes")));
         }
         for (i, b) in self.buy.iter().enumerate() {
             let key = |k: &str| format!("buy[{i}].{k}");

@@ -63,6 +63,7 @@ fn broker_config(dir: &std::path::Path, name: &str, judge: Address, rpc: &str) -
             confirmations: None,
             replace_after_secs: 30,
             cooperative_close: true,
+            catalogue: None,
         },
         peer: PeerConfig::default(),
         node: NodeConfig::default(),
@@ -105,6 +106,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         t_ack_secs: 20,
         t_closure_secs: options.t_closure_secs,
         selling: true,
+        description: "room temperatures, every second".into(),
     });
     let mut buyer = broker_config(&dir, "buyer", judge_address, devnet.endpoint())?;
     let deposit = U256::from(options.price_wei) * U256::from(options.messages + options.window);

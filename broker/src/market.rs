@@ -23,6 +23,9 @@ pub struct SellOrder {
     pub window: u64,
     pub t_ack_secs: u32,
     pub t_closure_secs: u32,
+    /// What the catalogue says of it.
+    #[serde(default)]
+    pub description: String,
 }
 
 impl SellOrder {
@@ -34,11 +37,19 @@ impl SellOrder {
             t_ack_secs: self.t_ack_secs,
             t_closure_secs: self.t_closure_secs,
             selling,
+            description: self.description.clone(),
         }
     }
 
     pub fn of(cfg: &SellConfig) -> SellOrder {
-        SellOrder { topic: cfg.topic.clone(), price_wei: cfg.price_wei, window: cfg.window, t_ack_secs: cfg.t_ack_secs, t_closure_secs: cfg.t_closure_secs }
+        SellOrder {
+            topic: cfg.topic.clone(),
+            price_wei: cfg.price_wei,
+            window: cfg.window,
+            t_ack_secs: cfg.t_ack_secs,
+            t_closure_secs: cfg.t_closure_secs,
+            description: cfg.description.clone(),
+        }
     }
 }
 
@@ -154,7 +165,7 @@ mod tests {
     use std::path::Path;
 
     fn sell(topic: &str, price: u64) -> SellOrder {
-        SellOrder { topic: topic.into(), price_wei: U256::from(price), window: 16, t_ack_secs: 60, t_closure_secs: 60 }
+        SellOrder { topic: topic.into(), price_wei: U256::from(price), window: 16, t_ack_secs: 60, t_closure_secs: 60, description: String::new() }
     }
 
     fn buy(topic: &str) -> BuyOrder {

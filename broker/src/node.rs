@@ -177,6 +177,9 @@ pub struct Node {
     seller_cfg: SellerConfig,
     /// Asks for a link to a seller (endpoint, address); a link already kept is not made twice.
     dial: mpsc::UnboundedSender<(String, Address)>,
+    /// The offer catalogue and the endpoint its ads give buyers (`[chain] catalogue`,
+    /// `[peer] advertise`): what is sold is listed there, what is stopped withdrawn.
+    catalogue: Option<(Address, String)>,
 }
 
 impl Sold {
@@ -288,7 +291,19 @@ impl Node {
             config: config.clone(),
             seller_cfg,
             dial,
+            catalogue: None,
         };
+        match (config.chain.catalogue, config.peer.advertised()) {
+            (Some(catalogue), Some(endpoint)) => node.catalogue = Some((catalogue, endpoint)),
+            (Some(catalogue), None) if config.peer.listen.is_some() => tracing::warn!(
+                "chain.catalogue = {catalogue}, but peer.listen binds every address: set peer.advertise = \"host:port\" (where buyers reach it) to list what this broker sells"
+            ),
+            _ => {}
+        }
+        // The catalogue says what is sold now (ads of stopped streams are withdrawn).
+        for i in 0..node.streams.len() {
+            node.advertise(i);
+        }
         // Until they reconnect, the buyers of restored channels count as away since the start.
         for s in &node.streams {
             for c in s.engine.channel_summaries().into_iter().filter(|c| c.phase == "open") {
@@ -784,7 +799,7 @@ impl Node {
                     Ok(Outcome::Opened(got)) => got == id,
                     // Recovery of an open in flight at the last stop: did it go through?
                     Ok(Outcome::Channel(info)) => info.status != ChannelStatus::None && info.buyer == self.me.address(),
-                    Ok(Outcome::Mined(_) | Outcome::Posted(..)) => false,
+                    Ok(Outcome::Mined(_) | Outcome::Posted(..) | Outcome::Advertised(_)) => false,
                     Err(e) => {
                         tracing::warn!("opening a channel for `{}` failed: {e}", self.buys[i].cfg.topic);
                         false
@@ -853,6 +868,8 @@ impl Node {
     fn on_seller_result(&mut self, i: usize, call: Call, outcome: Result<Outcome, supra_judge::JudgeError>, now: UnixMs) {
         let Some(s) = self.streams.get_mut(i) else { return };
         match (call, outcome) {
+            (Call::Advertise { catalogue, .. }, Ok(Outcome::Advertised(said))) => tracing::info!("`{}` in the catalogue at {catalogue}: {said}", s.cfg.topic),
+            (Call::Advertise { catalogue, .. }, Err(e)) => tracing::warn!("`{}`: the catalogue at {catalogue} refused: {e}", s.cfg.topic),
             (Call::Post(m), Ok(Outcome::Posted(_, at))) => s.engine.on_posted_at(now, m.message.seq, at),
             (Call::Post(m), Ok(_)) => s.engine.on_posted(now, m.message.seq),
             (Call::CloseCooperatively { ack, .. }, Err(e)) => {
@@ -1111,6 +1128,24 @@ impl Node {
 
     // ----- the runtime market (`supra sell`, `buy`, `stop-selling`, `stop-buying`) ------------
 
+    /// Lists stream `i` in the catalogue if it is sold, or withdraws its ad if it is stopped (a
+    /// job: the chain worker sends one transaction at a time from this broker's account).
+    fn advertise(&self, i: usize) {
+        let (Some((catalogue, endpoint)), Some(s)) = (&self.catalogue, self.streams.get(i)) else { return };
+        let ad = supra_judge::market::Ad {
+            stream: s.engine.id(),
+            topic_filter: s.cfg.topic.clone(),
+            price: s.cfg.price_wei,
+            token: Address::ZERO,
+            window: s.cfg.window,
+            t_ack_secs: s.cfg.t_ack_secs,
+            t_closure_secs: s.cfg.t_closure_secs,
+            endpoint: endpoint.clone(),
+            description: s.cfg.description.clone(),
+        };
+        self.job(Origin::Stream(i), Call::Advertise { catalogue: *catalogue, ad: Box::new(ad), selling: s.cfg.selling });
+    }
+
     /// Sells `order.topic` from now on: checked as a `[[sell]]` of the file would be, recorded
     /// durably, then offered to buyers. A stopped stream is sold again (its terms stay).
     fn sell(&mut self, order: SellOrder, now: UnixMs) -> Result<String, String> {
@@ -1123,7 +1158,11 @@ impl Node {
             if let Some(c) = self.config.sell.iter_mut().find(|c| c.topic == order.topic) {
                 c.selling = true;
             }
-            return Ok(format!("selling `{}` again (stream {}, its terms unchanged)", order.topic, s.engine.id().0));
+            let said = format!("selling `{}` again (stream {}, its terms unchanged)", order.topic, s.engine.id().0);
+            if let Some(i) = self.streams.iter().position(|s| s.cfg.topic == order.topic) {
+                self.advertise(i);
+            }
+            return Ok(said);
         }
         let cfg = order.config(true);
         let config = self.config.with_sell(cfg.clone()).map_err(|e| e.to_string())?;
@@ -1137,6 +1176,7 @@ impl Node {
         tracing::info!("selling `{}` at {} wei a message (stream {id}), by `supra sell`", cfg.topic, cfg.price_wei);
         self.streams.push(sold);
         self.config = config;
+        self.advertise(self.streams.len() - 1);
         Ok(format!("selling `{}` at {} wei a message (stream {id})", cfg.topic, cfg.price_wei))
     }
 
@@ -1177,6 +1217,9 @@ impl Node {
         }
         if let Some(c) = self.config.sell.iter_mut().find(|c| c.topic == topic) {
             c.selling = false;
+        }
+        if let Some(i) = self.streams.iter().position(|s| s.cfg.topic == topic) {
+            self.advertise(i);
         }
         tracing::info!("`{topic}`: stopped selling by `supra stop-selling`, {closing} channel(s) closing");
         Ok(format!("stopped selling `{topic}`: no new buyers, {closing} channel(s) closing"))

@@ -10,27 +10,45 @@ mod harness;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use alloy::primitives::U256;
+use alloy::primitives::{Address, B256, U256};
+use supra_judge::Judge;
 use harness::*;
 use supra_broker::probe::{Publisher, Subscriber};
 use supra_broker::status::ChannelRole;
 
 const SECS: fn(u64) -> Duration = Duration::from_secs;
 
-/// A broker whose config sells nothing (but listens for buyers) and one that buys nothing.
-fn bare_brokers(dir: &TempDir, chain: &Chain, a: ([u8; 32], alloy::primitives::Address), b: ([u8; 32], alloy::primitives::Address)) -> (BrokerProc, BrokerProc) {
+/// A broker whose config sells nothing (but listens for buyers) and one that buys nothing, both
+/// pointed at the offer `catalogue`.
+fn bare_brokers(dir: &TempDir, chain: &Chain, catalogue: Address, a: ([u8; 32], Address), b: ([u8; 32], Address)) -> (BrokerProc, BrokerProc) {
     let (rpc, judge) = (chain.rpc().to_owned(), chain.judge);
     let seller = BrokerProc::spawn_with("seller", &dir.0, &a.0, a.1, |mqtt, v5, peer| {
         format!(
             "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\n\
-             [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\nonchain_delay_secs = 2\npoll_interval_ms = 100\nclaim_threshold_wei = 0\n\
+             [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\ncatalogue = \"{catalogue}\"\nonchain_delay_secs = 2\npoll_interval_ms = 100\nclaim_threshold_wei = 0\n\
              [peer]\nlisten = \"{peer}\"\n"
         )
     });
     let buyer = BrokerProc::spawn_with("buyer", &dir.0, &b.0, b.1, |mqtt, v5, _| {
-        format!("[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\nrestart_hold_ms = 0\n[chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\npoll_interval_ms = 100\n")
+        format!(
+            "[mqtt]\nlisten = \"{mqtt}\"\nlisten_v5 = \"{v5}\"\nrestart_hold_ms = 0\n\
+             [chain]\nrpc = \"{rpc}\"\njudge = \"{judge}\"\ncatalogue = \"{catalogue}\"\npoll_interval_ms = 100\n"
+        )
     });
     (seller, buyer)
+}
+
+/// Runs `supra offers` at `broker` until its output satisfies `done`.
+async fn offers_until(broker: &BrokerProc, done: impl Fn(&str) -> bool) -> String {
+    let deadline = std::time::Instant::now() + SECS(30);
+    loop {
+        let said = broker.cli(&["offers"]);
+        if done(&said) {
+            return said;
+        }
+        assert!(std::time::Instant::now() < deadline, "`supra offers` never got there; it says:\n{said}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 /// Stops both gracefully (the buyer first) and starts them again, with the same config files.
@@ -48,7 +66,10 @@ async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_clean
     let _serial = serial().await;
     let chain = chain().await;
     let dir = TempDir::new("market");
-    let (mut a, mut b) = bare_brokers(&dir, chain, chain.fresh_key().await, chain.fresh_key().await);
+    let deployer = chain.fresh_key().await;
+    let deployer = Judge::connect(chain.rpc(), &B256::from(deployer.0), chain.judge).await.expect("deployer");
+    let catalogue = supra_judge::devnet::deploy_catalogue(&deployer).await.expect("catalogue").address();
+    let (mut a, mut b) = bare_brokers(&dir, chain, catalogue, chain.fresh_key().await, chain.fresh_key().await);
     a.wait_ready(SECS(30)).await;
     b.wait_ready(SECS(30)).await;
     let price = PRICE_WEI.to_string();
@@ -63,17 +84,24 @@ async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_clean
     let said = b.cli_fails(&["stop-buying", "sensors/#"]);
     assert!(said.contains("not bought here"), "{said}");
 
-    // Sold and bought at runtime.
-    let said = a.cli(&["sell", "sensors/#", "--price", &price, "--window", "64", "--t-ack", "60", "--t-closure", "3"]);
+    // Sold at runtime, and listed in the catalogue: the buyer finds it there, with no peer link.
+    assert!(b.cli(&["offers"]).contains("no live offer"));
+    let said = a.cli(&["sell", "sensors/#", "--price", &price, "--window", "64", "--t-ack", "60", "--t-closure", "3", "--description", "room readings"]);
     assert!(said.contains("selling `sensors/#`"), "{said}");
     let said = a.cli_fails(&["sell", "sensors/#", "--price", &price]);
     assert!(said.contains("sold already"), "{said}");
+    let listed = offers_until(&b, |s| s.contains("sensors/#")).await;
     let (seller, endpoint) = (a.address.to_string(), a.peer.to_string());
+    assert!(listed.contains("room readings") && listed.contains(&seller) && listed.contains(&endpoint) && listed.contains(&format!("price {price} wei")), "{listed}");
+    let json: serde_json::Value = serde_json::from_str(&b.cli(&["offers", "--json", "--topic", "sensors/room1/t"])).expect("JSON");
+    let stream = json[0]["stream"].as_str().expect("a stream id").to_owned();
+    assert!(b.cli(&["offers", "--topic", "other/#"]).contains("no live offer"), "the topic filter filters");
+    // Bought at runtime, by its catalogue entry.
     let deposit = (10_000 * PRICE_WEI).to_string();
-    let buy = ["buy", "sensors/#", "--seller", &seller, "--endpoint", &endpoint, "--deposit", &deposit, "--max-price", &price, "--local-prefix", "market/"];
-    let said = b.cli(&buy);
-    assert!(said.contains("buying `sensors/#`"), "{said}");
-    let said = b.cli_fails(&buy);
+    let said = b.cli(&["buy", "--stream", &stream, "--deposit", &deposit, "--local-prefix", "market/"]);
+    assert!(said.contains("buying `sensors/#`") && said.contains(&seller), "{said}");
+    let by_hand = ["buy", "sensors/#", "--seller", &seller, "--endpoint", &endpoint, "--deposit", &deposit, "--max-price", &price, "--local-prefix", "market/"];
+    let said = b.cli_fails(&by_hand);
     assert!(said.contains("already"), "{said}");
 
     let (mut subscriber, publisher, channel) = trading(&a, &mut b).await;
@@ -106,6 +134,7 @@ async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_clean
     // Stopping the sale: no new buyer; it stays stopped across a restart, and can sell again.
     let said = a.cli(&["stop-selling", "sensors/#"]);
     assert!(said.contains("stopped selling `sensors/#`"), "{said}");
+    offers_until(&b, |s| s.contains("no live offer")).await;
     restart(&mut a, &mut b).await;
     let said = b.cli_fails(&["stop-buying", "sensors/#"]);
     assert!(said.contains("not bought here"), "a stopped buy stays stopped after a restart: {said}");
@@ -113,4 +142,5 @@ async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_clean
     assert!(said.contains("stopped already"), "a stopped sale stays stopped after a restart: {said}");
     let said = a.cli(&["sell", "sensors/#", "--price", &price]);
     assert!(said.contains("selling `sensors/#` again"), "{said}");
+    offers_until(&b, |s| s.contains("sensors/#")).await;
 }
