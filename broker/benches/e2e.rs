@@ -238,7 +238,7 @@ async fn supra(n: u64) -> Figures {
     let mut a = broker_config(&dir, "a", devnet.endpoint(), judge);
     let peer = free_port().unwrap();
     a.peer.listen = Some(peer);
-    a.sell.push(SellConfig { topic: "bench/#".into(), price_wei: price, window, t_ack_secs: 120, t_closure_secs: 10, selling: true, description: String::new() });
+    a.sell.push(SellConfig { topic: "bench/#".into(), price_wei: price, window, t_ack_secs: 120, t_closure_secs: 10, selling: true, description: String::new(), token: Default::default() });
     let mut b = broker_config(&dir, "b", devnet.endpoint(), judge);
     b.buy.push(BuyConfig {
         seller: seller_key.address(),
@@ -248,6 +248,7 @@ async fn supra(n: u64) -> Figures {
         max_price_wei: price,
         local_prefix: "in/".into(),
         top_up: None,
+        token: Default::default(),
     });
     for (config, secret) in [(&a, &seller_secret), (&b, &buyer_secret)] {
         std::fs::create_dir_all(config.key_file.parent().unwrap()).unwrap();

@@ -150,10 +150,22 @@ async fn execute(judge: &Judge, call: &Call) -> Result<(Outcome, Option<supra_ju
             if judge.posting(offer.stream(), offer.startSeq).await?.is_some() {
                 return Err(JudgeError::Refused(format!("offer starts at seq {}, which is already posted", offer.startSeq)));
             }
-            let (channel, receipt) = judge.open(offer, sig.as_bytes(), *deposit).await?;
+            // A token channel is funded in one transaction: the buyer key signs an EIP-2612 permit
+            // that `openWithPermit` uses before it pulls the deposit.
+            let (channel, receipt) = if offer.token == Address::ZERO {
+                judge.open(offer, sig.as_bytes(), *deposit).await?
+            } else {
+                judge.open_with_permit(offer, sig.as_bytes(), *deposit).await?
+            };
             (Outcome::Opened(channel), Some(receipt))
         }
-        Call::TopUp { channel, amount } => mined(judge.top_up(*channel, *amount).await?),
+        Call::TopUp { channel, amount } => {
+            if judge.channel_token(*channel).await? == Address::ZERO {
+                mined(judge.top_up(*channel, *amount).await?)
+            } else {
+                mined(judge.top_up_with_permit(*channel, *amount).await?)
+            }
+        }
         Call::Post(m) => {
             let receipt = judge.post(&m.message, &m.payload, &m.proof).await?;
             // The posting's time is its block time (what `claimPosted` after a close checks).

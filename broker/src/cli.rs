@@ -117,6 +117,10 @@ enum Commands {
         /// What the offer catalogue says of the stream (at most 280 bytes).
         #[arg(long, default_value = "")]
         description: String,
+        /// Priced in this ERC-20 (with EIP-2612 permit, e.g. a stablecoin), in its smallest unit
+        /// (--price is then a plain integer). Default: ETH, in wei.
+        #[arg(long)]
+        token: Option<Address>,
     },
     /// Buy a topic stream from another broker, now and after restarts (no config edit): name it
     /// by its catalogue entry (--stream, see `supra offers`), or by its topic, --seller and
@@ -147,6 +151,10 @@ enum Commands {
         /// Prefix of the local topic bought messages are republished on.
         #[arg(long, default_value = "")]
         local_prefix: String,
+        /// Pays in this ERC-20 (amounts in its smallest unit); the deposit is pulled with an
+        /// EIP-2612 permit the broker key signs. Default: ETH (with --stream: the ad's currency).
+        #[arg(long)]
+        token: Option<Address>,
         /// Tops the deposit up by this many messages' worth when it runs low (needs --max-deposit).
         #[arg(long)]
         top_up_messages: Option<u64>,
@@ -423,12 +431,20 @@ pub fn main() -> ExitCode {
                 }
             })
         }
-        Commands::Sell { config, topic, price, window, t_ack, t_closure, description } => {
-            let order = crate::market::SellOrder { topic, price_wei: price, window, t_ack_secs: t_ack, t_closure_secs: t_closure, description };
+        Commands::Sell { config, topic, price, window, t_ack, t_closure, description, token } => {
+            let order = crate::market::SellOrder {
+                topic,
+                price_wei: price,
+                window,
+                t_ack_secs: t_ack,
+                t_closure_secs: t_closure,
+                description,
+                token: token.unwrap_or_default(),
+            };
             ask_market(&config, Request::Sell(order))
         }
-        Commands::Buy { config, topic, stream, seller, endpoint, deposit, max_price, local_prefix, top_up_messages, max_deposit } => {
-            let (seller, endpoint, topic, max_price) = match (stream, seller, endpoint, topic, max_price) {
+        Commands::Buy { config, topic, stream, seller, endpoint, deposit, max_price, local_prefix, token, top_up_messages, max_deposit } => {
+            let (seller, endpoint, topic, max_price, token) = match (stream, seller, endpoint, topic, max_price) {
                 (Some(stream), _, _, topic, max_price) => {
                     let listed = match runtime().block_on(offers(&config, &supra_judge::market::OfferFilter::default())) {
                         Ok(listed) => listed,
@@ -440,12 +456,12 @@ pub fn main() -> ExitCode {
                     if topic.as_ref().is_some_and(|t| *t != ad.topic_filter) {
                         return fail(format!("stream {stream} sells `{}`, not `{}`", ad.topic_filter, topic.unwrap_or_default()));
                     }
-                    if ad.token != Address::ZERO {
-                        return fail(format!("stream {stream} is priced in token {}; this broker pays in ETH", ad.token));
+                    if token.is_some_and(|t| t != ad.token) {
+                        return fail(format!("stream {stream} is priced in {}, not in {}", currency(ad.token), currency(token.unwrap_or_default())));
                     }
-                    (ad.seller(), ad.endpoint, ad.topic_filter, max_price.unwrap_or(ad.price))
+                    (ad.seller(), ad.endpoint, ad.topic_filter, max_price.unwrap_or(ad.price), ad.token)
                 }
-                (None, Some(seller), Some(endpoint), Some(topic), Some(max_price)) => (seller, endpoint, topic, max_price),
+                (None, Some(seller), Some(endpoint), Some(topic), Some(max_price)) => (seller, endpoint, topic, max_price, token.unwrap_or_default()),
                 (None, _, _, None, _) => return fail("name the topic bought (or the catalogue's --stream)"),
                 _ => return fail("give --seller, --endpoint and --max-price (or the catalogue's --stream)"),
             };
@@ -458,6 +474,7 @@ pub fn main() -> ExitCode {
                 local_prefix,
                 top_up_messages,
                 max_deposit_wei: max_deposit,
+                token,
             };
             ask_market(&config, Request::Buy(order))
         }

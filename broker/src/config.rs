@@ -356,6 +356,9 @@ pub struct SellConfig {
     pub selling: bool,
     /// What the catalogue says of it (at most [`MAX_DESCRIPTION_BYTES`]).
     pub description: String,
+    /// The currency: an ERC-20 with EIP-2612 permit (a stablecoin), priced in its smallest unit;
+    /// `Address::ZERO`: ETH, priced in wei.
+    pub token: Address,
 }
 
 /// The longest description (and endpoint) the catalogue takes (`SupraCatalogue`).
@@ -374,6 +377,9 @@ pub struct BuyConfig {
     /// Tops the deposit up ahead of exhaustion (`None`: never; the stream stops when the
     /// deposit is used up, and nothing delivered goes unpaid).
     pub top_up: Option<TopUpPolicy>,
+    /// The currency this broker pays in (amounts in its smallest unit): an offer in another is
+    /// refused. `Address::ZERO`: ETH.
+    pub token: Address,
 }
 
 /// A configuration mistake, naming the key it concerns.
@@ -575,6 +581,8 @@ struct RawSell {
     t_closure_secs: u32,
     #[serde(default)]
     description: String,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 /// A sold stream's default window W (`window`), T_ack (`t_ack_secs`) and T_closure
@@ -611,6 +619,8 @@ struct RawBuy {
     /// The deposit never grows past this.
     #[serde(default)]
     max_deposit_wei: Option<Amount>,
+    #[serde(default)]
+    token: Option<String>,
 }
 
 /// An amount of wei as written in the config: an integer, or a string with an optional unit
@@ -658,6 +668,15 @@ pub fn parse_wei(text: &str) -> Result<U256, String> {
         return Err(format!("`{text}` is not an amount"));
     }
     U256::from_str_radix(&digits, 10).map_err(|_| format!("`{text}` is too large"))
+}
+
+/// A currency as written in the config: an ERC-20's address, or "ETH" (the default).
+fn token_of(key: &str, text: Option<&str>) -> Result<Address, ConfigError> {
+    match text.map(str::trim) {
+        None => Ok(Address::ZERO),
+        Some(t) if t.eq_ignore_ascii_case("eth") => Ok(Address::ZERO),
+        Some(t) => parse_address(key, t),
+    }
 }
 
 fn parse_address(key: &str, text: &str) -> Result<Address, ConfigError> {
@@ -717,10 +736,10 @@ impl Config {
             .map(|a| parse_address("peer.allow", a))
             .collect::<Result<Vec<_>, _>>()?;
 
-        let sell: Vec<SellConfig> = raw
-            .sell
-            .into_iter()
-            .map(|s| SellConfig {
+        let mut sell = Vec::new();
+        for (i, s) in raw.sell.into_iter().enumerate() {
+            let token = token_of(&format!("sell[{i}].token"), s.token.as_deref())?;
+            sell.push(SellConfig {
                 topic: s.topic,
                 price_wei: s.price_wei.0,
                 window: s.window,
@@ -728,8 +747,9 @@ impl Config {
                 t_closure_secs: s.t_closure_secs,
                 selling: true,
                 description: s.description,
-            })
-            .collect();
+                token,
+            });
+        }
 
         let mut buy = Vec::new();
         for (i, b) in raw.buy.into_iter().enumerate() {
@@ -748,6 +768,7 @@ impl Config {
                 deposit_wei: b.deposit_wei.0,
                 max_price_wei: b.max_price_wei.0,
                 local_prefix: b.local_prefix,
+                token: token_of(&key("token"), b.token.as_deref())?,
             });
         }
 

@@ -107,6 +107,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         t_closure_secs: options.t_closure_secs,
         selling: true,
         description: "room temperatures, every second".into(),
+        token: Address::ZERO,
     });
     let mut buyer = broker_config(&dir, "buyer", judge_address, devnet.endpoint())?;
     let deposit = U256::from(options.price_wei) * U256::from(options.messages + options.window);
@@ -119,6 +120,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         local_prefix: "market/".into(),
         // The deposit covers the whole demo.
         top_up: None,
+        token: Address::ZERO,
     });
     for (config, secret) in [(&seller, &seller_secret), (&buyer, &buyer_secret)] {
         std::fs::create_dir_all(config.data_dir.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;

@@ -295,7 +295,7 @@ mod tests {
     use super::*;
 
     fn sold(t_ack_secs: u32) -> config::SellConfig {
-        config::SellConfig { topic: "a/#".into(), price_wei: U256::from(1), window: 8, t_ack_secs, t_closure_secs: 60, selling: true, description: String::new() }
+        config::SellConfig { topic: "a/#".into(), price_wei: U256::from(1), window: 8, t_ack_secs, t_closure_secs: 60, selling: true, description: String::new(), token: Address::ZERO }
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct SellOrder {
     /// What the catalogue says of it.
     #[serde(default)]
     pub description: String,
+    /// The currency (`Address::ZERO`: ETH).
+    #[serde(default)]
+    pub token: Address,
 }
 
 impl SellOrder {
@@ -38,6 +41,7 @@ impl SellOrder {
             t_closure_secs: self.t_closure_secs,
             selling,
             description: self.description.clone(),
+            token: self.token,
         }
     }
 
@@ -49,6 +53,7 @@ impl SellOrder {
             t_ack_secs: cfg.t_ack_secs,
             t_closure_secs: cfg.t_closure_secs,
             description: cfg.description.clone(),
+            token: cfg.token,
         }
     }
 }
@@ -66,6 +71,9 @@ pub struct BuyOrder {
     pub top_up_messages: Option<u64>,
     /// The deposit never grows past this.
     pub max_deposit_wei: Option<U256>,
+    /// The currency paid in (`Address::ZERO`: ETH).
+    #[serde(default)]
+    pub token: Address,
 }
 
 impl BuyOrder {
@@ -84,6 +92,7 @@ impl BuyOrder {
             max_price_wei: self.max_price_wei,
             local_prefix: self.local_prefix.clone(),
             top_up,
+            token: self.token,
         })
     }
 }
@@ -165,7 +174,7 @@ mod tests {
     use std::path::Path;
 
     fn sell(topic: &str, price: u64) -> SellOrder {
-        SellOrder { topic: topic.into(), price_wei: U256::from(price), window: 16, t_ack_secs: 60, t_closure_secs: 60, description: String::new() }
+        SellOrder { topic: topic.into(), price_wei: U256::from(price), window: 16, t_ack_secs: 60, t_closure_secs: 60, description: String::new(), token: Address::ZERO }
     }
 
     fn buy(topic: &str) -> BuyOrder {
@@ -178,6 +187,7 @@ mod tests {
             local_prefix: "m/".into(),
             top_up_messages: None,
             max_deposit_wei: None,
+            token: Address::ZERO,
         }
     }
 

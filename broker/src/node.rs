@@ -202,7 +202,7 @@ impl Sold {
 fn terms_of(cfg: &SellConfig) -> Terms {
     Terms {
         price: cfg.price_wei,
-        token: Default::default(),
+        token: cfg.token,
         window: cfg.window,
         t_ack_secs: cfg.t_ack_secs,
         t_closure_secs: cfg.t_closure_secs,
@@ -761,9 +761,9 @@ impl Node {
             Ok(checked) => checked,
             Err(e) => return refuse(&mut self.buys, e.to_string()),
         };
-        // Issue 14: this broker buys in ETH until [[buy]] names a currency (an offer in a token is refused
-        // before any transaction, with the engine's clear error).
-        if let Err(e) = supra_channel::check_offer_currency(&offer, Default::default()) {
+        // An offer in another currency than the buy's is refused before any transaction, with the
+        // engine's clear error (prices in different currencies are not comparable).
+        if let Err(e) = supra_channel::check_offer_currency(&offer, cfg.token) {
             return refuse(&mut self.buys, e.to_string());
         }
         if offer.seller != cfg.seller {
@@ -850,7 +850,7 @@ impl Node {
                 return;
             }
         };
-        let cfg = BuyerConfig { top_up: self.buys[i].cfg.top_up.clone(), ..self.buyer_cfg.clone() };
+        let cfg = BuyerConfig { top_up: self.buys[i].cfg.top_up.clone(), token: self.buys[i].cfg.token, ..self.buyer_cfg.clone() };
         let deposit = self.buys[i].cfg.deposit_wei;
         match BuyerChannel::new(self.domain, (*self.me).clone(), offer, sig, cfg, now) {
             Ok(mut engine) => {
@@ -1136,7 +1136,7 @@ impl Node {
             stream: s.engine.id(),
             topic_filter: s.cfg.topic.clone(),
             price: s.cfg.price_wei,
-            token: Address::ZERO,
+            token: s.cfg.token,
             window: s.cfg.window,
             t_ack_secs: s.cfg.t_ack_secs,
             t_closure_secs: s.cfg.t_closure_secs,

@@ -144,3 +144,49 @@ async fn streams_sold_and_bought_at_runtime_flow_survive_restarts_and_stop_clean
     assert!(said.contains("selling `sensors/#` again"), "{said}");
     offers_until(&b, |s| s.contains("sensors/#")).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_priced_in_a_stablecoin_is_bought_with_a_permit_and_paid_in_it() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let dir = TempDir::new("market-token");
+    let deployer = chain.fresh_key().await;
+    let deployer = Judge::connect(chain.rpc(), &B256::from(deployer.0), chain.judge).await.expect("deployer");
+    let catalogue = supra_judge::devnet::deploy_catalogue(&deployer).await.expect("catalogue").address();
+    let (ka, kb) = (chain.fresh_key().await, chain.fresh_key().await);
+    // 10 test dollars (6 decimals) for the buyer; a message costs 0.001 of them.
+    let minted = U256::from(10_000_000u64);
+    let token = supra_judge::devnet::deploy_test_token(&deployer, &[kb.1], minted).await.expect("token");
+    let (mut a, mut b) = bare_brokers(&dir, chain, catalogue, ka, kb);
+    a.wait_ready(SECS(30)).await;
+    b.wait_ready(SECS(30)).await;
+    let (price, token_text) = (1_000u64, token.address().to_string());
+    let said = a.cli(&["sell", "sensors/#", "--price", &price.to_string(), "--token", &token_text, "--window", "64", "--t-ack", "60", "--t-closure", "3"]);
+    assert!(said.contains("selling `sensors/#`"), "{said}");
+    let listed = offers_until(&b, |s| s.contains("sensors/#")).await;
+    assert!(listed.contains(&format!("price {price} of token {token_text}")), "{listed}");
+    let json: serde_json::Value = serde_json::from_str(&b.cli(&["offers", "--json"])).expect("JSON");
+    let stream = json[0]["stream"].as_str().expect("a stream id").to_owned();
+    // A buyer set on another currency is refused before it pays anything.
+    let said = b.cli_fails(&["buy", "--stream", &stream, "--deposit", "1000000", "--token", "0x0000000000000000000000000000000000000001"]);
+    assert!(said.contains("priced in"), "{said}");
+    // One transaction opens it: the broker's key signs the permit, the judge pulls the deposit.
+    let said = b.cli(&["buy", "--stream", &stream, "--deposit", "1000000", "--local-prefix", "market/"]);
+    assert!(said.contains("buying `sensors/#`"), "{said}");
+    let (mut subscriber, publisher, channel) = trading(&a, &mut b).await;
+    let judge = chain.reader().await;
+    assert_eq!(judge.channel_token(channel).await.expect("channelToken"), token.address(), "a token channel");
+    assert_eq!(token.balance_of(kb.1).await.unwrap(), minted - U256::from(1_000_000u64), "the deposit left the buyer");
+    publish(&publisher, 0..30).await;
+    let mut seen = BTreeMap::new();
+    collect(&mut subscriber, &mut seen, 30, SECS(30)).await;
+    assert_exactly_once(&seen, 0..30);
+    let said = b.cli(&["stop-buying", "sensors/#"]);
+    assert!(said.contains("closing"), "{said}");
+    let info = wait_settled(&judge, channel, SECS(90)).await;
+    let paid = U256::from(30 * price);
+    assert_eq!(info.claimed, paid, "seller paid delivered x price, in the token");
+    assert_eq!(token.balance_of(ka.1).await.unwrap(), paid, "the seller holds what it was paid");
+    assert_eq!(token.balance_of(kb.1).await.unwrap(), minted - paid, "the buyer got the rest of its deposit back");
+    assert_eq!(token.balance_of(chain.judge).await.unwrap(), U256::ZERO, "the judge keeps nothing");
+}
