@@ -1,6 +1,10 @@
-//! `supra demo`: a private Anvil with the judge, a seller broker A and a buyer broker B, a plain
-//! MQTT publisher on A and subscriber on B; live progress while payments flow; then the buyer
-//! closes the channel and the settlement is checked: wei paid = messages delivered x price.
+//! `supra demo`: a private Anvil with the judge, the offer catalogue and a test stablecoin; a seller
+//! broker A that sells `sensors/#` in that stablecoin and lists it in the catalogue; a buyer broker
+//! B, configured to buy nothing, that finds the offer in the catalogue and buys it at runtime
+//! through its operator socket (the deposit pulled with a permit, in one transaction); a plain MQTT
+//! publisher on A and subscriber on B; live progress while payments flow; then the buyer closes the
+//! channel and the settlement is checked: paid = messages delivered x price, in the token.
+//! `--eth` prices it in ETH instead.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -8,7 +12,7 @@ use std::time::{Duration, Instant};
 use alloy_primitives::{Address, U256};
 use supra_judge::{ChannelStatus, Judge};
 
-use crate::config::{BuyConfig, ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, NodeConfig, PeerConfig, SellConfig};
+use crate::config::{ChainConfig, ChainEndpoint, Config, HttpConfig, MqttConfig, NodeConfig, PeerConfig, SellConfig};
 use crate::node::Command;
 use crate::probe::{Publisher, Subscriber, free_port};
 use crate::status::{ChannelRole, ChannelStatusLine, format_wei};
@@ -23,9 +27,13 @@ pub struct DemoOptions {
     /// Publish rate, messages per second.
     #[arg(long, default_value_t = 100)]
     pub rate: u64,
-    /// Price per message, in wei.
-    #[arg(long, default_value_t = 1_000_000_000)]
-    pub price_wei: u64,
+    /// Price per message, in the currency's smallest unit: millionths of the test stablecoin
+    /// (default 1000: 0.001 tUSD), or wei with --eth (default 1 gwei).
+    #[arg(long)]
+    pub price: Option<u64>,
+    /// Price and pay in ETH rather than the test stablecoin.
+    #[arg(long)]
+    pub eth: bool,
     /// Window W (most unacked messages in flight).
     #[arg(long, default_value_t = 64)]
     pub window: u64,
@@ -96,32 +104,39 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
     let (devnet, judge_address) = devnet_with_judge(&[seller_key.address(), buyer_key.address()]).await?;
     println!("  chain {} (id {}), judge at {judge_address}", devnet.endpoint(), devnet.chain_id());
 
+    // The market's contracts, deployed by the devnet's first account: the catalogue, and a test
+    // stablecoin with 1 000 tUSD minted to the buyer.
+    let deployer = *devnet.keys().first().ok_or("anvil printed no keys")?;
+    let admin = Judge::connect(devnet.endpoint(), &deployer, judge_address).await.map_err(|e| e.to_string())?;
+    let catalogue = supra_judge::devnet::deploy_catalogue(&admin).await.map_err(|e| e.to_string())?;
+    let currency = if options.eth {
+        Currency::Eth
+    } else {
+        let token = supra_judge::devnet::deploy_test_token(&admin, &[buyer_key.address()], U256::from(1_000_000_000u64)).await.map_err(|e| e.to_string())?;
+        Currency::Token(token)
+    };
+    println!("  catalogue at {}, {}", catalogue.address(), currency.describe());
+    let price = U256::from(options.price.unwrap_or(if options.eth { 1_000_000_000 } else { 1_000 }));
+
     let mut seller = broker_config(&dir, "seller", judge_address, devnet.endpoint())?;
     let peer_addr = free_port().map_err(|e| e.to_string())?;
     seller.peer.listen = Some(peer_addr);
+    seller.chain.catalogue = Some(catalogue.address());
     seller.sell.push(SellConfig {
         topic: "sensors/#".into(),
-        price_wei: U256::from(options.price_wei),
+        price_wei: price,
         window: options.window,
         t_ack_secs: 20,
         t_closure_secs: options.t_closure_secs,
         selling: true,
         description: "room temperatures, every second".into(),
-        token: Address::ZERO,
+        token: currency.token(),
     });
+    // The buyer's config buys nothing: it finds the stream in the catalogue and buys it at runtime.
     let mut buyer = broker_config(&dir, "buyer", judge_address, devnet.endpoint())?;
-    let deposit = U256::from(options.price_wei) * U256::from(options.messages + options.window);
-    buyer.buy.push(BuyConfig {
-        seller: seller_key.address(),
-        endpoint: peer_addr.to_string(),
-        topic: "sensors/#".into(),
-        deposit_wei: deposit,
-        max_price_wei: U256::from(options.price_wei),
-        local_prefix: "market/".into(),
-        // The deposit covers the whole demo.
-        top_up: None,
-        token: Address::ZERO,
-    });
+    buyer.chain.catalogue = Some(catalogue.address());
+    let buyer_dir = buyer.data_dir.clone();
+    let deposit = price * U256::from(options.messages + options.window);
     for (config, secret) in [(&seller, &seller_secret), (&buyer, &buyer_secret)] {
         std::fs::create_dir_all(config.data_dir.parent().unwrap_or(&dir)).map_err(|e| e.to_string())?;
         // Each key in an encrypted keystore, as an operator's should be (a random password in a file).
@@ -136,9 +151,41 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
     let dashboard = |config: &Config| config.http.listen.map_or_else(String::new, |a| format!(", dashboard http://{a}/"));
     let (seller_page, buyer_page) = (dashboard(&seller), dashboard(&buyer));
     let a = Broker::start(seller).await.map_err(|e| format!("seller broker: {e}"))?;
-    println!("  broker A (seller) {}: MQTT {seller_mqtt}, peers {peer_addr}{seller_page}, sells sensors/# at {}", a.address, format_wei(U256::from(options.price_wei)));
+    println!("  broker A (seller) {}: MQTT {seller_mqtt}, peers {peer_addr}{seller_page}, sells sensors/# at {} and lists it in the catalogue", a.address, currency.amount(price));
     let b = Broker::start(buyer).await.map_err(|e| format!("buyer broker: {e}"))?;
-    println!("  broker B (buyer)  {}: MQTT {buyer_mqtt}{buyer_page}, buys sensors/# from A into market/sensors/#", b.address);
+    println!("  broker B (buyer)  {}: MQTT {buyer_mqtt}{buyer_page}, buys nothing yet", b.address);
+
+    // B finds the offer in the catalogue (chain events only: no link to A yet) and buys it.
+    let reader = supra_judge::market::Catalogue::connect(&b.judge, catalogue.address()).await.map_err(|e| e.to_string())?;
+    let wanted = supra_judge::market::OfferFilter { topic: Some("sensors/+/temperature".into()), max_price: Some(price), ..Default::default() };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let ad = loop {
+        if let Some(listed) = reader.offers(&wanted).await.map_err(|e| e.to_string())?.into_iter().next() {
+            break listed.ad;
+        }
+        if Instant::now() > deadline {
+            return Err("A's offer did not appear in the catalogue within 30 s".into());
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("  B finds in the catalogue: `{}` ({}) from {} at {}, {} a message", ad.topic_filter, ad.description, ad.seller(), ad.endpoint, currency.amount(ad.price));
+    let order = crate::market::BuyOrder {
+        seller: ad.seller(),
+        endpoint: ad.endpoint.clone(),
+        topic: ad.topic_filter.clone(),
+        deposit_wei: deposit,
+        max_price_wei: ad.price,
+        local_prefix: "market/".into(),
+        // The deposit covers the whole demo.
+        top_up_messages: None,
+        max_deposit_wei: None,
+        token: ad.token,
+    };
+    match crate::admin::ask(&buyer_dir, &crate::admin::Request::Buy(order)).await? {
+        crate::admin::Answer::Done(said) => println!("  supra buy (B's operator socket): {said}"),
+        crate::admin::Answer::Error(e) => return Err(format!("buying: {e}")),
+        other => return Err(format!("buying: unexpected answer {other:?}")),
+    }
 
     let mut subscriber = Subscriber::connect(buyer_mqtt, "demo-subscriber", "market/sensors/#", Duration::from_secs(10)).await?;
     println!("  subscriber on B: market/sensors/#");
@@ -154,7 +201,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    println!("  channel {channel} open: B locked {}", format_wei(deposit));
+    println!("  channel {channel} open: B locked {}{}", currency.amount(deposit), if options.eth { "" } else { " (permit and transfer in the one open transaction)" });
 
     let publisher = Publisher::connect(seller_mqtt, "demo-publisher", Duration::from_secs(10)).await?;
     println!("publishing {} messages at {}/s on A (sensors/room<i>/temperature)…", options.messages, options.rate);
@@ -173,7 +220,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         }
         if Instant::now() >= next_report {
             next_report += Duration::from_secs(1);
-            progress(&a, i + 1, delivered).await;
+            progress(&a, i + 1, delivered, &currency).await;
         }
     }
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -181,10 +228,10 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
         if subscriber.next(Duration::from_secs(1)).await.is_some() {
             delivered += 1;
         } else {
-            progress(&a, options.messages, delivered).await;
+            progress(&a, options.messages, delivered, &currency).await;
         }
     }
-    progress(&a, options.messages, delivered).await;
+    progress(&a, options.messages, delivered, &currency).await;
     if delivered < options.messages {
         return Err(format!("only {delivered} of {} messages reached the subscriber", options.messages));
     }
@@ -201,7 +248,7 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
     let posted = count_posted(&a.judge).await;
     let report = DemoReport {
         delivered,
-        price: U256::from(options.price_wei),
+        price,
         paid_to_seller: info.claimed,
         refunded_to_buyer: info.deposit - info.claimed,
         deposit: info.deposit,
@@ -210,24 +257,70 @@ pub async fn run(options: DemoOptions) -> Result<DemoReport, String> {
     let expected = report.price * U256::from(report.delivered);
     println!("settled channel {channel} in {:.1} s:", started.elapsed().as_secs_f64());
     println!("  messages delivered to B's subscriber: {}", report.delivered);
-    println!("  price per message:                  {}", format_wei(report.price));
-    println!("  paid to seller A (on-chain):        {} ({} wei)", format_wei(report.paid_to_seller), report.paid_to_seller);
-    println!("  delivered x price:                  {} ({} wei)", format_wei(expected), expected);
-    println!("  refunded to buyer B:                {}", format_wei(report.refunded_to_buyer));
+    println!("  price per message:                  {}", currency.amount(report.price));
+    println!("  paid to seller A (on-chain):        {} ({} units)", currency.amount(report.paid_to_seller), report.paid_to_seller);
+    println!("  delivered x price:                  {} ({} units)", currency.amount(expected), expected);
+    println!("  refunded to buyer B:                {}", currency.amount(report.refunded_to_buyer));
     println!("  messages posted on-chain (fallback): {}", report.posted_on_chain);
     if report.paid_to_seller != expected {
-        return Err(format!("settlement mismatch: paid {} wei, expected {expected} wei", report.paid_to_seller));
+        return Err(format!("settlement mismatch: paid {} units, expected {expected}", report.paid_to_seller));
     }
-    println!("OK: wei paid = messages delivered x price");
+    if let Currency::Token(token) = &currency {
+        let held = token.balance_of(a.address).await.map_err(|e| e.to_string())?;
+        println!("  seller A's tUSD balance:            {}", currency.amount(held));
+        if held != expected {
+            return Err(format!("the seller holds {held} units of the token, expected {expected}"));
+        }
+    }
+    println!("OK: paid = messages delivered x price ({})", currency.unit());
     drop(devnet);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
 }
 
-async fn progress(seller: &Broker, published: u64, delivered: u64) {
+/// What the demo's stream is priced and paid in.
+enum Currency {
+    Eth,
+    Token(supra_judge::market::TestToken),
+}
+
+impl Currency {
+    fn token(&self) -> Address {
+        match self {
+            Currency::Eth => Address::ZERO,
+            Currency::Token(t) => t.address(),
+        }
+    }
+
+    fn unit(&self) -> &'static str {
+        match self {
+            Currency::Eth => "wei",
+            Currency::Token(_) => "tUSD",
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Currency::Eth => "prices in ETH".into(),
+            Currency::Token(t) => format!("test stablecoin tUSD (ERC-20 with permit, 6 decimals) at {}, 1 000 tUSD minted to B", t.address()),
+        }
+    }
+
+    fn amount(&self, amount: U256) -> String {
+        match self {
+            Currency::Eth => format_wei(amount),
+            Currency::Token(_) => {
+                let micro = u128::try_from(amount).unwrap_or(u128::MAX);
+                format!("{}.{:06} tUSD", micro / 1_000_000, micro % 1_000_000)
+            }
+        }
+    }
+}
+
+async fn progress(seller: &Broker, published: u64, delivered: u64, currency: &Currency) {
     let line = channel_of(seller, ChannelRole::Seller).await;
     let (acked, claimed) = line.map_or((0, U256::ZERO), |l| (l.acked, l.claimed));
-    println!("  published {published:>5} | delivered {delivered:>5} | acked {acked:>5} | claimed on-chain {:>14}", format_wei(claimed));
+    println!("  published {published:>5} | delivered {delivered:>5} | acked {acked:>5} | claimed on-chain {:>14}", currency.amount(claimed));
 }
 
 async fn wait_settled(judge: &Judge, channel: supra_channel::types::ChannelId, within: Duration) -> Result<supra_judge::ChannelInfo, String> {

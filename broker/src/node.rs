@@ -1190,7 +1190,8 @@ impl Node {
         let config = self.config.with_buy(cfg.clone()).map_err(|e| e.to_string())?;
         Entry::Buy(order).save(&mut self.store).map_err(|e| e.to_string())?;
         let _ = self.dial.send((cfg.endpoint.clone(), cfg.seller));
-        let said = format!("buying `{}` from {} at {}, up to {} wei a message, deposit {} wei", cfg.topic, cfg.seller, cfg.endpoint, cfg.max_price_wei, cfg.deposit_wei);
+        let unit = if cfg.token == Address::ZERO { "wei".to_owned() } else { format!("units of token {}", cfg.token) };
+        let said = format!("buying `{}` from {} at {}, up to {} {unit} a message, deposit {} {unit}", cfg.topic, cfg.seller, cfg.endpoint, cfg.max_price_wei, cfg.deposit_wei);
         tracing::info!("{said}, by `supra buy`");
         self.buys.push(Buy { cfg, state: BuyState::Idle { retry_at: 0 } });
         self.config = config;

@@ -141,8 +141,9 @@ async fn sigterm_mid_stream_loses_nothing_a_publisher_was_told_was_received() {
     assert_eq!(info.claimed, U256::from(sold * PRICE_WEI), "seller paid delivered x price");
 }
 
-/// The README's main job: `supra demo` starts its own Anvil and judge, two brokers and real clients,
-/// streams, settles, and checks that the seller was paid exactly delivered x price.
+/// The README's main job: `supra demo` starts its own Anvil, judge, catalogue and test stablecoin, two
+/// brokers and real clients; the buyer finds the offer in the catalogue and buys it at runtime; it
+/// streams, settles, and checks that the seller was paid exactly delivered x price, in the token.
 #[test]
 fn the_demo_runs_end_to_end_and_pays_delivered_times_price() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_supra-e2e"))
@@ -166,5 +167,6 @@ fn the_demo_runs_end_to_end_and_pays_delivered_times_price() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(status.success(), "supra demo failed ({status}):\n{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("messages delivered to B's subscriber: 60"), "{stdout}");
-    assert!(stdout.contains("OK: wei paid = messages delivered x price"), "{stdout}");
+    assert!(stdout.contains("B finds in the catalogue: `sensors/#`"), "the buyer discovers the offer: {stdout}");
+    assert!(stdout.contains("OK: paid = messages delivered x price (tUSD)"), "{stdout}");
 }
