@@ -4,7 +4,9 @@
 //!
 //! Every case also checks conservation: what the judge paid the seller and the buyer (from its
 //! events, and from their balances net of gas) adds up to the deposit, and the judge's balance is
-//! back to what it was before the case (nothing stuck after settle).
+//! back to what it was before the case (nothing stuck after settle). Lemma 2 and the dispute run
+//! half their cases in a test stablecoin (issue 14: open and top-ups by permit, payouts in the
+//! token), where the parties' token balances are the payouts and no ether moves.
 
 #[path = "lemmas/direct.rs"]
 mod direct;
@@ -19,6 +21,7 @@ use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig, TopUpPolicy};
 use supra_channel::seller::{SellerAction, SellerConfig, SellerEvent, Stream, Terms};
 use supra_channel::types::{ChannelId, Stop, StreamId, UnixMs, ack_cost};
 use supra_channel::wire::Frame;
+use supra_judge::market::TestToken;
 use supra_judge::{ChannelStatus, Judge, JudgeEvent};
 use supra_tests::{Party, advance_to, chain_ms, payouts, property, refusal, to_i128};
 use world::{AckPolicy, BuyerPlan, LinkPlan, Scenario, SellerPlan, World};
@@ -67,6 +70,7 @@ async fn settled_conservation(
     seller: &Party,
     buyer: &Party,
     deposit: U256,
+    token: Option<&(TestToken, U256)>,
 ) -> Result<(U256, U256), TestCaseError> {
     let info = judge.channel(channel).await.expect("channel view");
     prop_assert_eq!(info.status, ChannelStatus::Settled, "the channel ends settled");
@@ -74,16 +78,27 @@ async fn settled_conservation(
     let (to_seller, to_buyer) = payouts(judge, channel, from_block).await;
     prop_assert_eq!(to_seller, info.claimed, "events and channel() agree on R");
     prop_assert_eq!(to_seller + to_buyer, deposit, "seller + buyer payouts = deposit");
-    prop_assert_eq!(
-        seller.net_gain().await,
-        to_i128(to_seller),
-        "seller's balance net of gas"
-    );
-    prop_assert_eq!(
-        buyer.net_gain().await,
-        to_i128(to_buyer) - to_i128(deposit),
-        "buyer's balance net of gas"
-    );
+    let Some((token, minted)) = token else {
+        prop_assert_eq!(
+            seller.net_gain().await,
+            to_i128(to_seller),
+            "seller's balance net of gas"
+        );
+        prop_assert_eq!(
+            buyer.net_gain().await,
+            to_i128(to_buyer) - to_i128(deposit),
+            "buyer's balance net of gas"
+        );
+        return Ok((to_seller, to_buyer));
+    };
+    // A token channel moves no ether (gas aside), and its payouts are token transfers: the parties'
+    // token balances are the payouts, and the judge keeps none of the token.
+    prop_assert_eq!(seller.net_gain().await, 0, "a token channel pays the seller no ether");
+    prop_assert_eq!(buyer.net_gain().await, 0, "a token channel takes no ether from the buyer");
+    let balance = async |who| token.balance_of(who).await.expect("token balance");
+    prop_assert_eq!(balance(seller.address()).await, to_seller, "seller's token balance");
+    prop_assert_eq!(balance(buyer.address()).await, *minted - deposit + to_buyer, "buyer's token balance");
+    prop_assert_eq!(balance(judge.address()).await, U256::ZERO, "the judge keeps none of the token");
     Ok((to_seller, to_buyer))
 }
 
@@ -117,6 +132,7 @@ prop_compose! {
         buyer in buyer_plan(),
         seller_stop_after_ms in 0u64..=5_000,
         top_up in proptest::option::of((0u64..=3, 1u64..=6, 0u64..=12)),
+        in_token in any::<bool>(),
     ) -> Scenario {
         let delta_onchain_ms = (u64::from(t_ack) * 10 * delta_pct).max(1_000);
         // The seller's own terms leave it time to post and claim after a close request:
@@ -155,6 +171,7 @@ prop_compose! {
             buyer,
             seller: SellerPlan { chain_latency_ms: delta_onchain_ms * latency_pct / 100, ..SellerPlan::default() },
             seller_stop_after_ms,
+            in_token,
         }
     }
 }
@@ -187,7 +204,7 @@ fn lemma_2_honest_seller_is_paid_for_every_delivered_message() {
                 w.run().await;
                 let delivered = w.delivered().len() as u64;
                 let (to_seller, _) =
-                    settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit).await?;
+                    settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit, w.token.as_ref()).await?;
                 let owed = price * U256::from(delivered);
                 prop_assert_eq!(
                     to_seller,
@@ -212,6 +229,7 @@ fn lemma_2_honest_seller_is_paid_for_every_delivered_message() {
                 m.note("settled by a third party", !w.out.janitor.is_empty());
                 m.note("deposit smaller than the stream", price * U256::from(w.published() as u64) > w.deposit);
                 m.note("topped up", w.out.top_ups > 0);
+                m.note("in a token (permit)", w.token.is_some());
                 honest_seller_refusals_are_benign(&w, to_seller)?;
                 Ok(())
             })
@@ -461,7 +479,7 @@ async fn lemma1(judge: &Judge, c: Lemma1) -> Result<(), TestCaseError> {
         }),
         "the seller takes the rest of the deposit: {events:?}"
     );
-    let (to_seller, to_buyer) = settled_conservation(judge, id, opened.block, &seller, &buyer, deposit).await?;
+    let (to_seller, to_buyer) = settled_conservation(judge, id, opened.block, &seller, &buyer, deposit, None).await?;
     prop_assert_eq!(
         (to_seller, to_buyer),
         (deposit, U256::ZERO),
@@ -975,7 +993,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
         buyer.send(async |j: &Judge| j.settle(id).await).await.expect("settle");
         (price * U256::from(k + legit_posted)).min(deposit)
     };
-    let (to_seller, to_buyer) = settled_conservation(judge, id, opened.block, &seller, &buyer, deposit).await?;
+    let (to_seller, to_buyer) = settled_conservation(judge, id, opened.block, &seller, &buyer, deposit, None).await?;
     prop_assert_eq!(
         to_seller,
         owed,
@@ -1069,7 +1087,7 @@ async fn late_delivery(
         }
     }
     prop_assert!(resolved, "the buyer's engine resolved the accusation");
-    let (to_seller, to_buyer) = settled_conservation(judge, id, open_block, seller, buyer, deposit).await?;
+    let (to_seller, to_buyer) = settled_conservation(judge, id, open_block, seller, buyer, deposit, None).await?;
     prop_assert_eq!(to_seller, claimed, "the late seller keeps only what the acks paid");
     prop_assert_eq!(to_buyer, deposit - claimed, "the buyer is refunded F - R");
     Ok(())
@@ -1423,6 +1441,7 @@ prop_compose! {
         gaps_ms in proptest::collection::vec(100u64..=2_000, 3..=10),
         gap in any::<proptest::sample::Index>(),
         (threshold, extra_messages, delay_ms, seed) in (proptest::option::of(1u64..=4), 0u64..=10, 1u64..=200, any::<u64>()),
+        in_token in any::<bool>(),
     ) -> (Accused, Scenario) {
         // The message that goes missing has a later one (the buyer's evidence).
         let missing = start_seq + gap.index(gaps_ms.len() - 1) as u64;
@@ -1477,6 +1496,7 @@ prop_compose! {
             buyer,
             seller,
             seller_stop_after_ms: 3_000,
+            in_token,
         };
         (who, scenario)
     }
@@ -1495,6 +1515,7 @@ fn dispute_missing_message_is_refunded_unless_defended() {
         supra_tests::cases(24),
         dispute_case(),
         |(who, sc)| {
+            mix.borrow_mut().note("in a token (permit)", sc.in_token);
             mix.borrow_mut().note(
                 match who {
                     Accused::Dishonest => "undefended (refunded)",
@@ -1509,7 +1530,7 @@ fn dispute_missing_message_is_refunded_unless_defended() {
                 let mut w = World::open(judge, sc).await;
                 w.run().await;
                 let (to_seller, to_buyer) =
-                    settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit).await?;
+                    settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit, w.token.as_ref()).await?;
                 let o = &w.out;
                 prop_assert!(o.accusations >= 1, "an accusation was made: {}", w.describe());
                 prop_assert!(
@@ -1604,6 +1625,7 @@ fn three_messages(
         buyer,
         seller: SellerPlan::default(),
         seller_stop_after_ms: 60_000,
+        in_token: false,
     }
 }
 
@@ -1613,7 +1635,7 @@ fn seller_paid(sc: Scenario, bench: &Bench) -> U256 {
         .case(async |judge: &Judge| {
             let mut w = World::open(judge, sc).await;
             w.run().await;
-            (paid, _) = settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit).await?;
+            (paid, _) = settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit, w.token.as_ref()).await?;
             Ok(())
         })
         .expect("the run ends settled and conserves funds");
@@ -1639,7 +1661,7 @@ fn cooperative_close_settles_at_once_with_n_times_p() {
             let mut w = World::open(judge, sc).await;
             w.run().await;
             let (to_seller, to_buyer) =
-                settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit).await?;
+                settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit, w.token.as_ref()).await?;
             prop_assert!(w.out.cooperative, "closed cooperatively: {}", w.describe());
             prop_assert_eq!(to_seller, U256::from(3 * 1000u64));
             prop_assert_eq!(to_buyer, w.deposit - U256::from(3 * 1000u64));
@@ -1791,7 +1813,7 @@ fn dispute_regression_a_late_posting_does_not_defend() {
                 let mut w = World::open(judge, sc).await;
                 w.run().await;
                 let (to_seller, to_buyer) =
-                    settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit).await?;
+                    settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit, w.token.as_ref()).await?;
                 let o = &w.out;
                 prop_assert_eq!((o.accusations, o.upheld, o.defended), (1, 1, 0), "upheld: {}", w.describe());
                 let delivered = U256::from(w.delivered().len());
@@ -1831,7 +1853,7 @@ fn dispute_regression_a_posting_mined_in_time_wins_a_late_defend() {
             let mut w = World::open(judge, sc).await;
             w.run().await;
             let (to_seller, _) =
-                settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit).await?;
+                settled_conservation(judge, w.id, w.open_block, &w.seller, &w.buyer, w.deposit, w.token.as_ref()).await?;
             let o = &w.out;
             prop_assert_eq!((o.accusations, o.upheld, o.defended), (1, 0, 1), "defended: {}", w.describe());
             prop_assert!(o.posted.contains(&1), "seq 1 was posted: {}", w.describe());

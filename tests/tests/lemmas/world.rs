@@ -7,6 +7,7 @@
 //! The buyer can misbehave (withhold acks, leave, close early, accuse falsely); the seller can be
 //! slow on-chain or dishonest (never deliver one message and never defend it).
 
+use supra_judge::market::TestToken;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use alloy::primitives::U256;
@@ -119,6 +120,9 @@ pub struct Scenario {
     pub seller: SellerPlan,
     /// The seller stops the channel this long after its last publication.
     pub seller_stop_after_ms: u64,
+    /// Priced and paid in an ERC-20 with permit (a test stablecoin deployed for the case) rather
+    /// than ETH (issue 14): the open and the top-ups are permits, the payouts token transfers.
+    pub in_token: bool,
 }
 
 /// What happened.
@@ -158,6 +162,9 @@ pub struct World {
     pub seller: Party,
     pub buyer: Party,
     janitor: Judge,
+    /// The case's currency when it is a token (see [`Scenario::in_token`]), and what was minted to
+    /// the buyer.
+    pub token: Option<(TestToken, U256)>,
     pub stream: Stream,
     pub chan: BuyerChannel,
     pub id: ChannelId,
@@ -202,10 +209,20 @@ fn plaintext(seq: u64) -> Vec<u8> {
 impl World {
     /// Creates both parties, the stream (with `start_seq` messages already published), the offer,
     /// and opens the channel on-chain with the scenario's deposit.
-    pub async fn open(janitor: &Judge, sc: Scenario) -> World {
+    pub async fn open(janitor: &Judge, mut sc: Scenario) -> World {
         let seller = Party::new(janitor.address(), 100).await;
         let buyer = Party::new(janitor.address(), 100).await;
         let domain = seller.judge.domain();
+        let token = if sc.in_token {
+            // Far more than any deposit and its top-ups.
+            let minted = U256::from(10u64).pow(U256::from(30u64));
+            let token = supra_judge::devnet::deploy_test_token(janitor, &[buyer.address()], minted).await.expect("test token");
+            sc.terms.token = token.address();
+            sc.buyer_cfg.token = token.address();
+            Some((token, minted))
+        } else {
+            None
+        };
         let stream_id = StreamId::new(seller.address(), 1).expect("stream number");
         let mut stream = Stream::new(
             domain,
@@ -225,10 +242,12 @@ impl World {
         let _ = stream.drain_actions().count(); // persist + send the offer: the test hands it over
         assert_eq!(offer.startSeq, sc.start_seq);
         let deposit = sc.deposit;
-        let (id, receipt) = buyer
-            .send(async |j: &Judge| j.open(&offer, offer_sig.as_bytes(), deposit).await)
-            .await
-            .expect("the buyer opens the channel");
+        let (id, receipt) = if token.is_some() {
+            buyer.send(async |j: &Judge| j.open_with_permit(&offer, offer_sig.as_bytes(), deposit).await).await
+        } else {
+            buyer.send(async |j: &Judge| j.open(&offer, offer_sig.as_bytes(), deposit).await).await
+        }
+        .expect("the buyer opens the channel");
         let mut chan = BuyerChannel::new(
             domain,
             buyer.key.clone(),
@@ -251,6 +270,7 @@ impl World {
         let at = |offset: Option<u64>| offset.map(|o| t0 + o);
         World {
             janitor: janitor.clone(),
+            token,
             id,
             start: offer.startSeq,
             offer,
@@ -666,7 +686,11 @@ impl World {
             }
             BuyerAction::TopUp { amount, .. } => {
                 self.out.top_ups += 1;
-                let r = self.buyer_tx("topUp", async |j: &Judge| j.top_up(id, amount).await).await;
+                let r = if self.token.is_some() {
+                    self.buyer_tx("topUpWithPermit", async |j: &Judge| j.top_up_with_permit(id, amount).await).await
+                } else {
+                    self.buyer_tx("topUp", async |j: &Judge| j.top_up(id, amount).await).await
+                };
                 if r.is_err() {
                     self.chan.on_top_up_failed(self.now);
                 }
