@@ -4,9 +4,10 @@
 //!
 //! Every case also checks conservation: what the judge paid the seller and the buyer (from its
 //! events, and from their balances net of gas) adds up to the deposit, and the judge's balance is
-//! back to what it was before the case (nothing stuck after settle). Lemma 2 and the dispute run
-//! half their cases in a test stablecoin (issue 14: open and top-ups by permit, payouts in the
-//! token), where the parties' token balances are the payouts and no ether moves.
+//! back to what it was before the case (nothing stuck after settle). Every property (Lemmas 1-4,
+//! the dispute) runs about half its cases in a test stablecoin deployed for the case (issue 14:
+//! open and top-ups by permit, payouts in the token), where the parties' token balances are the
+//! payouts, the judge keeps none of the token, and no ether moves.
 
 #[path = "lemmas/direct.rs"]
 mod direct;
@@ -100,6 +101,45 @@ async fn settled_conservation(
     prop_assert_eq!(balance(buyer.address()).await, *minted - deposit + to_buyer, "buyer's token balance");
     prop_assert_eq!(balance(judge.address()).await, U256::ZERO, "the judge keeps none of the token");
     Ok((to_seller, to_buyer))
+}
+
+/// A case's currency: a test stablecoin deployed for it, with a large amount minted to `buyer`
+/// (`in_token`), or ETH (`None`).
+async fn currency(judge: &Judge, in_token: bool, buyer: &Party) -> Option<(TestToken, U256)> {
+    if !in_token {
+        return None;
+    }
+    let minted = U256::from(10u64).pow(U256::from(30u64));
+    let token = supra_judge::devnet::deploy_test_token(judge, &[buyer.address()], minted).await.expect("test token");
+    Some((token, minted))
+}
+
+/// The token of a case's currency (`Address::ZERO`: ETH).
+fn token_of(currency: &Option<(TestToken, U256)>) -> alloy::primitives::Address {
+    currency.as_ref().map_or(alloy::primitives::Address::ZERO, |(t, _)| t.address())
+}
+
+/// The buyer opens a channel on `offer`: `open` with ETH, `openWithPermit` in a token.
+async fn try_open(
+    buyer: &Party,
+    offer: &supra_channel::types::Offer,
+    sig: &supra_channel::sign::Signature,
+    deposit: U256,
+) -> Result<(ChannelId, supra_judge::Receipt), supra_judge::JudgeError> {
+    if offer.token == alloy::primitives::Address::ZERO {
+        buyer.send(async |j: &Judge| j.open(offer, sig.as_bytes(), deposit).await).await
+    } else {
+        buyer.send(async |j: &Judge| j.open_with_permit(offer, sig.as_bytes(), deposit).await).await
+    }
+}
+
+async fn open_in(
+    buyer: &Party,
+    offer: &supra_channel::types::Offer,
+    sig: &supra_channel::sign::Signature,
+    deposit: U256,
+) -> (ChannelId, supra_judge::Receipt) {
+    try_open(buyer, offer, sig, deposit).await.expect("open")
 }
 
 // ---- Lemma 2 --------------------------------------------------------------------------------------
@@ -310,6 +350,8 @@ struct Lemma1 {
     cost: WrongCost,
     /// The buyer asks to close before the proof.
     close_first: bool,
+    /// Priced and paid in a test stablecoin (issue 14).
+    in_token: bool,
 }
 
 prop_compose! {
@@ -319,8 +361,9 @@ prop_compose! {
         seq_offset in -3i64..=13,
         cost in prop_oneof![(1u64..=1_000).prop_map(WrongCost::Above), (1u64..=1_000_000_000).prop_map(WrongCost::Below), any::<u128>().prop_map(WrongCost::Any)],
         close_first in any::<bool>(),
+        in_token in any::<bool>(),
     ) -> Lemma1 {
-        Lemma1 { price, window, start, messages, extra_deposit, claim_first, seq_offset, cost, close_first }
+        Lemma1 { price, window, start, messages, extra_deposit, claim_first, seq_offset, cost, close_first, in_token }
     }
 }
 
@@ -329,9 +372,10 @@ async fn lemma1(judge: &Judge, c: Lemma1) -> Result<(), TestCaseError> {
     let buyer = Party::new(judge.address(), 100).await;
     let domain = judge.domain();
     let price = U256::from(c.price);
+    let money = currency(judge, c.in_token, &buyer).await;
     let terms = Terms {
         price,
-        token: Default::default(),
+        token: token_of(&money),
         window: c.window,
         t_ack_secs: 30,
         t_closure_secs: 60,
@@ -348,12 +392,10 @@ async fn lemma1(judge: &Judge, c: Lemma1) -> Result<(), TestCaseError> {
     // It pays for every message (the seller sends nothing the deposit does not cover; Lemma 2
     // covers smaller deposits).
     let deposit = price * U256::from(c.window.max(c.messages) + c.extra_deposit);
-    let (id, opened) = buyer
-        .send(async |j: &Judge| j.open(&offer, offer_sig.as_bytes(), deposit).await)
-        .await
-        .expect("open");
+    let (id, opened) = open_in(&buyer, &offer, &offer_sig, deposit).await;
     let cfg = BuyerConfig {
         ack_every: 1,
+        token: token_of(&money),
         ..BuyerConfig::default()
     };
     let mut chan =
@@ -479,7 +521,7 @@ async fn lemma1(judge: &Judge, c: Lemma1) -> Result<(), TestCaseError> {
         }),
         "the seller takes the rest of the deposit: {events:?}"
     );
-    let (to_seller, to_buyer) = settled_conservation(judge, id, opened.block, &seller, &buyer, deposit, None).await?;
+    let (to_seller, to_buyer) = settled_conservation(judge, id, opened.block, &seller, &buyer, deposit, money.as_ref()).await?;
     prop_assert_eq!(
         (to_seller, to_buyer),
         (deposit, U256::ZERO),
@@ -560,6 +602,8 @@ struct Lemma3 {
     extra_deposit: u64,
     t_ack: u32,
     t_closure: u32,
+    /// Priced and paid in a test stablecoin (issue 14).
+    in_token: bool,
 }
 
 impl Lemma3 {
@@ -635,8 +679,9 @@ prop_compose! {
         (legit_first, reversed) in (any::<bool>(), any::<bool>()),
         extra_deposit in 0u64..=12,
         (t_ack, t_closure) in (5u32..=60, 5u32..=120),
+        in_token in any::<bool>(),
     ) -> Lemma3 {
-        Lemma3 { price, window, start, acked, unacked, posted, attack, legit_first, reversed, extra_deposit, t_ack, t_closure }.normalized()
+        Lemma3 { price, window, start, acked, unacked, posted, attack, legit_first, reversed, extra_deposit, t_ack, t_closure, in_token }.normalized()
     }
 }
 
@@ -664,7 +709,9 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
     let price = U256::from(c.price);
     let (w, start, k) = (c.window, c.start, c.acked);
     let n = c.acked + c.unacked;
+    let money = currency(judge, c.in_token, &buyer).await;
     let mut chain = ChainBuilder::new(domain, seller.key.clone(), 1);
+    chain.token = token_of(&money);
     let mut now = chain_ms(judge).await;
     for _ in 0..start {
         chain.next(now);
@@ -680,12 +727,10 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
         1,
     );
     let deposit = price * U256::from(w + c.extra_deposit);
-    let (id, opened) = buyer
-        .send(async |j: &Judge| j.open(&offer, offer_sig.as_bytes(), deposit).await)
-        .await
-        .expect("open");
+    let (id, opened) = open_in(&buyer, &offer, &offer_sig, deposit).await;
     let cfg = BuyerConfig {
         ack_every: 1,
+        token: token_of(&money),
         ..BuyerConfig::default()
     };
     let mut chan = BuyerChannel::new(domain, buyer.key.clone(), offer, offer_sig, cfg, now).expect("offer accepted");
@@ -733,7 +778,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
         claimed = (price * U256::from(k)).min(deposit);
     }
     if late {
-        return late_delivery(judge, &c, &mut chan, &chain, id, (&seller, &buyer), (now, opened.block, deposit, claimed)).await;
+        return late_delivery(judge, &c, &mut chan, &chain, id, (&seller, &buyer), (now, opened.block, deposit, claimed), money.as_ref()).await;
     }
     for seq in start + k..start + k + c.posted {
         let m = chain.chain[seq as usize].clone();
@@ -993,7 +1038,7 @@ async fn lemma3(judge: &Judge, c: Lemma3) -> Result<(), TestCaseError> {
         buyer.send(async |j: &Judge| j.settle(id).await).await.expect("settle");
         (price * U256::from(k + legit_posted)).min(deposit)
     };
-    let (to_seller, to_buyer) = settled_conservation(judge, id, opened.block, &seller, &buyer, deposit, None).await?;
+    let (to_seller, to_buyer) = settled_conservation(judge, id, opened.block, &seller, &buyer, deposit, money.as_ref()).await?;
     prop_assert_eq!(
         to_seller,
         owed,
@@ -1026,6 +1071,7 @@ async fn late_delivery(
     id: ChannelId,
     (seller, buyer): (&Party, &Party),
     (mut now, open_block, deposit, claimed): (u64, u64, U256, U256),
+    money: Option<&(TestToken, U256)>,
 ) -> Result<(), TestCaseError> {
     let missing = c.start + c.acked;
     // The buyer's engine: after T_ack it claims its latest ack if the judge lags, then accuses.
@@ -1087,7 +1133,7 @@ async fn late_delivery(
         }
     }
     prop_assert!(resolved, "the buyer's engine resolved the accusation");
-    let (to_seller, to_buyer) = settled_conservation(judge, id, open_block, seller, buyer, deposit, None).await?;
+    let (to_seller, to_buyer) = settled_conservation(judge, id, open_block, seller, buyer, deposit, money).await?;
     prop_assert_eq!(to_seller, claimed, "the late seller keeps only what the acks paid");
     prop_assert_eq!(to_buyer, deposit - claimed, "the buyer is refunded F - R");
     Ok(())
@@ -1138,6 +1184,8 @@ struct Lemma4 {
     /// Which ack of the first channel is replayed.
     replay: u64,
     extra_deposit: (u64, u64),
+    /// Priced and paid in a test stablecoin (issue 14).
+    in_token: bool,
 }
 
 prop_compose! {
@@ -1145,8 +1193,9 @@ prop_compose! {
         (price, window, start, first, second) in (1u64..=1_000_000_000_000, 1u64..=8, 0u64..=5, 1u64..=6, 0u64..=6),
         (claim_first, fate, same_start, between, replay) in (any::<bool>(), 0u8..=2, any::<bool>(), 0u64..=3, any::<u64>()),
         extra_deposit in (0u64..=8, 0u64..=8),
+        in_token in any::<bool>(),
     ) -> Lemma4 {
-        Lemma4 { price, window, start, first, claim_first, fate, same_start, between, second, replay, extra_deposit }
+        Lemma4 { price, window, start, first, claim_first, fate, same_start, between, second, replay, extra_deposit, in_token }
     }
 }
 
@@ -1156,9 +1205,10 @@ async fn lemma4(judge: &Judge, c: Lemma4) -> Result<(), TestCaseError> {
     let buyer = Party::new(judge.address(), 100).await;
     let domain = judge.domain();
     let price = U256::from(c.price);
+    let money = currency(judge, c.in_token, &buyer).await;
     let terms = Terms {
         price,
-        token: Default::default(),
+        token: token_of(&money),
         window: c.window,
         t_ack_secs: 30,
         t_closure_secs: T_CLOSURE,
@@ -1172,6 +1222,7 @@ async fn lemma4(judge: &Judge, c: Lemma4) -> Result<(), TestCaseError> {
     }
     let cfg = BuyerConfig {
         ack_every: 1,
+        token: token_of(&money),
         ..BuyerConfig::default()
     };
     let (offer1, sig1) = stream.make_offer(now, *buyer.key.public(), "lemma4").expect("offer");
@@ -1182,10 +1233,7 @@ async fn lemma4(judge: &Judge, c: Lemma4) -> Result<(), TestCaseError> {
 
     // Channel 1.
     let deposit1 = price * U256::from(c.window + c.extra_deposit.0);
-    let (id1, opened1) = buyer
-        .send(async |j: &Judge| j.open(&offer1, sig1.as_bytes(), deposit1).await)
-        .await
-        .expect("open 1");
+    let (id1, opened1) = open_in(&buyer, &offer1, &sig1, deposit1).await;
     let mut chan1 =
         BuyerChannel::new(domain, buyer.key.clone(), offer1.clone(), sig1, cfg.clone(), now).expect("offer 1");
     stream.open_channel(now, id1, deposit1).expect("seller side 1");
@@ -1243,14 +1291,9 @@ async fn lemma4(judge: &Judge, c: Lemma4) -> Result<(), TestCaseError> {
     prop_assert_ne!(offer1.nonce, offer2.nonce, "a new offer has a new nonce");
     let deposit2 = price * U256::from(c.window + c.extra_deposit.1);
     // The old offer cannot open the new channel.
-    let again = buyer
-        .send(async |j: &Judge| j.open(&offer1, sig1.as_bytes(), deposit2).await)
-        .await;
+    let again = try_open(&buyer, &offer1, &sig1, deposit2).await;
     prop_assert_eq!(refusal(&again), Some("ChannelExists".to_owned()));
-    let (id2, opened2) = buyer
-        .send(async |j: &Judge| j.open(&offer2, sig2.as_bytes(), deposit2).await)
-        .await
-        .expect("open 2");
+    let (id2, opened2) = open_in(&buyer, &offer2, &sig2, deposit2).await;
     prop_assert_ne!(id1, id2);
     let mut chan2 = BuyerChannel::new(domain, buyer.key.clone(), offer2.clone(), sig2, cfg, now).expect("offer 2");
     stream.open_channel(now, id2, deposit2).expect("seller side 2");
@@ -1390,6 +1433,15 @@ async fn lemma4(judge: &Judge, c: Lemma4) -> Result<(), TestCaseError> {
     for id in [id1, id2] {
         let info = judge.channel(id).await.expect("view");
         prop_assert_eq!(info.status, ChannelStatus::Settled);
+    }
+    if let Some((token, minted)) = &money {
+        prop_assert_eq!(seller.net_gain().await, 0, "a token channel pays the seller no ether");
+        prop_assert_eq!(buyer.net_gain().await, 0, "a token channel takes no ether from the buyer");
+        let balance = async |who| token.balance_of(who).await.expect("token balance");
+        prop_assert_eq!(balance(seller.address()).await, seller1 + seller2, "seller's token balance");
+        prop_assert_eq!(balance(buyer.address()).await, *minted - deposit1 - deposit2 + buyer1 + buyer2, "buyer's token balance");
+        prop_assert_eq!(balance(judge.address()).await, U256::ZERO, "the judge keeps none of the token");
+        return Ok(());
     }
     prop_assert_eq!(
         seller.net_gain().await,
@@ -1746,6 +1798,7 @@ fn lemma_3_regression_equivocation_on_a_message_authenticated_by_its_successor()
         extra_deposit: 7,
         t_ack: 9,
         t_closure: 33,
+        in_token: false,
     }
     .normalized();
     bench
@@ -1772,6 +1825,7 @@ fn lemma_3_regression_a_broken_link_is_proven() {
         extra_deposit: 0,
         t_ack: 30,
         t_closure: 60,
+        in_token: false,
     }
     .normalized();
     bench

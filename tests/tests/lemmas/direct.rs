@@ -37,6 +37,8 @@ pub struct ChainBuilder {
     pub stream: StreamId,
     /// Every message of the main chain, by seq.
     pub chain: Vec<Signed>,
+    /// The currency its offers name (`Address::ZERO`: ETH).
+    pub token: alloy::primitives::Address,
 }
 
 impl ChainBuilder {
@@ -47,6 +49,7 @@ impl ChainBuilder {
             key,
             stream,
             chain: Vec::new(),
+            token: alloy::primitives::Address::ZERO,
         }
     }
 
@@ -96,7 +99,7 @@ impl ChainBuilder {
             seller: self.key.address(),
             buyer,
             price,
-            token: Default::default(),
+            token: self.token,
             window,
             startSeq: start,
             tAck: t_ack,
