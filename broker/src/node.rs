@@ -171,8 +171,8 @@ pub struct Node {
     observer: Arc<Observer>,
     /// Threads that run a turn's engine work (`[node] workers`).
     workers: Workers,
-    /// The configuration with the streams sold and bought at runtime: what a new one is checked
-    /// against.
+    /// The configuration with the streams sold and bought at runtime: what a new order is checked
+    /// against (its `selling` flags are not kept up to date: `Sold::cfg` is the one read).
     config: Config,
     seller_cfg: SellerConfig,
     /// Asks for a link to a seller (endpoint, address); a link already kept is not made twice.
@@ -1149,20 +1149,13 @@ impl Node {
     /// Sells `order.topic` from now on: checked as a `[[sell]]` of the file would be, recorded
     /// durably, then offered to buyers. A stopped stream is sold again (its terms stay).
     fn sell(&mut self, order: SellOrder, now: UnixMs) -> Result<String, String> {
-        if let Some(s) = self.streams.iter_mut().find(|s| s.cfg.topic == order.topic) {
-            if s.cfg.selling {
-                return Err(format!("`{}` is sold already (stream {})", order.topic, s.engine.id().0));
+        if let Some(i) = self.streams.iter().position(|s| s.cfg.topic == order.topic) {
+            let id = self.streams[i].engine.id().0;
+            if self.streams[i].cfg.selling {
+                return Err(format!("`{}` is sold already (stream {id})", order.topic));
             }
-            Entry::Sell { order: SellOrder::of(&s.cfg), selling: true }.save(&mut self.store).map_err(|e| e.to_string())?;
-            s.cfg.selling = true;
-            if let Some(c) = self.config.sell.iter_mut().find(|c| c.topic == order.topic) {
-                c.selling = true;
-            }
-            let said = format!("selling `{}` again (stream {}, its terms unchanged)", order.topic, s.engine.id().0);
-            if let Some(i) = self.streams.iter().position(|s| s.cfg.topic == order.topic) {
-                self.advertise(i);
-            }
-            return Ok(said);
+            self.set_selling(i, true)?;
+            return Ok(format!("selling `{}` again (stream {id}, its terms unchanged)", order.topic));
         }
         let cfg = order.config(true);
         let config = self.config.with_sell(cfg.clone()).map_err(|e| e.to_string())?;
@@ -1203,12 +1196,12 @@ impl Node {
     /// Takes no new buyers for `topic` and closes its open channels: each is stopped off-chain,
     /// its last ack claimed, and settled (cooperatively when the buyer agrees).
     fn stop_selling(&mut self, topic: &str, now: UnixMs) -> Result<String, String> {
-        let s = self.streams.iter_mut().find(|s| s.cfg.topic == topic).ok_or_else(|| format!("`{topic}` is not sold here"))?;
-        if !s.cfg.selling {
+        let i = self.streams.iter().position(|s| s.cfg.topic == topic).ok_or_else(|| format!("`{topic}` is not sold here"))?;
+        if !self.streams[i].cfg.selling {
             return Err(format!("`{topic}` is stopped already"));
         }
-        Entry::Sell { order: SellOrder::of(&s.cfg), selling: false }.save(&mut self.store).map_err(|e| e.to_string())?;
-        s.cfg.selling = false;
+        self.set_selling(i, false)?;
+        let s = &mut self.streams[i];
         let mut closing = 0;
         for c in s.engine.channel_summaries().into_iter().filter(|c| c.phase == "open") {
             match s.engine.stop_channel(now, c.channel) {
@@ -1216,14 +1209,17 @@ impl Node {
                 Err(e) => tracing::warn!("channel {}: {e}", c.channel),
             }
         }
-        if let Some(c) = self.config.sell.iter_mut().find(|c| c.topic == topic) {
-            c.selling = false;
-        }
-        if let Some(i) = self.streams.iter().position(|s| s.cfg.topic == topic) {
-            self.advertise(i);
-        }
         tracing::info!("`{topic}`: stopped selling by `supra stop-selling`, {closing} channel(s) closing");
         Ok(format!("stopped selling `{topic}`: no new buyers, {closing} channel(s) closing"))
+    }
+
+    /// Records durably whether stream `i` takes new buyers, then says so in the catalogue.
+    fn set_selling(&mut self, i: usize, selling: bool) -> Result<(), String> {
+        let s = &mut self.streams[i];
+        Entry::Sell { order: SellOrder::of(&s.cfg), selling }.save(&mut self.store).map_err(|e| e.to_string())?;
+        s.cfg.selling = selling;
+        self.advertise(i);
+        Ok(())
     }
 
     /// Stops buying `topic` (from `seller`, needed if several sellers sell it here): its channel
