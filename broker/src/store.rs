@@ -3,8 +3,9 @@
 //! The engines' records are appended to per-stream and per-channel logs; a [`Batch`] gathers every
 //! write of one turn of the broker's loop and commits it in one fsync'd transaction, before the
 //! actions that follow the records are carried out (persist before act, with group commit). Logs
-//! are compacted by replacing them with the engine's `snapshot()` (appended, then the log's start
-//! moved past the old records, which later commits delete a few at a time: see `Logs`).
+//! are compacted by replacing them with the engine's `snapshot()` in a turn's commit (appended,
+//! then the log's start moved past the old records, which later commits delete a few at a time:
+//! see `Logs`).
 //!
 //! Besides the logs: the sold topics' stream numbers (never reused), the buyer's outbox of
 //! delivered plaintexts not yet handed to local subscribers, channel opens in flight (written
@@ -82,7 +83,9 @@ record!(BuyerRecord);
 /// after them and moves the log's start past them, atomically; the old records are then deleted a
 /// few at a time by later commits (see `Logs::collect`). Deleting a 20,000-record log in the
 /// compaction's transaction held the node's turn, and every message behind it, for 10 ms (a
-/// 50-record snapshot) to 90 ms (2,000 records) on this machine's disk.
+/// 50-record snapshot) to 90 ms (2,000 records) on this machine's disk. The snapshot itself is
+/// written by the turn's own commit (`Batch::replace_seller_log`): a transaction of its own
+/// cost one more fsync, and its turn waited for both.
 struct Logs {
     table: TableDefinition<'static, (u64, u64), &'static [u8]>,
     starts: TableDefinition<'static, u64, u64>,
@@ -165,10 +168,10 @@ impl Logs {
         len > threshold.max(2 * self.compacted.get(&log).copied().unwrap_or(0))
     }
 
-    /// Replaces log `log` with an equivalent snapshot, atomically: the snapshot is appended and
-    /// the log's start moved to it in one transaction; the records before it become garbage.
-    fn replace<R: Record>(&mut self, db: &Database, log: u64, snapshot: Vec<R>) -> Result<(), StoreError> {
-        let txn = db.begin_write()?;
+    /// Replaces log `log` with an equivalent snapshot inside `txn`: the snapshot is appended and
+    /// the log's start moved to it; the records before it (among them any this transaction
+    /// appended: the snapshot includes them) become garbage.
+    fn replace<R: Record>(&mut self, txn: &redb::WriteTransaction, log: u64, snapshot: Vec<R>) -> Result<(), StoreError> {
         let count = snapshot.len() as u64;
         let old_start = self.start.get(&log).copied().unwrap_or(0);
         let start = self.next.get(&log).copied().unwrap_or(0);
@@ -179,7 +182,6 @@ impl Logs {
             }
             txn.open_table(self.starts)?.insert(log, start)?;
         }
-        blocking(|| txn.commit())?;
         self.start.insert(log, start);
         self.next.insert(log, start + count);
         self.compacted.insert(log, count);
@@ -257,6 +259,10 @@ pub struct Batch {
     outbox_add: Vec<(u64, u64, OutboxEntry)>,
     outbox_done: Vec<(u64, u64)>,
     cursor: Option<u64>,
+    /// Logs replaced by a snapshot of their engine taken after this batch's records (compaction
+    /// rides on the turn's commit: no transaction and no fsync of its own).
+    seller_snapshots: Vec<(u64, Vec<SellerRecord>)>,
+    buyer_snapshots: Vec<(u64, Vec<BuyerRecord>)>,
 }
 
 impl Batch {
@@ -275,6 +281,15 @@ impl Batch {
     pub fn cursor(&mut self, block: u64) {
         self.cursor = Some(block);
     }
+    /// Replaces a seller log, once this batch's records are in it, with `snapshot` (see
+    /// `Store::seller_log_needs_compaction`).
+    pub fn replace_seller_log(&mut self, stream: u64, snapshot: Vec<SellerRecord>) {
+        self.seller_snapshots.push((stream, snapshot));
+    }
+    /// The same for a buyer log.
+    pub fn replace_buyer_log(&mut self, channel: u64, snapshot: Vec<BuyerRecord>) {
+        self.buyer_snapshots.push((channel, snapshot));
+    }
     /// True when there is anything to write.
     pub fn has_work(&self) -> bool {
         !self.seller.is_empty()
@@ -282,6 +297,8 @@ impl Batch {
             || !self.outbox_add.is_empty()
             || !self.outbox_done.is_empty()
             || self.cursor.is_some()
+            || !self.seller_snapshots.is_empty()
+            || !self.buyer_snapshots.is_empty()
     }
 }
 
@@ -492,13 +509,24 @@ impl Store {
         if !batch.has_work() {
             return Ok(());
         }
-        let quiet = batch.seller.is_empty() && batch.buyer.is_empty() && batch.outbox_add.is_empty() && batch.cursor.is_none();
+        let quiet = batch.seller.is_empty()
+            && batch.buyer.is_empty()
+            && batch.outbox_add.is_empty()
+            && batch.cursor.is_none()
+            && batch.seller_snapshots.is_empty()
+            && batch.buyer_snapshots.is_empty();
         let txn = self.db.begin_write()?;
         {
             let appended = (batch.seller.len() + batch.buyer.len()) as u64;
             let budget = if quiet { GARBAGE_PER_QUIET_COMMIT } else { appended };
             self.seller.append(&txn, batch.seller)?;
             self.buyer.append(&txn, batch.buyer)?;
+            for (log, snapshot) in batch.seller_snapshots {
+                self.seller.replace(&txn, log, snapshot)?;
+            }
+            for (log, snapshot) in batch.buyer_snapshots {
+                self.buyer.replace(&txn, log, snapshot)?;
+            }
             let before = self.seller.garbage();
             self.seller.collect(&txn, budget)?;
             self.buyer.collect(&txn, budget - (before - self.seller.garbage()))?;
@@ -525,16 +553,6 @@ impl Store {
     /// The same for a buyer log.
     pub fn buyer_log_needs_compaction(&self, channel: u64, threshold: u64) -> bool {
         self.buyer.needs_compaction(channel, threshold)
-    }
-
-    /// Replaces a seller log with an equivalent snapshot, atomically.
-    pub fn compact_seller(&mut self, stream: u64, snapshot: Vec<SellerRecord>) -> Result<(), StoreError> {
-        self.seller.replace(&self.db, stream, snapshot)
-    }
-
-    /// Replaces a buyer log with an equivalent snapshot, atomically.
-    pub fn compact_buyer(&mut self, channel: u64, snapshot: Vec<BuyerRecord>) -> Result<(), StoreError> {
-        self.buyer.replace(&self.db, channel, snapshot)
     }
 }
 
@@ -626,7 +644,9 @@ mod tests {
         }
         batch.seller(1, SellerRecord::OfferNonce { next: 9 });
         store.commit(batch).unwrap();
-        store.compact_seller(0, vec![SellerRecord::OfferNonce { next: 200 }]).unwrap();
+        let mut batch = Batch::default();
+        batch.replace_seller_log(0, vec![SellerRecord::OfferNonce { next: 200 }]);
+        store.commit(batch).unwrap();
         assert_eq!(nonces(store.seller_records(0).unwrap()), vec![200]);
         assert_eq!(raw_seller_records(&store, 0), 201, "the compaction itself deletes nothing");
         // A commit deletes as many old records as it appends; a quiet one (only outbox removals)
@@ -652,6 +672,25 @@ mod tests {
     }
 
     #[test]
+    fn a_snapshot_in_a_turns_commit_replaces_the_records_of_that_turn_too() {
+        let dir = temp("snapshot-in-turn");
+        let mut store = Store::open(&dir).unwrap();
+        one_record(&mut store, 1);
+        // The turn appends 2 and 3, and its snapshot (taken after them) says 3.
+        let mut batch = Batch::default();
+        batch.seller(0, SellerRecord::OfferNonce { next: 2 });
+        batch.seller(0, SellerRecord::OfferNonce { next: 3 });
+        batch.replace_seller_log(0, vec![SellerRecord::OfferNonce { next: 3 }]);
+        store.commit(batch).unwrap();
+        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![3]);
+        one_record(&mut store, 4);
+        drop(store);
+        let mut store = Store::open(&dir).unwrap();
+        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![3, 4], "reopened: the snapshot, then what followed it");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn compaction_waits_for_the_log_to_double() {
         let dir = temp("compact");
         let mut store = Store::open(&dir).unwrap();
@@ -662,7 +701,9 @@ mod tests {
         }
         store.commit(batch).unwrap();
         assert!(store.seller_log_needs_compaction(0, 10));
-        store.compact_seller(0, vec![record(); 8]).unwrap();
+        let mut batch = Batch::default();
+        batch.replace_seller_log(0, vec![record(); 8]);
+        store.commit(batch).unwrap();
         assert_eq!(store.seller_records(0).unwrap().len(), 8);
         assert!(!store.seller_log_needs_compaction(0, 10), "8 records after compaction: wait for 16");
         let mut batch = Batch::default();

@@ -1,12 +1,16 @@
 //! The end of a turn: commit every record, then carry out the other actions (persist before act).
 
+use std::time::{Duration, Instant};
+
 use super::*;
 
 impl Node {
     /// Commits every record of the turn, then carries out the other actions in order.
     pub(super) fn flush(&mut self) -> Result<(), StoreError> {
+        let mut clock = TurnClock::start();
         self.hand_frames();
         self.sign_pending();
+        clock.mark(Phase::Engines);
         let mut batch = Batch::default();
         let mut seller_acts = Vec::new();
         let mut buyer_acts = Vec::new();
@@ -46,10 +50,12 @@ impl Node {
         for (channel, seq) in &done {
             batch.outbox_done(*channel, *seq);
         }
-        let started = std::time::Instant::now();
+        clock.mark(Phase::Drain);
+        self.compact(&mut batch);
+        clock.mark(Phase::Compaction);
         if batch.has_work() {
             self.store.commit(batch)?;
-            self.observer.commit(started.elapsed());
+            self.observer.commit(clock.mark(Phase::Commit));
         }
         if forget {
             self.forget_by = None;
@@ -74,7 +80,9 @@ impl Node {
                 Deliverable::Action(action) => self.carry_out_buyer(id, action),
             }
         }
-        self.compact()
+        clock.mark(Phase::CarryOut);
+        self.last_flush = clock;
+        Ok(())
     }
 
     /// Takes what the local MQTT broker took since the last call: its removal from the outbox is
@@ -167,18 +175,76 @@ impl Node {
         }
     }
 
-    pub(super) fn compact(&mut self) -> Result<(), StoreError> {
+    /// Puts into `batch` a snapshot of every engine whose log grew past `COMPACT_AFTER` (and
+    /// twice its last snapshot): the turn's commit replaces the log with it.
+    fn compact(&self, batch: &mut Batch) {
         for s in &self.streams {
             if self.store.seller_log_needs_compaction(s.number, COMPACT_AFTER) {
-                self.store.compact_seller(s.number, s.engine.snapshot())?;
+                let snapshot = s.engine.snapshot();
+                tracing::debug!("stream `{}`: log compacted to {} records", s.cfg.topic, snapshot.len());
+                batch.replace_seller_log(s.number, snapshot);
             }
         }
         for b in self.bought.values() {
             if self.store.buyer_log_needs_compaction(b.index, COMPACT_AFTER) {
-                self.store.compact_buyer(b.index, b.engine.snapshot())?;
+                let snapshot = b.engine.snapshot();
+                tracing::debug!("channel {}: log compacted to {} records", b.engine.id(), snapshot.len());
+                batch.replace_buyer_log(b.index, snapshot);
             }
         }
-        Ok(())
+    }
+}
+
+/// Where the time of a turn's flush went, kept for the slow-turn report (`Node::run`).
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct TurnClock {
+    at: Option<Instant>,
+    took: [Duration; 5],
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Phase {
+    /// Frames handed to their engines and pending publications signed (on the workers).
+    Engines,
+    /// Actions drained from the engines into the turn's batch.
+    Drain,
+    /// The durable commit.
+    Commit,
+    /// Frames onto links, jobs to the chain worker, deliveries to local subscribers.
+    CarryOut,
+    /// Snapshots of engines whose logs are due for compaction (written by the commit).
+    Compaction,
+}
+
+impl TurnClock {
+    fn start() -> TurnClock {
+        TurnClock { at: Some(Instant::now()), took: Default::default() }
+    }
+
+    /// Ends `phase` now; returns how long it took.
+    fn mark(&mut self, phase: Phase) -> Duration {
+        let now = Instant::now();
+        let took = self.at.map_or(Duration::ZERO, |at| now - at);
+        self.took[phase as usize] += took;
+        self.at = Some(now);
+        took
+    }
+
+    pub(super) fn total(&self) -> Duration {
+        self.took.iter().sum()
+    }
+
+    pub(super) fn describe(&self) -> String {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        let [engines, drain, commit, carry_out, compaction] = self.took;
+        format!(
+            "engines {:.1} ms, drain {:.1} ms, commit {:.1} ms, carry out {:.1} ms, compaction {:.1} ms",
+            ms(engines),
+            ms(drain),
+            ms(commit),
+            ms(carry_out),
+            ms(compaction)
+        )
     }
 }
 

@@ -39,6 +39,8 @@ mod chain;
 mod commands;
 mod flush;
 
+use flush::TurnClock;
+
 /// Compact a log once it holds this many records.
 const COMPACT_AFTER: u64 = 20_000;
 /// Inputs taken per turn before flushing (bounds latency under load).
@@ -49,6 +51,9 @@ const BURST: usize = 512;
 /// what was handed to local subscribers in this time (duplicates, never a loss: PROTOCOL.md); at a
 /// steady rate the removals cost no fsync of their own.
 const FORGET_WITHIN_MS: u64 = 100;
+/// A turn (inputs taken, engines run, commit, actions carried out) longer than this is reported
+/// with where its time went: every message behind it waited as long.
+const SLOW_TURN: std::time::Duration = std::time::Duration::from_millis(20);
 /// Wait before asking a seller again after a refusal or a failed open.
 const RETRY_MS: u64 = 10_000;
 
@@ -184,6 +189,8 @@ pub struct Node {
     /// The offer catalogue and the endpoint its ads give buyers (`[chain] catalogue`,
     /// `[peer] advertise`): what is sold is listed there, what is stopped withdrawn.
     catalogue: Option<(Address, String)>,
+    /// Where the last flush's time went (for the slow-turn report).
+    last_flush: TurnClock,
 }
 
 impl Sold {
@@ -296,6 +303,7 @@ impl Node {
             seller_cfg,
             dial,
             catalogue: None,
+            last_flush: TurnClock::default(),
         };
         match (config.chain.catalogue, config.peer.advertised()) {
             (Some(catalogue), Some(endpoint)) => node.catalogue = Some((catalogue, endpoint)),
@@ -353,15 +361,27 @@ impl Node {
             let now = now_ms();
             let deadline = self.next_timeout();
             let sleep = tokio::time::sleep(std::time::Duration::from_millis(deadline.map_or(1_000, |d| d.saturating_sub(now).min(1_000))));
+            // When the turn began: its inputs are handled inside the arms.
+            let woke;
             tokio::select! {
                 biased;
-                Some(cmd) = io.commands.recv() => match cmd {
-                    Command::Shutdown => return self.finish(io).await,
-                    cmd => self.on_command(cmd),
-                },
-                Some(result) = io.results.recv() => self.on_result(result),
-                Some(batch) = io.events.recv() => self.on_events(batch),
+                Some(cmd) = io.commands.recv() => {
+                    woke = std::time::Instant::now();
+                    match cmd {
+                        Command::Shutdown => return self.finish(io).await,
+                        cmd => self.on_command(cmd),
+                    }
+                }
+                Some(result) = io.results.recv() => {
+                    woke = std::time::Instant::now();
+                    self.on_result(result);
+                }
+                Some(batch) = io.events.recv() => {
+                    woke = std::time::Instant::now();
+                    self.on_events(batch);
+                }
                 Some(event) = io.links.recv() => {
+                    woke = std::time::Instant::now();
                     self.on_link(event);
                     for _ in 0..BURST {
                         match io.links.try_recv() { Ok(event) => self.on_link(event), Err(_) => break }
@@ -369,6 +389,7 @@ impl Node {
                     self.hand_frames();
                 }
                 Some(publication) = io.local.recv() => {
+                    woke = std::time::Instant::now();
                     self.on_local(publication);
                     for _ in 0..BURST {
                         match io.local.try_recv() { Ok(p) => self.on_local(p), Err(_) => break }
@@ -376,11 +397,22 @@ impl Node {
                 }
                 // A bought message left Supra: its outbox removal is committed below, not
                 // whenever the next input comes (a crash in between would deliver it twice).
-                _ = handed_over.notified() => {}
-                _ = sleep => {}
+                _ = handed_over.notified() => woke = std::time::Instant::now(),
+                _ = sleep => woke = std::time::Instant::now(),
             }
             self.on_timers(now_ms());
             self.flush()?;
+            let took = woke.elapsed();
+            self.observer.turn(took);
+            if took > SLOW_TURN {
+                tracing::warn!(
+                    "slow turn of {}: {:.1} ms (inputs and timers {:.1} ms, {})",
+                    self.me.address(),
+                    took.as_secs_f64() * 1e3,
+                    (took.saturating_sub(self.last_flush.total())).as_secs_f64() * 1e3,
+                    self.last_flush.describe()
+                );
+            }
         }
     }
 

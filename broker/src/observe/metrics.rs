@@ -45,6 +45,8 @@ pub struct Metrics {
     pub(super) events_block: IntGaugeVec,
     // Store.
     pub(super) commit_latency: HistogramVec,
+    // Node.
+    pub(super) turn_latency: HistogramVec,
 }
 
 const CHANNEL_LABELS: &[&str] = &["channel", "role", "peer", "topic"];
@@ -134,6 +136,13 @@ impl Metrics {
                 &r,
                 "supra_store_commit_seconds",
                 "Durable commit of one node turn's records (redb, fsync'd).",
+                &[],
+                vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
+            ),
+            turn_latency: histogram(
+                &r,
+                "supra_node_turn_seconds",
+                "One turn of the node: its inputs handed to the engines, the commit, the actions carried out (messages behind it wait as long).",
                 &[],
                 vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0],
             ),

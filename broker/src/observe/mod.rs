@@ -256,6 +256,11 @@ impl Observer {
         chain.last_ok_ms = Some(now_ms());
     }
 
+    /// One turn of the node took `took`.
+    pub fn turn(&self, took: Duration) {
+        self.metrics.turn_latency.with_label_values::<&str>(&[]).observe(took.as_secs_f64());
+    }
+
     /// One durable commit took `took`.
     pub fn commit(&self, took: Duration) {
         self.metrics.commit_latency.with_label_values::<&str>(&[]).observe(took.as_secs_f64());
