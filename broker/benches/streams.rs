@@ -2,7 +2,7 @@
 //!
 //! One seller broker sells 100 streams, each bought by the same 5 buyer brokers (500 channels on
 //! each side). An in-process harness runs the brokers' turns the way the node does
-//! (`broker/src/node.rs`): real engines, real k256 keys, a real redb store per broker (one durable
+//! (`broker/src/node/`): real engines, real k256 keys, a real redb store per broker (one durable
 //! commit per turn, persist before act), and the node's [`Workers`] for the parallel part of a turn:
 //! - seller turn: each stream takes 5 publications (encoded as the node encodes them) and signs
 //!   them as one batch (`publish_batch`), streams in parallel; then actions are drained in turn,

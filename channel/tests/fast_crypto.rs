@@ -227,7 +227,7 @@ fn the_broker_never_names_fast_keys() {
         collect(&root.join(dir), &mut files);
     }
     assert!(
-        files.iter().any(|f| f.ends_with("node.rs")),
+        files.iter().any(|f| f.ends_with("broker/src/node/mod.rs")),
         "broker sources not found under {}",
         root.display()
     );

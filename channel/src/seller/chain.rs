@@ -112,8 +112,7 @@ impl Stream {
         let high = c.high_sent().min(c.owed_end.unwrap_or(u64::MAX));
         while s < high {
             if !self.posts.contains_key(&s) {
-                let i = usize::try_from(s - c.sent_base).ok()?;
-                let first = *c.sent_at.get(i)?;
+                let first = c.sent_at.get(s - c.sent_base)?;
                 let ts = self.message(s).map_or(first, |m| m.message.timestamp);
                 let mut deadline = ts
                     .max(first)

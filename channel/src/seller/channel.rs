@@ -90,7 +90,7 @@ pub(super) struct Channel {
     pub(super) next_send: u64,
     /// First transmission time of seqs `[sent_base, sent_base + sent_at.len())`.
     pub(super) sent_base: u64,
-    pub(super) sent_at: VecDeque<UnixMs>,
+    pub(super) sent_at: SendTimes,
     pub(super) rto_at: Option<UnixMs>,
     pub(super) settle_at: Option<UnixMs>,
     pub(super) accused: Option<u64>,
@@ -127,7 +127,7 @@ impl Channel {
         v.max(p)
     }
     pub(super) fn high_sent(&self) -> u64 {
-        self.sent_base + self.sent_at.len() as u64
+        self.sent_base + self.sent_at.len()
     }
     /// Exclusive end of what the current deposit pays for: the seller sends nothing at or after
     /// it (`(n - start + 1) * P <= F`), so nothing it delivers goes unpaid.
@@ -166,9 +166,7 @@ impl Channel {
 pub(super) fn cap_owed(c: &mut Channel, end: u64) {
     c.owed_end = Some(c.owed_end.map_or(end, |e| e.min(end)));
     c.stop_end = Some(c.stop_end.map_or(end, |e| e.min(end)));
-    while c.high_sent() > end && !c.sent_at.is_empty() {
-        c.sent_at.pop_back();
-    }
+    c.sent_at.truncate(end.saturating_sub(c.sent_base));
 }
 
 /// Keeps the retransmission timer armed exactly while something sent is unacked.
@@ -213,7 +211,7 @@ pub(super) fn send_window(
         if c.sent_at.is_empty() {
             c.sent_base = first;
         }
-        c.sent_at.extend(std::iter::repeat_n(now, run.len()));
+        c.sent_at.push_n(now, run.len() as u64);
         c.next_send = first + run.len() as u64;
         stats.frames_sent += run.len() as u64;
         actions.push_back(SellerAction::Send {
@@ -261,4 +259,136 @@ pub(super) fn send_window(
         });
     }
     blocked
+}
+
+/// First transmission times of consecutive seqs, run-length encoded: the messages of one pump
+/// leave at the same time, so a channel keeps one entry per pump and not one per message (with
+/// many buyers, an entry per message and channel was a good part of the seller's per-channel
+/// cost, and of its memory with a large window).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(super) struct SendTimes {
+    /// (time, how many consecutive seqs were first sent then).
+    runs: VecDeque<(UnixMs, u64)>,
+    len: u64,
+}
+
+/// Runs an idle channel keeps room for.
+const IDLE_RUNS: usize = 4;
+
+impl SendTimes {
+    pub(super) fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The time of the `i`-th seq from the front.
+    pub(super) fn get(&self, mut i: u64) -> Option<UnixMs> {
+        for (t, n) in &self.runs {
+            if i < *n {
+                return Some(*t);
+            }
+            i -= n;
+        }
+        None
+    }
+
+    pub(super) fn push_back(&mut self, t: UnixMs) {
+        self.push_n(t, 1);
+    }
+
+    /// `n` more seqs first sent at `t`.
+    pub(super) fn push_n(&mut self, t: UnixMs, n: u64) {
+        if n == 0 {
+            return;
+        }
+        match self.runs.back_mut() {
+            Some((last, count)) if *last == t => *count += n,
+            _ => self.runs.push_back((t, n)),
+        }
+        self.len += n;
+    }
+
+    /// Forgets the first `n` seqs (all of them if fewer).
+    pub(super) fn pop_front_n(&mut self, mut n: u64) {
+        while n > 0 {
+            let Some((_, count)) = self.runs.front_mut() else { break };
+            let k = n.min(*count);
+            *count -= k;
+            self.len -= k;
+            n -= k;
+            if *count == 0 {
+                self.runs.pop_front();
+            }
+        }
+        // Everything sent is acked: an idle channel gives its buffer back (a busy one grows it
+        // again once per window, not per message).
+        if self.runs.is_empty() && self.runs.capacity() > IDLE_RUNS {
+            self.runs.shrink_to(IDLE_RUNS);
+        }
+    }
+
+    /// Keeps the first `len` seqs only.
+    pub(super) fn truncate(&mut self, len: u64) {
+        while self.len > len {
+            let Some((_, count)) = self.runs.back_mut() else { break };
+            let k = (self.len - len).min(*count);
+            *count -= k;
+            self.len -= k;
+            if *count == 0 {
+                self.runs.pop_back();
+            }
+        }
+    }
+}
+
+impl FromIterator<UnixMs> for SendTimes {
+    fn from_iter<I: IntoIterator<Item = UnixMs>>(iter: I) -> SendTimes {
+        let mut times = SendTimes::default();
+        for t in iter {
+            times.push_back(t);
+        }
+        times
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SendTimes;
+
+    /// The run-length encoding answers as the plain per-seq list it replaces.
+    #[test]
+    fn send_times_behave_as_a_list_of_times() {
+        let mut times = SendTimes::default();
+        let mut list = std::collections::VecDeque::new();
+        let check = |times: &SendTimes, list: &std::collections::VecDeque<u64>| {
+            assert_eq!(times.len(), list.len() as u64);
+            for i in 0..list.len() as u64 + 2 {
+                assert_eq!(times.get(i), list.get(i as usize).copied(), "seq {i} of {list:?}");
+            }
+        };
+        for (t, n) in [(5, 3), (5, 2), (7, 1), (9, 4), (9, 0), (11, 2)] {
+            times.push_n(t, n);
+            list.extend(std::iter::repeat_n(t, n as usize));
+            check(&times, &list);
+        }
+        assert_eq!(times.runs.len(), 4, "equal times share a run");
+        times.pop_front_n(4);
+        list.drain(..4);
+        check(&times, &list);
+        times.truncate(5);
+        list.truncate(5);
+        check(&times, &list);
+        times.truncate(9);
+        check(&times, &list);
+        times.pop_front_n(100);
+        list.clear();
+        check(&times, &list);
+        assert!(times.is_empty() && times.runs.is_empty());
+        let collected: SendTimes = [1, 1, 2, 3, 3].into_iter().collect();
+        assert_eq!(collected.runs.len(), 3);
+        assert_eq!(collected.get(4), Some(3));
+    }
 }

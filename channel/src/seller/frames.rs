@@ -157,9 +157,7 @@ impl Stream {
         if c.sent_at.is_empty() && from > c.high_sent() {
             c.sent_base = from;
         }
-        while c.high_sent() < from {
-            c.sent_at.push_back(now);
-        }
+        c.sent_at.push_n(now, from.saturating_sub(c.high_sent()));
         c.next_send = from;
         c.rto_at = None;
         self.pump(id);
@@ -270,10 +268,9 @@ impl Stream {
                     c.verified = Some(p);
                     // Forget first-send times of acked seqs.
                     let base = seq + 1;
-                    while c.sent_base < base && !c.sent_at.is_empty() {
-                        c.sent_at.pop_front();
-                        c.sent_base += 1;
-                    }
+                    let acked = base.saturating_sub(c.sent_base).min(c.sent_at.len());
+                    c.sent_at.pop_front_n(acked);
+                    c.sent_base += acked;
                     if c.sent_at.is_empty() {
                         c.sent_base = c.sent_base.max(base);
                     }

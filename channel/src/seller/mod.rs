@@ -718,7 +718,7 @@ impl Stream {
             link_up: false,
             next_send: o.startSeq,
             sent_base: o.startSeq,
-            sent_at: VecDeque::new(),
+            sent_at: SendTimes::default(),
             rto_at: None,
             settle_at: None,
             accused: None,
@@ -1029,4 +1029,4 @@ mod frames;
 mod persist;
 mod timers;
 
-use channel::{Channel, PendingOffer, Phase, Posting, StopRec, arm_rto, cap_owed, send_window};
+use channel::{Channel, PendingOffer, Phase, Posting, SendTimes, StopRec, arm_rto, cap_owed, send_window};

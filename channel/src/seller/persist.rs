@@ -1,6 +1,6 @@
 //! Durable records: snapshot for compaction, restore after a restart.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use alloy_primitives::Address;
@@ -346,7 +346,7 @@ impl Stream {
                 .map_or(head, |e| e.min(head))
                 .min(c.owed_end.unwrap_or(head))
                 .min(base.saturating_add(c.window));
-            let times: VecDeque<UnixMs> = (base..limit)
+            let times: SendTimes = (base..limit)
                 .map(|q| s.message(q).map_or(now, |m| m.message.timestamp))
                 .collect();
             if let Some(c) = s.channels.get_mut(&cid) {

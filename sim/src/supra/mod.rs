@@ -9,7 +9,7 @@
 //! into the mempool), calls `handle_timeout` at `poll_timeout`, and reports chain events
 //! (`on_posted_at`, `on_claimed`, `on_close_requested`, `on_accused`, `on_posted_claim`,
 //! `on_close_cooperatively_failed`, `on_settled`, ...) when the transactions are mined, as the
-//! broker's `node.rs` does. `Persist` records are not stored: nothing crashes here (the channel
+//! broker's `node/` does. `Persist` records are not stored: nothing crashes here (the channel
 //! crate's own property tests cover crashes).
 //!
 //! One subscription: the buyer opens a channel (`open`, deposit `P·(N + 2W)`), the seller
