@@ -121,39 +121,27 @@ impl Logs {
         Ok(records)
     }
 
-    /// Appends records to their logs inside `txn`.
-    fn append<R: Record>(&mut self, txn: &redb::WriteTransaction, records: Vec<(u64, R)>) -> Result<(), StoreError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut table = txn.open_table(self.table)?;
+    /// Gives each record its key (the next of its log).
+    fn append<R>(&mut self, records: Vec<(u64, R)>, out: &mut Vec<((u64, u64), R)>) {
         for (log, record) in records {
             let next = self.next.entry(log).or_insert(0);
-            table.insert((log, *next), record.encode()?.as_slice())?;
+            out.push(((log, *next), record));
             *next += 1;
         }
-        Ok(())
     }
 
-    /// Deletes up to `budget` records of garbage inside `txn`.
-    fn collect(&mut self, txn: &redb::WriteTransaction, mut budget: u64) -> Result<(), StoreError> {
-        if self.garbage.is_empty() || budget == 0 {
-            return Ok(());
-        }
-        let mut table = txn.open_table(self.table)?;
+    /// Chooses up to `budget` records of garbage to delete.
+    fn collect(&mut self, mut budget: u64, out: &mut Vec<(u64, u64, u64)>) {
         while budget > 0 {
             let Some((log, from, to)) = self.garbage.last_mut() else { break };
             let end = (*from + budget).min(*to);
-            for n in *from..end {
-                table.remove((*log, n))?;
-            }
+            out.push((*log, *from, end));
             budget -= end - *from;
             *from = end;
             if *from >= *to {
                 self.garbage.pop();
             }
         }
-        Ok(())
     }
 
     /// Records of garbage left.
@@ -168,27 +156,229 @@ impl Logs {
         len > threshold.max(2 * self.compacted.get(&log).copied().unwrap_or(0))
     }
 
-    /// Replaces log `log` with an equivalent snapshot inside `txn`: the snapshot is appended and
-    /// the log's start moved to it; the records before it (among them any this transaction
-    /// appended: the snapshot includes them) become garbage.
-    fn replace<R: Record>(&mut self, txn: &redb::WriteTransaction, log: u64, snapshot: Vec<R>) -> Result<(), StoreError> {
+    /// Replaces log `log` with an equivalent snapshot: the snapshot is appended and the log's
+    /// start moved to it (in the same transaction); the records before it (among them any the
+    /// same transaction appended: the snapshot includes them) become garbage.
+    fn replace<R>(&mut self, log: u64, snapshot: Vec<R>, out: &mut Vec<((u64, u64), R)>, starts: &mut Vec<(u64, u64)>) {
         let count = snapshot.len() as u64;
         let old_start = self.start.get(&log).copied().unwrap_or(0);
         let start = self.next.get(&log).copied().unwrap_or(0);
-        {
-            let mut table = txn.open_table(self.table)?;
-            for (i, record) in snapshot.into_iter().enumerate() {
-                table.insert((log, start + i as u64), record.encode()?.as_slice())?;
-            }
-            txn.open_table(self.starts)?.insert(log, start)?;
-        }
+        out.extend(snapshot.into_iter().enumerate().map(|(i, record)| ((log, start + i as u64), record)));
+        starts.push((log, start));
         self.start.insert(log, start);
         self.next.insert(log, start + count);
         self.compacted.insert(log, count);
         if old_start < start {
             self.garbage.push((log, old_start, start));
         }
+    }
+}
+
+/// One family of logs' part of a commit, planned: records with their keys, moved log starts,
+/// garbage ranges to delete.
+struct LogWrites<R> {
+    records: Vec<((u64, u64), R)>,
+    starts: Vec<(u64, u64)>,
+    garbage: Vec<(u64, u64, u64)>,
+}
+
+impl<R> Default for LogWrites<R> {
+    fn default() -> Self {
+        LogWrites { records: Vec::new(), starts: Vec::new(), garbage: Vec::new() }
+    }
+}
+
+impl<R: Record> LogWrites<R> {
+    fn is_empty(&self) -> bool {
+        self.records.is_empty() && self.starts.is_empty() && self.garbage.is_empty()
+    }
+
+    fn extend(&mut self, other: LogWrites<R>) {
+        self.records.extend(other.records);
+        self.starts.extend(other.starts);
+        self.garbage.extend(other.garbage);
+    }
+
+    /// Writes inside `txn`: records, then starts, then deletions (a later turn's garbage may be
+    /// records an earlier turn of the same transaction appended).
+    fn apply(self, txn: &redb::WriteTransaction, logs: &Logs) -> Result<(), StoreError> {
+        if self.is_empty() {
+            return Ok(());
+        }
+        let mut table = txn.open_table(logs.table)?;
+        for (key, record) in self.records {
+            table.insert(key, record.encode()?.as_slice())?;
+        }
+        let mut starts = txn.open_table(logs.starts)?;
+        for (log, start) in self.starts {
+            starts.insert(log, start)?;
+        }
+        for (log, from, to) in self.garbage {
+            for n in from..to {
+                table.remove((log, n))?;
+            }
+        }
         Ok(())
+    }
+}
+
+/// What one durable transaction writes, planned on the node's thread (keys given, garbage
+/// chosen: the logs' bookkeeping stays there, in order) and written by `Store::write` or by the
+/// `Committer`'s thread, which also encodes the records. Several turns' plans merge into one
+/// transaction (`Planned::merge`), their order kept.
+#[derive(Default)]
+pub struct Planned {
+    seller: LogWrites<SellerRecord>,
+    buyer: LogWrites<BuyerRecord>,
+    outbox_add: Vec<(u64, u64, OutboxEntry)>,
+    outbox_done: Vec<(u64, u64)>,
+    cursor: Option<u64>,
+    opened: Vec<ChannelId>,
+}
+
+impl Planned {
+    /// True when there is anything to write.
+    pub fn has_work(&self) -> bool {
+        !self.seller.is_empty()
+            || !self.buyer.is_empty()
+            || !self.outbox_add.is_empty()
+            || !self.outbox_done.is_empty()
+            || self.cursor.is_some()
+            || !self.opened.is_empty()
+    }
+
+    /// Appends a later plan: written in the same transaction, after this one.
+    pub fn merge(&mut self, later: Planned) {
+        self.seller.extend(later.seller);
+        self.buyer.extend(later.buyer);
+        self.outbox_add.extend(later.outbox_add);
+        self.outbox_done.extend(later.outbox_done);
+        self.cursor = later.cursor.or(self.cursor);
+        self.opened.extend(later.opened);
+    }
+
+    fn apply(self, db: &Database, seller: &Logs, buyer: &Logs) -> Result<(), StoreError> {
+        let txn = db.begin_write()?;
+        self.seller.apply(&txn, seller)?;
+        self.buyer.apply(&txn, buyer)?;
+        {
+            let mut outbox = txn.open_table(OUTBOX)?;
+            for (channel, seq, entry) in self.outbox_add {
+                outbox.insert((channel, seq), entry.encode().as_slice())?;
+            }
+            for (channel, seq) in self.outbox_done {
+                outbox.remove((channel, seq))?;
+            }
+            if let Some(block) = self.cursor {
+                txn.open_table(META)?.insert(CHAIN_CURSOR, block)?;
+            }
+            if !self.opened.is_empty() {
+                let mut opening = txn.open_table(OPENING)?;
+                for id in self.opened {
+                    opening.remove(id.0.to_be_bytes::<32>().as_slice())?;
+                }
+            }
+        }
+        blocking(|| txn.commit())?;
+        Ok(())
+    }
+}
+
+/// A commit written by the `Committer`: its ticket, how long the transaction took, and whether
+/// it is durable.
+#[derive(Debug)]
+pub struct Committed {
+    pub ticket: u64,
+    pub took: std::time::Duration,
+    pub result: Result<(), StoreError>,
+}
+
+/// Writes planned commits on a thread of its own, in the order submitted, so that a turn's
+/// fsync overlaps the next turn's engine work (issue 15). Each one is reported on the channel
+/// `Store::committer` returns; nothing that follows a commit may act before its report.
+pub struct Committer {
+    tx: Option<std::sync::mpsc::Sender<(u64, Planned)>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    next: u64,
+}
+
+impl Committer {
+    /// Queues `planned`; returns its ticket.
+    pub fn submit(&mut self, planned: Planned) -> u64 {
+        let ticket = self.next;
+        self.next += 1;
+        if let Some(tx) = &self.tx {
+            // The thread only stops when this sender is dropped.
+            let _ = tx.send((ticket, planned));
+        }
+        ticket
+    }
+}
+
+/// Persist before act with a `Committer`: each turn's plan is committed before the turn is
+/// carried out, turns are carried out in order, and while one commit is written the plans of the
+/// turns that end meanwhile merge into the next one (group commit; the engines go on meanwhile).
+/// Generic over what a turn carries out, so that the node and the benches share it.
+pub struct CommitQueue<T> {
+    committer: Committer,
+    /// The commit being written (its ticket) and the turns it carries.
+    in_flight: Option<(u64, Vec<T>)>,
+    /// Turns ended while it is written: their merged plan is the next commit.
+    waiting: Option<(Planned, Vec<T>)>,
+}
+
+impl<T> CommitQueue<T> {
+    pub fn new(committer: Committer) -> CommitQueue<T> {
+        CommitQueue { committer, in_flight: None, waiting: None }
+    }
+
+    /// A turn ended with `planned` to commit; returns what may be carried out now (the turn
+    /// itself when it has nothing to commit and nothing is outstanding).
+    pub fn push(&mut self, planned: Planned, turn: T) -> Option<T> {
+        if let Some((waiting, turns)) = &mut self.waiting {
+            waiting.merge(planned);
+            turns.push(turn);
+        } else if self.in_flight.is_some() {
+            self.waiting = Some((planned, vec![turn]));
+        } else if planned.has_work() {
+            let ticket = self.committer.submit(planned);
+            self.in_flight = Some((ticket, vec![turn]));
+        } else {
+            return Some(turn);
+        }
+        None
+    }
+
+    /// The committer reported `done`: returns the turns it made durable, in order, and sends
+    /// the waiting ones' plan (or returns them too, when they have nothing to commit). A failed
+    /// commit is an error: nothing after it may be carried out.
+    pub fn committed(&mut self, done: Committed) -> Result<Vec<T>, StoreError> {
+        done.result?;
+        let Some((ticket, mut turns)) = self.in_flight.take() else { return Ok(Vec::new()) };
+        debug_assert_eq!(ticket, done.ticket, "commits are reported in order");
+        if let Some((planned, waiting)) = self.waiting.take() {
+            if planned.has_work() {
+                let ticket = self.committer.submit(planned);
+                self.in_flight = Some((ticket, waiting));
+            } else {
+                turns.extend(waiting);
+            }
+        }
+        Ok(turns)
+    }
+
+    /// Nothing is being committed or waiting.
+    pub fn is_idle(&self) -> bool {
+        self.in_flight.is_none()
+    }
+}
+
+impl Drop for Committer {
+    fn drop(&mut self) {
+        drop(self.tx.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 
@@ -263,6 +453,8 @@ pub struct Batch {
     /// rides on the turn's commit: no transaction and no fsync of its own).
     seller_snapshots: Vec<(u64, Vec<SellerRecord>)>,
     buyer_snapshots: Vec<(u64, Vec<BuyerRecord>)>,
+    /// Opens in flight that became channels (their records are in this batch or an earlier one).
+    opened: Vec<ChannelId>,
 }
 
 impl Batch {
@@ -286,6 +478,10 @@ impl Batch {
     pub fn replace_seller_log(&mut self, stream: u64, snapshot: Vec<SellerRecord>) {
         self.seller_snapshots.push((stream, snapshot));
     }
+    /// Forgets an `open` in flight in the same transaction (see `Store::opened`).
+    pub fn opened(&mut self, id: ChannelId) {
+        self.opened.push(id);
+    }
     /// The same for a buyer log.
     pub fn replace_buyer_log(&mut self, channel: u64, snapshot: Vec<BuyerRecord>) {
         self.buyer_snapshots.push((channel, snapshot));
@@ -299,12 +495,13 @@ impl Batch {
             || self.cursor.is_some()
             || !self.seller_snapshots.is_empty()
             || !self.buyer_snapshots.is_empty()
+            || !self.opened.is_empty()
     }
 }
 
 /// The broker's durable state.
 pub struct Store {
-    db: Database,
+    db: std::sync::Arc<Database>,
     seller: Logs,
     buyer: Logs,
 }
@@ -330,7 +527,7 @@ impl Store {
             txn.open_table(MARKET)?;
         }
         txn.commit()?;
-        Ok(Store { db, seller: Logs::new(SELLER_LOG, SELLER_LOG_START), buyer: Logs::new(BUYER_LOG, BUYER_LOG_START) })
+        Ok(Store { db: std::sync::Arc::new(db), seller: Logs::new(SELLER_LOG, SELLER_LOG_START), buyer: Logs::new(BUYER_LOG, BUYER_LOG_START) })
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
@@ -500,49 +697,80 @@ impl Store {
     }
 
     /// Commits a batch in one durable (fsync'd) transaction, off the runtime's worker thread.
-    ///
-    /// Each commit also deletes some garbage of past compactions: as many records as it appends
-    /// (so garbage never outgrows the logs), and `GARBAGE_PER_QUIET_COMMIT` in a quiet commit, one
-    /// that only removes outbox entries (the node makes one at most every `FORGET_WITHIN_MS` when
-    /// no records came to carry the removals).
     pub fn commit(&mut self, batch: Batch) -> Result<(), StoreError> {
+        let planned = self.plan(batch);
+        self.write(planned)
+    }
+
+    /// Plans a batch's transaction: its records get their keys in their logs, and garbage of past
+    /// compactions is chosen for deletion: as many records as it appends (so garbage never
+    /// outgrows the logs), and `GARBAGE_PER_QUIET_COMMIT` in a quiet commit, one that only removes
+    /// outbox entries (the node makes one at most every `FORGET_WITHIN_MS` when no records came to
+    /// carry the removals). Plans are written in the order they were made.
+    pub fn plan(&mut self, batch: Batch) -> Planned {
+        let mut planned = Planned::default();
         if !batch.has_work() {
-            return Ok(());
+            return planned;
         }
         let quiet = batch.seller.is_empty()
             && batch.buyer.is_empty()
             && batch.outbox_add.is_empty()
             && batch.cursor.is_none()
             && batch.seller_snapshots.is_empty()
-            && batch.buyer_snapshots.is_empty();
-        let txn = self.db.begin_write()?;
-        {
-            let appended = (batch.seller.len() + batch.buyer.len()) as u64;
-            let budget = if quiet { GARBAGE_PER_QUIET_COMMIT } else { appended };
-            self.seller.append(&txn, batch.seller)?;
-            self.buyer.append(&txn, batch.buyer)?;
-            for (log, snapshot) in batch.seller_snapshots {
-                self.seller.replace(&txn, log, snapshot)?;
-            }
-            for (log, snapshot) in batch.buyer_snapshots {
-                self.buyer.replace(&txn, log, snapshot)?;
-            }
-            let before = self.seller.garbage();
-            self.seller.collect(&txn, budget)?;
-            self.buyer.collect(&txn, budget - (before - self.seller.garbage()))?;
-            let mut outbox = txn.open_table(OUTBOX)?;
-            for (channel, seq, entry) in batch.outbox_add {
-                outbox.insert((channel, seq), entry.encode().as_slice())?;
-            }
-            for (channel, seq) in batch.outbox_done {
-                outbox.remove((channel, seq))?;
-            }
-            if let Some(block) = batch.cursor {
-                txn.open_table(META)?.insert(CHAIN_CURSOR, block)?;
-            }
+            && batch.buyer_snapshots.is_empty()
+            && batch.opened.is_empty();
+        let appended = (batch.seller.len() + batch.buyer.len()) as u64;
+        let budget = if quiet { GARBAGE_PER_QUIET_COMMIT } else { appended };
+        self.seller.append(batch.seller, &mut planned.seller.records);
+        self.buyer.append(batch.buyer, &mut planned.buyer.records);
+        for (log, snapshot) in batch.seller_snapshots {
+            self.seller.replace(log, snapshot, &mut planned.seller.records, &mut planned.seller.starts);
         }
-        blocking(|| txn.commit())?;
-        Ok(())
+        for (log, snapshot) in batch.buyer_snapshots {
+            self.buyer.replace(log, snapshot, &mut planned.buyer.records, &mut planned.buyer.starts);
+        }
+        let before = self.seller.garbage();
+        self.seller.collect(budget, &mut planned.seller.garbage);
+        self.buyer.collect(budget - (before - self.seller.garbage()), &mut planned.buyer.garbage);
+        planned.outbox_add = batch.outbox_add;
+        planned.outbox_done = batch.outbox_done;
+        planned.cursor = batch.cursor;
+        planned.opened = batch.opened;
+        planned
+    }
+
+    /// Writes a plan in one durable transaction, here and now. No commit of the `Committer` may
+    /// be outstanding (plans are written in order).
+    pub fn write(&mut self, planned: Planned) -> Result<(), StoreError> {
+        if !planned.has_work() {
+            return Ok(());
+        }
+        planned.apply(&self.db, &self.seller, &self.buyer)
+    }
+
+    /// A thread that writes plans in the order submitted, and the channel on which it reports
+    /// each one (see `Committer`). The logs' tables are all it needs of them.
+    pub fn committer(&self) -> Result<(Committer, tokio::sync::mpsc::UnboundedReceiver<Committed>), StoreError> {
+        let (tx, rx) = std::sync::mpsc::channel::<(u64, Planned)>();
+        let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
+        let db = self.db.clone();
+        let seller = Logs::new(self.seller.table, self.seller.starts);
+        let buyer = Logs::new(self.buyer.table, self.buyer.starts);
+        let thread = std::thread::Builder::new()
+            .name("supra-commit".into())
+            .spawn(move || {
+                for (ticket, planned) in rx {
+                    let started = std::time::Instant::now();
+                    let result = planned.apply(&db, &seller, &buyer);
+                    let failed = result.is_err();
+                    if done_tx.send(Committed { ticket, took: started.elapsed(), result }).is_err() || failed {
+                        // Nobody listens, or the store failed: the broker stops on the report.
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
+        Ok((Committer { tx: Some(tx), thread: Some(thread), next: 0 }, done_rx))
     }
 
     /// Whether a seller log grew enough to be worth compacting (see `Logs::needs_compaction`).
@@ -687,6 +915,35 @@ mod tests {
         drop(store);
         let mut store = Store::open(&dir).unwrap();
         assert_eq!(nonces(store.seller_records(0).unwrap()), vec![3, 4], "reopened: the snapshot, then what followed it");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Persist before act with the commit thread: a turn comes back to be carried out only once
+    /// its records (and every earlier turn's) are durable, in order; turns that end during a
+    /// commit share the next one.
+    #[test]
+    fn the_commit_queue_gives_turns_back_in_order_once_durable() {
+        let dir = temp("queue");
+        let mut store = Store::open(&dir).unwrap();
+        let (committer, mut reports) = store.committer().unwrap();
+        let mut queue = CommitQueue::new(committer);
+        let plan = |store: &mut Store, next: u64| {
+            let mut batch = Batch::default();
+            batch.seller(0, SellerRecord::OfferNonce { next });
+            store.plan(batch)
+        };
+        assert_eq!(queue.push(plan(&mut store, 1), "t1"), None, "being committed");
+        assert_eq!(queue.push(plan(&mut store, 2), "t2"), None, "waits for t1's commit");
+        assert_eq!(queue.push(store.plan(Batch::default()), "t3"), None, "nothing to commit, but after t2");
+        let first = queue.committed(reports.blocking_recv().unwrap()).unwrap();
+        assert_eq!(first, vec!["t1"]);
+        assert!(nonces(store.seller_records(0).unwrap()).contains(&1), "t1's record is durable when t1 comes back");
+        let second = queue.committed(reports.blocking_recv().unwrap()).unwrap();
+        assert_eq!(second, vec!["t2", "t3"], "t2 and t3 shared one commit");
+        assert!(queue.is_idle());
+        assert_eq!(queue.push(store.plan(Batch::default()), "t4"), Some("t4"), "nothing outstanding: at once");
+        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![1, 2]);
+        drop(queue);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

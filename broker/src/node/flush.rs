@@ -2,87 +2,199 @@
 
 use std::time::{Duration, Instant};
 
+use supra_channel::records::{BuyerRecord, SellerRecord};
+
 use super::*;
 
 impl Node {
-    /// Commits every record of the turn, then carries out the other actions in order.
+    /// Ends a turn: hands the turn's frames to the engines, signs what was published, drains
+    /// every engine's actions and plans the commit of their records. The other actions wait
+    /// for that commit (`enqueue`): persist before act.
     pub(super) fn flush(&mut self) -> Result<(), StoreError> {
         let mut clock = TurnClock::start();
-        self.hand_frames();
-        self.sign_pending();
+        let drained = self.run_engines();
         clock.mark(Phase::Engines);
         let mut batch = Batch::default();
-        let mut seller_acts = Vec::new();
-        let mut buyer_acts = Vec::new();
-        for (i, s) in self.streams.iter_mut().enumerate() {
-            while let Some(action) = s.engine.poll_action() {
-                match action {
-                    SellerAction::Persist(record) => batch.seller(s.number, record),
-                    other => seller_acts.push((i, other)),
+        let mut turn = Turn::default();
+        for d in drained {
+            match d {
+                Drained::Sold { i, number, signed, rejected, records, acts } => {
+                    match signed {
+                        Ok(n) => self.stats.messages_signed += n,
+                        Err(e) => tracing::error!("{e}"),
+                    }
+                    self.reject(rejected);
+                    for record in records {
+                        batch.seller(number, record);
+                    }
+                    turn.seller_acts.extend(acts.into_iter().map(|a| (i, a)));
                 }
-            }
-        }
-        for (id, b) in self.bought.iter_mut() {
-            let prefix = b.buy.map(|i| self.buys[i].cfg.local_prefix.as_str()).unwrap_or("");
-            while let Some(action) = b.engine.poll_action() {
-                match action {
-                    BuyerAction::Persist(record) => batch.buyer(b.index, record),
-                    BuyerAction::Deliver { seq, payload } => match Publication::decode(&payload) {
-                        Ok(p) => {
-                            let local = Publication { topic: format!("{prefix}{}", p.topic), ..p };
-                            batch.outbox(b.index, seq, local.clone());
-                            buyer_acts.push((*id, b.index, Deliverable::Publish(seq, local)));
-                        }
-                        Err(e) => tracing::warn!("channel {id}: message {seq} holds no valid publication: {e}"),
-                    },
-                    other => buyer_acts.push((*id, b.index, Deliverable::Action(other))),
+                Drained::Bought { id, index, rejected, records, outbox, acts } => {
+                    self.reject(rejected);
+                    for record in records {
+                        batch.buyer(index, record);
+                    }
+                    for (seq, entry) in outbox {
+                        batch.outbox(index, seq, entry);
+                    }
+                    turn.buyer_acts.extend(acts.into_iter().map(|a| (id, index, a)));
                 }
             }
         }
         if let Some(block) = self.store_cursor.take() {
             batch.cursor(block);
         }
+        // Opens whose channel records are in this batch or an earlier one: forgotten with them.
+        for id in self.openings_done.drain(..) {
+            batch.opened(id);
+        }
         // Removals from the outbox ride on a commit the turn makes anyway, or go on their own
         // once they waited `FORGET_WITHIN_MS`.
         self.collect_handed_over();
-        let forget = batch.has_work() || self.forget_by.is_some_and(|t| t <= now_ms());
-        let done = if forget { std::mem::take(&mut self.forgetting) } else { Vec::new() };
-        for (channel, seq) in &done {
-            batch.outbox_done(*channel, *seq);
+        if batch.has_work() || self.forget_by.is_some_and(|t| t <= now_ms()) {
+            turn.forgotten = std::mem::take(&mut self.forgetting);
+            for (channel, seq) in &turn.forgotten {
+                batch.outbox_done(*channel, *seq);
+            }
+            self.forget_by = None;
         }
         clock.mark(Phase::Drain);
         self.compact(&mut batch);
         clock.mark(Phase::Compaction);
-        if batch.has_work() {
-            self.store.commit(batch)?;
-            self.observer.commit(clock.mark(Phase::Commit));
+        let planned = self.store.plan(batch);
+        turn.local_publishes = self.stats.local_publishes;
+        self.enqueue(planned, turn);
+        clock.mark(Phase::CarryOut);
+        self.last_flush = clock;
+        Ok(())
+    }
+
+    /// The engine work of a turn, every engine on the workers at once: a sold stream takes its
+    /// acks (`inbox`) and signs what was published (`pending`) as one batch; a bought channel
+    /// takes its data frames; then each engine's actions are drained, deliveries decoded and
+    /// given their local topic. Each engine keeps its inputs' and its actions' order.
+    ///
+    /// A stream signs one batch for what the turn brought, however many messages (issue 11; the
+    /// engine caps a batch at `max_batch`): at low rate a turn holds one message, so nothing
+    /// waits for a batch to fill.
+    fn run_engines(&mut self) -> Vec<Drained> {
+        enum Task<'a> {
+            Sell(usize, &'a mut Sold),
+            Buy(ChannelId, &'a mut Bought, &'a str),
         }
-        if forget {
-            self.forget_by = None;
+        let now = now_ms();
+        let buys = &self.buys;
+        let sellers = self.streams.iter_mut().enumerate().map(|(i, s)| Task::Sell(i, s));
+        let buyers = self.bought.iter_mut().map(|(id, b)| {
+            let prefix = b.buy.map(|i| buys[i].cfg.local_prefix.as_str()).unwrap_or("");
+            Task::Buy(*id, b, prefix)
+        });
+        let tasks: Vec<Task> = sellers.chain(buyers).collect();
+        self.workers.run(tasks, |task| match task {
+            Task::Sell(i, s) => {
+                let rejected = std::mem::take(&mut s.inbox)
+                    .into_iter()
+                    .filter_map(|(peer, frame)| s.engine.handle_frame(now, peer, frame).err().map(|e| (peer, e.to_string())))
+                    .collect();
+                let pending = std::mem::take(&mut s.pending);
+                let signed = if pending.is_empty() {
+                    Ok(0)
+                } else {
+                    let plaintexts: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
+                    s.engine
+                        .publish_batch(now, &plaintexts)
+                        .map(|seqs| seqs.end - seqs.start)
+                        .map_err(|e| format!("stream `{}`: cannot publish {} messages: {e}", s.cfg.topic, plaintexts.len()))
+                };
+                let (mut records, mut acts) = (Vec::new(), Vec::new());
+                while let Some(action) = s.engine.poll_action() {
+                    match action {
+                        SellerAction::Persist(record) => records.push(record),
+                        other => acts.push(other),
+                    }
+                }
+                Drained::Sold { i, number: s.number, signed, rejected, records, acts }
+            }
+            Task::Buy(id, b, prefix) => {
+                let seller = b.engine.seller();
+                let rejected = std::mem::take(&mut b.inbox)
+                    .into_iter()
+                    .filter_map(|frame| b.engine.handle_frame(now, frame).err().map(|e| (seller, e.to_string())))
+                    .collect();
+                let (mut records, mut outbox, mut acts) = (Vec::new(), Vec::new(), Vec::new());
+                while let Some(action) = b.engine.poll_action() {
+                    match action {
+                        BuyerAction::Persist(record) => records.push(record),
+                        BuyerAction::Deliver { seq, payload } => match Publication::decode(&payload) {
+                            Ok(p) => {
+                                let local = Publication { topic: format!("{prefix}{}", p.topic), ..p };
+                                outbox.push((seq, local.clone()));
+                                acts.push(Deliverable::Publish(seq, local));
+                            }
+                            Err(e) => tracing::warn!("channel {id}: message {seq} holds no valid publication: {e}"),
+                        },
+                        other => acts.push(Deliverable::Action(other)),
+                    }
+                }
+                Drained::Bought { id, index: b.index, rejected, records, outbox, acts }
+            }
+        })
+    }
+
+    /// Counts frames an engine refused.
+    pub(super) fn reject(&mut self, rejected: Vec<(Address, String)>) {
+        for (peer, reason) in rejected {
+            self.stats.frames_rejected += 1;
+            tracing::debug!("frame from {peer} rejected: {reason}");
         }
-        for (_, index, action) in &buyer_acts {
+    }
+
+    /// Commits a turn's plan, then carries out the turn (see `CommitQueue`).
+    fn enqueue(&mut self, planned: Planned, turn: Turn) {
+        if let Some(turn) = self.commits.push(planned, turn) {
+            self.carry_out(turn);
+        }
+    }
+
+    /// A commit is durable (or failed: the broker stops): its turns are carried out.
+    pub(super) fn on_committed(&mut self, done: Committed) -> Result<(), StoreError> {
+        self.observer.commit(done.took);
+        for turn in self.commits.committed(done)? {
+            self.carry_out(turn);
+        }
+        Ok(())
+    }
+
+    /// Waits until every turn is committed and carried out (a graceful stop).
+    pub(super) async fn settle_commits(&mut self, commits: &mut mpsc::UnboundedReceiver<Committed>) -> Result<(), StoreError> {
+        while !self.commits.is_idle() {
+            let Some(done) = commits.recv().await else {
+                return Err(StoreError::Corrupt("the committer thread stopped".into()));
+            };
+            self.on_committed(done)?;
+        }
+        Ok(())
+    }
+
+    /// Carries out a turn whose records are durable: frames onto links, jobs to the chain
+    /// worker, deliveries to local subscribers, PUBACKs to local publishers.
+    fn carry_out(&mut self, turn: Turn) {
+        for (_, index, action) in &turn.buyer_acts {
             if matches!(action, Deliverable::Publish(..)) {
                 *self.outbox_held.entry(*index).or_default() += 1;
             }
         }
-        self.outbox_removed(&done);
-        self.mqtt.committed(self.stats.local_publishes);
-        for id in self.openings_done.drain(..) {
-            self.store.opened(id)?;
-        }
-
-        for (i, action) in seller_acts {
+        self.outbox_removed(&turn.forgotten);
+        self.mqtt.committed(turn.local_publishes);
+        for (i, action) in turn.seller_acts {
             self.carry_out_seller(i, action);
         }
-        for (id, index, action) in buyer_acts {
+        for (id, index, action) in turn.buyer_acts {
             match action {
                 Deliverable::Publish(seq, publication) => self.publish_locally(index, seq, &publication),
                 Deliverable::Action(action) => self.carry_out_buyer(id, action),
             }
         }
-        clock.mark(Phase::CarryOut);
-        self.last_flush = clock;
-        Ok(())
     }
 
     /// Takes what the local MQTT broker took since the last call: its removal from the outbox is
@@ -95,22 +207,22 @@ impl Node {
         }
     }
 
-    /// Removes from the outbox, durably and at once, everything the local MQTT broker has taken
-    /// (at a restart's replay and at a graceful stop).
-    pub(super) fn forget_now(&mut self) -> Result<(), StoreError> {
+    /// Removes from the outbox everything the local MQTT broker has taken, in the next commit
+    /// without waiting (at a restart's replay and at a graceful stop).
+    pub(super) fn forget_now(&mut self) {
         self.collect_handed_over();
         self.forget_by = None;
-        let done = std::mem::take(&mut self.forgetting);
-        if done.is_empty() {
-            return Ok(());
+        let forgotten = std::mem::take(&mut self.forgetting);
+        if forgotten.is_empty() {
+            return;
         }
         let mut batch = Batch::default();
-        for (channel, seq) in &done {
+        for (channel, seq) in &forgotten {
             batch.outbox_done(*channel, *seq);
         }
-        self.store.commit(batch)?;
-        self.outbox_removed(&done);
-        Ok(())
+        let planned = self.store.plan(batch);
+        let turn = Turn { forgotten, local_publishes: self.stats.local_publishes, ..Turn::default() };
+        self.enqueue(planned, turn);
     }
 
     /// Counts the durable removal of `done` from the outbox.
@@ -199,7 +311,7 @@ impl Node {
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct TurnClock {
     at: Option<Instant>,
-    took: [Duration; 5],
+    took: [Duration; 4],
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -208,9 +320,8 @@ pub(super) enum Phase {
     Engines,
     /// Actions drained from the engines into the turn's batch.
     Drain,
-    /// The durable commit.
-    Commit,
-    /// Frames onto links, jobs to the chain worker, deliveries to local subscribers.
+    /// The plan handed to the committer (its commit overlaps the next turns), or, with
+    /// nothing to commit and none outstanding, the turn carried out at once.
     CarryOut,
     /// Snapshots of engines whose logs are due for compaction (written by the commit).
     Compaction,
@@ -236,16 +347,32 @@ impl TurnClock {
 
     pub(super) fn describe(&self) -> String {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
-        let [engines, drain, commit, carry_out, compaction] = self.took;
+        let [engines, drain, carry_out, compaction] = self.took;
         format!(
-            "engines {:.1} ms, drain {:.1} ms, commit {:.1} ms, carry out {:.1} ms, compaction {:.1} ms",
+            "engines {:.1} ms, drain {:.1} ms, compaction snapshots {:.1} ms, commit handed over or turn carried out {:.1} ms",
             ms(engines),
             ms(drain),
-            ms(commit),
-            ms(carry_out),
-            ms(compaction)
+            ms(compaction),
+            ms(carry_out)
         )
     }
+}
+
+/// One engine's part of a turn (`run_engines`).
+enum Drained {
+    Sold { i: usize, number: u64, signed: Result<u64, String>, rejected: Vec<(Address, String)>, records: Vec<SellerRecord>, acts: Vec<SellerAction> },
+    Bought { id: ChannelId, index: u64, rejected: Vec<(Address, String)>, records: Vec<BuyerRecord>, outbox: Vec<(u64, Publication)>, acts: Vec<Deliverable> },
+}
+
+/// What a turn carries out once its records are durable.
+#[derive(Default)]
+pub(super) struct Turn {
+    seller_acts: Vec<(usize, SellerAction)>,
+    buyer_acts: Vec<(ChannelId, u64, Deliverable)>,
+    /// Outbox entries whose removal the turn's commit carries.
+    forgotten: Vec<OutboxKey>,
+    /// Local publishes taken up to the turn's end (their records are in its commit).
+    local_publishes: u64,
 }
 
 enum Deliverable {

@@ -32,14 +32,14 @@ use crate::observe::{BoughtSnapshot, Observer, Snapshot, StreamSnapshot};
 const MAX_SOLD_PLAINTEXT_BYTES: usize = crate::config::MAX_SOLD_PAYLOAD_BYTES + 1024;
 use crate::peer::{LinkEvent, LinkId, LinkSender, Role};
 use crate::status::{ChannelRole, ChannelStatusLine};
-use crate::store::{Batch, Store, StoreError};
+use crate::store::{Batch, CommitQueue, Committed, Planned, Store, StoreError};
 use crate::workers::Workers;
 
 mod chain;
 mod commands;
 mod flush;
 
-use flush::TurnClock;
+use flush::{Turn, TurnClock};
 
 /// Compact a log once it holds this many records.
 const COMPACT_AFTER: u64 = 20_000;
@@ -101,7 +101,7 @@ struct Sold {
     engine: Stream,
     /// Local publishes matching its topic (with or without buyers).
     published: u64,
-    /// Plaintexts taken this turn, signed together at its end (one batch, see `sign_pending`).
+    /// Plaintexts taken this turn, signed together at its end (one batch, see `flush::run_engines`).
     pending: Vec<Vec<u8>>,
     /// Acks from buyers taken this turn, in arrival order, handed to the engine at its end
     /// (`hand_frames`: engines with frames run in parallel on the workers).
@@ -191,6 +191,10 @@ pub struct Node {
     catalogue: Option<(Address, String)>,
     /// Where the last flush's time went (for the slow-turn report).
     last_flush: TurnClock,
+    /// The turns' commits, written on a thread of their own, and the turns waiting for them.
+    commits: CommitQueue<Turn>,
+    /// The commit thread's reports, until `run` takes them.
+    committed: Option<mpsc::UnboundedReceiver<Committed>>,
 }
 
 impl Sold {
@@ -277,6 +281,7 @@ impl Node {
                 recovering.insert(id, (offer, sig, i));
             }
         }
+        let (committer, committed) = store.committer().map_err(|e| e.to_string())?;
         let mut node = Node {
             me,
             domain,
@@ -304,6 +309,8 @@ impl Node {
             dial,
             catalogue: None,
             last_flush: TurnClock::default(),
+            commits: CommitQueue::new(committer),
+            committed: Some(committed),
         };
         match (config.chain.catalogue, config.peer.advertised()) {
             (Some(catalogue), Some(endpoint)) => node.catalogue = Some((catalogue, endpoint)),
@@ -346,7 +353,8 @@ impl Node {
             *self.outbox_held.entry(channel).or_default() += 1;
             self.publish_locally(channel, seq, &publication);
         }
-        self.forget_now()
+        self.forget_now();
+        Ok(())
     }
 
     fn job(&self, origin: Origin, call: Call) {
@@ -357,6 +365,7 @@ impl Node {
     /// persisting could lose money).
     pub async fn run(mut self, mut io: NodeIo) -> Result<(), StoreError> {
         let handed_over = self.mqtt.handed_over_signal();
+        let mut commits = self.committed.take().ok_or_else(|| StoreError::Corrupt("the node runs once".into()))?;
         loop {
             let now = now_ms();
             let deadline = self.next_timeout();
@@ -365,10 +374,15 @@ impl Node {
             let woke;
             tokio::select! {
                 biased;
+                // A commit is durable: what its turns do can be done.
+                done = commits.recv() => {
+                    woke = std::time::Instant::now();
+                    self.on_committed(done.ok_or_else(|| StoreError::Corrupt("the committer thread stopped".into()))?)?;
+                }
                 Some(cmd) = io.commands.recv() => {
                     woke = std::time::Instant::now();
                     match cmd {
-                        Command::Shutdown => return self.finish(io).await,
+                        Command::Shutdown => return self.finish(io, commits).await,
                         cmd => self.on_command(cmd),
                     }
                 }
@@ -419,7 +433,7 @@ impl Node {
     /// The last turn of a graceful stop. Local publishes the hook already took are signed and
     /// committed (the hook holds back any later one without a PUBACK), frames that arrived are
     /// handled, and the outbox forgets only what the embedded broker has taken.
-    async fn finish(mut self, mut io: NodeIo) -> Result<(), StoreError> {
+    async fn finish(mut self, mut io: NodeIo, mut commits: mpsc::UnboundedReceiver<Committed>) -> Result<(), StoreError> {
         io.local.close();
         while let Some(publication) = io.local.recv().await {
             self.on_local(publication);
@@ -428,8 +442,10 @@ impl Node {
             self.on_link(event);
         }
         self.flush()?;
+        self.settle_commits(&mut commits).await?;
         self.mqtt.finish().await;
-        self.forget_now()?;
+        self.forget_now();
+        self.settle_commits(&mut commits).await?;
         tracing::info!("node stopped: {} local publishes taken, {} delivered in this run, state committed", self.stats.local_publishes, self.stats.delivered);
         Ok(())
     }
@@ -504,34 +520,6 @@ impl Node {
         }
     }
 
-    /// Signs what each stream took this turn as one batch (issue 11): one signature for all of it,
-    /// however many messages the turn brought (the engine caps a batch at `max_batch`). At low
-    /// rate a turn holds one message, so nothing waits for a batch to fill.
-    ///
-    /// Streams sign in parallel on the workers (sealing, Merkle tree and signature are each
-    /// stream's own).
-    fn sign_pending(&mut self) {
-        let now = now_ms();
-        let tasks: Vec<&mut Sold> = self.streams.iter_mut().filter(|s| !s.pending.is_empty()).collect();
-        if tasks.is_empty() {
-            return;
-        }
-        let signed = self.workers.run(tasks, |s| {
-            let pending = std::mem::take(&mut s.pending);
-            let plaintexts: Vec<&[u8]> = pending.iter().map(Vec::as_slice).collect();
-            s.engine
-                .publish_batch(now, &plaintexts)
-                .map(|seqs| seqs.end - seqs.start)
-                .map_err(|e| format!("stream `{}`: cannot publish {} messages: {e}", s.cfg.topic, plaintexts.len()))
-        });
-        for result in signed {
-            match result {
-                Ok(n) => self.stats.messages_signed += n,
-                Err(e) => tracing::error!("{e}"),
-            }
-        }
-    }
-
     /// Hands the frames taken this turn to their engines: engines with frames run in parallel on
     /// the workers, each one's frames in arrival order (proof and batch-signature checks,
     /// decryption and ack signing on the buyer side, ack checks on the seller side).
@@ -557,10 +545,7 @@ impl Node {
                 std::mem::take(&mut b.inbox).into_iter().filter_map(|frame| b.engine.handle_frame(now, frame).err().map(|e| (seller, e.to_string()))).collect()
             }
         });
-        for (peer, reason) in rejected.into_iter().flatten() {
-            self.stats.frames_rejected += 1;
-            tracing::debug!("frame from {peer} rejected: {reason}");
-        }
+        self.reject(rejected.into_iter().flatten().collect());
     }
 
     /// Takes a frame into its engine's inbox if it is one that `hand_frames` handles (acks to a
