@@ -367,6 +367,11 @@ impl<T> CommitQueue<T> {
         Ok(turns)
     }
 
+    /// Turns wait behind the commit being written.
+    pub fn is_backed_up(&self) -> bool {
+        self.waiting.is_some()
+    }
+
     /// Nothing is being committed or waiting.
     pub fn is_idle(&self) -> bool {
         self.in_flight.is_none()

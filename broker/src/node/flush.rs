@@ -124,7 +124,7 @@ impl Node {
                 let (mut records, mut outbox, mut acts) = (Vec::new(), Vec::new(), Vec::new());
                 while let Some(action) = b.engine.poll_action() {
                     match action {
-                        BuyerAction::Persist(record) => records.push(record),
+                        BuyerAction::Persist(record) => persist_coalesced(&mut records, record),
                         BuyerAction::Deliver { seq, payload } => match Publication::decode(&payload) {
                             Ok(p) => {
                                 let local = Publication { topic: format!("{prefix}{}", p.topic), ..p };
@@ -358,6 +358,16 @@ impl TurnClock {
     }
 }
 
+/// Appends a buyer record of the turn; a delivery position right after another replaces it.
+/// The turn's records are committed together before any of its actions, so only the last
+/// position of a run of them is ever read back (one per frame was most of a buyer's log).
+pub fn persist_coalesced(records: &mut Vec<BuyerRecord>, record: BuyerRecord) {
+    if matches!(record, BuyerRecord::Position { .. }) && matches!(records.last(), Some(BuyerRecord::Position { .. })) {
+        records.pop();
+    }
+    records.push(record);
+}
+
 /// One engine's part of a turn (`run_engines`).
 enum Drained {
     Sold { i: usize, number: u64, signed: Result<u64, String>, rejected: Vec<(Address, String)>, records: Vec<SellerRecord>, acts: Vec<SellerAction> },
@@ -378,4 +388,19 @@ pub(super) struct Turn {
 enum Deliverable {
     Publish(u64, Publication),
     Action(BuyerAction),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_last_of_consecutive_positions_is_kept() {
+        let position = |next_seq| BuyerRecord::Position { next_seq, last_digest: None };
+        let mut records = Vec::new();
+        for record in [position(1), position(2), BuyerRecord::Stopped { seq: 2, by_buyer: true }, position(3), position(4)] {
+            persist_coalesced(&mut records, record);
+        }
+        assert_eq!(records, vec![position(2), BuyerRecord::Stopped { seq: 2, by_buyer: true }, position(4)]);
+    }
 }

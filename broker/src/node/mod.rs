@@ -39,6 +39,8 @@ mod chain;
 mod commands;
 mod flush;
 
+pub use flush::persist_coalesced;
+
 use flush::{Turn, TurnClock};
 
 /// Compact a log once it holds this many records.
