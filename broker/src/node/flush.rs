@@ -159,6 +159,10 @@ impl Node {
     /// A commit is durable (or failed: the broker stops): its turns are carried out.
     pub(super) fn on_committed(&mut self, done: Committed) -> Result<(), StoreError> {
         self.observer.commit(done.took);
+        if done.took > SLOW_TURN {
+            // Every message of the turns it carries waited as long (the disk, or a large commit).
+            tracing::warn!("slow commit of {}: {:.1} ms", self.me.address(), done.took.as_secs_f64() * 1e3);
+        }
         for turn in self.commits.committed(done)? {
             self.carry_out(turn);
         }

@@ -197,6 +197,8 @@ pub struct Node {
     commits: CommitQueue<Turn>,
     /// The commit thread's reports, until `run` takes them.
     committed: Option<mpsc::UnboundedReceiver<Committed>>,
+    /// Link events and local publishes taken since the last flush.
+    taken: usize,
 }
 
 impl Sold {
@@ -313,6 +315,7 @@ impl Node {
             last_flush: TurnClock::default(),
             commits: CommitQueue::new(committer),
             committed: Some(committed),
+            taken: 0,
         };
         match (config.chain.catalogue, config.peer.advertised()) {
             (Some(catalogue), Some(endpoint)) => node.catalogue = Some((catalogue, endpoint)),
@@ -370,7 +373,8 @@ impl Node {
         let mut commits = self.committed.take().ok_or_else(|| StoreError::Corrupt("the node runs once".into()))?;
         loop {
             let now = now_ms();
-            let deadline = self.next_timeout();
+            // While a commit is written, turns wait for it (see below): so do the timers.
+            let deadline = if self.commits.is_idle() { self.next_timeout() } else { None };
             let sleep = tokio::time::sleep(std::time::Duration::from_millis(deadline.map_or(1_000, |d| d.saturating_sub(now).min(1_000))));
             // When the turn began: its inputs are handled inside the arms.
             let woke;
@@ -399,16 +403,20 @@ impl Node {
                 Some(event) = io.links.recv() => {
                     woke = std::time::Instant::now();
                     self.on_link(event);
+                    self.taken += 1;
                     for _ in 0..BURST {
                         match io.links.try_recv() { Ok(event) => self.on_link(event), Err(_) => break }
+                        self.taken += 1;
                     }
                     self.hand_frames();
                 }
                 Some(publication) = io.local.recv() => {
                     woke = std::time::Instant::now();
                     self.on_local(publication);
+                    self.taken += 1;
                     for _ in 0..BURST {
                         match io.local.try_recv() { Ok(p) => self.on_local(p), Err(_) => break }
+                        self.taken += 1;
                     }
                 }
                 // A bought message left Supra: its outbox removal is committed below, not
@@ -416,8 +424,15 @@ impl Node {
                 _ = handed_over.notified() => woke = std::time::Instant::now(),
                 _ = sleep => woke = std::time::Instant::now(),
             }
+            // While a commit is written, nothing a turn would carry out could leave before it
+            // anyway: inputs gather, to be signed and verified as one batch when it is durable
+            // (one signature for all of them), unless a full burst of them is waiting.
+            if !self.commits.is_idle() && self.taken < BURST {
+                continue;
+            }
             self.on_timers(now_ms());
             self.flush()?;
+            self.taken = 0;
             let took = woke.elapsed();
             self.observer.turn(took);
             if took > SLOW_TURN {
