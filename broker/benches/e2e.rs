@@ -5,7 +5,12 @@
 //!   - the cost of one durable commit on this disk (redb, a small record, fsync'd): the floor that
 //!     persist-before-act imposes on Supra's latency (a message is committed on A before it
 //!     leaves, and on B before it is acked and delivered);
-//!   - k256 sign and verify, for context (today one of each per message).
+//!   - during every latency round, the disk itself: a thread commits one small record every 10 ms
+//!     in a database of its own, so a stall of the disk shows beside the round it hurt;
+//!   - k256 sign and verify, for context.
+//!
+//! The brokers' warnings go to stderr (RUST_LOG to change): a node turn over 20 ms, or a commit,
+//! is reported with where its time went.
 //!
 //! Targets (issue 11), every one printed with PASS/FAIL; the process exits 1 if any is missed:
 //!   - throughput: Supra >= 50% of the bridge's;

@@ -102,6 +102,7 @@ async fn metrics_and_sys_topics_move_with_real_traffic() {
     assert!(moved(&a0, &a1, "supra_chain_gas_used_total", &["call=\"claim\""]) > 0.0);
     assert!(metric(&a1, "supra_chain_transaction_seconds_count", &["call=\"claim\""]) >= 1.0);
     assert!(moved(&b0, &b1, "supra_store_commit_seconds_count", &[]) >= 1.0);
+    assert!(moved(&a0, &a1, "supra_node_turn_seconds_count", &[]) >= 1.0, "the node's turns are timed");
     assert_eq!(metric(&b1, "supra_link_up", &["role=\"buyer\""]), 1.0);
     assert_eq!(metric(&b1, "supra_link_reconnects_total", &[]), 0.0);
     assert_eq!(metric(&a1, "supra_chain_rpc_errors_total", &[]), 0.0);
