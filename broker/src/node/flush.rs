@@ -1,4 +1,5 @@
-//! The end of a turn: commit every record, then carry out the other actions (persist before act).
+//! The end of a turn: the engines' work, then every record committed before the other actions
+//! are carried out (persist before act), the commit overlapping the next turns.
 
 use std::time::{Duration, Instant};
 
@@ -83,6 +84,11 @@ impl Node {
             Buy(ChannelId, &'a mut Bought, &'a str),
         }
         let now = now_ms();
+        // Threads for the turn only when two engines or more have inputs: at a low rate a turn
+        // is one message, and draining the others costs less than starting a thread.
+        let busy = self.streams.iter().filter(|s| !s.inbox.is_empty() || !s.pending.is_empty()).count()
+            + self.bought.values().filter(|b| !b.inbox.is_empty()).count();
+        let workers = if busy > 1 { self.workers } else { Workers::new(std::num::NonZeroUsize::MIN) };
         let buys = &self.buys;
         let sellers = self.streams.iter_mut().enumerate().map(|(i, s)| Task::Sell(i, s));
         let buyers = self.bought.iter_mut().map(|(id, b)| {
@@ -90,7 +96,7 @@ impl Node {
             Task::Buy(*id, b, prefix)
         });
         let tasks: Vec<Task> = sellers.chain(buyers).collect();
-        self.workers.run(tasks, |task| match task {
+        workers.run(tasks, |task| match task {
             Task::Sell(i, s) => {
                 let rejected = std::mem::take(&mut s.inbox)
                     .into_iter()

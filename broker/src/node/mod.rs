@@ -3,10 +3,12 @@
 //!
 //! Each turn of its loop takes a burst of inputs (local publishes, link frames, chain events,
 //! job results, timers, operator commands), feeds them to the engines, then *flushes*: every
-//! `Persist` record of the turn (and every delivered publication, into the outbox) is committed
-//! in one transaction before any other action of the turn is carried out — persist before act,
-//! with group commit. Only then do frames leave, transactions get queued and publications reach
-//! local subscribers.
+//! `Persist` record of the turn (and every delivered publication, into the outbox) is planned as
+//! one transaction, which the store's commit thread writes; the turn's other actions wait until
+//! it is durable — persist before act, with group commit (`store::CommitQueue`). Only then do
+//! frames leave, transactions get queued and publications reach local subscribers. Meanwhile the
+//! node takes the next inputs; they are run when the commit is durable (or when a full burst
+//! waits), and their commit follows.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -53,8 +55,8 @@ const BURST: usize = 512;
 /// what was handed to local subscribers in this time (duplicates, never a loss: PROTOCOL.md); at a
 /// steady rate the removals cost no fsync of their own.
 const FORGET_WITHIN_MS: u64 = 100;
-/// A turn (inputs taken, engines run, commit, actions carried out) longer than this is reported
-/// with where its time went: every message behind it waited as long.
+/// A turn (inputs taken, engines run, commit planned and handed over) or a commit longer than
+/// this is reported with where its time went: every message behind it waited as long.
 const SLOW_TURN: std::time::Duration = std::time::Duration::from_millis(20);
 /// Wait before asking a seller again after a refusal or a failed open.
 const RETRY_MS: u64 = 10_000;
