@@ -16,7 +16,9 @@
 //!
 //! The brokers share this process (and its 2 cores): aggregate throughput is publications sold
 //! (delivered to a buyer) per second, for the whole system, in three configurations measured
-//! alternately on the same system, every round printed: one thread (1 worker, commits written
+//! on the same system, every round printed (a round cuts each configuration's turns in 6 slices
+//! and runs them interleaved, so that a slow moment of the shared machine falls on all three
+//! alike): one thread (1 worker, commits written
 //! inline: a broker on one core, as the node was before issue 15), 1 worker with the commit
 //! thread, and 2 workers with the commit thread; each with the cores it kept busy (process CPU
 //! time over wall time). Beside them, measured in the same run: the single-stream figure (1 stream
@@ -29,7 +31,7 @@
 //! Target: aggregate on every core (2 workers and the commit thread) >= 1.7 x aggregate on one
 //! thread, judged in every round; exit 1 on a miss. Every verdict is also printed as
 //! `SUMMARY\t<figure>\t<value>\t<target>\t<PASS|FAIL>` (as `scripts/bench` collects).
-//! SUPRA_BENCH_TURNS sets the turns per round (default 20), SUPRA_BENCH_ROUNDS the rounds (default 3).
+//! SUPRA_BENCH_TURNS sets each configuration's turns per round (default 60), SUPRA_BENCH_ROUNDS the rounds (default 3).
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
@@ -61,6 +63,11 @@ fn env(name: &str, default: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
 }
+
+/// Slices per round (see `interleaved`).
+const SLICES: usize = 6;
+/// Turns run before a measurement, not counted (see `measure`).
+const LEAD_IN_TURNS: usize = 3;
 
 /// Time spent per phase of the turns (summed over every broker).
 #[derive(Default, Clone, Copy)]
@@ -503,13 +510,44 @@ impl System {
     }
 }
 
+/// What a configuration did over its measured turns (one slice, or the sum of a round's slices).
+#[derive(Default, Clone, Copy)]
 struct Measure {
-    deliveries_per_s: f64,
-    published_per_s: f64,
+    turns: usize,
+    delivered: u64,
+    published: u64,
     phases: Phases,
     wall: Duration,
-    /// The process's CPU time over the wall time: how many cores were busy.
-    cores: f64,
+    /// The process's CPU time over `wall`.
+    cpu: Duration,
+}
+
+impl Measure {
+    fn deliveries_per_s(&self) -> f64 {
+        self.delivered as f64 / self.wall.as_secs_f64()
+    }
+
+    fn published_per_s(&self) -> f64 {
+        self.published as f64 / self.wall.as_secs_f64()
+    }
+
+    /// How many cores were busy: CPU time over wall time.
+    fn cores(&self) -> f64 {
+        self.cpu.as_secs_f64() / self.wall.as_secs_f64()
+    }
+
+    fn add(&mut self, slice: Measure) {
+        self.turns += slice.turns;
+        self.delivered += slice.delivered;
+        self.published += slice.published;
+        self.wall += slice.wall;
+        self.cpu += slice.cpu;
+        let (p, q) = (&mut self.phases, slice.phases);
+        p.parallel += q.parallel;
+        p.sequential += q.sequential;
+        p.links += q.links;
+        p.commit += q.commit;
+    }
 }
 
 /// This process's CPU time (user and system, every thread), from /proc (10 ms ticks).
@@ -524,24 +562,47 @@ fn process_cpu() -> Duration {
 }
 
 fn measure(sys: &mut System, workers: Workers, inline: bool, turns: usize, per_stream: usize) -> Measure {
+    sys.inline = inline;
+    // A few turns first, not counted: the pipeline the previous configuration left (commits in
+    // flight, frames not yet carried out; a pipelined broker runs a turn or two behind an inline
+    // one) settles into this configuration's steady state, where each turn delivers what one
+    // turn publishes. Counting from the switch itself, or draining the pipeline at either end,
+    // credits a configuration with a turn or two of deliveries that the one before it had
+    // started (5 % of a 20-turn run).
+    for _ in 0..LEAD_IN_TURNS {
+        sys.turn(workers, per_stream);
+    }
     let (d0, p0) = (sys.delivered, sys.published);
     sys.phases = Phases::default();
-    sys.inline = inline;
     let cpu = process_cpu();
     let start = Instant::now();
     for _ in 0..turns {
         sys.turn(workers, per_stream);
     }
-    // The deliveries of the measured turns count once committed and carried out.
-    sys.carry_out(true);
-    let wall = start.elapsed();
     Measure {
-        deliveries_per_s: (sys.delivered - d0) as f64 / wall.as_secs_f64(),
-        published_per_s: (sys.published - p0) as f64 / wall.as_secs_f64(),
+        turns,
+        delivered: sys.delivered - d0,
+        published: sys.published - p0,
         phases: sys.phases,
-        wall,
-        cores: (process_cpu() - cpu).as_secs_f64() / wall.as_secs_f64(),
+        wall: start.elapsed(),
+        cpu: process_cpu() - cpu,
     }
+}
+
+/// A round: each configuration's turns, cut in `SLICES` slices taken in turn (the order rotating
+/// from one slice to the next), so that a slow moment of this shared machine falls on every
+/// configuration alike instead of on whichever one it happened to run in.
+fn interleaved(sys: &mut System, configs: &[(Workers, bool)], turns: usize) -> Vec<Measure> {
+    let mut sums = vec![Measure::default(); configs.len()];
+    let per_slice = turns.div_ceil(SLICES).max(1);
+    for slice in 0..SLICES {
+        for k in 0..configs.len() {
+            let c = (slice + k) % configs.len();
+            let (workers, inline) = configs[c];
+            sums[c].add(measure(sys, workers, inline, per_slice, PER_STREAM));
+        }
+    }
+    sums
 }
 
 /// What two threads of pure signing work get over one on this machine right now (other processes
@@ -570,7 +631,10 @@ fn print_phases(label: &str, m: &Measure) {
     let p = m.phases;
     let total = m.wall.as_secs_f64();
     println!(
-        "    {label}: wall {:.0} ms = parallel engine work {:.0} ms ({:.0} %) + sequential {:.0} ms ({:.0} %) + frame decoding {:.0} ms ({:.0} %) + commits written inline or waited for {:.0} ms ({:.0} %)",
+        "    {label}: {} deliveries in {} turns ({:.0} per turn), wall {:.0} ms = parallel engine work {:.0} ms ({:.0} %) + sequential {:.0} ms ({:.0} %) + frame decoding {:.0} ms ({:.0} %) + commits written inline or waited for {:.0} ms ({:.0} %)",
+        m.delivered,
+        m.turns,
+        m.delivered as f64 / m.turns.max(1) as f64,
         total * 1e3,
         p.parallel.as_secs_f64() * 1e3,
         100.0 * p.parallel.as_secs_f64() / total,
@@ -584,7 +648,7 @@ fn print_phases(label: &str, m: &Measure) {
 }
 
 fn main() {
-    let turns = env("SUPRA_BENCH_TURNS", 20);
+    let turns = env("SUPRA_BENCH_TURNS", 60);
     let rounds = env("SUPRA_BENCH_ROUNDS", 3);
     let one = Workers::new(NonZeroUsize::MIN);
     let two = Workers::new(NonZeroUsize::new(2).expect("2"));
@@ -600,7 +664,8 @@ fn main() {
     let s = measure(&mut single, one, false, turns, SINGLE_PER_TURN);
     println!(
         "single stream (1 x {BUYERS}, 1 worker): {:.0} deliveries/s ({:.0} publications/s)",
-        s.deliveries_per_s, s.published_per_s
+        s.deliveries_per_s(),
+        s.published_per_s()
     );
     print_phases("single", &s);
     drop(single);
@@ -616,32 +681,33 @@ fn main() {
     // buyers, and the stores' files grow to their working size (a file that grows makes slower
     // commits) in each configuration.
     measure(&mut sys, one, false, 2, PER_STREAM);
-    let warm: Vec<Measure> = [(one, true), (one, false), (two, false)].into_iter().map(|(w, inline)| measure(&mut sys, w, inline, turns, PER_STREAM)).collect();
+    let configs = [(one, true), (one, false), (two, false)];
+    let warm: Vec<Measure> = configs.iter().map(|&(w, inline)| measure(&mut sys, w, inline, turns / SLICES, PER_STREAM)).collect();
     println!(
         "warm-up (not judged): one thread {:.0} deliveries/s | 1 worker + commit thread {:.0} | 2 workers + commit thread {:.0}",
-        warm[0].deliveries_per_s, warm[1].deliveries_per_s, warm[2].deliveries_per_s
+        warm[0].deliveries_per_s(),
+        warm[1].deliveries_per_s(),
+        warm[2].deliveries_per_s()
     );
 
     let mut verdicts: Vec<(String, String, String, bool)> = Vec::new();
     let mut ratios = Vec::new();
     for round in 1..=rounds {
         let ceiling = machine_ceiling();
-        let m0 = measure(&mut sys, one, true, turns, PER_STREAM);
-        let m1 = measure(&mut sys, one, false, turns, PER_STREAM);
-        let m2 = measure(&mut sys, two, false, turns, PER_STREAM);
-        let ratio = m2.deliveries_per_s / m0.deliveries_per_s;
+        let [m0, m1, m2]: [Measure; 3] = interleaved(&mut sys, &configs, turns).try_into().unwrap_or_else(|_| unreachable!("three configurations"));
+        let ratio = m2.deliveries_per_s() / m0.deliveries_per_s();
         let ok = ratio >= TARGET;
         println!(
             "round {round}: one thread {:.0} deliveries/s ({:.2} cores busy) | 1 worker + commit thread {:.0} ({:.2} cores) | 2 workers + commit thread {:.0} ({:.2} cores) | every core / one thread x{ratio:.2} (target x{TARGET}) {} | 2 workers / 1 worker x{:.2} | machine: 2 threads of signing get x{ceiling:.2} | single stream {:.0} deliveries/s",
-            m0.deliveries_per_s,
-            m0.cores,
-            m1.deliveries_per_s,
-            m1.cores,
-            m2.deliveries_per_s,
-            m2.cores,
+            m0.deliveries_per_s(),
+            m0.cores(),
+            m1.deliveries_per_s(),
+            m1.cores(),
+            m2.deliveries_per_s(),
+            m2.cores(),
             if ok { "PASS" } else { "FAIL" },
-            m2.deliveries_per_s / m1.deliveries_per_s,
-            s.deliveries_per_s
+            m2.deliveries_per_s() / m1.deliveries_per_s(),
+            s.deliveries_per_s()
         );
         print_phases("one thread      ", &m0);
         print_phases("1 worker + commit", &m1);
@@ -658,7 +724,9 @@ fn main() {
             format!("round {round}: 100 streams x 5 buyers, every core (2 workers + commit thread) / one thread"),
             format!(
                 "x{ratio:.2} ({:.0} / {:.0} deliveries/s; 1 worker + commit thread {:.0})",
-                m2.deliveries_per_s, m0.deliveries_per_s, m1.deliveries_per_s
+                m2.deliveries_per_s(),
+                m0.deliveries_per_s(),
+                m1.deliveries_per_s()
             ),
             format!(">= x{TARGET}"),
             ok,
@@ -673,7 +741,7 @@ fn main() {
     }
     println!(
         "SUMMARY\tsingle stream 1 x 5, 1 worker (context)\t{:.0} deliveries/s\t-\tINFO",
-        s.deliveries_per_s
+        s.deliveries_per_s()
     );
     let ceilings: Vec<String> = ratios.iter().map(|(_, c)| format!("x{c:.2}")).collect();
     println!(

@@ -52,7 +52,17 @@ impl Publication {
     }
 
     pub fn encode(&self) -> Vec<u8> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).unwrap_or_default()
+        let mut buf = Vec::new();
+        self.encode_into(&mut buf);
+        buf
+    }
+
+    /// Encodes into `buf`, replacing its contents (a writer of many reuses one buffer).
+    pub fn encode_into(&self, buf: &mut Vec<u8>) {
+        buf.clear();
+        if bincode::serde::encode_into_std_write(self, buf, bincode::config::standard()).is_err() {
+            buf.clear();
+        }
     }
 
     /// Decodes a publication; trailing bytes, a QoS above 2 or an invalid topic name are errors.
@@ -114,7 +124,11 @@ mod tests {
     #[test]
     fn every_field_survives_the_wire() {
         let p = full();
-        assert_eq!(Publication::decode(&p.encode()), Ok(p));
+        assert_eq!(Publication::decode(&p.encode()), Ok(p.clone()));
+        // Into a reused buffer (longer than the encoding): the same bytes, nothing left over.
+        let mut buf = vec![0xaa; 4096];
+        p.encode_into(&mut buf);
+        assert_eq!(buf, p.encode());
     }
 
     #[test]

@@ -55,15 +55,16 @@ const CHAIN_CURSOR: &str = "chain_cursor";
 
 /// An engine record kind stored in a log.
 trait Record: Sized {
-    fn encode(&self) -> Result<Vec<u8>, StoreError>;
+    /// Encodes into `buf`, replacing its contents.
+    fn encode_into(&self, buf: &mut Vec<u8>) -> Result<(), StoreError>;
     fn decode(bytes: &[u8]) -> Result<Self, StoreError>;
 }
 
 macro_rules! record {
     ($t:ty) => {
         impl Record for $t {
-            fn encode(&self) -> Result<Vec<u8>, StoreError> {
-                <$t>::encode(self).map_err(|e| StoreError::Corrupt(e.to_string()))
+            fn encode_into(&self, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+                <$t>::encode_into(self, buf).map_err(|e| StoreError::Corrupt(e.to_string()))
             }
             fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
                 <$t>::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
@@ -201,13 +202,14 @@ impl<R: Record> LogWrites<R> {
 
     /// Writes inside `txn`: records, then starts, then deletions (a later turn's garbage may be
     /// records an earlier turn of the same transaction appended).
-    fn apply(self, txn: &redb::WriteTransaction, logs: &Logs) -> Result<(), StoreError> {
+    fn apply(self, txn: &redb::WriteTransaction, logs: &Logs, buf: &mut Vec<u8>) -> Result<(), StoreError> {
         if self.is_empty() {
             return Ok(());
         }
         let mut table = txn.open_table(logs.table)?;
         for (key, record) in self.records {
-            table.insert(key, record.encode()?.as_slice())?;
+            record.encode_into(buf)?;
+            table.insert(key, buf.as_slice())?;
         }
         let mut starts = txn.open_table(logs.starts)?;
         for (log, start) in self.starts {
@@ -259,12 +261,15 @@ impl Planned {
 
     fn apply(self, db: &Database, seller: &Logs, buyer: &Logs) -> Result<(), StoreError> {
         let txn = db.begin_write()?;
-        self.seller.apply(&txn, seller)?;
-        self.buyer.apply(&txn, buyer)?;
+        // One buffer for every value this transaction encodes.
+        let mut buf = Vec::with_capacity(1024);
+        self.seller.apply(&txn, seller, &mut buf)?;
+        self.buyer.apply(&txn, buyer, &mut buf)?;
         {
             let mut outbox = txn.open_table(OUTBOX)?;
             for (channel, seq, entry) in self.outbox_add {
-                outbox.insert((channel, seq), entry.encode().as_slice())?;
+                entry.encode_into(&mut buf);
+                outbox.insert((channel, seq), buf.as_slice())?;
             }
             for (channel, seq) in self.outbox_done {
                 outbox.remove((channel, seq))?;
