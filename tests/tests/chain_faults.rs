@@ -173,8 +173,23 @@ impl Market {
         let depth = reorg_from(&self.judge, block).await;
         let info = self.judge.channel(self.channel).await.expect("channel view");
         assert!(undone(&info), "the {depth}-block reorganisation took the {what} away: {info:?}");
-        let took = wait_chain(&self.judge, self.channel, SECS(30), &format!("{what} again"), redone).await;
-        eprintln!("{what} made again {took:?} after a {depth}-block reorganisation");
+        let start = Instant::now();
+        loop {
+            let info = self.judge.channel(self.channel).await.expect("channel view");
+            if redone(&info) {
+                break;
+            }
+            // What the brokers' chain workers did is the first thing to read when this fails.
+            let chain_lines = |log: String| log.lines().filter(|l| l.contains("chain")).collect::<Vec<_>>().join("\n");
+            assert!(
+                start.elapsed() < SECS(30),
+                "{what} not made again within 30 s of a {depth}-block reorganisation: {info:?}\nseller's chain log:\n{}\nbuyer's chain log:\n{}",
+                chain_lines(self.a.log()),
+                chain_lines(self.b.log())
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        eprintln!("{what} made again {:?} after a {depth}-block reorganisation", start.elapsed());
     }
 
     /// `supra close` on the buyer, as an operator would.
