@@ -88,8 +88,7 @@ record!(BuyerRecord);
 /// written by the turn's own commit (`Batch::replace_seller_log`): a transaction of its own
 /// cost one more fsync, and its turn waited for both.
 struct Logs {
-    table: TableDefinition<'static, (u64, u64), &'static [u8]>,
-    starts: TableDefinition<'static, u64, u64>,
+    tables: LogTables,
     start: HashMap<u64, u64>,
     next: HashMap<u64, u64>,
     compacted: HashMap<u64, u64>,
@@ -97,15 +96,23 @@ struct Logs {
     garbage: Vec<(u64, u64, u64)>,
 }
 
+/// The two tables of a family of logs: records, and where each log starts. All the commit thread
+/// needs of a `Logs`.
+#[derive(Clone, Copy)]
+struct LogTables {
+    table: TableDefinition<'static, (u64, u64), &'static [u8]>,
+    starts: TableDefinition<'static, u64, u64>,
+}
+
 impl Logs {
     fn new(table: TableDefinition<'static, (u64, u64), &'static [u8]>, starts: TableDefinition<'static, u64, u64>) -> Logs {
-        Logs { table, starts, start: HashMap::new(), next: HashMap::new(), compacted: HashMap::new(), garbage: Vec::new() }
+        Logs { tables: LogTables { table, starts }, start: HashMap::new(), next: HashMap::new(), compacted: HashMap::new(), garbage: Vec::new() }
     }
 
     /// Reads log `log` in order and remembers where it starts and ends (and the garbage before it).
     fn read<R: Record>(&mut self, txn: &redb::ReadTransaction, log: u64) -> Result<Vec<R>, StoreError> {
-        let table = txn.open_table(self.table)?;
-        let start = txn.open_table(self.starts)?.get(log)?.map_or(0, |v| v.value());
+        let table = txn.open_table(self.tables.table)?;
+        let start = txn.open_table(self.tables.starts)?.get(log)?.map_or(0, |v| v.value());
         self.garbage.retain(|(l, ..)| *l != log);
         if let Some(first) = table.range((log, 0)..(log, start))?.next() {
             self.garbage.push((log, first?.0.value().1, start));
@@ -202,7 +209,7 @@ impl<R: Record> LogWrites<R> {
 
     /// Writes inside `txn`: records, then starts, then deletions (a later turn's garbage may be
     /// records an earlier turn of the same transaction appended).
-    fn apply(self, txn: &redb::WriteTransaction, logs: &Logs, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+    fn apply(self, txn: &redb::WriteTransaction, logs: LogTables, buf: &mut Vec<u8>) -> Result<(), StoreError> {
         if self.is_empty() {
             return Ok(());
         }
@@ -259,7 +266,7 @@ impl Planned {
         self.opened.extend(later.opened);
     }
 
-    fn apply(self, db: &Database, seller: &Logs, buyer: &Logs) -> Result<(), StoreError> {
+    fn apply(self, db: &Database, seller: LogTables, buyer: LogTables) -> Result<(), StoreError> {
         let txn = db.begin_write()?;
         // One buffer for every value this transaction encodes.
         let mut buf = Vec::with_capacity(1024);
@@ -755,23 +762,22 @@ impl Store {
         if !planned.has_work() {
             return Ok(());
         }
-        planned.apply(&self.db, &self.seller, &self.buyer)
+        planned.apply(&self.db, self.seller.tables, self.buyer.tables)
     }
 
     /// A thread that writes plans in the order submitted, and the channel on which it reports
-    /// each one (see `Committer`). The logs' tables are all it needs of them.
+    /// each one (see `Committer`).
     pub fn committer(&self) -> Result<(Committer, tokio::sync::mpsc::UnboundedReceiver<Committed>), StoreError> {
         let (tx, rx) = std::sync::mpsc::channel::<(u64, Planned)>();
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
         let db = self.db.clone();
-        let seller = Logs::new(self.seller.table, self.seller.starts);
-        let buyer = Logs::new(self.buyer.table, self.buyer.starts);
+        let (seller, buyer) = (self.seller.tables, self.buyer.tables);
         let thread = std::thread::Builder::new()
             .name("supra-commit".into())
             .spawn(move || {
                 for (ticket, planned) in rx {
                     let started = std::time::Instant::now();
-                    let result = planned.apply(&db, &seller, &buyer);
+                    let result = planned.apply(&db, seller, buyer);
                     let failed = result.is_err();
                     if done_tx.send(Committed { ticket, took: started.elapsed(), result }).is_err() || failed {
                         // Nobody listens, or the store failed: the broker stops on the report.
