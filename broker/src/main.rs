@@ -1,3 +1,7 @@
+/// See broker/Cargo.toml for why.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     supra_broker::cli::main()
 }
