@@ -28,11 +28,6 @@
 //! SUPRA_BENCH_ONLY=supra skips the bridge (for profiling; targets against the bridge are then not
 //! judged and the bench exits 1).
 
-
-/// The `supra` binary's allocator (broker/src/main.rs): the brokers run in this process.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

@@ -33,10 +33,6 @@
 //! `SUMMARY\t<figure>\t<value>\t<target>\t<PASS|FAIL>` (as `scripts/bench` collects).
 //! SUPRA_BENCH_TURNS sets each configuration's turns per round (default 60), SUPRA_BENCH_ROUNDS the rounds (default 3).
 
-/// The `supra` binary's allocator (broker/src/main.rs).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
 use std::time::{Duration, Instant};
