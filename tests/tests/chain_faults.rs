@@ -53,19 +53,6 @@ async fn event_block(judge: &Judge, wanted: impl Fn(&JudgeEvent) -> bool) -> Opt
     event_blocks(judge, wanted).await.last().copied()
 }
 
-/// Waits until the judge's record of `channel` satisfies `ready`; returns how long it took.
-async fn wait_chain(judge: &Judge, channel: ChannelId, within: Duration, what: &str, ready: impl Fn(&ChannelInfo) -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        let info = judge.channel(channel).await.expect("channel view");
-        if ready(&info) {
-            return start.elapsed();
-        }
-        assert!(start.elapsed() < within, "{what} not reached within {within:?}: {info:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// The end of every scenario: the channel settles on the judge with the seller paid exactly
 /// `delivered` x price, and both brokers come to show the judge's view (settled, same claimed,
 /// the same messages acked).
@@ -147,10 +134,31 @@ impl Market {
         self.judge.channel(self.channel).await.expect("channel view").claimed
     }
 
+    /// Waits until the judge's record of the channel satisfies `ready`; returns how long it took.
+    /// On a timeout the failure shows both brokers' chain log: what their chain workers did is
+    /// the first thing to read.
+    async fn wait_chain(&self, within: Duration, what: &str, ready: impl Fn(&ChannelInfo) -> bool) -> Duration {
+        let start = Instant::now();
+        loop {
+            let info = self.judge.channel(self.channel).await.expect("channel view");
+            if ready(&info) {
+                return start.elapsed();
+            }
+            let chain_lines = |log: String| log.lines().filter(|l| l.contains("chain")).collect::<Vec<_>>().join("\n");
+            assert!(
+                start.elapsed() < within,
+                "{what} not reached within {within:?}: {info:?}\nseller's chain log:\n{}\nbuyer's chain log:\n{}",
+                chain_lines(self.a.log()),
+                chain_lines(self.b.log())
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Waits until the judge has paid the seller for `messages` messages.
     async fn wait_claimed(&self, messages: u64) {
         let paid = U256::from(messages * PRICE_WEI);
-        wait_chain(&self.judge, self.channel, SECS(20), &format!("claimed {messages}"), |i| i.claimed == paid).await;
+        self.wait_chain(SECS(20), &format!("claimed {messages}"), |i| i.claimed == paid).await;
     }
 
     /// Block of the newest event of this channel that `wanted` accepts.
@@ -173,23 +181,8 @@ impl Market {
         let depth = reorg_from(&self.judge, block).await;
         let info = self.judge.channel(self.channel).await.expect("channel view");
         assert!(undone(&info), "the {depth}-block reorganisation took the {what} away: {info:?}");
-        let start = Instant::now();
-        loop {
-            let info = self.judge.channel(self.channel).await.expect("channel view");
-            if redone(&info) {
-                break;
-            }
-            // What the brokers' chain workers did is the first thing to read when this fails.
-            let chain_lines = |log: String| log.lines().filter(|l| l.contains("chain")).collect::<Vec<_>>().join("\n");
-            assert!(
-                start.elapsed() < SECS(30),
-                "{what} not made again within 30 s of a {depth}-block reorganisation: {info:?}\nseller's chain log:\n{}\nbuyer's chain log:\n{}",
-                chain_lines(self.a.log()),
-                chain_lines(self.b.log())
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        eprintln!("{what} made again {:?} after a {depth}-block reorganisation", start.elapsed());
+        let took = self.wait_chain(SECS(30), &format!("{what} again after a {depth}-block reorganisation"), redone).await;
+        eprintln!("{what} made again {took:?} after a {depth}-block reorganisation");
     }
 
     /// `supra close` on the buyer, as an operator would.
@@ -218,7 +211,7 @@ async fn a_settle_tried_before_its_time_on_an_idle_chain_goes_through_when_the_c
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Nothing else happens on the chain from now on: it stays idle until the settle.
-    let took = wait_chain(&m.judge, m.channel, SECS(30), "settled", |i| i.status == ChannelStatus::Settled).await;
+    let took = m.wait_chain(SECS(30), "settled", |i| i.status == ChannelStatus::Settled).await;
     eprintln!("settled {took:?} after the early attempt was refused");
     anvil(&m.judge, "evm_setTime", (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs(),)).await;
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
@@ -251,7 +244,7 @@ async fn the_final_claim_at_close_reorganised_away_is_made_again() {
     m.a.wait_channel(ChannelRole::Seller, SECS(10), |l| l.acked == 25).await;
     assert_eq!(m.claimed().await, U256::ZERO, "nothing claimed before the close");
     m.close();
-    wait_chain(&m.judge, m.channel, SECS(20), "final claim", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
+    m.wait_chain(SECS(20), "final claim", |i| i.claimed == U256::from(25 * PRICE_WEI)).await;
     let claim = m.newest("claim", |e| matches!(e, JudgeEvent::Claimed { .. })).await;
     let close = m.newest("close request", |e| matches!(e, JudgeEvent::CloseRequested { .. })).await;
     // Two blocks or more: the final claim and the close request (and whatever came between).
@@ -268,7 +261,7 @@ async fn a_close_request_reorganised_away_is_made_again() {
     m.stream(0..25).await;
     m.wait_claimed(25).await;
     m.close();
-    wait_chain(&m.judge, m.channel, SECS(20), "closing", |i| i.status == ChannelStatus::Closing).await;
+    m.wait_chain(SECS(20), "closing", |i| i.status == ChannelStatus::Closing).await;
     let close = m.newest("close request", |e| matches!(e, JudgeEvent::CloseRequested { .. })).await;
     m.reorganise_from(close, "close request", |i| i.status == ChannelStatus::Open, |i| i.status != ChannelStatus::Open).await;
     settles_exactly(&m.a, &m.b, &m.judge, m.channel, 25).await;
@@ -380,7 +373,7 @@ async fn a_claim_outbid_by_a_fee_spike_is_replaced_with_higher_fees_until_mined(
     // Anvil drops a transaction its block's base fee exceeds (other nodes keep it pending until
     // `replace_after_secs`): either way A replaces it, each time offering 25 % more, and five
     // replacements outbid the spike.
-    let took = wait_chain(&m.judge, m.channel, SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    let took = m.wait_chain(SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
     miner.abort();
     anvil(&m.judge, "evm_setAutomine", (true,)).await;
     eprintln!("claim stuck under a fee spike of 3x its max fee mined {took:?} later");
@@ -400,7 +393,7 @@ async fn a_dropped_claim_is_sent_again_with_higher_fees() {
     anvil(&m.judge, "anvil_dropTransaction", (dropped.clone(),)).await;
     anvil(&m.judge, "evm_setAutomine", (true,)).await;
     // Nothing would ever mine the dropped claim: A must send it again (same nonce, higher fees).
-    let took = wait_chain(&m.judge, m.channel, SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    let took = m.wait_chain(SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
     eprintln!("dropped claim replaced and mined {took:?} after it was dropped");
     assert!(m.a.log().contains("replacing it"), "A replaced the dropped transaction:\n{}", m.a.log());
     m.delivered_exactly_once(20).await;
@@ -420,7 +413,7 @@ async fn a_claim_waiting_behind_a_reorganised_away_one_is_sent_again_with_the_no
     assert_eq!(m.claimed().await, U256::ZERO, "the first claim is gone");
     anvil(&m.judge, "evm_setAutomine", (true,)).await;
     anvil(&m.judge, "evm_mine", ()).await;
-    let took = wait_chain(&m.judge, m.channel, SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
+    let took = m.wait_chain(SECS(30), "claimed 20", |i| i.claimed == U256::from(20 * PRICE_WEI)).await;
     eprintln!("claims made again {took:?} after the gap appeared");
     m.delivered_exactly_once(20).await;
     m.close();
@@ -498,10 +491,10 @@ async fn an_accusation_and_its_defence_reorganised_away_end_as_if_defended() {
     collect(&mut m.subscriber, &mut m.seen, 5, SECS(10)).await;
     // A cannot reach its node when it should post message 5: B accuses.
     rpc.set_cut(true);
-    wait_chain(&m.judge, m.channel, SECS(60), "an accusation", |i| i.dispute.is_some()).await;
+    m.wait_chain(SECS(60), "an accusation", |i| i.dispute.is_some()).await;
     // A's node is back: A posts message 5 and defends; B delivers the rest from the posting.
     rpc.set_cut(false);
-    wait_chain(&m.judge, m.channel, SECS(40), "the defence", |i| i.dispute.is_none()).await;
+    m.wait_chain(SECS(40), "the defence", |i| i.dispute.is_none()).await;
     collect(&mut m.subscriber, &mut m.seen, 10, SECS(20)).await;
     m.delivered_exactly_once(10).await;
     assert_eq!(m.judge.channel(m.channel).await.unwrap().status, ChannelStatus::Open, "the accusation was defended, not upheld");
