@@ -345,7 +345,7 @@ impl System {
         for b in 0..self.buyers.len() {
             self.buyer_turn(workers, b);
         }
-        self.carry_out(false);
+        self.carry_out();
     }
 
     fn seller_turn(&mut self, workers: Workers, per_stream: usize) {
@@ -405,9 +405,7 @@ impl System {
         self.phases.sequential += t.elapsed();
         let pipe = self.seller.commits.as_mut().expect("pipe");
         if let Some(frames) = commit(&mut self.seller.store, pipe, self.inline, planned, frames, &mut self.phases) {
-            for (b, j, frame) in frames {
-                self.buyers[b].link.push((j, frame));
-            }
+            send_to_buyers(&mut self.buyers, frames);
         }
     }
 
@@ -468,45 +466,48 @@ impl System {
         self.phases.sequential += t.elapsed();
         let pipe = node.commits.as_mut().expect("pipe");
         if let Some(turn) = commit(&mut node.store, pipe, self.inline, planned, turn, &mut self.phases) {
-            self.delivered += turn.delivered.len() as u64;
-            node.handed_over.extend(turn.delivered);
-            self.to_seller.extend(turn.acks);
+            self.delivered += node.carry_out(turn, &mut self.to_seller);
         }
     }
 
-    /// Carries out every turn whose commit is reported. With `all`, waits until nothing is
-    /// outstanding; otherwise waits only where a broker has a turn waiting behind its commit
-    /// (the node's depth: one commit written while the next turns gather).
-    fn carry_out(&mut self, all: bool) {
-        loop {
+    /// Carries out every turn whose commit is reported, waiting only where a broker has a turn
+    /// waiting behind its commit (the node's depth: one commit written while the next turns
+    /// gather).
+    fn carry_out(&mut self) {
+        let t = Instant::now();
+        let pipe = self.seller.commits.as_mut().expect("pipe");
+        let ready = pipe.ready(pipe.queue.is_backed_up());
+        self.phases.commit += t.elapsed();
+        for frames in ready {
+            send_to_buyers(&mut self.buyers, frames);
+        }
+        for node in &mut self.buyers {
             let t = Instant::now();
-            let pipe = self.seller.commits.as_mut().expect("pipe");
-            let block = if all { !pipe.queue.is_idle() } else { pipe.queue.is_backed_up() };
-            let ready = pipe.ready(block);
+            let pipe = node.commits.as_mut().expect("pipe");
+            let ready = pipe.ready(pipe.queue.is_backed_up());
             self.phases.commit += t.elapsed();
-            for frames in ready {
-                for (b, j, frame) in frames {
-                    self.buyers[b].link.push((j, frame));
-                }
-            }
-            let mut busy = !self.seller.commits.as_ref().expect("pipe").queue.is_idle();
-            for node in &mut self.buyers {
-                let t = Instant::now();
-                let pipe = node.commits.as_mut().expect("pipe");
-                let block = if all { !pipe.queue.is_idle() } else { pipe.queue.is_backed_up() };
-                let ready = pipe.ready(block);
-                self.phases.commit += t.elapsed();
-                for turn in ready {
-                    self.delivered += turn.delivered.len() as u64;
-                    node.handed_over.extend(turn.delivered);
-                    self.to_seller.extend(turn.acks);
-                }
-                busy |= !pipe.queue.is_idle();
-            }
-            if !all || !busy {
-                break;
+            for turn in ready {
+                self.delivered += node.carry_out(turn, &mut self.to_seller);
             }
         }
+    }
+}
+
+/// Carries out a committed seller turn: its frames reach the buyers' links.
+fn send_to_buyers(buyers: &mut [BuyerNode], frames: SellerTurn) {
+    for (b, j, frame) in frames {
+        buyers[b].link.push((j, frame));
+    }
+}
+
+impl BuyerNode {
+    /// Carries out a committed turn: its deliveries leave the outbox on the next commit, its acks
+    /// reach the seller. Returns how many it delivered.
+    fn carry_out(&mut self, turn: BuyerTurn, to_seller: &mut Vec<(Address, usize, FrameBytes)>) -> u64 {
+        let delivered = turn.delivered.len() as u64;
+        self.handed_over.extend(turn.delivered);
+        to_seller.extend(turn.acks);
+        delivered
     }
 }
 
