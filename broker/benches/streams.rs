@@ -40,7 +40,7 @@ use std::time::{Duration, Instant};
 use alloy_primitives::{Address, B256, U256, keccak256};
 use supra_broker::node::{now_ms, persist_coalesced};
 use supra_broker::publication::Publication;
-use supra_broker::store::{Batch, CommitQueue, Committed, Store};
+use supra_broker::store::{Batch, CommitQueue, Committed, Pushed, Store};
 use supra_broker::workers::Workers;
 use supra_channel::buyer::{BuyerAction, BuyerChannel, BuyerConfig};
 use supra_channel::seller::{SellerAction, SellerConfig, Stream, Terms};
@@ -177,7 +177,13 @@ fn commit<T>(store: &mut Store, pipe: &mut Pipe<T>, inline: bool, planned: supra
         phases.commit += t.elapsed();
         Some(turn)
     } else {
-        pipe.queue.push(planned, turn)
+        match pipe.queue.push(planned, turn).expect("commit") {
+            Pushed::Ready(turn, took) => {
+                phases.commit += took.unwrap_or_default();
+                Some(turn)
+            }
+            Pushed::Queued => None,
+        }
     }
 }
 

@@ -124,8 +124,12 @@ impl Logs {
             next = key.value().1 + 1;
             records.push(R::decode(value.value())?);
         }
-        self.start.insert(log, start);
-        self.next.insert(log, next);
+        // Never back: a read while a commit is in flight sees the durable log only, and the
+        // keys and start already planned beyond it must not be handed out again.
+        let planned_start = self.start.entry(log).or_insert(start);
+        *planned_start = (*planned_start).max(start);
+        let planned_next = self.next.entry(log).or_insert(next);
+        *planned_next = (*planned_next).max(next);
         Ok(records)
     }
 
@@ -256,6 +260,15 @@ impl Planned {
             || !self.opened.is_empty()
     }
 
+    /// How many values it inserts or deletes: what its transaction costs beside the fsync.
+    pub fn writes(&self) -> usize {
+        fn of<R>(log: &LogWrites<R>) -> usize {
+            let garbage: u64 = log.garbage.iter().map(|(_, from, to)| to - from).sum();
+            log.records.len() + log.starts.len() + garbage as usize
+        }
+        of(&self.seller) + of(&self.buyer) + self.outbox_add.len() + self.outbox_done.len() + self.opened.len()
+    }
+
     /// Appends a later plan: written in the same transaction, after this one.
     pub fn merge(&mut self, later: Planned) {
         self.seller.extend(later.seller);
@@ -307,14 +320,26 @@ pub struct Committed {
 
 /// Writes planned commits on a thread of its own, in the order submitted, so that a turn's
 /// fsync overlaps the next turn's engine work (issue 15). Each one is reported on the channel
-/// `Store::committer` returns; nothing that follows a commit may act before its report.
+/// `Store::committer` returns; nothing that follows a commit may act before its report. A
+/// small plan may be written on the caller's thread instead (`CommitQueue::push`).
 pub struct Committer {
     tx: Option<std::sync::mpsc::Sender<(u64, Planned)>>,
     thread: Option<std::thread::JoinHandle<()>>,
     next: u64,
+    /// The same database and tables, for a small plan written on the caller's thread.
+    db: std::sync::Arc<Database>,
+    tables: (LogTables, LogTables),
 }
 
 impl Committer {
+    /// Writes `planned` here and now, on the caller's thread; returns how long it took. Only
+    /// while nothing submitted is outstanding (plans are written in order).
+    fn write_now(&self, planned: Planned) -> Result<std::time::Duration, StoreError> {
+        let started = std::time::Instant::now();
+        planned.apply(&self.db, self.tables.0, self.tables.1)?;
+        Ok(started.elapsed())
+    }
+
     /// Queues `planned`; returns its ticket.
     pub fn submit(&mut self, planned: Planned) -> u64 {
         let ticket = self.next;
@@ -327,10 +352,29 @@ impl Committer {
     }
 }
 
+/// The most values (`Planned::writes`) a plan may hold to be written on the node's own thread
+/// when no commit is outstanding. A turn that small is a low rate's one or few messages: handing
+/// it to the commit thread and back would cost two thread wakeups, each of which can take
+/// milliseconds when the other core sleeps (as a VM's idle vCPU does), for no overlap worth
+/// having. A larger plan goes to the commit thread, and the turns behind it pipeline.
+const INLINE_WRITES: usize = 16;
+
+/// What `CommitQueue::push` did with a turn.
+#[derive(Debug, PartialEq)]
+pub enum Pushed<T> {
+    /// Behind or in a commit of the commit thread: carried out when `committed` returns it.
+    Queued,
+    /// May be carried out now: it had nothing to commit, or its small plan was just written on
+    /// this thread (how long that took).
+    Ready(T, Option<std::time::Duration>),
+}
+
 /// Persist before act with a `Committer`: each turn's plan is committed before the turn is
 /// carried out, turns are carried out in order, and while one commit is written the plans of the
 /// turns that end meanwhile merge into the next one (group commit; the engines go on meanwhile).
-/// Generic over what a turn carries out, so that the node and the benches share it.
+/// A small plan with nothing outstanding is written at once on the caller's thread
+/// (`INLINE_WRITES`). Generic over what a turn carries out, so that the node and the benches
+/// share it.
 pub struct CommitQueue<T> {
     committer: Committer,
     /// The commit being written (its ticket) and the turns it carries.
@@ -344,21 +388,25 @@ impl<T> CommitQueue<T> {
         CommitQueue { committer, in_flight: None, waiting: None }
     }
 
-    /// A turn ended with `planned` to commit; returns what may be carried out now (the turn
-    /// itself when it has nothing to commit and nothing is outstanding).
-    pub fn push(&mut self, planned: Planned, turn: T) -> Option<T> {
+    /// A turn ended with `planned` to commit: queues it, or gives it back when it may be carried
+    /// out now (nothing to commit, or a small plan written here; see `Pushed`). An error is a
+    /// failed commit: nothing after it may be carried out.
+    pub fn push(&mut self, planned: Planned, turn: T) -> Result<Pushed<T>, StoreError> {
         if let Some((waiting, turns)) = &mut self.waiting {
             waiting.merge(planned);
             turns.push(turn);
         } else if self.in_flight.is_some() {
             self.waiting = Some((planned, vec![turn]));
-        } else if planned.has_work() {
+        } else if !planned.has_work() {
+            return Ok(Pushed::Ready(turn, None));
+        } else if planned.writes() <= INLINE_WRITES {
+            let took = self.committer.write_now(planned)?;
+            return Ok(Pushed::Ready(turn, Some(took)));
+        } else {
             let ticket = self.committer.submit(planned);
             self.in_flight = Some((ticket, vec![turn]));
-        } else {
-            return Some(turn);
         }
-        None
+        Ok(Pushed::Queued)
     }
 
     /// The committer reported `done`: returns the turns it made durable, in order, and sends
@@ -786,7 +834,7 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
-        Ok((Committer { tx: Some(tx), thread: Some(thread), next: 0 }, done_rx))
+        Ok((Committer { tx: Some(tx), thread: Some(thread), next: 0, db: self.db.clone(), tables: (seller, buyer) }, done_rx))
     }
 
     /// Whether a seller log grew enough to be worth compacting (see `Logs::needs_compaction`).
@@ -936,30 +984,62 @@ mod tests {
 
     /// Persist before act with the commit thread: a turn comes back to be carried out only once
     /// its records (and every earlier turn's) are durable, in order; turns that end during a
-    /// commit share the next one.
+    /// commit share the next one; a small plan with nothing outstanding is written at once.
     #[test]
     fn the_commit_queue_gives_turns_back_in_order_once_durable() {
         let dir = temp("queue");
         let mut store = Store::open(&dir).unwrap();
         let (committer, mut reports) = store.committer().unwrap();
         let mut queue = CommitQueue::new(committer);
-        let plan = |store: &mut Store, next: u64| {
+        let plan = |store: &mut Store, next: u64, records: usize| {
             let mut batch = Batch::default();
-            batch.seller(0, SellerRecord::OfferNonce { next });
+            for _ in 0..records {
+                batch.seller(0, SellerRecord::OfferNonce { next });
+            }
             store.plan(batch)
         };
-        assert_eq!(queue.push(plan(&mut store, 1), "t1"), None, "being committed");
-        assert_eq!(queue.push(plan(&mut store, 2), "t2"), None, "waits for t1's commit");
-        assert_eq!(queue.push(store.plan(Batch::default()), "t3"), None, "nothing to commit, but after t2");
+        let large = INLINE_WRITES + 1;
+        assert_eq!(queue.push(plan(&mut store, 1, large), "t1").unwrap(), Pushed::Queued, "a large plan goes to the commit thread");
+        assert_eq!(queue.push(plan(&mut store, 2, 1), "t2").unwrap(), Pushed::Queued, "a small one waits for t1's commit: plans are written in order");
+        assert_eq!(queue.push(store.plan(Batch::default()), "t3").unwrap(), Pushed::Queued, "nothing to commit, but after t2");
         let first = queue.committed(reports.blocking_recv().unwrap()).unwrap();
         assert_eq!(first, vec!["t1"]);
+        // Read while t2's commit is in flight: the read must not hand t2's key out again (t5's
+        // record below would overwrite t2's).
         assert!(nonces(store.seller_records(0).unwrap()).contains(&1), "t1's record is durable when t1 comes back");
         let second = queue.committed(reports.blocking_recv().unwrap()).unwrap();
         assert_eq!(second, vec!["t2", "t3"], "t2 and t3 shared one commit");
         assert!(queue.is_idle());
-        assert_eq!(queue.push(store.plan(Batch::default()), "t4"), Some("t4"), "nothing outstanding: at once");
-        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![1, 2]);
+        assert_eq!(queue.push(store.plan(Batch::default()), "t4").unwrap(), Pushed::Ready("t4", None), "nothing outstanding: at once");
+        let pushed = queue.push(plan(&mut store, 3, 1), "t5").unwrap();
+        assert!(matches!(pushed, Pushed::Ready("t5", Some(_))), "a small plan, nothing outstanding: written here, then given back ({pushed:?})");
+        assert!(queue.is_idle());
+        assert!(reports.try_recv().is_err(), "the commit thread wrote nothing of it");
+        let mut expected = vec![1; large];
+        expected.extend([2, 3]);
+        assert_eq!(nonces(store.seller_records(0).unwrap()), expected);
         drop(queue);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A log read while a plan is not yet written (a commit in flight) sees the durable log only;
+    /// the keys planned beyond it must not be given out again, or a later record would overwrite
+    /// a planned one.
+    #[test]
+    fn a_read_during_a_commit_does_not_give_planned_keys_out_again() {
+        let dir = temp("read-in-flight");
+        let mut store = Store::open(&dir).unwrap();
+        one_record(&mut store, 1);
+        let mut batch = Batch::default();
+        batch.seller(0, SellerRecord::OfferNonce { next: 2 });
+        let in_flight = store.plan(batch);
+        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![1], "the durable log");
+        let mut batch = Batch::default();
+        batch.seller(0, SellerRecord::OfferNonce { next: 3 });
+        let later = store.plan(batch);
+        store.write(in_flight).unwrap();
+        store.write(later).unwrap();
+        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![1, 2, 3]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -64,7 +64,7 @@ impl Node {
         clock.mark(Phase::Compaction);
         let planned = self.store.plan(batch);
         turn.local_publishes = self.stats.local_publishes;
-        self.enqueue(planned, turn);
+        self.enqueue(planned, turn)?;
         clock.mark(Phase::CarryOut);
         self.last_flush = clock;
         Ok(())
@@ -155,24 +155,33 @@ impl Node {
         }
     }
 
-    /// Commits a turn's plan, then carries out the turn (see `CommitQueue`).
-    fn enqueue(&mut self, planned: Planned, turn: Turn) {
-        if let Some(turn) = self.commits.push(planned, turn) {
+    /// Commits a turn's plan, then carries out the turn (see `CommitQueue`). A failed commit
+    /// stops the broker.
+    fn enqueue(&mut self, planned: Planned, turn: Turn) -> Result<(), StoreError> {
+        if let Pushed::Ready(turn, took) = self.commits.push(planned, turn)? {
+            if let Some(took) = took {
+                self.observe_commit(took);
+            }
             self.carry_out(turn);
         }
+        Ok(())
     }
 
     /// A commit is durable (or failed: the broker stops): its turns are carried out.
     pub(super) fn on_committed(&mut self, done: Committed) -> Result<(), StoreError> {
-        self.observer.commit(done.took);
-        if done.took > SLOW_TURN {
-            // Every message of the turns it carries waited as long (the disk, or a large commit).
-            tracing::warn!("slow commit of {}: {:.1} ms", self.me.address(), done.took.as_secs_f64() * 1e3);
-        }
+        self.observe_commit(done.took);
         for turn in self.commits.committed(done)? {
             self.carry_out(turn);
         }
         Ok(())
+    }
+
+    fn observe_commit(&mut self, took: Duration) {
+        self.observer.commit(took);
+        if took > SLOW_TURN {
+            // Every message of the turns it carries waited as long (the disk, or a large commit).
+            tracing::warn!("slow commit of {}: {:.1} ms", self.me.address(), took.as_secs_f64() * 1e3);
+        }
     }
 
     /// Waits until every turn is committed and carried out (a graceful stop).
@@ -219,12 +228,12 @@ impl Node {
 
     /// Removes from the outbox everything the local MQTT broker has taken, in the next commit
     /// without waiting (at a restart's replay and at a graceful stop).
-    pub(super) fn forget_now(&mut self) {
+    pub(super) fn forget_now(&mut self) -> Result<(), StoreError> {
         self.collect_handed_over();
         self.forget_by = None;
         let forgotten = std::mem::take(&mut self.forgetting);
         if forgotten.is_empty() {
-            return;
+            return Ok(());
         }
         let mut batch = Batch::default();
         for (channel, seq) in &forgotten {
@@ -232,7 +241,7 @@ impl Node {
         }
         let planned = self.store.plan(batch);
         let turn = Turn { forgotten, local_publishes: self.stats.local_publishes, ..Turn::default() };
-        self.enqueue(planned, turn);
+        self.enqueue(planned, turn)
     }
 
     /// Counts the durable removal of `done` from the outbox.

@@ -34,7 +34,7 @@ use crate::observe::{BoughtSnapshot, Observer, Snapshot, StreamSnapshot};
 const MAX_SOLD_PLAINTEXT_BYTES: usize = crate::config::MAX_SOLD_PAYLOAD_BYTES + 1024;
 use crate::peer::{LinkEvent, LinkId, LinkSender, Role};
 use crate::status::{ChannelRole, ChannelStatusLine};
-use crate::store::{Batch, CommitQueue, Committed, Planned, Store, StoreError};
+use crate::store::{Batch, CommitQueue, Committed, Planned, Pushed, Store, StoreError};
 use crate::workers::Workers;
 
 mod chain;
@@ -360,8 +360,7 @@ impl Node {
             *self.outbox_held.entry(channel).or_default() += 1;
             self.publish_locally(channel, seq, &publication);
         }
-        self.forget_now();
-        Ok(())
+        self.forget_now()
     }
 
     fn job(&self, origin: Origin, call: Call) {
@@ -463,7 +462,7 @@ impl Node {
         self.flush()?;
         self.settle_commits(&mut commits).await?;
         self.mqtt.finish().await;
-        self.forget_now();
+        self.forget_now()?;
         self.settle_commits(&mut commits).await?;
         tracing::info!("node stopped: {} local publishes taken, {} delivered in this run, state committed", self.stats.local_publishes, self.stats.delivered);
         Ok(())
