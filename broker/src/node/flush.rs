@@ -368,7 +368,7 @@ impl TurnClock {
         let ms = |d: Duration| d.as_secs_f64() * 1e3;
         let [engines, drain, carry_out, compaction] = self.took;
         format!(
-            "engines {:.1} ms, drain {:.1} ms, compaction snapshots {:.1} ms, commit handed over or turn carried out {:.1} ms",
+            "engines {:.1} ms, drain {:.1} ms, compaction snapshots {:.1} ms, commit (written here when small, else handed over) and carry-out {:.1} ms",
             ms(engines),
             ms(drain),
             ms(compaction),
