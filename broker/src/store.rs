@@ -110,24 +110,25 @@ impl Logs {
     }
 
     /// Reads log `log` in order and remembers where it starts and ends (and the garbage before it).
+    /// A read while a commit is in flight sees the durable log only: the start and keys already
+    /// planned beyond it are kept, never moved back (a key given out again would let a later
+    /// record overwrite a planned one).
     fn read<R: Record>(&mut self, txn: &redb::ReadTransaction, log: u64) -> Result<Vec<R>, StoreError> {
         let table = txn.open_table(self.tables.table)?;
-        let start = txn.open_table(self.tables.starts)?.get(log)?.map_or(0, |v| v.value());
+        let durable_start = txn.open_table(self.tables.starts)?.get(log)?.map_or(0, |v| v.value());
+        let start = self.start.get(&log).map_or(durable_start, |planned| (*planned).max(durable_start));
         self.garbage.retain(|(l, ..)| *l != log);
         if let Some(first) = table.range((log, 0)..(log, start))?.next() {
             self.garbage.push((log, first?.0.value().1, start));
         }
         let mut records = Vec::new();
-        let mut next = start;
-        for entry in table.range((log, start)..=(log, u64::MAX))? {
+        let mut next = durable_start;
+        for entry in table.range((log, durable_start)..=(log, u64::MAX))? {
             let (key, value) = entry?;
             next = key.value().1 + 1;
             records.push(R::decode(value.value())?);
         }
-        // Never back: a read while a commit is in flight sees the durable log only, and the
-        // keys and start already planned beyond it must not be handed out again.
-        let planned_start = self.start.entry(log).or_insert(start);
-        *planned_start = (*planned_start).max(start);
+        self.start.insert(log, start);
         let planned_next = self.next.entry(log).or_insert(next);
         *planned_next = (*planned_next).max(next);
         Ok(records)
@@ -1040,6 +1041,20 @@ mod tests {
         store.write(in_flight).unwrap();
         store.write(later).unwrap();
         assert_eq!(nonces(store.seller_records(0).unwrap()), vec![1, 2, 3]);
+        // The same with a compaction in flight: the log's new start is kept too.
+        let mut batch = Batch::default();
+        batch.replace_seller_log(0, vec![SellerRecord::OfferNonce { next: 10 }]);
+        let in_flight = store.plan(batch);
+        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![1, 2, 3], "the durable log");
+        let mut batch = Batch::default();
+        batch.seller(0, SellerRecord::OfferNonce { next: 11 });
+        let later = store.plan(batch);
+        store.write(in_flight).unwrap();
+        store.write(later).unwrap();
+        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![10, 11]);
+        drop(store);
+        let mut store = Store::open(&dir).unwrap();
+        assert_eq!(nonces(store.seller_records(0).unwrap()), vec![10, 11], "reopened");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
