@@ -417,7 +417,7 @@ impl Judge {
             while std::time::Instant::now() < replace_at && !dropped {
                 for hash in &sent {
                     if let Some(receipt) = self.provider.get_transaction_receipt(*hash).await.map_err(rpc)? {
-                        return self.confirmed(receipt).await;
+                        return self.confirmed(receipt, &request).await;
                     }
                 }
                 // Transactions of ours before this nonce are gone from the chain (a
@@ -441,10 +441,16 @@ impl Judge {
             if self.provider.get_transaction_count(self.from).latest().await.map_err(rpc)? > nonce {
                 for hash in &sent {
                     if let Some(receipt) = self.provider.get_transaction_receipt(*hash).await.map_err(rpc)? {
-                        return self.confirmed(receipt).await;
+                        return self.confirmed(receipt, &request).await;
                     }
                 }
                 return Err(JudgeError::Rpc(format!("nonce {nonce} was used by another transaction")));
+            }
+            // Gone without a trace: the chain may have moved since the estimate (a
+            // reorganisation takes its time back, another transaction changes the state). Sent
+            // again blind, it could only be mined to revert: check it still passes first.
+            if dropped {
+                self.still_passes(&request).await?;
             }
             (max_fee, tip) = (bump(max_fee), bump(tip));
             let why = if dropped { "was dropped".to_owned() } else { format!("not mined after {:?}", self.policy.replace_after) };
@@ -452,10 +458,27 @@ impl Judge {
         }
     }
 
-    /// Waits for `receipt`'s confirmations, checks it is still in the chain, and sums it up.
-    async fn confirmed(&self, receipt: TransactionReceipt) -> Result<Receipt, JudgeError> {
+    /// Checks against the pending state that `request` would go through now: the judge's refusal
+    /// if not (a time-bound one says when it passes).
+    async fn still_passes(&self, request: &alloy::rpc::types::TransactionRequest) -> Result<(), JudgeError> {
+        let probe = alloy::rpc::types::TransactionRequest { gas: None, ..request.clone() };
+        match self.provider.estimate_gas(probe).block(alloy::eips::BlockId::pending()).await {
+            Ok(_) => Ok(()),
+            Err(e) => Err(JudgeError::from_contract(alloy::contract::Error::TransportError(e))),
+        }
+    }
+
+    /// Waits for `receipt` (of `request`)'s confirmations, checks it is still in the chain, and
+    /// sums it up.
+    async fn confirmed(&self, receipt: TransactionReceipt, request: &alloy::rpc::types::TransactionRequest) -> Result<Receipt, JudgeError> {
         if !receipt.status() {
-            return Err(JudgeError::Reverted(receipt.transaction_hash));
+            // A receipt carries no revert reason. The chain moved between the estimate and the
+            // block: if the judge still refuses the call, that refusal says why (and a refusal
+            // for now tells the caller when to try again).
+            return Err(match self.still_passes(request).await {
+                Err(refusal @ (JudgeError::Refused(_) | JudgeError::TooEarly { .. } | JudgeError::NotNow(_))) => refusal,
+                _ => JudgeError::Reverted(receipt.transaction_hash),
+            });
         }
         let mined = summary(&receipt);
         if self.policy.confirmations == 0 {

@@ -305,6 +305,91 @@ async fn a_posting_in_time_answers_even_when_defend_lands_late() {
     drop(p.devnet);
 }
 
+/// A settle sent while the chain allowed it, then the chain's time goes back before
+/// `T_closure` elapsed (a reorganisation rewinds it to the common block's time) while the settle
+/// waits in the pool; with `dropped`, the pool loses it too. Returns what `settle` answered and
+/// how many transactions of the buyer's were mined meanwhile.
+async fn settle_when_time_goes_back(dropped: bool) -> (Result<supra_judge::Receipt, JudgeError>, u64) {
+    use alloy::providers::Provider;
+    let p = parties().await;
+    let (seller_key, seller) = &p.seller;
+    let (buyer_key, buyer) = &p.buyer;
+    let now = seller.block_timestamp().await.unwrap();
+    let o = offer(seller_key.address(), buyer_key.address(), now + 600, 1);
+    let offer_sig = seller_key.sign(&seller.domain().digest(&o));
+    let (channel, _) = buyer.open(&o, offer_sig.as_bytes(), U256::from(10 * PRICE)).await.expect("open");
+    buyer.request_close(channel).await.expect("close");
+    let closing = buyer.channel(channel).await.unwrap();
+    let settle_after = closing.close_requested_at + u64::from(closing.t_closure);
+    buyer.increase_time(u64::from(closing.t_closure) + 1).await.unwrap();
+
+    let rpc = buyer.provider().clone();
+    let dev = |method: &'static str, params: serde_json::Value| {
+        let rpc = rpc.clone();
+        async move {
+            let _: serde_json::Value = rpc.raw_request(method.into(), params).await.unwrap_or_else(|e| panic!("{method}: {e}"));
+        }
+    };
+    // The buyer's transactions waiting in the pool.
+    let pooled = |rpc: alloy::providers::DynProvider, from: Address| async move {
+        let pool: serde_json::Value = rpc.raw_request("txpool_content".into(), ()).await.expect("txpool_content");
+        let by_sender = pool["pending"].as_object().cloned().unwrap_or_default();
+        let ours = by_sender.into_iter().find(|(sender, _)| sender.eq_ignore_ascii_case(&from.to_string()));
+        ours.and_then(|(_, txs)| txs.as_object().cloned()).unwrap_or_default().into_values().map(|tx| tx["hash"].as_str().unwrap().to_owned()).collect::<Vec<_>>()
+    };
+    let nonce_before = rpc.get_transaction_count(buyer_key.address()).await.unwrap();
+    dev("evm_setAutomine", serde_json::json!([false])).await;
+    let quick = buyer.clone().with_policy(supra_judge::TxPolicy { poll: std::time::Duration::from_millis(20), ..Default::default() });
+    let settling = tokio::spawn(async move { quick.settle(channel).await });
+    let start = std::time::Instant::now();
+    let sent = loop {
+        if let Some(hash) = pooled(rpc.clone(), buyer_key.address()).await.pop() {
+            break hash;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(20), "the settle reached the pool");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    dev("evm_setTime", serde_json::json!([settle_after - 30])).await;
+    if dropped {
+        dev("anvil_dropTransaction", serde_json::json!([sent])).await;
+    } else {
+        dev("evm_mine", serde_json::json!([])).await;
+    }
+    // Whatever the buyer sends from now on is mined, until `settle` answers.
+    while !settling.is_finished() {
+        if !pooled(rpc.clone(), buyer_key.address()).await.is_empty() {
+            dev("evm_mine", serde_json::json!([])).await;
+        }
+        assert!(start.elapsed() < std::time::Duration::from_secs(30), "settle answered");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    dev("evm_setAutomine", serde_json::json!([true])).await;
+    let mined = rpc.get_transaction_count(buyer_key.address()).await.unwrap() - nonce_before;
+    let answer = settling.await.unwrap();
+    if let Err(JudgeError::TooEarly { until, .. }) = &answer {
+        assert_eq!(*until, settle_after, "the refusal says when the settle passes");
+    }
+    drop(p.devnet);
+    (answer, mined)
+}
+
+#[tokio::test]
+async fn a_dropped_transaction_is_checked_again_before_it_is_sent_again() {
+    // Sent again as it was, the settle would be mined and revert: gas spent, and an opaque
+    // `Reverted` the broker takes as final. Checked first, it is refused for now, with the
+    // time at which it passes, and nothing is mined.
+    let (answer, mined) = settle_when_time_goes_back(true).await;
+    assert!(matches!(&answer, Err(JudgeError::TooEarly { refusal, .. }) if refusal.contains("ClosureNotElapsed")), "{answer:?}");
+    assert_eq!(mined, 0, "no transaction bound to revert was mined");
+}
+
+#[tokio::test]
+async fn a_transaction_mined_and_reverted_says_why_when_the_judge_still_refuses_it() {
+    let (answer, mined) = settle_when_time_goes_back(false).await;
+    assert_eq!(mined, 1, "the settle was mined (and reverted)");
+    assert!(matches!(&answer, Err(JudgeError::TooEarly { refusal, .. }) if refusal.contains("ClosureNotElapsed")), "{answer:?}");
+}
+
 async fn gas_price(judge: &Judge, tx: B256) -> u128 {
     use alloy::providers::Provider;
     let receipt = judge.provider().get_transaction_receipt(tx).await.unwrap().unwrap();
