@@ -1,8 +1,10 @@
-//! Durable state in one redb file (`<data_dir>/supra.redb`).
+//! Durable state in one redb file (`<data_dir>/supra.redb`), with a commit journal in front of it
+//! (`<data_dir>/supra.journal`, see `journal`).
 //!
 //! The engines' records are appended to per-stream and per-channel logs; a [`Batch`] gathers every
-//! write of one turn of the broker's loop and commits it in one fsync'd transaction, before the
-//! actions that follow the records are carried out (persist before act, with group commit). Logs
+//! write of one turn of the broker's loop and commits it at once (its journal record synced, then
+//! one redb transaction), before the actions that follow the records are carried out (persist
+//! before act, with group commit). Logs
 //! are compacted by replacing them with the engine's `snapshot()` in a turn's commit (appended,
 //! then the log's start moved past the old records, which later commits delete a few at a time:
 //! see `Logs`).
@@ -12,7 +14,6 @@
 //! before the `open` transaction, so a crash cannot leave a deposit locked in an unknown channel),
 //! and the chain event cursor.
 
-use std::collections::HashMap;
 use std::path::Path;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -52,401 +53,19 @@ const MARKET: TableDefinition<&str, &[u8]> = TableDefinition::new("market");
 const NEXT_STREAM: &str = "next_stream_number";
 const NEXT_CHANNEL: &str = "next_channel_index";
 const CHAIN_CURSOR: &str = "chain_cursor";
+/// The last plan (journal LSN) this database holds.
+const JOURNAL_LSN: &str = "journal_lsn";
+/// A random id made with the redb file: its journal's records carry it.
+const STORE_ID: &str = "store_id";
 
-/// An engine record kind stored in a log.
-trait Record: Sized {
-    /// Encodes into `buf`, replacing its contents.
-    fn encode_into(&self, buf: &mut Vec<u8>) -> Result<(), StoreError>;
-    fn decode(bytes: &[u8]) -> Result<Self, StoreError>;
-}
+mod commit;
+mod journal;
+mod logs;
 
-macro_rules! record {
-    ($t:ty) => {
-        impl Record for $t {
-            fn encode_into(&self, buf: &mut Vec<u8>) -> Result<(), StoreError> {
-                <$t>::encode_into(self, buf).map_err(|e| StoreError::Corrupt(e.to_string()))
-            }
-            fn decode(bytes: &[u8]) -> Result<Self, StoreError> {
-                <$t>::decode(bytes).map_err(|e| StoreError::Corrupt(e.to_string()))
-            }
-        }
-    };
-}
-record!(SellerRecord);
-record!(BuyerRecord);
-
-/// One family of append-only record logs (the sellers' per stream, or the buyers' per channel):
-/// its table, where each log starts (a compaction moves the start), the next record number of
-/// each log, each log's size after its last compaction, and the records a compaction left behind,
-/// still to delete.
-///
-/// A compaction does not delete the old records in its own transaction: it appends the snapshot
-/// after them and moves the log's start past them, atomically; the old records are then deleted a
-/// few at a time by later commits (see `Logs::collect`). Deleting a 20,000-record log in the
-/// compaction's transaction held the node's turn, and every message behind it, for 10 ms (a
-/// 50-record snapshot) to 90 ms (2,000 records) on this machine's disk. The snapshot itself is
-/// written by the turn's own commit (`Batch::replace_seller_log`): a transaction of its own
-/// cost one more fsync, and its turn waited for both.
-struct Logs {
-    tables: LogTables,
-    start: HashMap<u64, u64>,
-    next: HashMap<u64, u64>,
-    compacted: HashMap<u64, u64>,
-    /// (log, from, to): records `from..to` of `log` are garbage left by a compaction.
-    garbage: Vec<(u64, u64, u64)>,
-}
-
-/// The two tables of a family of logs: records, and where each log starts. All the commit thread
-/// needs of a `Logs`.
-#[derive(Clone, Copy)]
-struct LogTables {
-    table: TableDefinition<'static, (u64, u64), &'static [u8]>,
-    starts: TableDefinition<'static, u64, u64>,
-}
-
-impl Logs {
-    fn new(table: TableDefinition<'static, (u64, u64), &'static [u8]>, starts: TableDefinition<'static, u64, u64>) -> Logs {
-        Logs { tables: LogTables { table, starts }, start: HashMap::new(), next: HashMap::new(), compacted: HashMap::new(), garbage: Vec::new() }
-    }
-
-    /// Reads log `log` in order and remembers where it starts and ends (and the garbage before it).
-    /// A read while a commit is in flight sees the durable log only: the start and keys already
-    /// planned beyond it are kept, never moved back (a key given out again would let a later
-    /// record overwrite a planned one).
-    fn read<R: Record>(&mut self, txn: &redb::ReadTransaction, log: u64) -> Result<Vec<R>, StoreError> {
-        let table = txn.open_table(self.tables.table)?;
-        let durable_start = txn.open_table(self.tables.starts)?.get(log)?.map_or(0, |v| v.value());
-        let start = self.start.get(&log).map_or(durable_start, |planned| (*planned).max(durable_start));
-        self.garbage.retain(|(l, ..)| *l != log);
-        if let Some(first) = table.range((log, 0)..(log, start))?.next() {
-            self.garbage.push((log, first?.0.value().1, start));
-        }
-        let mut records = Vec::new();
-        let mut next = durable_start;
-        for entry in table.range((log, durable_start)..=(log, u64::MAX))? {
-            let (key, value) = entry?;
-            next = key.value().1 + 1;
-            records.push(R::decode(value.value())?);
-        }
-        self.start.insert(log, start);
-        let planned_next = self.next.entry(log).or_insert(next);
-        *planned_next = (*planned_next).max(next);
-        Ok(records)
-    }
-
-    /// Gives each record its key (the next of its log).
-    fn append<R>(&mut self, records: Vec<(u64, R)>, out: &mut Vec<((u64, u64), R)>) {
-        for (log, record) in records {
-            let next = self.next.entry(log).or_insert(0);
-            out.push(((log, *next), record));
-            *next += 1;
-        }
-    }
-
-    /// Chooses up to `budget` records of garbage to delete.
-    fn collect(&mut self, mut budget: u64, out: &mut Vec<(u64, u64, u64)>) {
-        while budget > 0 {
-            let Some((log, from, to)) = self.garbage.last_mut() else { break };
-            let end = (*from + budget).min(*to);
-            out.push((*log, *from, end));
-            budget -= end - *from;
-            *from = end;
-            if *from >= *to {
-                self.garbage.pop();
-            }
-        }
-    }
-
-    /// Records of garbage left.
-    fn garbage(&self) -> u64 {
-        self.garbage.iter().map(|(_, from, to)| to - from).sum()
-    }
-
-    /// Past `threshold` records and twice its size after the last compaction: a log with a large
-    /// legitimate backlog is not rewritten on every commit.
-    fn needs_compaction(&self, log: u64, threshold: u64) -> bool {
-        let len = self.next.get(&log).copied().unwrap_or(0).saturating_sub(self.start.get(&log).copied().unwrap_or(0));
-        len > threshold.max(2 * self.compacted.get(&log).copied().unwrap_or(0))
-    }
-
-    /// Replaces log `log` with an equivalent snapshot: the snapshot is appended and the log's
-    /// start moved to it (in the same transaction); the records before it (among them any the
-    /// same transaction appended: the snapshot includes them) become garbage.
-    fn replace<R>(&mut self, log: u64, snapshot: Vec<R>, out: &mut Vec<((u64, u64), R)>, starts: &mut Vec<(u64, u64)>) {
-        let count = snapshot.len() as u64;
-        let old_start = self.start.get(&log).copied().unwrap_or(0);
-        let start = self.next.get(&log).copied().unwrap_or(0);
-        out.extend(snapshot.into_iter().enumerate().map(|(i, record)| ((log, start + i as u64), record)));
-        starts.push((log, start));
-        self.start.insert(log, start);
-        self.next.insert(log, start + count);
-        self.compacted.insert(log, count);
-        if old_start < start {
-            self.garbage.push((log, old_start, start));
-        }
-    }
-}
-
-/// One family of logs' part of a commit, planned: records with their keys, moved log starts,
-/// garbage ranges to delete.
-struct LogWrites<R> {
-    records: Vec<((u64, u64), R)>,
-    starts: Vec<(u64, u64)>,
-    garbage: Vec<(u64, u64, u64)>,
-}
-
-impl<R> Default for LogWrites<R> {
-    fn default() -> Self {
-        LogWrites { records: Vec::new(), starts: Vec::new(), garbage: Vec::new() }
-    }
-}
-
-impl<R: Record> LogWrites<R> {
-    fn is_empty(&self) -> bool {
-        self.records.is_empty() && self.starts.is_empty() && self.garbage.is_empty()
-    }
-
-    fn extend(&mut self, other: LogWrites<R>) {
-        self.records.extend(other.records);
-        self.starts.extend(other.starts);
-        self.garbage.extend(other.garbage);
-    }
-
-    /// Writes inside `txn`: records, then starts, then deletions (a later turn's garbage may be
-    /// records an earlier turn of the same transaction appended).
-    fn apply(self, txn: &redb::WriteTransaction, logs: LogTables, buf: &mut Vec<u8>) -> Result<(), StoreError> {
-        if self.is_empty() {
-            return Ok(());
-        }
-        let mut table = txn.open_table(logs.table)?;
-        for (key, record) in self.records {
-            record.encode_into(buf)?;
-            table.insert(key, buf.as_slice())?;
-        }
-        let mut starts = txn.open_table(logs.starts)?;
-        for (log, start) in self.starts {
-            starts.insert(log, start)?;
-        }
-        for (log, from, to) in self.garbage {
-            for n in from..to {
-                table.remove((log, n))?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// What one durable transaction writes, planned on the node's thread (keys given, garbage
-/// chosen: the logs' bookkeeping stays there, in order) and written by `Store::write` or by the
-/// `Committer`'s thread, which also encodes the records. Several turns' plans merge into one
-/// transaction (`Planned::merge`), their order kept.
-#[derive(Default)]
-pub struct Planned {
-    seller: LogWrites<SellerRecord>,
-    buyer: LogWrites<BuyerRecord>,
-    outbox_add: Vec<(u64, u64, OutboxEntry)>,
-    outbox_done: Vec<(u64, u64)>,
-    cursor: Option<u64>,
-    opened: Vec<ChannelId>,
-}
-
-impl Planned {
-    /// True when there is anything to write.
-    pub fn has_work(&self) -> bool {
-        !self.seller.is_empty()
-            || !self.buyer.is_empty()
-            || !self.outbox_add.is_empty()
-            || !self.outbox_done.is_empty()
-            || self.cursor.is_some()
-            || !self.opened.is_empty()
-    }
-
-    /// How many values it inserts or deletes: what its transaction costs beside the fsync.
-    pub fn writes(&self) -> usize {
-        fn of<R>(log: &LogWrites<R>) -> usize {
-            let garbage: u64 = log.garbage.iter().map(|(_, from, to)| to - from).sum();
-            log.records.len() + log.starts.len() + garbage as usize
-        }
-        of(&self.seller) + of(&self.buyer) + self.outbox_add.len() + self.outbox_done.len() + self.opened.len()
-    }
-
-    /// Appends a later plan: written in the same transaction, after this one.
-    pub fn merge(&mut self, later: Planned) {
-        self.seller.extend(later.seller);
-        self.buyer.extend(later.buyer);
-        self.outbox_add.extend(later.outbox_add);
-        self.outbox_done.extend(later.outbox_done);
-        self.cursor = later.cursor.or(self.cursor);
-        self.opened.extend(later.opened);
-    }
-
-    fn apply(self, db: &Database, seller: LogTables, buyer: LogTables) -> Result<(), StoreError> {
-        let txn = db.begin_write()?;
-        // One buffer for every value this transaction encodes.
-        let mut buf = Vec::with_capacity(1024);
-        self.seller.apply(&txn, seller, &mut buf)?;
-        self.buyer.apply(&txn, buyer, &mut buf)?;
-        {
-            let mut outbox = txn.open_table(OUTBOX)?;
-            for (channel, seq, entry) in self.outbox_add {
-                entry.encode_into(&mut buf);
-                outbox.insert((channel, seq), buf.as_slice())?;
-            }
-            for (channel, seq) in self.outbox_done {
-                outbox.remove((channel, seq))?;
-            }
-            if let Some(block) = self.cursor {
-                txn.open_table(META)?.insert(CHAIN_CURSOR, block)?;
-            }
-            if !self.opened.is_empty() {
-                let mut opening = txn.open_table(OPENING)?;
-                for id in self.opened {
-                    opening.remove(id.0.to_be_bytes::<32>().as_slice())?;
-                }
-            }
-        }
-        blocking(|| txn.commit())?;
-        Ok(())
-    }
-}
-
-/// A commit written by the `Committer`: its ticket, how long the transaction took, and whether
-/// it is durable.
-#[derive(Debug)]
-pub struct Committed {
-    pub ticket: u64,
-    pub took: std::time::Duration,
-    pub result: Result<(), StoreError>,
-}
-
-/// Writes planned commits on a thread of its own, in the order submitted, so that a turn's
-/// fsync overlaps the next turn's engine work (issue 15). Each one is reported on the channel
-/// `Store::committer` returns; nothing that follows a commit may act before its report. A
-/// small plan may be written on the caller's thread instead (`CommitQueue::push`).
-pub struct Committer {
-    tx: Option<std::sync::mpsc::Sender<(u64, Planned)>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-    next: u64,
-    /// The same database and tables, for a small plan written on the caller's thread.
-    db: std::sync::Arc<Database>,
-    tables: (LogTables, LogTables),
-}
-
-impl Committer {
-    /// Writes `planned` here and now, on the caller's thread; returns how long it took. Only
-    /// while nothing submitted is outstanding (plans are written in order).
-    fn write_now(&self, planned: Planned) -> Result<std::time::Duration, StoreError> {
-        let started = std::time::Instant::now();
-        planned.apply(&self.db, self.tables.0, self.tables.1)?;
-        Ok(started.elapsed())
-    }
-
-    /// Queues `planned`; returns its ticket.
-    pub fn submit(&mut self, planned: Planned) -> u64 {
-        let ticket = self.next;
-        self.next += 1;
-        if let Some(tx) = &self.tx {
-            // The thread only stops when this sender is dropped.
-            let _ = tx.send((ticket, planned));
-        }
-        ticket
-    }
-}
-
-/// The most values (`Planned::writes`) a plan may hold to be written on the node's own thread
-/// when no commit is outstanding. A turn that small is a low rate's one or few messages: handing
-/// it to the commit thread and back would cost two thread wakeups, each of which can take
-/// milliseconds when the other core sleeps (as a VM's idle vCPU does), for no overlap worth
-/// having. A larger plan goes to the commit thread, and the turns behind it pipeline.
-const INLINE_WRITES: usize = 16;
-
-/// What `CommitQueue::push` did with a turn.
-#[derive(Debug, PartialEq)]
-pub enum Pushed<T> {
-    /// Behind or in a commit of the commit thread: carried out when `committed` returns it.
-    Queued,
-    /// May be carried out now: it had nothing to commit, or its small plan was just written on
-    /// this thread (how long that took).
-    Ready(T, Option<std::time::Duration>),
-}
-
-/// Persist before act with a `Committer`: each turn's plan is committed before the turn is
-/// carried out, turns are carried out in order, and while one commit is written the plans of the
-/// turns that end meanwhile merge into the next one (group commit; the engines go on meanwhile).
-/// A small plan with nothing outstanding is written at once on the caller's thread
-/// (`INLINE_WRITES`). Generic over what a turn carries out, so that the node and the benches
-/// share it.
-pub struct CommitQueue<T> {
-    committer: Committer,
-    /// The commit being written (its ticket) and the turns it carries.
-    in_flight: Option<(u64, Vec<T>)>,
-    /// Turns ended while it is written: their merged plan is the next commit.
-    waiting: Option<(Planned, Vec<T>)>,
-}
-
-impl<T> CommitQueue<T> {
-    pub fn new(committer: Committer) -> CommitQueue<T> {
-        CommitQueue { committer, in_flight: None, waiting: None }
-    }
-
-    /// A turn ended with `planned` to commit: queues it, or gives it back when it may be carried
-    /// out now (nothing to commit, or a small plan written here; see `Pushed`). An error is a
-    /// failed commit: nothing after it may be carried out.
-    pub fn push(&mut self, planned: Planned, turn: T) -> Result<Pushed<T>, StoreError> {
-        if let Some((waiting, turns)) = &mut self.waiting {
-            waiting.merge(planned);
-            turns.push(turn);
-        } else if self.in_flight.is_some() {
-            self.waiting = Some((planned, vec![turn]));
-        } else if !planned.has_work() {
-            return Ok(Pushed::Ready(turn, None));
-        } else if planned.writes() <= INLINE_WRITES {
-            let took = self.committer.write_now(planned)?;
-            return Ok(Pushed::Ready(turn, Some(took)));
-        } else {
-            let ticket = self.committer.submit(planned);
-            self.in_flight = Some((ticket, vec![turn]));
-        }
-        Ok(Pushed::Queued)
-    }
-
-    /// The committer reported `done`: returns the turns it made durable, in order, and sends
-    /// the waiting ones' plan (or returns them too, when they have nothing to commit). A failed
-    /// commit is an error: nothing after it may be carried out.
-    pub fn committed(&mut self, done: Committed) -> Result<Vec<T>, StoreError> {
-        done.result?;
-        let Some((ticket, mut turns)) = self.in_flight.take() else { return Ok(Vec::new()) };
-        debug_assert_eq!(ticket, done.ticket, "commits are reported in order");
-        if let Some((planned, waiting)) = self.waiting.take() {
-            if planned.has_work() {
-                let ticket = self.committer.submit(planned);
-                self.in_flight = Some((ticket, waiting));
-            } else {
-                turns.extend(waiting);
-            }
-        }
-        Ok(turns)
-    }
-
-    /// Turns wait behind the commit being written.
-    pub fn is_backed_up(&self) -> bool {
-        self.waiting.is_some()
-    }
-
-    /// Nothing is being committed or waiting.
-    pub fn is_idle(&self) -> bool {
-        self.in_flight.is_none()
-    }
-}
-
-impl Drop for Committer {
-    fn drop(&mut self) {
-        drop(self.tx.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
+pub use commit::{CommitQueue, Committed, Committer, Planned, Pushed};
+use commit::{Target, Writes};
+use journal::Journal;
+use logs::Logs;
 
 /// A storage failure. The broker stops on one: acting without persisting could lose money.
 #[derive(Debug, thiserror::Error)]
@@ -570,11 +189,18 @@ pub struct Store {
     db: std::sync::Arc<Database>,
     seller: Logs,
     buyer: Logs,
+    /// Where plans go (the same database, behind the journal).
+    target: Target,
 }
 
 impl Store {
     /// Opens (or creates) the store in `dir`.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        Store::open_with_journal(dir, journal::JOURNAL_BYTES)
+    }
+
+    /// The same with a journal of `journal_bytes` (a test's small one checkpoints often).
+    fn open_with_journal(dir: &Path, journal_bytes: u64) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
         let db = Database::create(dir.join("supra.redb"))?;
         let txn = db.begin_write()?;
@@ -593,7 +219,39 @@ impl Store {
             txn.open_table(MARKET)?;
         }
         txn.commit()?;
-        Ok(Store { db: std::sync::Arc::new(db), seller: Logs::new(SELLER_LOG, SELLER_LOG_START), buyer: Logs::new(BUYER_LOG, BUYER_LOG_START) })
+        let (seller, buyer) = (Logs::new(SELLER_LOG, SELLER_LOG_START), Logs::new(BUYER_LOG, BUYER_LOG_START));
+        let logs = (seller.tables, buyer.tables);
+        // The plans journaled after redb's last durable commit are written again, durably, in
+        // one transaction; then the journal starts over.
+        let (id, applied) = {
+            let txn = db.begin_read()?;
+            let meta = txn.open_table(META)?;
+            let get = |key: &str| -> Result<Option<u64>, StoreError> { Ok(meta.get(key)?.map(|v| v.value())) };
+            (get(STORE_ID)?, get(JOURNAL_LSN)?.unwrap_or(0))
+        };
+        let id = match id {
+            Some(id) => id,
+            None => {
+                let id = rand::random::<u64>();
+                let txn = db.begin_write()?;
+                txn.open_table(META)?.insert(STORE_ID, id)?;
+                txn.commit()?;
+                id
+            }
+        };
+        let (mut journal, replay) = Journal::open(&dir.join("supra.journal"), id, applied, journal_bytes)?;
+        if let Some((last, _)) = replay.last() {
+            let txn = db.begin_write()?;
+            for (lsn, record) in &replay {
+                Writes::from_bytes(record)?.write(&txn, logs, *lsn)?;
+            }
+            txn.commit()?;
+            tracing::info!("store: {} commits after plan {applied} written again from the journal (up to plan {last})", replay.len());
+        }
+        journal.restart();
+        let db = std::sync::Arc::new(db);
+        let target = Target { db: db.clone(), logs, journal: std::sync::Arc::new(std::sync::Mutex::new(journal)) };
+        Ok(Store { db, seller, buyer, target })
     }
 
     fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
@@ -811,7 +469,7 @@ impl Store {
         if !planned.has_work() {
             return Ok(());
         }
-        planned.apply(&self.db, self.seller.tables, self.buyer.tables)
+        self.target.write(planned)
     }
 
     /// A thread that writes plans in the order submitted, and the channel on which it reports
@@ -819,14 +477,13 @@ impl Store {
     pub fn committer(&self) -> Result<(Committer, tokio::sync::mpsc::UnboundedReceiver<Committed>), StoreError> {
         let (tx, rx) = std::sync::mpsc::channel::<(u64, Planned)>();
         let (done_tx, done_rx) = tokio::sync::mpsc::unbounded_channel();
-        let db = self.db.clone();
-        let (seller, buyer) = (self.seller.tables, self.buyer.tables);
+        let target = self.target.clone();
         let thread = std::thread::Builder::new()
             .name("supra-commit".into())
             .spawn(move || {
                 for (ticket, planned) in rx {
                     let started = std::time::Instant::now();
-                    let result = planned.apply(&db, seller, buyer);
+                    let result = target.write(planned);
                     let failed = result.is_err();
                     if done_tx.send(Committed { ticket, took: started.elapsed(), result }).is_err() || failed {
                         // Nobody listens, or the store failed: the broker stops on the report.
@@ -835,7 +492,7 @@ impl Store {
                 }
             })
             .map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
-        Ok((Committer { tx: Some(tx), thread: Some(thread), next: 0, db: self.db.clone(), tables: (seller, buyer) }, done_rx))
+        Ok((Committer { tx: Some(tx), thread: Some(thread), next: 0, target: self.target.clone() }, done_rx))
     }
 
     /// Whether a seller log grew enough to be worth compacting (see `Logs::needs_compaction`).
@@ -857,6 +514,94 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("supra-store-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         dir
+    }
+
+    /// Run as a child process by the test below: commits plans forever into the store at
+    /// `SUPRA_CRASH_WRITER_DIR`, printing the number of each once `commit` returned.
+    #[test]
+    #[ignore = "a child process of every_acknowledged_commit_survives_a_kill_at_any_moment"]
+    fn crash_writer() {
+        use std::io::Write;
+        let Ok(dir) = std::env::var("SUPRA_CRASH_WRITER_DIR") else { return };
+        let mut store = Store::open_with_journal(Path::new(&dir), 64 << 10).unwrap();
+        let mut out = std::io::stdout().lock();
+        for i in 0u64.. {
+            let mut batch = Batch::default();
+            batch.outbox(1, i, Publication::plain("t", vec![i as u8; 200]));
+            batch.cursor(i);
+            if i >= 1 {
+                // The outbox keeps a sliding window: removals are journaled as well as inserts.
+                batch.outbox_done(1, i - 1);
+            }
+            store.commit(batch).unwrap();
+            writeln!(out, "committed {i}").unwrap();
+            out.flush().unwrap();
+        }
+    }
+
+    #[test]
+    fn every_acknowledged_commit_survives_a_kill_at_any_moment() {
+        use std::io::BufRead;
+        let dir = temp("crash");
+        let mut acked_total = 0;
+        // Five kills, each after a different number of commits, through several checkpoints of
+        // a 64 KiB journal (~200 commits each): redb's non-durable commits die with the process.
+        for (round, after) in [150u64, 333, 517, 90, 700].into_iter().enumerate() {
+            let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+                .args(["--exact", "store::tests::crash_writer", "--ignored", "--nocapture", "--test-threads=1"])
+                .env("SUPRA_CRASH_WRITER_DIR", &dir)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+            let mut acked = None;
+            let mut seen = 0;
+            while let Some(Ok(line)) = lines.next() {
+                if let Some(n) = line.strip_prefix("committed ").and_then(|n| n.parse::<u64>().ok()) {
+                    acked = Some(n);
+                    seen += 1;
+                    if seen == after {
+                        break;
+                    }
+                }
+            }
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+            let acked = acked.expect("the writer committed");
+            acked_total += seen;
+            let store = Store::open_with_journal(&dir, 64 << 10).unwrap();
+            // Each run starts again at commit 0 over the same keys: the newest acknowledged one
+            // is there, and nothing older than the one before it (its removal was committed).
+            let cursor = store.chain_cursor().unwrap().expect("a cursor");
+            assert!(cursor >= acked, "round {round}: commit {acked} was acknowledged, the store has {cursor}");
+            let outbox: Vec<u64> = store.outbox().unwrap().into_iter().map(|(_, seq, _)| seq).collect();
+            assert!(outbox.contains(&cursor) && outbox.iter().all(|s| *s + 1 >= cursor), "round {round}: outbox {outbox:?} after commit {cursor}");
+            // Clean the keys for the next round.
+            drop(store);
+            std::fs::remove_dir_all(&dir).unwrap();
+        }
+        assert!(acked_total > 1_000);
+    }
+
+    #[test]
+    fn a_new_store_beside_an_old_journal_reads_none_of_it() {
+        // `rpc = "auto"` sets supra.redb aside at a new chain and leaves supra.journal: the
+        // journal's records are the old store's, not the new one's.
+        let dir = temp("old-journal");
+        let mut store = Store::open(&dir).unwrap();
+        for i in 0..5 {
+            let mut batch = Batch::default();
+            batch.outbox(1, i, Publication::plain("t", b"x".to_vec()));
+            batch.cursor(i);
+            store.commit(batch).unwrap();
+        }
+        drop(store);
+        std::fs::remove_file(dir.join("supra.redb")).unwrap();
+        let store = Store::open(&dir).unwrap();
+        assert_eq!(store.chain_cursor().unwrap(), None);
+        assert!(store.outbox().unwrap().is_empty());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
@@ -999,7 +744,7 @@ mod tests {
             }
             store.plan(batch)
         };
-        let large = INLINE_WRITES + 1;
+        let large = commit::INLINE_WRITES + 1;
         assert_eq!(queue.push(plan(&mut store, 1, large), "t1").unwrap(), Pushed::Queued, "a large plan goes to the commit thread");
         assert_eq!(queue.push(plan(&mut store, 2, 1), "t2").unwrap(), Pushed::Queued, "a small one waits for t1's commit: plans are written in order");
         assert_eq!(queue.push(store.plan(Batch::default()), "t3").unwrap(), Pushed::Queued, "nothing to commit, but after t2");
