@@ -62,6 +62,13 @@ impl Journal {
     /// `applied`; returns it with the records of the later plans, in order. It writes nothing
     /// before `restart` says the records returned are durable elsewhere.
     pub fn open(path: &Path, store: u64, applied: u64, capacity: u64) -> Result<(Journal, Vec<Replayed>), StoreError> {
+        Journal::open_file(path, store, applied, capacity).map_err(|e| match e {
+            StoreError::Db(redb::Error::Io(e)) => io(std::io::Error::new(e.kind(), format!("{}: {e}", path.display()))),
+            other => other,
+        })
+    }
+
+    fn open_file(path: &Path, store: u64, applied: u64, capacity: u64) -> Result<(Journal, Vec<Replayed>), StoreError> {
         let mut file = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         let mut bytes = Vec::new();
@@ -88,7 +95,7 @@ impl Journal {
             && *first != applied + 1
         {
             return Err(StoreError::Corrupt(format!(
-                "the commit journal resumes at plan {first}, but the store holds plans up to {applied} only"
+                "the commit journal resumes at plan {first}, but the store holds plans up to {applied} only: supra.redb is older than supra.journal (restored from a copy?), and the plans between are lost"
             )));
         }
         let next_lsn = last.unwrap_or(0).max(applied) + 1;
