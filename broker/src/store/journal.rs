@@ -1,20 +1,21 @@
 //! The commit journal (`<data_dir>/supra.journal`): what makes a turn's commit durable.
 //!
-//! A redb commit made durable on its own writes every B-tree page it touched, scattered (a
-//! seller's turn: ~5 writes of 17 KiB in all), then syncs: 0.7 ms at the median on this
-//! project's CI disk under the e2e bench's load, and the broker pays it twice per message (A's
-//! commit before sending, B's before delivering). The same commit as one contiguous record
-//! appended here and synced took 0.2 ms in the same test (README, Measured). So each plan is
-//! written here first, synced, and only then applied to redb as a non-durable commit (redb keeps
-//! its pages in memory and writes them at the next durable commit); the turn is carried out
-//! after both.
+//! A redb commit made durable on its own writes every B-tree page it touched, scattered, then
+//! syncs: on this project's development disk a one-message turn's commit cost 7.4 write IOs and
+//! 37 KB at the device, 0.29-0.31 ms at the median (0.38-0.40 ms with a second writer, as A and B
+//! are), and the broker pays it twice per message (A's commit before sending, B's before
+//! delivering). The same commit as one record appended here and synced: 2 IOs, 4.7 KB, 0.15-0.17
+//! ms (0.25-0.29 ms). So each plan is written here first, synced, and only then applied to redb
+//! as a non-durable commit (redb keeps its pages in memory until its next durable commit); the
+//! turn is carried out after both.
 //!
 //! The file is preallocated and zero-filled once: an in-place write changes no file size or
 //! extent, so `fdatasync` flushes the data alone. Records are written one after the other from
 //! the start; when the next one does not fit, its plan is committed to redb durably instead (a
 //! checkpoint: it makes every earlier non-durable commit durable too) and the journal starts
-//! over at offset 0. Every record carries its plan's number (LSN), which redb also stores in the
-//! same transaction as the plan. On open, redb holds its last durable commit, with the LSN of the
+//! over at offset 0. The file is small (`JOURNAL_BYTES`): checkpoints come often and stay short.
+//! Every record carries its plan's number (LSN), which redb also stores in the same transaction
+//! as the plan. On open, redb holds its last durable commit, with the LSN of the
 //! last plan it includes; the records after it, consecutive from the start of the file, are
 //! applied again. A record is valid when its magic, store id, length and CRC-32 check out and
 //! its LSN follows the one before: a record torn by a crash was never acknowledged (its sync had
@@ -27,10 +28,12 @@ use std::path::Path;
 
 use super::StoreError;
 
-/// Size of the journal file. At ~1-2 KiB per plan (one message's turn) this is 4 000-8 000
-/// commits between checkpoints (several seconds at 1 000 msg/s): a checkpoint's sync of the pages
-/// redb held is paid rarely, and replay at start reads at most this much.
-pub const JOURNAL_BYTES: u64 = 8 << 20;
+/// Size of the journal file: a few dozen commits of a one-message turn between checkpoints. A
+/// checkpoint syncs every page redb held since the last one, and the next turns wait for it: with
+/// 8 MiB (thousands of commits) that took 70-90 ms in the e2e bench, once a round, the worst
+/// stall of the run; with 64 KiB each one is short and the median commit stays the journal's.
+/// A plan larger than this (a busy turn's group commit) goes to redb durably, as before.
+pub const JOURNAL_BYTES: u64 = 64 << 10;
 
 /// `SUPJ`: the first bytes of every record.
 const MAGIC: u32 = 0x5355_504A;
