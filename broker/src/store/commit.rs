@@ -86,7 +86,10 @@ impl Writes {
     }
 
     pub(super) fn from_bytes(bytes: &[u8]) -> Result<Writes, StoreError> {
-        match bincode::serde::decode_from_slice::<Writes, _>(bytes, bincode::config::standard()) {
+        // A record is at most the journal's size: a length beyond it is a damaged record, not
+        // an allocation to attempt.
+        let config = bincode::config::standard().with_limit::<{ 16 << 20 }>();
+        match bincode::serde::decode_from_slice::<Writes, _>(bytes, config) {
             Ok((writes, used)) if used == bytes.len() => Ok(writes),
             Ok(_) => Err(StoreError::Corrupt("a journal record with trailing bytes".into())),
             Err(e) => Err(StoreError::Corrupt(format!("a journal record: {e}"))),
