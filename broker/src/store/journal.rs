@@ -111,9 +111,9 @@ impl Journal {
         self.next_lsn
     }
 
-    /// Appends `payload` as the next plan's record and syncs it; returns its LSN, or `None` when
-    /// it does not fit in what is left (the caller commits that plan durably to redb, then calls
-    /// `restart`). The LSN is taken either way.
+    /// Appends `payload` as the next plan's record and syncs it; returns the plan's LSN and
+    /// whether it was written: not when it does not fit in what is left (the caller commits that
+    /// plan durably to redb, then calls `restart`). The LSN is taken either way.
     pub fn append(&mut self, payload: &[u8]) -> Result<(u64, bool), StoreError> {
         let lsn = self.next_lsn;
         self.next_lsn += 1;
