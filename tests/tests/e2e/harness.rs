@@ -510,11 +510,16 @@ async fn pump(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp:
             n = from.read(&mut buf) => n?,
             _ = mode.wait_for(|m| *m == Mode::Stalled) => continue,
         };
-        if *mode.borrow() == Mode::Stalled {
+        match *mode.borrow() {
             // Bytes read just as the link stalled are lost, as on a dead network; so is the end
             // of a peer killed just after the stall (the read may see its EOF before this task
             // sees the stall: checked first, the other side never learns of it).
-            continue;
+            Mode::Stalled => continue,
+            // Cut: nothing read after `set_cut` returned goes through. The connection's task
+            // drops it when it next runs, and that can be milliseconds later on a busy machine:
+            // a whole batch of frames sent meanwhile once crossed a link the test had cut.
+            Mode::Cut => return Ok(()),
+            Mode::Open => {}
         }
         if n == 0 {
             return Ok(());
