@@ -203,8 +203,10 @@ impl Store {
     fn open_with_journal(dir: &Path, journal_bytes: u64) -> Result<Store, StoreError> {
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Db(redb::Error::Io(e)))?;
         let db = Database::create(dir.join("supra.redb"))?;
+        // Every table exists, and the store's id (made with its redb file, see `journal`) is
+        // read or made, in one transaction.
         let txn = db.begin_write()?;
-        {
+        let (id, applied) = {
             txn.open_table(SELLER_LOG)?;
             txn.open_table(BUYER_LOG)?;
             txn.open_table(SELLER_LOG_START)?;
@@ -214,31 +216,26 @@ impl Store {
             txn.open_table(CHANNELS)?;
             txn.open_table(CHANNEL_TOPICS)?;
             txn.open_table(OPENING)?;
-            txn.open_table(META)?;
             txn.open_table(CHAIN)?;
             txn.open_table(MARKET)?;
-        }
+            let mut meta = txn.open_table(META)?;
+            let stored = meta.get(STORE_ID)?.map(|v| v.value());
+            let id = match stored {
+                Some(id) => id,
+                None => {
+                    let id = rand::random::<u64>();
+                    meta.insert(STORE_ID, id)?;
+                    id
+                }
+            };
+            let applied = meta.get(JOURNAL_LSN)?.map_or(0, |v| v.value());
+            (id, applied)
+        };
         txn.commit()?;
         let (seller, buyer) = (Logs::new(SELLER_LOG, SELLER_LOG_START), Logs::new(BUYER_LOG, BUYER_LOG_START));
         let logs = (seller.tables, buyer.tables);
         // The plans journaled after redb's last durable commit are written again, durably, in
         // one transaction; then the journal starts over.
-        let (id, applied) = {
-            let txn = db.begin_read()?;
-            let meta = txn.open_table(META)?;
-            let get = |key: &str| -> Result<Option<u64>, StoreError> { Ok(meta.get(key)?.map(|v| v.value())) };
-            (get(STORE_ID)?, get(JOURNAL_LSN)?.unwrap_or(0))
-        };
-        let id = match id {
-            Some(id) => id,
-            None => {
-                let id = rand::random::<u64>();
-                let txn = db.begin_write()?;
-                txn.open_table(META)?.insert(STORE_ID, id)?;
-                txn.commit()?;
-                id
-            }
-        };
         let (mut journal, replay) = Journal::open(&dir.join("supra.journal"), id, applied, journal_bytes)?;
         if let Some((last, _)) = replay.last() {
             let txn = db.begin_write()?;
