@@ -90,7 +90,10 @@ impl Subscriber {
                         }
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(e) => {
+                        tracing::warn!("probe subscriber: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
                 }
             }
         });
@@ -142,7 +145,10 @@ impl Publisher {
                         wake.notify_waiters();
                     }
                     Ok(_) => {}
-                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                    Err(e) => {
+                        tracing::warn!("probe publisher: {e}");
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
                 }
             }
         });
