@@ -356,6 +356,8 @@ async fn supra(n: u64) -> Figures {
         top_up: None,
         token: Default::default(),
     });
+    a.node.max_backlog = queue_limit(n);
+    b.mqtt.max_queued_messages = queue_limit(n) as usize;
     for (config, secret) in [(&a, &seller_secret), (&b, &buyer_secret)] {
         std::fs::create_dir_all(config.key_file.parent().unwrap()).unwrap();
         keys::write(&config.key_file, secret, true).unwrap();
@@ -388,18 +390,28 @@ impl Drop for Mosquitto {
     }
 }
 
-fn mosquitto(port: u16, extra: &str) -> Mosquitto {
+/// What each broker under test holds for a receiver that is behind, the same for both: the
+/// bridge's mosquitto `max_queued_messages`, Supra's `[node] max_backlog` (the seller keeps every
+/// message its buyer has not acked, and stops a buyer further behind) and the buyer broker's
+/// `max_queued_messages`. The throughput run publishes all `n` messages at once, faster than the
+/// far side takes them, so neither may drop or stop at that size.
+fn queue_limit(n: u64) -> u64 {
+    n.max(100_000)
+}
+
+fn mosquitto(port: u16, queue: u64, extra: &str) -> Mosquitto {
     let conf = std::env::temp_dir().join(format!("supra-bench-mosquitto-{port}.conf"));
-    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages 100000\n{extra}")).unwrap();
+    std::fs::write(&conf, format!("listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_inflight_messages 1000\nmax_queued_messages {queue}\n{extra}")).unwrap();
     let child = Command::new("mosquitto").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("mosquitto (Debian's package) runs");
     Mosquitto(child, conf)
 }
 
 async fn mosquitto_bridge(n: u64) -> Figures {
     let (p1, p2) = (free_port().unwrap(), free_port().unwrap());
-    let _receiver = mosquitto(p2.port(), "");
+    let _receiver = mosquitto(p2.port(), queue_limit(n), "");
     let _sender = mosquitto(
         p1.port(),
+        queue_limit(n),
         &format!("connection bench-bridge\naddress {p2}\ntopic bench/# out 1\ncleansession true\nbridge_protocol_version mqttv311\nbridge_max_packet_size 0\n"),
     );
     // Wait until the bridge carries a message.

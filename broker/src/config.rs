@@ -335,11 +335,22 @@ pub struct NodeConfig {
     /// each channel received) in parallel, one engine per task. 1: every engine in turn on the
     /// node's task. Default: the machine's cores (`std::thread::available_parallelism`).
     pub workers: std::num::NonZeroUsize,
+    /// A sold stream stops a buyer's channel when that buyer is more than this many messages
+    /// behind the newest (from its last verified ack): the stream keeps every message a channel
+    /// is owed, in memory and in the store, so this bounds what one slow or vanished buyer
+    /// costs. At least every sold stream's window.
+    pub max_backlog: u64,
 }
+
+/// [`NodeConfig::max_backlog`]'s bounds: at most 16 Mi messages (several GiB held for one buyer).
+pub const MAX_BACKLOG_LIMIT: u64 = 1 << 24;
 
 impl Default for NodeConfig {
     fn default() -> Self {
-        NodeConfig { workers: std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN) }
+        NodeConfig {
+            workers: std::thread::available_parallelism().unwrap_or(std::num::NonZeroUsize::MIN),
+            max_backlog: supra_channel::seller::SellerConfig::default().max_backlog,
+        }
     }
 }
 
@@ -491,17 +502,25 @@ fn default_replace_after() -> u64 {
 #[serde(deny_unknown_fields)]
 struct RawNode {
     workers: Option<u64>,
+    max_backlog: Option<u64>,
 }
 
 impl RawNode {
     fn validate(self) -> Result<NodeConfig, ConfigError> {
-        let Some(workers) = self.workers else { return Ok(NodeConfig::default()) };
-        let workers = usize::try_from(workers)
-            .ok()
-            .filter(|n| *n <= 1024)
-            .and_then(std::num::NonZeroUsize::new)
-            .ok_or_else(|| invalid("node.workers", "must be between 1 and 1024 (1: one thread runs every engine)"))?;
-        Ok(NodeConfig { workers })
+        let default = NodeConfig::default();
+        let workers = match self.workers {
+            None => default.workers,
+            Some(workers) => usize::try_from(workers)
+                .ok()
+                .filter(|n| *n <= 1024)
+                .and_then(std::num::NonZeroUsize::new)
+                .ok_or_else(|| invalid("node.workers", "must be between 1 and 1024 (1: one thread runs every engine)"))?,
+        };
+        let max_backlog = self.max_backlog.unwrap_or(default.max_backlog);
+        if !(1..=MAX_BACKLOG_LIMIT).contains(&max_backlog) {
+            return Err(invalid("node.max_backlog", format!("must be between 1 and {MAX_BACKLOG_LIMIT} messages")));
+        }
+        Ok(NodeConfig { workers, max_backlog })
     }
 }
 
@@ -844,6 +863,10 @@ impl Config {
             if s.window == 0 {
                 return Err(invalid(key("window"), "must be positive"));
             }
+            if s.window > self.node.max_backlog {
+                // A buyer with a full window in flight would be stopped for lagging.
+                return Err(invalid(key("window"), format!("must not exceed node.max_backlog ({})", self.node.max_backlog)));
+            }
             if s.t_ack_secs <= self.chain.onchain_delay_secs {
                 return Err(invalid(
                     key("t_ack_secs"),
@@ -1026,6 +1049,8 @@ mod tests {
         assert!(error_of(&format!("{base}[http]\nsample_interval_ms = 5\n")).contains("http.sample_interval_ms"));
         assert!(error_of(&format!("{base}[http]\nhistory_len = 1\n")).contains("http.history_len"));
         assert!(error_of(&format!("{base}[node]\nworkers = 0\n")).contains("node.workers"));
+        assert!(error_of(&format!("{base}[node]\nmax_backlog = 0\n")).contains("node.max_backlog"));
+        assert!(error_of(&format!("{base}[node]\nmax_backlog = {}\n", MAX_BACKLOG_LIMIT + 1)).contains("node.max_backlog"));
     }
 
     #[test]
@@ -1035,6 +1060,17 @@ mod tests {
         assert_eq!(Config::parse(base, Path::new(".")).unwrap().node.workers, cores);
         let one = Config::parse(&format!("{base}[node]\nworkers = 1\n"), Path::new(".")).unwrap();
         assert_eq!(one.node.workers.get(), 1);
+        assert_eq!(one.node.max_backlog, 65_536, "the default stays when only workers is set");
+    }
+
+    #[test]
+    fn max_backlog_can_be_set_and_is_at_least_every_window() {
+        let base = "[mqtt]\nlisten = \"127.0.0.1:1883\"\n[peer]\nlisten = \"127.0.0.1:1884\"\n";
+        let sell = |window: u64| format!("[[sell]]\ntopic = \"s/#\"\nprice_wei = 1\nwindow = {window}\n");
+        let set = Config::parse(&format!("{base}[node]\nmax_backlog = 500000\n{}", sell(4096)), Path::new(".")).unwrap();
+        assert_eq!((set.node.max_backlog, set.node.workers), (500_000, NodeConfig::default().workers));
+        let error = error_of(&format!("{base}[node]\nmax_backlog = 1000\n{}", sell(4096)));
+        assert!(error.contains("sell[0].window") && error.contains("node.max_backlog (1000)"), "{error}");
     }
 
     #[test]

@@ -272,6 +272,33 @@ fn window_is_never_exceeded_without_acks() {
 }
 
 #[test]
+fn a_buyer_past_max_backlog_is_stopped_and_the_seller_says_why() {
+    let cfg = SellerConfig {
+        max_backlog: 20,
+        ..SellerConfig::default()
+    };
+    let mut p = Pair::new(8, cfg, BuyerConfig::default());
+    let id = p.buyer.id();
+    let lagging = |p: &Pair| {
+        p.other.iter().any(|a| {
+            matches!(a, SellerAction::Event(SellerEvent::BuyerLagging { channel, behind: 21, limit: 20 }) if *channel == id)
+        })
+    };
+    let stops = |frames: &[Frame]| frames.iter().filter(|f| matches!(f, Frame::Stop { .. })).count();
+    // The buyer takes nothing: 20 messages behind is still within the limit.
+    for i in 0..20 {
+        p.seller.publish(T0 + i, &payload(i)).unwrap();
+    }
+    p.seller.handle_timeout(T0 + 20);
+    assert_eq!(stops(&p.seller_out()), 0);
+    assert!(!lagging(&p));
+    p.seller.publish(T0 + 21, &payload(20)).unwrap();
+    p.seller.handle_timeout(T0 + 21);
+    assert_eq!(stops(&p.seller_out()), 1, "21 behind a limit of 20: the channel is stopped");
+    assert!(lagging(&p), "the seller says why: {:?}", p.other);
+}
+
+#[test]
 fn acks_are_verified_lazily() {
     // The deposit pays for all 2000 messages (the seller sends nothing it does not cover).
     let mut p = Pair::with_deposit(

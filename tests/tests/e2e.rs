@@ -264,6 +264,44 @@ async fn a_buyer_that_vanishes_still_pays_for_everything_it_was_sent() {
     assert!(a.log().contains("away for 3 s"), "A closed on the absent buyer");
 }
 
+/// A buyer that falls behind: the seller keeps at most `[node] max_backlog` messages for it, then
+/// stops the channel and says why; the buyer's broker says the seller stopped it, and the
+/// settlement pays exactly what the buyer received.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buyer_too_far_behind_is_stopped_and_pays_exactly_what_it_received() {
+    let _serial = serial().await;
+    let chain = chain().await;
+    let judge = chain.reader().await;
+    let dir = TempDir::new("backlog");
+    let terms = SellTerms { window: 8, ..SellTerms::default() };
+    let mut a = BrokerProc::seller(&dir.0, chain, chain.fresh_key().await, terms, "[node]\nmax_backlog = 16");
+    a.wait_ready(SECS(30)).await;
+    let link = CuttableLink::to(a.peer).await;
+    let mut b = BrokerProc::buyer(&dir.0, chain, chain.fresh_key().await, a.address, link.addr, 1_000 * PRICE_WEI, 0);
+    let (mut subscriber, publisher, channel) = trading(&a, &mut b).await;
+    let mut seen = BTreeMap::new();
+    publish(&publisher, 0..10).await;
+    collect(&mut subscriber, &mut seen, 10, SECS(20)).await;
+    // B falls behind: the link carries nothing for a while, and A's publishers go on.
+    link.set(Mode::Stalled);
+    publish(&publisher, 10..60).await;
+    let deadline = std::time::Instant::now() + SECS(20);
+    while !a.log().contains(&format!("channel {channel} stopped: its buyer is")) {
+        assert!(std::time::Instant::now() < deadline, "A did not stop the channel:\n{}", a.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(a.log().contains("max_backlog (16)"), "A says which limit:\n{}", a.log());
+    link.set(Mode::Open);
+    let info = wait_settled(&judge, channel, SECS(60)).await;
+    collect(&mut subscriber, &mut seen, 60, SECS(2)).await;
+    let received = seen.len() as u64;
+    assert!((10..60).contains(&received), "B got what A sent before its stop, not the rest: {received}");
+    assert_exactly_once(&seen, 0..received);
+    assert_eq!(info.claimed, U256::from(received * PRICE_WEI), "the seller is paid for exactly what B received");
+    assert_eq!(info.deposit - info.claimed, U256::from((1_000 - received) * PRICE_WEI), "the buyer gets the rest back");
+    assert!(b.log().contains(&format!("channel {channel}: the seller stopped it")), "B says the seller stopped it:\n{}", b.log());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_seller_restart_loses_nothing_and_duplicates_nothing() {
     let _serial = serial().await;

@@ -3,7 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use supra_channel::buyer::BuyerEvent;
 use supra_channel::records::{BuyerRecord, SellerRecord};
+use supra_channel::seller::SellerEvent;
 
 use super::*;
 
@@ -275,6 +277,10 @@ impl Node {
             SellerAction::CloseCooperatively { ack, ack_sig, stop, stop_sig, .. } => {
                 self.job(origin, Call::CloseCooperatively { ack, ack_sig, stop, stop_sig })
             }
+            SellerAction::Event(SellerEvent::BuyerLagging { channel, behind, limit }) => tracing::warn!(
+                "stream `{}`: channel {channel} stopped: its buyer is {behind} messages behind the stream, past [node] max_backlog ({limit})",
+                self.streams[i].cfg.topic
+            ),
             SellerAction::Event(event) => tracing::info!("stream `{}`: {event:?}", self.streams[i].cfg.topic),
         }
     }
@@ -301,6 +307,11 @@ impl Node {
             BuyerAction::SubmitStop { stop, sig, .. } => self.job(origin, Call::SubmitStop { stop, sig }),
             BuyerAction::CloseCooperatively { ack, ack_sig, stop, stop_sig, .. } => {
                 self.job(origin, Call::CloseCooperatively { ack, ack_sig, stop, stop_sig })
+            }
+            // Emitted only when the seller's `Stop` ends the channel (the buyer's own stop is
+            // the operator's, and says so where it is asked for).
+            BuyerAction::Event(BuyerEvent::StopCompleted) => {
+                tracing::warn!("channel {id}: the seller stopped it; everything it sent is acked and the channel closes")
             }
             BuyerAction::Event(event) => tracing::info!("channel {id}: {event:?}"),
         }

@@ -250,6 +250,7 @@ impl Node {
             delta_onchain_ms: u64::from(config.chain.onchain_delay_secs) * 1000,
             claim_threshold: Some(config.chain.claim_threshold_wei.max(U256::from(1))),
             cooperative_close: config.chain.cooperative_close,
+            max_backlog: config.node.max_backlog,
             ..SellerConfig::default()
         };
         // When the seller may hold a posted claim it settles itself; the buyer settles only if

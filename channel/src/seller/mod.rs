@@ -73,7 +73,8 @@ pub struct SellerConfig {
     /// Claim when the best ack's cost exceeds what was claimed by at least this much (wei).
     /// `None`: claim only when the channel closes.
     pub claim_threshold: Option<U256>,
-    /// Stop a channel whose buyer lags this many messages behind the stream head.
+    /// Stop a channel whose buyer lags more than this many messages behind the stream head (from
+    /// its last verified ack): what the stream keeps for one slow or vanished buyer.
     pub max_backlog: u64,
     /// Margin added to chain deadlines (ms), for clock skew with `block.timestamp`.
     pub chain_grace_ms: u64,
@@ -181,6 +182,16 @@ pub enum SellerEvent {
         channel: ChannelId,
         /// Missing seq.
         missing: u64,
+    },
+    /// The channel's buyer fell more than `max_backlog` messages behind the stream: the channel
+    /// is stopped (a `Stop` follows), as the stream would otherwise keep every message for it.
+    BuyerLagging {
+        /// Channel.
+        channel: ChannelId,
+        /// Messages past the buyer's last verified ack.
+        behind: u64,
+        /// [`SellerConfig::max_backlog`].
+        limit: u64,
     },
     /// The channel is forgotten (settled).
     ChannelClosed {

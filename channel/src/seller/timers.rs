@@ -5,6 +5,13 @@ use crate::types::{ChannelId, UnixMs};
 use super::*;
 
 impl Stream {
+    /// How many messages an open channel's buyer is behind the stream's head (from its last
+    /// verified ack); `None` for a channel not open.
+    fn lag(&self, id: ChannelId) -> Option<u64> {
+        let c = self.channels.get(&id).filter(|c| c.phase == Phase::Open)?;
+        Some(self.next_seq.saturating_sub(c.base_v()))
+    }
+
     /// Handles every timer due at `now`: ack verification, retransmission, on-chain posting,
     /// claims, stop completion, settlement, offer expiry.
     pub fn handle_timeout(&mut self, now: UnixMs) {
@@ -53,11 +60,16 @@ impl Stream {
                 }
             }
             self.pump(id);
-            // Backlog.
-            if let Some(c) = self.channels.get(&id)
-                && c.phase == Phase::Open
-                && self.next_seq.saturating_sub(c.base_v()) > self.cfg.max_backlog
-            {
+            // Backlog: a buyer this far behind is stopped (the stream keeps every message a
+            // channel is owed). Lazy verification adds at most the window to the lag: `pump`
+            // verifies the newest ack whenever the window is full.
+            if let Some(behind) = self.lag(id).filter(|b| *b > self.cfg.max_backlog) {
+                self.actions
+                    .push_back(SellerAction::Event(SellerEvent::BuyerLagging {
+                        channel: id,
+                        behind,
+                        limit: self.cfg.max_backlog,
+                    }));
                 let _ = self.stop_channel(now, id);
             }
             // The last call for a posted claim.

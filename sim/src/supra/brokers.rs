@@ -96,6 +96,7 @@ impl World {
                             "seller: StopCompleted"
                         }
                         SellerEvent::CannotDefend { .. } => "seller: CannotDefend",
+                        SellerEvent::BuyerLagging { .. } => "seller: BuyerLagging",
                         SellerEvent::ChannelClosed { .. } => "seller: ChannelClosed",
                     };
                     self.note(name);
