@@ -24,6 +24,8 @@ pub struct MessageProperties {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Publication {
     pub topic: String,
+    /// A byte string, the same bytes as the first stages' sequence (read and written at once).
+    #[serde(with = "supra_channel::wire::byte_string")]
     pub payload: Vec<u8>,
     /// Published retained: the buyer's broker retains it too (a late subscriber gets it).
     pub retain: bool,

@@ -380,6 +380,9 @@ impl FrameDecoder {
     }
 }
 
+/// A `Vec<u8>` field as one byte string: `#[serde(with = "supra_channel::wire::byte_string")]`.
+pub use adapters::bytes as byte_string;
+
 /// Serde adapters: compact fixed-size encodings for alloy primitives and mirrors of the `sol!`
 /// statement structs (which do not derive serde).
 pub(crate) mod adapters {
@@ -460,13 +463,16 @@ pub(crate) mod adapters {
         }
     }
 
-    /// `Vec<u8>` as one length-prefixed byte string (not a sequence of u8 elements).
-    pub(crate) mod bytes {
+    /// `Vec<u8>` as one length-prefixed byte string (not a sequence of u8 elements). With
+    /// bincode the bytes are the same as a sequence's (a varint length, then one byte per u8),
+    /// written and read at once instead of one call per byte; a sequence is still read.
+    pub mod bytes {
         use super::*;
         use core::fmt;
         use serde::de::{SeqAccess, Visitor};
 
-        pub(crate) fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        /// Serializes `v` as a byte string.
+        pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
             s.serialize_bytes(v)
         }
 
@@ -491,7 +497,8 @@ pub(crate) mod adapters {
             }
         }
 
-        pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        /// Deserializes a byte string (or a sequence of u8).
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
             d.deserialize_byte_buf(V)
         }
     }
@@ -593,6 +600,35 @@ pub(crate) mod adapters {
 mod tests {
     use super::*;
     use alloy_primitives::U256;
+
+    /// What was stored or sent with a plain `Vec<u8>` field reads the same with `byte_string`,
+    /// and is written the same.
+    #[test]
+    fn a_byte_string_is_what_bincode_makes_of_a_sequence_of_bytes() {
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct AsSequence {
+            before: u64,
+            value: Vec<u8>,
+            after: u16,
+        }
+        #[derive(Serialize, Deserialize, PartialEq, Debug)]
+        struct AsByteString {
+            before: u64,
+            #[serde(with = "byte_string")]
+            value: Vec<u8>,
+            after: u16,
+        }
+        let config = bincode::config::standard();
+        for len in [0usize, 1, 250, 251, 300, 70_000] {
+            let value: Vec<u8> = (0..len).map(|i| (i * 7 + 3) as u8).collect();
+            let old = AsSequence { before: 300, value: value.clone(), after: 9 };
+            let new = AsByteString { before: 300, value, after: 9 };
+            let old_bytes = bincode::serde::encode_to_vec(&old, config).unwrap();
+            assert_eq!(bincode::serde::encode_to_vec(&new, config).unwrap(), old_bytes, "len {len}");
+            let (read, used) = bincode::serde::decode_from_slice::<AsByteString, _>(&old_bytes, config).unwrap();
+            assert_eq!((read, used), (new, old_bytes.len()), "len {len}");
+        }
+    }
 
     fn sig(b: u8) -> Signature {
         let mut s = [b; 65];

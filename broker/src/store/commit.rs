@@ -67,6 +67,7 @@ impl LogOps {
 /// the redb transaction writes (`write`), the same on the way in and at replay.
 #[derive(Default, serde::Serialize, serde::Deserialize)]
 pub(super) struct Writes {
+    #[serde(with = "supra_channel::wire::byte_string")]
     values: Vec<u8>,
     seller: LogOps,
     buyer: LogOps,
