@@ -7,7 +7,7 @@
 //! with OpenZeppelin's `MerkleProof.processProofCalldata`); [`VerifiedBatches`] lets a buyer check
 //! each batch's signature once and only hash for the rest of its messages.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use alloy_primitives::{B256, Keccak256};
 use serde::{Deserialize, Serialize};
@@ -177,6 +177,15 @@ impl MessageProof {
         message: &Message,
         digest: B256,
     ) -> Result<B256, ProofError> {
+        self.check_shape(message)?;
+        if fold_path(digest, &self.path) != self.batch.root {
+            return Err(ProofError::WrongRoot);
+        }
+        Ok(domain.digest(&self.batch))
+    }
+
+    /// What needs no hashing: same stream, seq in range, batch and path within the judge's sizes.
+    fn check_shape(&self, message: &Message) -> Result<(), ProofError> {
         let b = &self.batch;
         if b.streamId != message.streamId {
             return Err(ProofError::WrongStream);
@@ -191,10 +200,7 @@ impl MessageProof {
         if b.lastSeq - b.firstSeq >= MAX_BATCH || self.path.len() > MAX_PROOF_DEPTH {
             return Err(ProofError::BatchTooLarge);
         }
-        if fold_path(digest, &self.path) != b.root {
-            return Err(ProofError::WrongRoot);
-        }
-        Ok(domain.digest(b))
+        Ok(())
     }
 
     /// Checks that `seller` signed `message` (whose digest is `digest`) through this proof.
@@ -211,16 +217,30 @@ impl MessageProof {
     }
 }
 
-/// The digests of the last few batches whose seller signature a buyer checked, so that it verifies
-/// one signature per batch, not per message.
+/// What a buyer remembers of the batches it checked, so that a batch costs one signature check
+/// and one hash per tree node, not a signature and a whole path per message: the last few batches
+/// whose seller signature it verified, and the parent nodes (`parent(a, b)` for each pair it
+/// hashed) of the newest batch's tree. A message's path is still folded step by step to the
+/// root; a step hashed before is looked up instead (`parent` is a pure function), so what is
+/// accepted, and kept as evidence for the judge, is exactly what `MessageProof::verify` accepts.
 #[derive(Clone, Debug, Default)]
 pub struct VerifiedBatches {
-    recent: VecDeque<(B256, Signature)>,
+    /// Whose batches these are: a change of domain or seller forgets everything.
+    owner: Option<(Domain, alloy_primitives::Address)>,
+    /// Checked batches with their signature bytes, oldest first.
+    recent: VecDeque<(Batch, Signature)>,
+    /// The root whose tree `parents` holds nodes of.
+    parents_of: B256,
+    /// `(lo, hi) -> parent(lo, hi)` for pairs hashed under `parents_of`.
+    parents: HashMap<(B256, B256), B256>,
 }
 
 /// How many checked batches a buyer remembers (a batch's messages arrive together; a few cover
 /// retransmissions that interleave with new batches).
 const REMEMBERED_BATCHES: usize = 8;
+/// Most parent nodes remembered: every inner node of the largest tree, twice over (a seller
+/// sending paths of its choosing makes the memo start over, not grow).
+const REMEMBERED_PARENTS: usize = 4 * MAX_BATCH as usize;
 
 impl VerifiedBatches {
     /// Checks `proof` for `message` like [`MessageProof::verify`], skipping the signature when
@@ -233,19 +253,54 @@ impl VerifiedBatches {
         digest: B256,
         proof: &MessageProof,
     ) -> Result<bool, ProofError> {
-        let batch_digest = proof.check_membership(domain, message, digest)?;
-        // The batch digest covers the root, which the path tied to this message. The signature
-        // bytes must be the ones checked too: the proof is kept as evidence for the judge, and a
-        // seller must not slip a broken signature into it.
-        if self.recent.contains(&(batch_digest, proof.sig)) {
+        let owner = (*domain, seller.address());
+        if self.owner != Some(owner) {
+            *self = VerifiedBatches {
+                owner: Some(owner),
+                ..VerifiedBatches::default()
+            };
+        }
+        proof.check_shape(message)?;
+        if self.fold(digest, &proof.path, proof.batch.root) != proof.batch.root {
+            return Err(ProofError::WrongRoot);
+        }
+        // The root was reached from this message, so a remembered batch equal in every field,
+        // signed with the same bytes, was verified for it. The signature bytes must be the ones
+        // checked: the proof is kept as evidence for the judge, and a seller must not slip a
+        // broken signature into it.
+        if self
+            .recent
+            .iter()
+            .any(|(batch, sig)| *batch == proof.batch && *sig == proof.sig)
+        {
             return Ok(false);
         }
+        let batch_digest = domain.digest(&proof.batch);
         seller.verify(&batch_digest, &proof.sig)?;
         if self.recent.len() == REMEMBERED_BATCHES {
             self.recent.pop_front();
         }
-        self.recent.push_back((batch_digest, proof.sig));
+        self.recent.push_back((proof.batch.clone(), proof.sig));
         Ok(true)
+    }
+
+    /// [`fold_path`], with the parents hashed for the tree of `root` remembered.
+    fn fold(&mut self, leaf: B256, path: &[B256], root: B256) -> B256 {
+        if self.parents_of != root || self.parents.len() + path.len() > REMEMBERED_PARENTS {
+            self.parents.clear();
+            self.parents_of = root;
+        }
+        path.iter().fold(leaf, |node, sibling| {
+            let pair = if node <= *sibling {
+                (node, *sibling)
+            } else {
+                (*sibling, node)
+            };
+            *self
+                .parents
+                .entry(pair)
+                .or_insert_with(|| parent(pair.0, pair.1))
+        })
     }
 }
 
@@ -356,6 +411,40 @@ mod tests {
             seen.verify(&d, key.public(), &forged, d.digest(&forged), &proofs[3]),
             Err(ProofError::WrongRoot)
         );
+    }
+
+    #[test]
+    fn a_batch_costs_one_hash_per_inner_node_and_any_forged_step_is_still_refused() {
+        let (d, key) = (domain(), Keypair::from_secret_bytes(&[3; 32]).unwrap());
+        for n in [1u64, 2, 5, 64, 256] {
+            let ms = messages(n);
+            let refs: Vec<_> = ms.iter().map(|(m, d)| (m, *d)).collect();
+            let proofs = MessageProof::sign_batch(&d, &key, &refs);
+            let mut seen = VerifiedBatches::default();
+            for ((m, digest), p) in ms.iter().zip(&proofs) {
+                seen.verify(&d, key.public(), m, *digest, p).unwrap();
+            }
+            assert_eq!(seen.parents.len() as u64, n - 1, "{n} messages: each inner node hashed once");
+            // With every node of the tree remembered, a step that is not the tree's is hashed and
+            // leads elsewhere: a wrong sibling at any level, or a path cut short or made longer.
+            for ((m, digest), p) in ms.iter().zip(&proofs).step_by(7) {
+                for level in 0..p.path.len() {
+                    let mut forged = p.clone();
+                    forged.path[level] = B256::repeat_byte(level as u8 + 1);
+                    assert_eq!(seen.verify(&d, key.public(), m, *digest, &forged), Err(ProofError::WrongRoot));
+                }
+                if let Some(short) = p.path.len().checked_sub(1) {
+                    let mut forged = p.clone();
+                    forged.path.truncate(short);
+                    assert_eq!(seen.verify(&d, key.public(), m, *digest, &forged), Err(ProofError::WrongRoot));
+                }
+                let mut longer = p.clone();
+                longer.path.push(p.batch.root);
+                if longer.path.len() <= MAX_PROOF_DEPTH {
+                    assert_eq!(seen.verify(&d, key.public(), m, *digest, &longer), Err(ProofError::WrongRoot));
+                }
+            }
+        }
     }
 
     #[test]
