@@ -238,9 +238,10 @@ pub struct VerifiedBatches {
 /// How many checked batches a buyer remembers (a batch's messages arrive together; a few cover
 /// retransmissions that interleave with new batches).
 const REMEMBERED_BATCHES: usize = 8;
-/// Most parent nodes remembered: every inner node of the largest tree, twice over (a seller
-/// sending paths of its choosing makes the memo start over, not grow).
-const REMEMBERED_PARENTS: usize = 4 * MAX_BATCH as usize;
+/// Most parent nodes remembered: the largest tree has `MAX_BATCH - 1` inner nodes; twice that
+/// leaves room for a few steps that are not the tree's, and a seller sending paths of its choosing
+/// makes the memo start over, not grow (~50 KiB at most).
+const REMEMBERED_PARENTS: usize = 2 * MAX_BATCH as usize;
 
 impl VerifiedBatches {
     /// Checks `proof` for `message` like [`MessageProof::verify`], skipping the signature when
