@@ -82,8 +82,16 @@ impl Writes {
         self.values.get(start as usize..end as usize).ok_or_else(|| StoreError::Corrupt("a journal record refers past its values".into()))
     }
 
-    fn to_bytes(&self) -> Result<Vec<u8>, StoreError> {
-        bincode::serde::encode_to_vec(self, bincode::config::standard()).map_err(|e| StoreError::Corrupt(e.to_string()))
+    /// The size of its journal record (counted, not written).
+    fn encoded_len(&self) -> Result<usize, StoreError> {
+        let mut size = bincode::enc::write::SizeWriter::default();
+        bincode::serde::encode_into_writer(self, &mut size, bincode::config::standard()).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        Ok(size.bytes_written)
+    }
+
+    /// Appends its journal record to `buf`.
+    fn encode_into(&self, buf: &mut Vec<u8>) -> Result<(), StoreError> {
+        bincode::serde::encode_into_std_write(self, buf, bincode::config::standard()).map(drop).map_err(|e| StoreError::Corrupt(e.to_string()))
     }
 
     pub(super) fn from_bytes(bytes: &[u8]) -> Result<Writes, StoreError> {
@@ -139,9 +147,10 @@ impl Target {
     /// journal starts over.
     pub(super) fn write(&self, planned: Planned) -> Result<(), StoreError> {
         let writes = planned.encode()?;
-        let record = writes.to_bytes()?;
+        // Counted first: a plan too large for the journal is never encoded for it.
+        let size = writes.encoded_len()?;
         let mut journal = self.journal.lock().map_err(|_| StoreError::Corrupt("the journal's lock was poisoned by a panic".into()))?;
-        let (lsn, journaled) = blocking(|| journal.append(&record))?;
+        let (lsn, journaled) = blocking(|| journal.append_with(size, |record| writes.encode_into(record)))?;
         let mut txn = self.db.begin_write()?;
         if journaled {
             txn.set_durability(redb::Durability::None).map_err(|e| StoreError::Corrupt(e.to_string()))?;

@@ -111,26 +111,44 @@ impl Journal {
         self.next_lsn
     }
 
-    /// Appends `payload` as the next plan's record and syncs it; returns the plan's LSN and
-    /// whether it was written: not when it does not fit in what is left (the caller commits that
-    /// plan durably to redb, then calls `restart`). The LSN is taken either way.
+    /// Appends `payload` as the next plan's record; see [`append_with`](Self::append_with).
+    #[cfg(test)]
     pub fn append(&mut self, payload: &[u8]) -> Result<(u64, bool), StoreError> {
+        self.append_with(payload.len(), |record| {
+            record.extend_from_slice(payload);
+            Ok(())
+        })
+    }
+
+    /// Appends the next plan's record, whose payload of `size` bytes `encode` writes at the end
+    /// of the record's buffer (no copy of its own), and syncs it; returns the plan's LSN and
+    /// whether it was written: not when it does not fit in what is left (then `encode` is not
+    /// called, and the caller commits that plan durably to redb, then calls `restart`). The LSN
+    /// is taken either way.
+    pub fn append_with(&mut self, size: usize, encode: impl FnOnce(&mut Vec<u8>) -> Result<(), StoreError>) -> Result<(u64, bool), StoreError> {
         let lsn = self.next_lsn;
         self.next_lsn += 1;
-        let size = (HEADER + payload.len()) as u64;
-        if self.offset.saturating_add(size) > self.capacity || payload.len() > u32::MAX as usize {
+        let total = (HEADER + size) as u64;
+        if self.offset.saturating_add(total) > self.capacity || size > u32::MAX as usize {
             return Ok((lsn, false));
         }
         self.record.clear();
-        self.record.extend_from_slice(&MAGIC.to_le_bytes());
-        self.record.extend_from_slice(&self.store.to_le_bytes());
-        self.record.extend_from_slice(&lsn.to_le_bytes());
-        self.record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        self.record.extend_from_slice(&checksum(self.store, lsn, payload).to_le_bytes());
-        self.record.extend_from_slice(payload);
+        self.record.resize(HEADER, 0);
+        encode(&mut self.record)?;
+        let written = self.record.len() - HEADER;
+        if written != size {
+            return Err(StoreError::Corrupt(format!("a journal record of {written} bytes where {size} were announced")));
+        }
+        let crc = checksum(self.store, lsn, &self.record[HEADER..]);
+        let fields: [&[u8]; 5] = [&MAGIC.to_le_bytes(), &self.store.to_le_bytes(), &lsn.to_le_bytes(), &(size as u32).to_le_bytes(), &crc.to_le_bytes()];
+        let mut at = 0;
+        for field in fields {
+            self.record[at..at + field.len()].copy_from_slice(field);
+            at += field.len();
+        }
         self.file.write_all_at(&self.record, self.offset).map_err(io)?;
         self.file.sync_data().map_err(io)?;
-        self.offset += size;
+        self.offset += total;
         Ok((lsn, true))
     }
 
@@ -205,6 +223,23 @@ mod tests {
         file.write_all_at(&[0], (3 * (HEADER + 100) + HEADER + 50) as u64).unwrap();
         let (_, replay) = Journal::open(&path, 7, 2, 4096).unwrap();
         assert_eq!(replay, vec![(3, vec![3; 100])]);
+    }
+
+    #[test]
+    fn a_record_that_does_not_fit_is_not_encoded_and_one_of_another_size_is_refused() {
+        let path = temp("sizes");
+        let (mut journal, _) = Journal::open(&path, 7, 0, 4096).unwrap();
+        journal.restart();
+        let never = |_: &mut Vec<u8>| -> Result<(), StoreError> { panic!("encoded a record that does not fit") };
+        assert_eq!(journal.append_with(4096, never).unwrap(), (1, false));
+        let nine = |record: &mut Vec<u8>| {
+            record.extend_from_slice(&[9; 9]);
+            Ok(())
+        };
+        assert!(matches!(journal.append_with(10, nine), Err(StoreError::Corrupt(_))));
+        drop(journal);
+        let (_, replay) = Journal::open(&path, 7, 0, 4096).unwrap();
+        assert!(replay.is_empty(), "nothing was written: {replay:?}");
     }
 
     #[test]
