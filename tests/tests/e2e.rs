@@ -285,11 +285,7 @@ async fn a_buyer_too_far_behind_is_stopped_and_pays_exactly_what_it_received() {
     // B falls behind: the link carries nothing for a while, and A's publishers go on.
     link.set(Mode::Stalled);
     publish(&publisher, 10..60).await;
-    let deadline = std::time::Instant::now() + SECS(20);
-    while !a.log().contains(&format!("channel {channel} stopped: its buyer is")) {
-        assert!(std::time::Instant::now() < deadline, "A did not stop the channel:\n{}", a.log());
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    a.wait_log(&format!("channel {channel} stopped: its buyer is"), SECS(20)).await;
     assert!(a.log().contains("max_backlog (16)"), "A says which limit:\n{}", a.log());
     link.set(Mode::Open);
     let info = wait_settled(&judge, channel, SECS(60)).await;

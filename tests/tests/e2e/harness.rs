@@ -331,6 +331,15 @@ impl BrokerProc {
         }
     }
 
+    /// Waits until this broker's log contains `text`.
+    pub async fn wait_log(&self, text: &str, within: Duration) {
+        let deadline = Instant::now() + within;
+        while !self.log().contains(text) {
+            assert!(Instant::now() < deadline, "{}: `{text}` not in the log within {within:?}:\n{}", self.name, self.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// `supra close` through the real command line, naming the channel by the short id that the
     /// table of `supra channels` shows (what an operator copies).
     pub fn close(&self, channel: ChannelId) {
