@@ -26,7 +26,9 @@
 //! Run: `cargo bench -p supra-broker --bench e2e` (needs scripts/install-tools for Anvil and
 //! mosquitto). SUPRA_BENCH_MESSAGES sets the throughput run's size (default 20000);
 //! SUPRA_BENCH_ONLY=supra skips the bridge (for profiling; targets against the bridge are then not
-//! judged and the bench exits 1).
+//! judged and the bench exits 1). SUPRA_BENCH_SAMPLES=<dir> writes every latency round's messages
+//! there (`<name>-<round>.tsv`: publish time and latency in ns since `<name>-base.txt`, the run's
+//! start in Unix microseconds), to line a tail up with the brokers' logs.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -242,6 +244,10 @@ async fn measure(name: &str, publish_to: SocketAddr, subscribe_at: SocketAddr, t
     let mut subscriber = Subscriber::connect(subscribe_at, "bench-sub", filter_out, Duration::from_secs(10)).await.expect("subscriber");
     let publisher = Publisher::connect(publish_to, "bench-pub", Duration::from_secs(10)).await.expect("publisher");
     let base = Instant::now();
+    if let Ok(dir) = std::env::var("SUPRA_BENCH_SAMPLES") {
+        let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
+        let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{name}-base.txt")), unix.to_string());
+    }
 
     // Throughput: everything at once (the clients keep up to 1000 QoS 1 publishes in flight).
     let start = Instant::now();
@@ -273,6 +279,10 @@ async fn measure(name: &str, publish_to: SocketAddr, subscribe_at: SocketAddr, t
         let (back, l, samples) = paced(publisher, &mut subscriber, topic_in, base, LATENCY_RATE, LATENCY_MESSAGES).await;
         let (disk, stalls) = probe.finish();
         let clear = clear_of(&samples, &stalls);
+        if let Ok(dir) = std::env::var("SUPRA_BENCH_SAMPLES") {
+            let lines: String = samples.iter().map(|(sent, l)| format!("{sent}\t{l}\n")).collect();
+            let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{name}-{}.tsv", r + 1)), lines);
+        }
         publisher = back;
         println!(
             "  {name}: round {} at {LATENCY_RATE} msg/s: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} of {} over {TARGET_P99_MS} ms | the disk meanwhile (one commit every {} ms): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms, {} of {} over {TARGET_P99_MS} ms",

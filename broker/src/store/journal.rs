@@ -5,21 +5,21 @@
 //! 37 KB at the device, 0.29-0.31 ms at the median (0.38-0.40 ms with a second writer, as A and B
 //! are), and the broker pays it twice per message (A's commit before sending, B's before
 //! delivering). The same commit as one record appended here and synced: 2 IOs, 4.7 KB, 0.15-0.17
-//! ms (0.25-0.29 ms). So each plan is written here first, synced, and only then applied to redb
-//! as a non-durable commit (redb keeps its pages in memory until its next durable commit); the
-//! turn is carried out after both.
+//! ms (0.25-0.29 ms). So each plan is written here first and synced, and that is all the turn
+//! waits for: redb gets the plans later, several in one transaction (see `commit::Journaled`), at
+//! the next checkpoint or before the store reads or writes redb itself.
 //!
 //! The file is preallocated and zero-filled once: an in-place write changes no file size or
 //! extent, so `fdatasync` flushes the data alone. Records are written one after the other from
-//! the start; when the next one does not fit, its plan is committed to redb durably instead (a
-//! checkpoint: it makes every earlier non-durable commit durable too) and the journal starts
-//! over at offset 0. The file is small (`JOURNAL_BYTES`): checkpoints come often and stay short.
-//! Every record carries its plan's number (LSN), which redb also stores in the same transaction
-//! as the plan. On open, redb holds its last durable commit, with the LSN of the
-//! last plan it includes; the records after it, consecutive from the start of the file, are
-//! applied again. A record is valid when its magic, store id, length and CRC-32 check out and
-//! its LSN follows the one before: a record torn by a crash was never acknowledged (its sync had
-//! not returned), and the bytes after the last record of the current pass are the previous
+//! the start; when the next one does not fit, its plan is committed to redb durably instead,
+//! with every plan not yet written there (a checkpoint), and the journal starts over at offset
+//! 0. The file is small (`JOURNAL_BYTES`): checkpoints come often and stay short. Every record
+//! carries its plan's number (LSN), which redb also stores in the same transaction as the plan.
+//! On open, redb holds its last durable commit, with the LSN of the last plan it includes; the
+//! records after it, consecutive from the start of the file, are applied again. A record is
+//! valid when its magic, store id, length and CRC-32 check out and its LSN follows the one
+//! before: a record torn by a crash was never acknowledged (its sync had not returned), and the
+//! bytes after the last record of the current pass are the previous
 //! pass's, whose LSNs are lower, so the scan stops there.
 
 use std::io::Read;
@@ -29,7 +29,7 @@ use std::path::Path;
 use super::StoreError;
 
 /// Size of the journal file: a few dozen commits of a one-message turn between checkpoints. A
-/// checkpoint syncs every page redb held since the last one, and the next turns wait for it: with
+/// checkpoint writes the plans since the last one to redb and syncs every page they touched, and the next turns wait for it: with
 /// 8 MiB (thousands of commits) that took 70-90 ms in the e2e bench, once a round, the worst
 /// stall of the run; with 64 KiB each one is short and the median commit stays the journal's.
 /// A plan larger than this (a busy turn's group commit) goes to redb durably, as before.

@@ -2,8 +2,8 @@
 //! (`<data_dir>/supra.journal`, see `journal`).
 //!
 //! The engines' records are appended to per-stream and per-channel logs; a [`Batch`] gathers every
-//! write of one turn of the broker's loop and commits it at once (its journal record synced, then
-//! one redb transaction), before the actions that follow the records are carried out (persist
+//! write of one turn of the broker's loop and commits it at once (its journal record synced; redb
+//! gets it later, with others, in one transaction), before the actions that follow the records are carried out (persist
 //! before act, with group commit). Logs
 //! are compacted by replacing them with the engine's `snapshot()` in a turn's commit (appended,
 //! then the log's start moved past the old records, which later commits delete a few at a time:
@@ -63,7 +63,7 @@ mod journal;
 mod logs;
 
 pub use commit::{CommitQueue, Committed, Committer, Planned, Pushed};
-use commit::{Target, Writes};
+use commit::{Journaled, Target, Writes};
 use journal::Journal;
 use logs::Logs;
 
@@ -247,19 +247,31 @@ impl Store {
         }
         journal.restart();
         let db = std::sync::Arc::new(db);
-        let target = Target { db: db.clone(), logs, journal: std::sync::Arc::new(std::sync::Mutex::new(journal)) };
+        let target = Target { db: db.clone(), logs, journal: std::sync::Arc::new(std::sync::Mutex::new(Journaled::new(journal))) };
         Ok(Store { db, seller, buyer, target })
     }
 
+    /// A read transaction that sees every plan written so far.
+    fn read(&self) -> Result<redb::ReadTransaction, StoreError> {
+        self.target.applied()?;
+        Ok(self.db.begin_read()?)
+    }
+
+    /// A write transaction of the store's own, after every plan written so far.
+    fn write_txn(&self) -> Result<redb::WriteTransaction, StoreError> {
+        self.target.applied()?;
+        Ok(self.db.begin_write()?)
+    }
+
     fn meta(&self, key: &str) -> Result<Option<u64>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read()?;
         Ok(txn.open_table(META)?.get(key)?.map(|v| v.value()))
     }
 
     /// Binds the state to a chain (its genesis block hash) and a judge the first time; afterwards
     /// refuses to run against another one (the channels recorded here live there).
     pub fn bind_chain(&mut self, genesis: &[u8; 32], judge: &[u8; 20]) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         {
             let mut table = txn.open_table(CHAIN)?;
             for (key, value) in [("genesis", &genesis[..]), ("judge", &judge[..])] {
@@ -281,7 +293,7 @@ impl Store {
 
     /// The stream number of a sold topic filter, allocating a new one (never reused) the first time.
     pub fn stream_number(&mut self, topic: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         let number = {
             let mut streams = txn.open_table(STREAMS)?;
             if let Some(n) = streams.get(topic)?.map(|v| v.value()) {
@@ -300,13 +312,13 @@ impl Store {
 
     /// The seller records of stream `number`, in order.
     pub fn seller_records(&mut self, number: u64) -> Result<Vec<SellerRecord>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read()?;
         self.seller.read(&txn, number)
     }
 
     /// Every buyer channel with its index, bought topic and records, in order.
     pub fn buyer_channels(&mut self) -> Result<Vec<StoredChannel>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read()?;
         let channels = txn.open_table(CHANNELS)?;
         let topics = txn.open_table(CHANNEL_TOPICS)?;
         let mut out = Vec::new();
@@ -323,7 +335,7 @@ impl Store {
 
     /// Registers a new buyer channel bought for `topic` and returns its index.
     pub fn add_buyer_channel(&mut self, id: ChannelId, topic: &str) -> Result<u64, StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         let index = {
             let mut meta = txn.open_table(META)?;
             let index = meta.get(NEXT_CHANNEL)?.map_or(0, |v| v.value());
@@ -340,7 +352,7 @@ impl Store {
 
     /// Records an `open` about to be sent for `id` (before the transaction).
     pub fn opening(&mut self, id: ChannelId, offer: &Offer, sig: &Signature) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         txn.open_table(OPENING)?.insert(id.0.to_be_bytes::<32>().as_slice(), encode_opening(offer, sig).as_slice())?;
         txn.commit()?;
         Ok(())
@@ -348,7 +360,7 @@ impl Store {
 
     /// Forgets an `open` in flight (it became a channel, or it failed for good).
     pub fn opened(&mut self, id: ChannelId) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         txn.open_table(OPENING)?.remove(id.0.to_be_bytes::<32>().as_slice())?;
         txn.commit()?;
         Ok(())
@@ -356,7 +368,7 @@ impl Store {
 
     /// Opens that were in flight at the last stop: (offer, signature).
     pub fn openings(&self) -> Result<Vec<(Offer, Signature)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read()?;
         let table = txn.open_table(OPENING)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -371,7 +383,7 @@ impl Store {
 
     /// The runtime market entries, by key.
     pub fn market(&self) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read()?;
         let table = txn.open_table(MARKET)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -383,7 +395,7 @@ impl Store {
 
     /// Writes (`Some`) or removes (`None`) a runtime market entry, durably.
     pub fn set_market(&mut self, key: &str, value: Option<&[u8]>) -> Result<(), StoreError> {
-        let txn = self.db.begin_write()?;
+        let txn = self.write_txn()?;
         {
             let mut table = txn.open_table(MARKET)?;
             match value {
@@ -401,7 +413,7 @@ impl Store {
 
     /// Outbox entries not yet handed to local subscribers: (channel index, seq, entry), in order.
     pub fn outbox(&self) -> Result<Vec<(u64, u64, OutboxEntry)>, StoreError> {
-        let txn = self.db.begin_read()?;
+        let txn = self.read()?;
         let table = txn.open_table(OUTBOX)?;
         let mut out = Vec::new();
         for entry in table.iter()? {
@@ -542,7 +554,7 @@ mod tests {
         let dir = temp("crash");
         let mut acked_total = 0;
         // Five kills, each after a different number of commits, through several checkpoints of
-        // a 64 KiB journal (~200 commits each): redb's non-durable commits die with the process.
+        // a 64 KiB journal (~200 commits each): what is not in redb yet lives only in the journal.
         for (round, after) in [150u64, 333, 517, 90, 700].into_iter().enumerate() {
             let mut child = std::process::Command::new(std::env::current_exe().unwrap())
                 .args(["--exact", "store::tests::crash_writer", "--ignored", "--nocapture", "--test-threads=1"])
@@ -642,7 +654,7 @@ mod tests {
 
     /// Records stored for seller log `log`, garbage included.
     fn raw_seller_records(store: &Store, log: u64) -> usize {
-        let txn = store.db.begin_read().unwrap();
+        let txn = store.read().unwrap();
         let table = txn.open_table(SELLER_LOG).unwrap();
         table.range((log, 0)..=(log, u64::MAX)).unwrap().count()
     }
@@ -762,6 +774,54 @@ mod tests {
         expected.extend([2, 3]);
         assert_eq!(nonces(store.seller_records(0).unwrap()), expected);
         drop(queue);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A plan waits in the journal, not in redb, until a checkpoint or until the store reads or
+    /// writes redb itself; a reopen without either (as after a crash) finds it in the journal.
+    #[test]
+    fn plans_reach_redb_at_a_checkpoint_or_before_the_store_reads_and_a_reopen_replays_the_rest() {
+        let dir = temp("unapplied");
+        let mut store = Store::open_with_journal(&dir, 1 << 20).unwrap();
+        for next in 0..10 {
+            one_record(&mut store, next);
+        }
+        let mut batch = Batch::default();
+        batch.outbox(0, 1, Publication::plain("t", b"x".to_vec()));
+        batch.cursor(77);
+        store.commit(batch).unwrap();
+        assert_eq!(store.target.unapplied(), 11, "eleven commits, none of them a redb transaction");
+        // Reads see every plan written, in order.
+        assert_eq!(store.chain_cursor().unwrap(), Some(77));
+        assert_eq!(store.target.unapplied(), 0);
+        assert_eq!(nonces(store.seller_records(0).unwrap()), (0..10).collect::<Vec<_>>());
+        assert_eq!(store.outbox().unwrap().len(), 1);
+        // More plans, then the store is dropped with them unapplied: the journal has them.
+        for next in 10..15 {
+            one_record(&mut store, next);
+        }
+        forget(&mut store, 1);
+        assert_eq!(store.target.unapplied(), 6);
+        drop(store);
+        let mut store = Store::open_with_journal(&dir, 1 << 20).unwrap();
+        assert_eq!(nonces(store.seller_records(0).unwrap()), (0..15).collect::<Vec<_>>());
+        assert!(store.outbox().unwrap().is_empty());
+        drop(store);
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        // A small journal: its checkpoints write what waited, and what follows waits again.
+        let dir = temp("unapplied-small");
+        let mut store = Store::open_with_journal(&dir, 2 << 10).unwrap();
+        let mut most = 0;
+        for next in 0..100 {
+            one_record(&mut store, next);
+            most = most.max(store.target.unapplied());
+        }
+        assert!(most > 1 && most < 100, "{most} plans waited at most");
+        drop(store);
+        let mut store = Store::open_with_journal(&dir, 2 << 10).unwrap();
+        assert_eq!(nonces(store.seller_records(0).unwrap()), (0..100).collect::<Vec<_>>());
+        drop(store);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
