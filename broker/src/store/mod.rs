@@ -3,11 +3,10 @@
 //!
 //! The engines' records are appended to per-stream and per-channel logs; a [`Batch`] gathers every
 //! write of one turn of the broker's loop and commits it at once (its journal record synced; redb
-//! gets it later, with others, in one transaction), before the actions that follow the records are carried out (persist
-//! before act, with group commit). Logs
-//! are compacted by replacing them with the engine's `snapshot()` in a turn's commit (appended,
-//! then the log's start moved past the old records, which later commits delete a few at a time:
-//! see `Logs`).
+//! gets it later, with others, in one transaction), before the actions that follow the records
+//! are carried out (persist before act, with group commit). Logs are compacted by replacing them
+//! with the engine's `snapshot()` in a turn's commit (appended, then the log's start moved past
+//! the old records, which later commits delete a few at a time: see `Logs`).
 //!
 //! Besides the logs: the sold topics' stream numbers (never reused), the buyer's outbox of
 //! delivered plaintexts not yet handed to local subscribers, channel opens in flight (written
