@@ -244,9 +244,10 @@ async fn measure(name: &str, publish_to: SocketAddr, subscribe_at: SocketAddr, t
     let mut subscriber = Subscriber::connect(subscribe_at, "bench-sub", filter_out, Duration::from_secs(10)).await.expect("subscriber");
     let publisher = Publisher::connect(publish_to, "bench-pub", Duration::from_secs(10)).await.expect("publisher");
     let base = Instant::now();
-    if let Ok(dir) = std::env::var("SUPRA_BENCH_SAMPLES") {
+    let samples_dir = std::env::var_os("SUPRA_BENCH_SAMPLES").map(std::path::PathBuf::from);
+    if let Some(dir) = &samples_dir {
         let unix = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_micros();
-        let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{name}-base.txt")), unix.to_string());
+        let _ = std::fs::write(dir.join(format!("{name}-base.txt")), unix.to_string());
     }
 
     // Throughput: everything at once (the clients keep up to 1000 QoS 1 publishes in flight).
@@ -279,9 +280,9 @@ async fn measure(name: &str, publish_to: SocketAddr, subscribe_at: SocketAddr, t
         let (back, l, samples) = paced(publisher, &mut subscriber, topic_in, base, LATENCY_RATE, LATENCY_MESSAGES).await;
         let (disk, stalls) = probe.finish();
         let clear = clear_of(&samples, &stalls);
-        if let Ok(dir) = std::env::var("SUPRA_BENCH_SAMPLES") {
+        if let Some(dir) = &samples_dir {
             let lines: String = samples.iter().map(|(sent, l)| format!("{sent}\t{l}\n")).collect();
-            let _ = std::fs::write(std::path::Path::new(&dir).join(format!("{name}-{}.tsv", r + 1)), lines);
+            let _ = std::fs::write(dir.join(format!("{name}-{}.tsv", r + 1)), lines);
         }
         publisher = back;
         println!(

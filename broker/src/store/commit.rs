@@ -154,6 +154,15 @@ impl Journaled {
     pub(super) fn new(journal: Journal) -> Journaled {
         Journaled { journal, unapplied: Vec::new() }
     }
+
+    /// Writes the unapplied plans inside `txn`, in order (the caller clears them once it is
+    /// committed).
+    fn write_unapplied(&self, txn: &redb::WriteTransaction, logs: (LogTables, LogTables)) -> Result<(), StoreError> {
+        for (lsn, writes) in &self.unapplied {
+            writes.write(txn, logs, *lsn)?;
+        }
+        Ok(())
+    }
 }
 
 impl Target {
@@ -175,9 +184,7 @@ impl Target {
             return Ok(());
         }
         let txn = self.db.begin_write()?;
-        for (lsn, earlier) in &state.unapplied {
-            earlier.write(&txn, self.logs, *lsn)?;
-        }
+        state.write_unapplied(&txn, self.logs)?;
         writes.write(&txn, self.logs, lsn)?;
         blocking(|| txn.commit())?;
         state.unapplied.clear();
@@ -196,9 +203,7 @@ impl Target {
         }
         let mut txn = self.db.begin_write()?;
         txn.set_durability(redb::Durability::None).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        for (lsn, writes) in &state.unapplied {
-            writes.write(&txn, self.logs, *lsn)?;
-        }
+        state.write_unapplied(&txn, self.logs)?;
         txn.commit()?;
         state.unapplied.clear();
         Ok(())

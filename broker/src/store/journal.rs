@@ -19,8 +19,8 @@
 //! records after it, consecutive from the start of the file, are applied again. A record is
 //! valid when its magic, store id, length and CRC-32 check out and its LSN follows the one
 //! before: a record torn by a crash was never acknowledged (its sync had not returned), and the
-//! bytes after the last record of the current pass are the previous
-//! pass's, whose LSNs are lower, so the scan stops there.
+//! bytes after the last record of the current pass are the previous pass's, whose LSNs are
+//! lower, so the scan stops there.
 
 use std::io::Read;
 use std::os::unix::fs::FileExt;
@@ -29,10 +29,11 @@ use std::path::Path;
 use super::StoreError;
 
 /// Size of the journal file: a few dozen commits of a one-message turn between checkpoints. A
-/// checkpoint writes the plans since the last one to redb and syncs every page they touched, and the next turns wait for it: with
-/// 8 MiB (thousands of commits) that took 70-90 ms in the e2e bench, once a round, the worst
-/// stall of the run; with 64 KiB each one is short and the median commit stays the journal's.
-/// A plan larger than this (a busy turn's group commit) goes to redb durably, as before.
+/// checkpoint writes the plans since the last one to redb and syncs every page they touched, and
+/// the next turns wait for it: with 8 MiB (thousands of commits) that took 70-90 ms in the e2e
+/// bench, once a round, the worst stall of the run; with 64 KiB each one is short and the median
+/// commit stays the journal's. A plan larger than this (a busy turn's group commit) goes to redb
+/// durably, as before.
 pub const JOURNAL_BYTES: u64 = 64 << 10;
 
 /// `SUPJ`: the first bytes of every record.
