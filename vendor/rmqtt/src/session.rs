@@ -352,6 +352,16 @@ impl SessionState {
 
         loop {
             log::debug!("{:?} tokio::select! loop", state.id);
+            // supra patch: PUBLISH and PUBACK packets are only buffered (`Sink::feed`); they are
+            // written out together once the loop has nothing more at hand: no byte of the
+            // client's next packet read yet, and no delivery it may take now. (With a message
+            // rate limit, which supra does not set, a queued delivery may wait for the limiter,
+            // and the buffer with it, at most one replenish period.)
+            let more_deliveries =
+                !deliver_queue_tx.is_empty() && state.out_inflight().read().await.has_credit();
+            if !more_deliveries && !sink.has_buffered_input() {
+                sink.flush().await?;
+            }
             deliver_timeout_delay.as_mut().reset(
                 Instant::now()
                     + state
