@@ -1493,10 +1493,10 @@ where
     }
 
     /// Encodes `packet` into the connection's write buffer without writing it out (supra patch):
-    /// PUBLISH and PUBACK packets go out together, one write for all those a turn of the
-    /// session's loop produced, when `flush_if_idle` finds nothing else to do (a write per
-    /// packet was 7 % of the e2e bench's CPU at full rate). The buffer is written out on its own past its
-    /// backpressure boundary, and by every other packet's `send`.
+    /// PUBLISH and PUBACK packets go out together, one write for all that the session's loop
+    /// produced before it ran out of work at hand (`run_loop` calls `flush` then; a write per
+    /// packet was 7 % of the e2e bench's CPU at full rate). The buffer is also written out on
+    /// its own past its backpressure boundary, by every other packet's `send`, and by `close`.
     async fn feed(&mut self, packet: rmqtt_codec::MqttPacket) -> Result<()> {
         use futures::SinkExt as _;
         let (io, send_timeout) = match self {
