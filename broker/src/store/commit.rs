@@ -54,10 +54,10 @@ impl LogOps {
         for (log, start) in &self.starts {
             starts.insert(*log, *start)?;
         }
+        // One scan per range (redb's retain_in walks the leaves once), not a descent from the
+        // root per record: a compaction's garbage is whole runs of a log.
         for (log, from, to) in &self.garbage {
-            for n in *from..*to {
-                table.remove((*log, n))?;
-            }
+            table.retain_in((*log, *from)..(*log, *to), |_, _| false)?;
         }
         Ok(())
     }
