@@ -433,10 +433,7 @@ mod tests {
             "bafaf097e6",
         ]
         .concat();
-        let golden1 = [
-            "01000000000000000100008aed238ce43c0a98ffcb1929b2019977899b107567",
-        ]
-        .concat();
+        let golden1 = "01000000000000000100008aed238ce43c0a98ffcb1929b2019977899b107567";
         let mut s = Sealer::new(&seller, stream);
         s.set_members(members(&[&b1]));
         let p0 = s.seal(0, b"hello").unwrap();
@@ -445,7 +442,7 @@ mod tests {
         assert_eq!(alloy_primitives::hex::encode(&p1), golden1);
         let mut o = Opener::new();
         let old0 = alloy_primitives::hex::decode(&golden0).unwrap();
-        let old1 = alloy_primitives::hex::decode(&golden1).unwrap();
+        let old1 = alloy_primitives::hex::decode(golden1).unwrap();
         assert_eq!(o.open(&b1, &stream, 0, &old0).unwrap().0, b"hello");
         assert_eq!(o.open(&b1, &stream, 1, &old1).unwrap().0, b"world");
     }
