@@ -36,6 +36,10 @@ use super::StoreError;
 /// durably, as before.
 pub const JOURNAL_BYTES: u64 = 64 << 10;
 
+/// A record's write and sync that took longer than this is logged: 0.15-0.4 ms is usual, and a
+/// stall of the disk shows here first.
+const SLOW_SYNC: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// `SUPJ`: the first bytes of every record.
 const MAGIC: u32 = 0x5355_504A;
 /// magic, store id, LSN, payload length, CRC-32 of (store id, LSN, length, payload).
@@ -147,8 +151,14 @@ impl Journal {
             self.record[at..at + field.len()].copy_from_slice(field);
             at += field.len();
         }
+        let started = std::time::Instant::now();
         self.file.write_all_at(&self.record, self.offset).map_err(io)?;
         self.file.sync_data().map_err(io)?;
+        let took = started.elapsed();
+        if took > SLOW_SYNC {
+            // Said apart from the turn's own "slow commit": the disk, not the broker, held it.
+            tracing::warn!("store: a journal record's write and sync took {:.1} ms (the disk was slow)", took.as_secs_f64() * 1e3);
+        }
         self.offset += total;
         Ok((lsn, true))
     }
