@@ -156,8 +156,9 @@ impl Journal {
         self.file.sync_data().map_err(io)?;
         let took = started.elapsed();
         if took > SLOW_SYNC {
-            // Said apart from the turn's own "slow commit": the disk, not the broker, held it.
-            tracing::warn!("store: a journal record's write and sync took {:.1} ms (the disk was slow)", took.as_secs_f64() * 1e3);
+            // Said apart from the turn's own "slow commit": the disk held it, unless the thread
+            // waited that long for a core.
+            tracing::warn!("store: a journal record's write and sync took {:.1} ms (a slow disk, or no core free for this thread)", took.as_secs_f64() * 1e3);
         }
         self.offset += total;
         Ok((lsn, true))
