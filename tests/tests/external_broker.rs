@@ -73,7 +73,7 @@ async fn beside_two_mosquittos_a_supra_crash_and_a_mosquitto_restart_lose_nothin
     // At-least-once: a message repeats only if supra A died between committing it and its
     // PUBACK (sold again: one more seq, paid), or if mosquitto B's restart made it resend.
     eprintln!("800 published, {sold} sold, {} received twice or more: {repeated:?}", repeated.len());
-    assert!(sold >= 800 && sold - 800 <= 64, "A sold {sold}: at most a window more than published");
+    assert!(sold >= 800 && sold - 800 <= 64, "A sold {sold}: at most a window more than published\nseller:\n{}\nbuyer:\n{}", a.log(), b.log());
 
     // B pays exactly what A sold.
     b.close(channel);
