@@ -6,14 +6,16 @@
 //!   PUBACKs each publish only once the node has committed what it made of it (the signed message),
 //!   so a crash never loses a publish the external broker was told was received: the broker
 //!   redelivers it to the persistent session. The window is the other way round: a crash after the
-//!   commit and before the PUBACK sells that message twice (at-least-once).
+//!   commit and before the PUBACK sells that message twice (at-least-once). A reconnect does not:
+//!   the broker's retransmission (DUP, same packet id) of a publish the node already took is not
+//!   handed over again (see `State::intake`).
 //! - **Buyer side**: bought messages are republished at QoS 1, and each leaves the durable outbox
 //!   only after the external broker's PUBACK.
 //! - The session is persistent (clean start off, session expiry a week), subscriptions use No
 //!   Local (Supra never buys back what it republished) and Retain As Published, and retained
 //!   messages are sent only for new subscriptions (a reconnect does not sell them again).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,7 +58,61 @@ struct State {
     /// QoS 1 sold publishes not yet acknowledged to the broker, with their rank among those
     /// handed to the node.
     to_ack: VecDeque<(u64, Publish)>,
+    /// Packet ids of sold publishes acknowledged (handed to the client) since that id last came
+    /// with a new publish. After a reconnect the broker retransmits what it has no PUBACK for,
+    /// and rumqttc drops the PUBACKs it had not written yet when the connection broke.
+    acked: HashSet<u16>,
     connected: bool,
+}
+
+/// What a sold publish from the external broker is to the node.
+#[derive(Debug, PartialEq)]
+enum Intake {
+    /// New: handed to the node, with its rank among those handed over.
+    New(u64),
+    /// The broker's retransmission (DUP) of one the node took and has not committed yet: its
+    /// PUBACK follows the commit, as the first one's would have.
+    Pending,
+    /// The retransmission of one the node committed and acknowledged, whose PUBACK the broker
+    /// never got (the connection broke first): acknowledged again, not sold again.
+    AckAgain,
+}
+
+impl State {
+    /// Takes a sold publish: new, or the retransmission of one already taken (a packet id is not
+    /// reused for a new publish before its PUBACK, and a retransmission has DUP set).
+    fn intake(&mut self, publish: &Publish) -> Intake {
+        if publish.qos != QoS::AtMostOnce {
+            if publish.dup {
+                if self.to_ack.iter().any(|(_, p)| p.pkid == publish.pkid) {
+                    return Intake::Pending;
+                }
+                if self.acked.contains(&publish.pkid) {
+                    return Intake::AckAgain;
+                }
+            }
+            self.acked.remove(&publish.pkid);
+        }
+        let rank = self.handed_to_node;
+        self.handed_to_node += 1;
+        if publish.qos != QoS::AtMostOnce {
+            self.to_ack.push_back((rank, publish.clone()));
+        }
+        Intake::New(rank)
+    }
+
+    /// The publishes of rank below `taken` are committed: those of them now acknowledged
+    /// (`ack` succeeded) leave `to_ack`; stops at the first `ack` that fails (tried again later).
+    fn acknowledge(&mut self, taken: u64, mut ack: impl FnMut(&Publish) -> bool) {
+        while self.to_ack.front().is_some_and(|(rank, _)| *rank < taken) {
+            let Some((rank, publish)) = self.to_ack.pop_front() else { break };
+            if !ack(&publish) {
+                self.to_ack.push_front((rank, publish));
+                break;
+            }
+            self.acked.insert(publish.pkid);
+        }
+    }
 }
 
 fn lock(state: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
@@ -144,15 +200,8 @@ impl ExternalMqtt {
     /// The node has durably committed what it made of the first `taken` publishes it received:
     /// acknowledge them to the external broker.
     pub fn committed(&self, taken: u64) {
-        let mut state = lock(&self.state);
-        while state.to_ack.front().is_some_and(|(rank, _)| *rank < taken) {
-            let Some((rank, publish)) = state.to_ack.pop_front() else { break };
-            if self.client.try_ack(&publish).is_err() {
-                // The request queue is full: try again after the next commit.
-                state.to_ack.push_front((rank, publish));
-                break;
-            }
-        }
+        // A full request queue: tried again after the next commit.
+        lock(&self.state).acknowledge(taken, |publish| self.client.try_ack(publish).is_ok());
     }
 
     /// Waits (a few seconds at most) for the broker's PUBACKs of every republished message, then
@@ -201,15 +250,16 @@ async fn run(mut eventloop: EventLoop, client: AsyncClient, subscriptions: Vec<F
                     let _ = client.try_ack(&publish);
                     continue;
                 };
-                let mut s = lock(&state);
-                let rank = s.handed_to_node;
-                s.handed_to_node += 1;
-                if publish.qos != QoS::AtMostOnce {
-                    s.to_ack.push_back((rank, publish));
+                let intake = lock(&state).intake(&publish);
+                match intake {
+                    // A stopped node never acknowledges it: the broker keeps it for the next run.
+                    Intake::New(_) => drop(publishes.send(publication)),
+                    Intake::Pending => tracing::debug!("external MQTT broker {url}: publish {} again, still being committed", publish.pkid),
+                    Intake::AckAgain => {
+                        tracing::debug!("external MQTT broker {url}: publish {} again, acknowledged again", publish.pkid);
+                        let _ = client.try_ack(&publish);
+                    }
                 }
-                drop(s);
-                // A stopped node never acknowledges it: the broker keeps it for the next run.
-                let _ = publishes.send(publication);
             }
             Ok(Event::Outgoing(Outgoing::Publish(pkid))) if pkid != 0 => {
                 let mut s = lock(&state);
@@ -270,4 +320,81 @@ fn from_mqtt(publish: &Publish) -> Option<Publication> {
         properties,
         received_at_ms: now_ms(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn publish(pkid: u16, dup: bool) -> Publish {
+        let mut p = Publish::new("sensors/t", QoS::AtLeastOnce, vec![pkid as u8], None);
+        p.pkid = pkid;
+        p.dup = dup;
+        p
+    }
+
+    /// After a reconnect the broker sends again, with DUP and the same packet id, every publish it
+    /// has no PUBACK for: those the node is still committing, and those whose PUBACK rumqttc
+    /// dropped with the broken connection. Handing them to the node again sold each one twice.
+    #[test]
+    fn a_retransmission_after_a_reconnect_is_not_sold_again() {
+        let mut state = State::default();
+        for pkid in 1..=4 {
+            assert_eq!(state.intake(&publish(pkid, false)), Intake::New(u64::from(pkid) - 1));
+        }
+        // The node committed the first two; their PUBACKs were queued, then the connection broke.
+        let mut sent = Vec::new();
+        state.acknowledge(2, |p| {
+            sent.push(p.pkid);
+            true
+        });
+        assert_eq!(sent, vec![1, 2]);
+        // The broker resends all four.
+        assert_eq!(state.intake(&publish(1, true)), Intake::AckAgain);
+        assert_eq!(state.intake(&publish(2, true)), Intake::AckAgain);
+        assert_eq!(state.intake(&publish(3, true)), Intake::Pending);
+        assert_eq!(state.intake(&publish(4, true)), Intake::Pending);
+        assert_eq!(state.handed_to_node, 4, "nothing handed to the node twice");
+        // 3 and 4 are acknowledged once committed, as ranks 2 and 3.
+        sent.clear();
+        state.acknowledge(4, |p| {
+            sent.push(p.pkid);
+            true
+        });
+        assert_eq!(sent, vec![3, 4]);
+        assert!(state.to_ack.is_empty());
+    }
+
+    #[test]
+    fn a_packet_id_used_again_for_a_new_publish_is_a_new_message() {
+        let mut state = State::default();
+        assert_eq!(state.intake(&publish(7, false)), Intake::New(0));
+        state.acknowledge(1, |_| true);
+        // The broker got the PUBACK and gives the id to the next publish (DUP clear): new.
+        assert_eq!(state.intake(&publish(7, false)), Intake::New(1));
+        // Its own retransmission is that one, still being committed, not the first one.
+        assert_eq!(state.intake(&publish(7, true)), Intake::Pending);
+        // A retransmission of an id never seen (the previous run took it, then crashed before
+        // its PUBACK): sold again, the crash window the module's doc states.
+        assert_eq!(state.intake(&publish(9, true)), Intake::New(2));
+    }
+
+    #[test]
+    fn an_acknowledgement_that_cannot_be_queued_is_tried_again_later() {
+        let mut state = State::default();
+        for pkid in 1..=3 {
+            state.intake(&publish(pkid, false));
+        }
+        let mut room = 1;
+        state.acknowledge(3, |_| {
+            room -= 1;
+            room >= 0
+        });
+        assert_eq!(state.to_ack.iter().map(|(_, p)| p.pkid).collect::<Vec<_>>(), vec![2, 3]);
+        // Not acknowledged, so a retransmission of 2 is still pending, not acknowledged again.
+        assert_eq!(state.intake(&publish(2, true)), Intake::Pending);
+        state.acknowledge(3, |_| true);
+        assert!(state.to_ack.is_empty());
+        assert_eq!(state.intake(&publish(2, true)), Intake::AckAgain);
+    }
 }
